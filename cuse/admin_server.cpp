@@ -1,0 +1,678 @@
+#include "admin_server.h"
+
+#include <boost/asio/buffers_iterator.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <unordered_set>
+#include <vector>
+
+namespace ioasid::daemon {
+
+namespace {
+
+using boost::asio::local::stream_protocol;
+using json = nlohmann::json;
+
+// Replies are built from daemon and client data (process names, error texts) that
+// need not be UTF-8; dump() would throw on those, so bad bytes become U+FFFD.
+std::string to_line(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+std::string errno_name(int code) {
+  const char* name = strerrorname_np(code);
+  return name ? name : fmt::format("E{}", code);
+}
+
+json ok_reply(json result) { return json{{"ok", true}, {"result", std::move(result)}}; }
+
+json error_reply(const Error& error) {
+  return json{{"ok", false}, {"error", error.why}, {"errno", errno_name(error.code)}};
+}
+
+// A request field that must be an unsigned 32-bit number.
+Result<uint32_t> u32_field(const json& request, const char* name) {
+  auto it = request.find(name);
+  if (it == request.end()) return fail(EINVAL, "missing field \"{}\"", name);
+  if (!it->is_number_unsigned() || it->get<uint64_t>() > std::numeric_limits<uint32_t>::max())
+    return fail(EINVAL, "field \"{}\" must be an integer in 0..4294967295", name);
+  return it->get<uint32_t>();
+}
+
+constexpr const char* kFeatureNames[] = {"PASID",          "NESTING", "BIND_PGTBL",
+                                         "CACHE_INVLD",    "PAGE_RESP", "DIRTY_TRACKING",
+                                         "GPASID",         "MAP_FILE",  "SIOV"};
+
+json feature_names(uint32_t features) {
+  json names = json::array();
+  for (uint32_t bit = 0; bit < 32; ++bit) {
+    if (!(features & (1u << bit))) continue;
+    names.push_back(bit < std::size(kFeatureNames) ? std::string(kFeatureNames[bit])
+                                                   : fmt::format("BIT{}", bit));
+  }
+  return names;
+}
+
+const char* state_name(PasidState state) {
+  switch (state) {
+    case PasidState::Idle: return "idle";
+    case PasidState::Active: return "active";
+    case PasidState::FreePending: return "free_pending";
+  }
+  return "unknown";
+}
+
+// The client's command name, for the contexts table. Best effort: "" if it is gone.
+std::string process_name(pid_t pid) {
+  if (pid <= 0) return {};
+  std::ifstream file(fmt::format("/proc/{}/comm", pid));
+  std::string name;
+  std::getline(file, name);
+  return name;
+}
+
+// The supplementary groups the peer process really has (setgroups may have dropped
+// some it is configured for), from /proc/<pid>/status; if that cannot be read, the
+// groups the account is configured for.
+std::vector<gid_t> peer_groups(const ucred& peer) {
+  std::vector<gid_t> groups;
+  if (peer.pid > 0) {
+    std::ifstream status(fmt::format("/proc/{}/status", peer.pid));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("Groups:", 0) != 0) continue;
+      std::istringstream numbers(line.substr(7));
+      for (gid_t gid; numbers >> gid;) groups.push_back(gid);
+      return groups;
+    }
+  }
+  passwd entry{};
+  passwd* found = nullptr;
+  std::vector<char> scratch(16384);
+  if (getpwuid_r(peer.uid, &entry, scratch.data(), scratch.size(), &found) != 0 || !found)
+    return groups;
+  int count = 64;
+  groups.resize(count);
+  if (getgrouplist(found->pw_name, peer.gid, groups.data(), &count) < 0) {
+    groups.resize(count);
+    if (getgrouplist(found->pw_name, peer.gid, groups.data(), &count) < 0) count = 0;
+  }
+  groups.resize(count);
+  return groups;
+}
+
+std::string group_label(gid_t gid) {
+  group entry{};
+  group* found = nullptr;
+  std::vector<char> scratch(16384);
+  if (getgrgid_r(gid, &entry, scratch.data(), scratch.size(), &found) == 0 && found)
+    return fmt::format("{} ({})", found->gr_name, gid);
+  return std::to_string(gid);
+}
+
+struct CommandHelp {
+  const char* cmd;
+  const char* args;
+  const char* about;
+};
+
+constexpr CommandHelp kCommands[] = {
+    {"status", "", "engine counters and daemon facts (frontend, node, pid, netlink)"},
+    {"contexts", "", "open files of the node: id, client pid/uid/gid/comm, quota, PASIDs"},
+    {"pasids", "", "allocated PASIDs: owner context, gpasid, state, refcount"},
+    {"set-quota", "\"context\":N, \"quota\":Q", "set a context's PASID quota"},
+    {"events", "", "turn this connection into an event stream (one event JSON per line)"},
+    {"help", "", "this list"},
+};
+
+}  // namespace
+
+class AdminSession;
+
+struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
+  Impl(boost::asio::io_context& io, uapi::Service& service, EventRelay& relay, AdminConfig config,
+       DaemonInfo daemon_info)
+      : io(io), service(service), relay(relay), config(std::move(config)),
+        daemon_info(std::move(daemon_info)), acceptor(io), accept_retry(io) {}
+
+  // Everything below runs with `mutex` held.
+  void accept_next();
+  void on_accept(const boost::system::error_code& error, stream_protocol::socket socket);
+  Result<void> authorize(const ucred& peer) const;
+  json handle(AdminSession& session, const json& request);
+  void broadcast(const std::string& event_json);
+  void close_all();
+
+  Result<json> status() const;
+  json contexts() const;
+  json pasids() const;
+
+  boost::asio::io_context& io;
+  uapi::Service& service;
+  EventRelay& relay;
+  const AdminConfig config;
+  const DaemonInfo daemon_info;
+
+  std::mutex mutex;
+  stream_protocol::acceptor acceptor;
+  boost::asio::steady_timer accept_retry;  // after EMFILE and friends, instead of spinning
+  std::unordered_set<std::shared_ptr<AdminSession>> sessions;
+  bool running = false;
+  bool owns_path = false;  // we bound the socket file, so stop() unlinks it
+  uint64_t next_session_id = 1;
+  uint64_t refused = 0;
+};
+
+// One connection. Requests are answered in order; the next request is read only
+// once the previous reply is written, so a client that does not read cannot make
+// the daemon queue replies. After `events` the session only writes (input is read
+// and ignored, to notice the close).
+class AdminSession : public std::enable_shared_from_this<AdminSession> {
+ public:
+  AdminSession(std::shared_ptr<AdminServer::Impl> server, stream_protocol::socket socket,
+               uint64_t id, ucred peer)
+      : server_(std::move(server)), socket_(std::move(socket)),
+        input_(AdminServer::kMaxLineBytes + 1), id_(id), peer_(peer) {}
+
+  // All members are called with server_->mutex held.
+  void start_reading();
+  void send(const json& reply) { push(std::make_shared<const std::string>(to_line(reply))); }
+  void send_event(const std::shared_ptr<const std::string>& line);
+  void close_after_flush();
+  void close();
+
+  void begin_streaming() { streaming_ = true; }
+  bool streaming() const { return streaming_; }
+  uint64_t id() const { return id_; }
+  const ucred& peer() const { return peer_; }
+
+ private:
+  static constexpr size_t kMaxGather = 64;  // lines per write call
+
+  void on_read(const boost::system::error_code& error, size_t length);
+  void handle_line(std::string line);
+  void push(std::shared_ptr<const std::string> line);
+  void flush();
+  void on_written(const boost::system::error_code& error);
+
+  std::shared_ptr<AdminServer::Impl> server_;  // dropped from server_->sessions on close
+  stream_protocol::socket socket_;
+  boost::asio::streambuf input_;  // max size bounds a request line
+  std::deque<std::shared_ptr<const std::string>> outbox_;
+  size_t in_flight_ = 0;  // lines of outbox_ handed to the current write
+  const uint64_t id_;
+  const ucred peer_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool read_after_flush_ = false;
+  bool close_after_flush_ = false;
+  bool closed_ = false;
+  bool streaming_ = false;
+  uint64_t lost_unreported_ = 0;  // events dropped since the last {"event":"events_lost"} line
+  uint64_t lost_total_ = 0;
+};
+
+// ---------------------------------------------------------------- session
+
+void AdminSession::start_reading() {
+  if (closed_ || reading_ || close_after_flush_) return;
+  reading_ = true;
+  boost::asio::async_read_until(
+      socket_, input_, '\n',
+      [self = shared_from_this()](const boost::system::error_code& error, size_t length) {
+        std::lock_guard lock(self->server_->mutex);
+        self->reading_ = false;
+        self->on_read(error, length);
+      });
+}
+
+void AdminSession::on_read(const boost::system::error_code& error, size_t length) {
+  if (closed_) return;
+  if (error == boost::asio::error::not_found) {  // the buffer filled without a newline
+    spdlog::warn("admin: session {} (uid {} pid {}) sent a line over {} bytes; closing", id_,
+                 peer_.uid, peer_.pid, AdminServer::kMaxLineBytes);
+    send(error_reply(fail(EMSGSIZE, "request line longer than {} bytes",
+                          AdminServer::kMaxLineBytes)));
+    close_after_flush();
+    return;
+  }
+  if (error == boost::asio::error::eof && !streaming_ && input_.size() > 0) {
+    // A last request without its newline (printf '...' | nc -U): answer it.
+    auto data = input_.data();
+    std::string line(boost::asio::buffers_begin(data), boost::asio::buffers_end(data));
+    input_.consume(input_.size());
+    handle_line(std::move(line));
+    close_after_flush();
+    return;
+  }
+  if (error == boost::asio::error::eof && !streaming_) {
+    close_after_flush();  // the client half-closed: write what is pending, then close
+    return;
+  }
+  if (error) {
+    if (error != boost::asio::error::operation_aborted && error != boost::asio::error::eof)
+      spdlog::debug("admin: session {} read: {}", id_, error.message());
+    close();
+    return;
+  }
+
+  auto data = input_.data();
+  std::string line(boost::asio::buffers_begin(data), boost::asio::buffers_begin(data) + length - 1);
+  input_.consume(length);
+  if (streaming_) {  // input is ignored on an event stream; keep reading to see the close
+    start_reading();
+    return;
+  }
+  handle_line(std::move(line));
+  if (streaming_ || outbox_.empty())
+    start_reading();
+  else
+    read_after_flush_ = true;
+}
+
+void AdminSession::handle_line(std::string line) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.find_first_not_of(" \t") == std::string::npos) return;  // blank lines: no reply
+  json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded() || !request.is_object()) {
+    send(error_reply(fail(EINVAL, "request is not a JSON object (one per line)")));
+    return;
+  }
+  send(server_->handle(*this, request));
+}
+
+void AdminSession::send_event(const std::shared_ptr<const std::string>& line) {
+  if (closed_ || close_after_flush_) return;
+  if (outbox_.size() >= AdminServer::kMaxQueuedEventLines) {
+    // A slow reader loses events rather than growing the daemon; it is told how many.
+    ++lost_unreported_;
+    ++lost_total_;
+    return;
+  }
+  if (lost_unreported_ != 0) {
+    push(std::make_shared<const std::string>(
+        to_line(json{{"event", "events_lost"}, {"count", lost_unreported_}})));
+    lost_unreported_ = 0;
+  }
+  push(line);
+}
+
+void AdminSession::push(std::shared_ptr<const std::string> line) {
+  if (closed_) return;
+  outbox_.push_back(std::move(line));
+  flush();
+}
+
+void AdminSession::flush() {
+  if (writing_ || closed_ || outbox_.empty()) return;
+  writing_ = true;
+  in_flight_ = std::min(outbox_.size(), kMaxGather);
+  std::vector<boost::asio::const_buffer> buffers;
+  buffers.reserve(in_flight_);
+  for (size_t i = 0; i < in_flight_; ++i) buffers.push_back(boost::asio::buffer(*outbox_[i]));
+  // The strings stay alive in outbox_ until the write completes.
+  boost::asio::async_write(
+      socket_, buffers, [self = shared_from_this()](const boost::system::error_code& error, size_t) {
+        std::lock_guard lock(self->server_->mutex);
+        self->on_written(error);
+      });
+}
+
+void AdminSession::on_written(const boost::system::error_code& error) {
+  writing_ = false;
+  if (closed_) return;
+  if (error) {
+    if (error != boost::asio::error::operation_aborted && error != boost::asio::error::broken_pipe)
+      spdlog::debug("admin: session {} write: {}", id_, error.message());
+    close();
+    return;
+  }
+  outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<ptrdiff_t>(in_flight_));
+  in_flight_ = 0;
+  if (!outbox_.empty()) {
+    flush();
+  } else if (close_after_flush_) {
+    close();
+  } else if (read_after_flush_) {
+    read_after_flush_ = false;
+    start_reading();
+  }
+}
+
+void AdminSession::close_after_flush() {
+  close_after_flush_ = true;
+  if (!writing_ && outbox_.empty()) close();
+}
+
+void AdminSession::close() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ignored;
+  socket_.shutdown(stream_protocol::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  outbox_.clear();
+  if (lost_total_ != 0)
+    spdlog::info("admin: session {} closed; it lost {} event(s) by reading too slowly", id_,
+                 lost_total_);
+  else
+    spdlog::debug("admin: session {} closed", id_);
+  server_->sessions.erase(shared_from_this());
+}
+
+// ---------------------------------------------------------------- server
+
+void AdminServer::Impl::accept_next() {
+  if (!running) return;
+  acceptor.async_accept([self = shared_from_this()](const boost::system::error_code& error,
+                                                    stream_protocol::socket socket) {
+    std::lock_guard lock(self->mutex);
+    self->on_accept(error, std::move(socket));
+  });
+}
+
+void AdminServer::Impl::on_accept(const boost::system::error_code& error,
+                                  stream_protocol::socket socket) {
+  if (!running) return;
+  if (error) {
+    // EMFILE/ENFILE/ENOBUFS would fail again at once: wait a little before retrying.
+    spdlog::warn("admin: accept on {}: {}; retrying in 100 ms", config.path, error.message());
+    accept_retry.expires_after(std::chrono::milliseconds(100));
+    accept_retry.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+      if (e) return;
+      std::lock_guard lock(self->mutex);
+      self->accept_next();
+    });
+    return;
+  }
+
+  ucred peer{};
+  socklen_t length = sizeof peer;
+  const bool have_peer =
+      ::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0;
+  auto session = std::make_shared<AdminSession>(shared_from_this(), std::move(socket),
+                                                next_session_id++, peer);
+  sessions.insert(session);
+
+  Result<void> allowed = have_peer ? authorize(peer)
+                                   : Result<void>(fail(EACCES, "peer credentials unavailable"));
+  if (allowed && sessions.size() > AdminServer::kMaxSessions)
+    allowed = fail(EBUSY, "too many admin connections (limit {})", AdminServer::kMaxSessions);
+  if (!allowed) {
+    ++refused;
+    spdlog::warn("admin: refused connection from uid {} gid {} pid {}: {}", peer.uid, peer.gid,
+                 peer.pid, allowed.error().why);
+    session->send(error_reply(allowed.error()));
+    session->close_after_flush();
+  } else {
+    spdlog::debug("admin: session {} opened by uid {} pid {}", session->id(), peer.uid, peer.pid);
+    session->start_reading();
+  }
+  accept_next();
+}
+
+Result<void> AdminServer::Impl::authorize(const ucred& peer) const {
+  if (peer.uid == 0 || peer.uid == ::geteuid()) return success();
+  if (!config.group)
+    return fail(EACCES, "permission denied: uid {} is not root (the admin socket has no group)",
+                peer.uid);
+  if (peer.gid == *config.group) return success();
+  for (gid_t gid : peer_groups(peer))
+    if (gid == *config.group) return success();
+  return fail(EACCES, "permission denied: uid {} is neither root nor in group {}", peer.uid,
+              group_label(*config.group));
+}
+
+json AdminServer::Impl::handle(AdminSession& session, const json& request) {
+  auto cmd = request.find("cmd");
+  if (cmd == request.end() || !cmd->is_string())
+    return error_reply(fail(EINVAL, "missing string field \"cmd\" (try {{\"cmd\":\"help\"}})"));
+  const std::string& name = cmd->get_ref<const std::string&>();
+  spdlog::debug("admin: session {} (uid {}) cmd {}", session.id(), session.peer().uid, name);
+
+  if (name == "status") {
+    Result<json> result = status();
+    return result ? ok_reply(std::move(*result)) : error_reply(result.error());
+  }
+  if (name == "contexts") return ok_reply(contexts());
+  if (name == "pasids") return ok_reply(pasids());
+  if (name == "set-quota") {
+    Result<uint32_t> context = u32_field(request, "context");
+    if (!context) return error_reply(context.error());
+    Result<uint32_t> quota = u32_field(request, "quota");
+    if (!quota) return error_reply(quota.error());
+    if (Result<void> set = service.set_quota(*context, *quota); !set) return error_reply(set.error());
+    spdlog::info("admin: uid {} pid {} set the PASID quota of context {} to {}", session.peer().uid,
+                 session.peer().pid, *context, *quota);
+    return ok_reply(json{{"context", *context}, {"quota", *quota}});
+  }
+  if (name == "events") {
+    session.begin_streaming();
+    spdlog::info("admin: session {} (uid {} pid {}) streams events", session.id(),
+                 session.peer().uid, session.peer().pid);
+    return ok_reply(json{{"stream", "events"},
+                         {"max_queued", AdminServer::kMaxQueuedEventLines}});
+  }
+  if (name == "help") {
+    json commands = json::array();
+    for (const CommandHelp& help : kCommands)
+      commands.push_back(json{{"cmd", help.cmd}, {"args", help.args}, {"about", help.about}});
+    return ok_reply(json{{"commands", std::move(commands)}});
+  }
+  return error_reply(fail(EINVAL, "unknown command \"{}\" (try {{\"cmd\":\"help\"}})", name));
+}
+
+Result<json> AdminServer::Impl::status() const {
+  const uapi::ServiceStatus s = service.status();
+  size_t streams = 0;
+  for (const auto& session : sessions) streams += session->streaming() ? 1 : 0;
+  json result = {
+      {"api_version", s.api_version},
+      {"features", s.features},
+      {"feature_names", feature_names(s.features)},
+      {"pasid_bits", s.pasid_bits},
+      {"pasid_capacity", s.pasid_capacity},
+      {"pasids_allocated", s.pasids_allocated},
+      {"pasid_quota_available", s.pasid_quota_available},
+      {"default_pasid_quota", s.default_pasid_quota},
+      {"contexts", s.contexts},
+      {"ioctls", s.ioctls},
+      {"ioctl_errors", s.ioctl_errors},
+      {"events_relayed", relay.relayed()},
+      {"events_dropped", relay.dropped()},
+      {"admin_sessions", sessions.size()},
+      {"admin_streams", streams},
+      {"admin_refused", refused},
+  };
+  if (daemon_info) {
+    json extra;
+    try {  // the callback is the daemon's code, but a throw here must not end run()
+      extra = daemon_info();
+    } catch (const std::exception& e) {
+      return fail(EIO, "daemon info failed: {}", e.what());
+    }
+    if (extra.is_object())
+      result.update(extra);
+    else if (!extra.is_null())
+      result["daemon"] = std::move(extra);
+  }
+  return result;
+}
+
+json AdminServer::Impl::contexts() const {
+  json rows = json::array();
+  for (const uapi::ContextInfo& c : service.contexts()) {
+    rows.push_back(json{{"id", c.id},
+                        {"pid", c.client.pid},
+                        {"uid", c.client.uid},
+                        {"gid", c.client.gid},
+                        {"comm", process_name(c.client.pid)},
+                        {"pasid_quota", c.pasid_quota},
+                        {"pasids_allocated", c.pasids_allocated},
+                        {"ioctls", c.ioctls},
+                        {"opened_unix_ns", c.opened_unix_ns}});
+  }
+  return rows;
+}
+
+json AdminServer::Impl::pasids() const {
+  json rows = json::array();
+  for (const uapi::PasidOwnerInfo& p : service.pasids()) {
+    rows.push_back(json{{"pasid", p.pasid},
+                        {"context", p.context},
+                        {"gpasid", p.gpasid ? json(*p.gpasid) : json(nullptr)},
+                        {"state", state_name(p.state)},
+                        {"refcount", p.refcount}});
+  }
+  return rows;
+}
+
+void AdminServer::Impl::broadcast(const std::string& event_json) {
+  std::shared_ptr<const std::string> line;  // built once, shared by every stream
+  for (const auto& session : sessions) {
+    if (!session->streaming()) continue;
+    if (!line) line = std::make_shared<const std::string>(event_json + "\n");
+    session->send_event(line);
+  }
+}
+
+void AdminServer::Impl::close_all() {
+  auto all = std::move(sessions);  // close() erases from `sessions`
+  sessions.clear();
+  for (const auto& session : all) session->close();
+}
+
+// ---------------------------------------------------------------- public face
+
+namespace {
+
+// Removes a socket file left by a daemon that died, but never one a live daemon
+// still serves, nor anything that is not a socket.
+Result<void> remove_stale_socket(const std::string& path) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return success();
+    return fail(errno, "stat {}: {}", path, std::strerror(errno));
+  }
+  if (!S_ISSOCK(st.st_mode)) return fail(EEXIST, "{} exists and is not a socket", path);
+
+  boost::asio::io_context probe_io;
+  stream_protocol::socket probe(probe_io);
+  boost::system::error_code error;
+  probe.connect(stream_protocol::endpoint(path), error);
+  if (!error) return fail(EADDRINUSE, "{} is served by a running daemon", path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return fail(errno, "remove stale {}: {}", path, std::strerror(errno));
+  spdlog::info("admin: removed stale socket {}", path);
+  return success();
+}
+
+}  // namespace
+
+AdminServer::AdminServer(boost::asio::io_context& io, uapi::Service& service, EventRelay& relay,
+                         AdminConfig config, DaemonInfo daemon_info)
+    : impl_(std::make_shared<Impl>(io, service, relay, std::move(config), std::move(daemon_info))) {
+  relay.add_output([weak = std::weak_ptr<Impl>(impl_)](const uapi::Event&, const std::string& json) {
+    auto impl = weak.lock();
+    if (!impl) return;
+    std::lock_guard lock(impl->mutex);
+    if (impl->running) impl->broadcast(json);
+  });
+}
+
+AdminServer::~AdminServer() { stop(); }
+
+const std::string& AdminServer::path() const { return impl_->config.path; }
+
+Result<void> AdminServer::start() {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->running) return success();
+  const std::string& path = impl_->config.path;
+  if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path))
+    return fail(ENAMETOOLONG, "admin socket path \"{}\" is empty or too long", path);
+
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code fs_error;
+  if (!parent.empty() && !std::filesystem::exists(parent, fs_error)) {
+    std::filesystem::create_directories(parent, fs_error);
+    if (fs_error) return fail(fs_error.value(), "create {}: {}", parent.string(), fs_error.message());
+    ::chmod(parent.c_str(), 0755);  // group members must reach the socket inside
+  }
+  IOASID_TRY(remove_stale_socket(path));
+
+  boost::system::error_code error;
+  stream_protocol::acceptor& acceptor = impl_->acceptor;
+  acceptor.open(stream_protocol(), error);
+  if (!error) acceptor.bind(stream_protocol::endpoint(path), error);
+  if (error) {
+    acceptor.close();
+    return fail(error.value(), "bind {}: {}", path, error.message());
+  }
+  impl_->owns_path = true;
+  // SO_PEERCRED is the real check; the mode keeps others from even connecting.
+  const mode_t mode = impl_->config.group ? 0660 : 0600;
+  if (impl_->config.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *impl_->config.group) != 0) {
+    int code = errno;
+    acceptor.close();
+    ::unlink(path.c_str());
+    impl_->owns_path = false;
+    return fail(code, "chown {} to group {}: {}", path, *impl_->config.group, std::strerror(code));
+  }
+  if (::chmod(path.c_str(), mode) != 0) {
+    int code = errno;
+    acceptor.close();
+    ::unlink(path.c_str());
+    impl_->owns_path = false;
+    return fail(code, "chmod {}: {}", path, std::strerror(code));
+  }
+  acceptor.listen(boost::asio::socket_base::max_listen_connections, error);
+  if (error) {
+    acceptor.close();
+    ::unlink(path.c_str());
+    impl_->owns_path = false;
+    return fail(error.value(), "listen {}: {}", path, error.message());
+  }
+
+  impl_->running = true;
+  impl_->accept_next();
+  spdlog::info("admin: listening on {} (mode {:o}{})", path, mode,
+               impl_->config.group ? ", group " + group_label(*impl_->config.group) : "");
+  return success();
+}
+
+void AdminServer::stop() {
+  std::lock_guard lock(impl_->mutex);
+  if (!impl_->running && !impl_->owns_path) return;
+  impl_->running = false;
+  boost::system::error_code ignored;
+  impl_->acceptor.close(ignored);
+  impl_->accept_retry.cancel();
+  impl_->close_all();
+  if (impl_->owns_path) {
+    ::unlink(impl_->config.path.c_str());
+    impl_->owns_path = false;
+  }
+  spdlog::debug("admin: stopped");
+}
+
+}  // namespace ioasid::daemon

@@ -1,0 +1,36 @@
+// A front end owns a libfuse session whose requests reach NodeOps: CUSE (a real
+// character device) or the FUSE fallback (a mount holding one file node).
+#pragma once
+
+#include "base/result.h"
+#include "node_ops.h"
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace ioasid::daemon {
+
+class Frontend {
+ public:
+  virtual ~Frontend() = default;
+  virtual fuse_session* session() const = 0;
+  virtual const std::string& node_path() const = 0;
+  virtual const char* kind() const = 0;  // "cuse" or "fuse"
+};
+
+// Creates /dev/<devname> through /dev/cuse. ENODEV when the kernel has no CUSE.
+Result<std::unique_ptr<Frontend>> start_cuse(NodeOps& ops, const std::string& devname);
+
+struct FuseNodeOptions {
+  std::string mount_dir;                 // the node is mount_dir/ioasid
+  std::string bind_path;                 // if set, the node is bind-mounted here too
+  mode_t mode = 0660;
+  std::optional<gid_t> group;
+};
+
+Result<std::unique_ptr<Frontend>> start_fuse(NodeOps& ops, const FuseNodeOptions& options);
+
+}  // namespace ioasid::daemon

@@ -1,0 +1,161 @@
+// ioasidd: serves /dev/ioasid through CUSE or the FUSE fallback. Session threads
+// serve the node; the Asio loop owns signals, the admin socket and event publishing.
+#include <utility>  // before Asio: Boost 1.74 with -std=c++20 needs it
+#include <boost/asio.hpp>
+
+#include "admin_server.h"
+#include "event_relay.h"
+#include "frontend.h"
+#include "netlink_publisher.h"
+#include "node_ops.h"
+#include "options.h"
+#include "session_threads.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+namespace ioasid::daemon {
+namespace {
+
+bool setup_logging(const Options& options) {
+  const auto level = spdlog::level::from_str(options.log_level);
+  if (level == spdlog::level::off && options.log_level != "off") {
+    spdlog::error("unknown --log-level '{}'", options.log_level);
+    return false;
+  }
+  std::shared_ptr<spdlog::logger> logger;
+  try {
+    logger = options.log_file.empty() ? spdlog::stderr_color_mt("ioasidd")
+                                      : spdlog::basic_logger_mt("ioasidd", options.log_file);
+  } catch (const spdlog::spdlog_ex& error) {
+    spdlog::error("cannot open log file {}: {}", options.log_file, error.what());
+    return false;
+  }
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
+  logger->set_level(level);
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(std::move(logger));
+  return true;
+}
+
+Result<std::unique_ptr<Frontend>> start_frontend(const Options& options, NodeOps& ops) {
+  const FuseNodeOptions fuse{options.fuse_dir, options.bind_node, options.node_mode, options.node_group};
+  switch (options.frontend) {
+    case FrontendKind::Cuse:
+      return start_cuse(ops, options.devname);
+    case FrontendKind::Fuse:
+      return start_fuse(ops, fuse);
+    case FrontendKind::Auto:
+      break;
+  }
+  if (::access("/dev/cuse", F_OK) != 0) {
+    spdlog::info("frontend: FUSE fallback (no /dev/cuse on this kernel)");
+    return start_fuse(ops, fuse);
+  }
+  auto cuse = start_cuse(ops, options.devname);
+  if (cuse) {
+    spdlog::info("frontend: CUSE (/dev/cuse present)");
+    return cuse;
+  }
+  spdlog::warn("frontend: CUSE failed ({}), using the FUSE fallback", cuse.error().why);
+  return start_fuse(ops, fuse);
+}
+
+int run(const Options& options) {
+  uapi::Service service(options.service);
+  boost::asio::io_context io;
+  EventRelay relay(io, service);
+
+  std::unique_ptr<NetlinkPublisher> netlink;
+  if (options.netlink_group != 0) {
+    auto opened = NetlinkPublisher::open(options.netlink_group);
+    if (opened) {
+      netlink = std::move(*opened);
+      relay.add_output([&netlink](const uapi::Event&, const std::string& json) {
+        if (auto sent = netlink->publish(json); !sent) spdlog::debug("netlink: {}", sent.error().why);
+      });
+    } else {
+      spdlog::warn("netlink events disabled: {}", opened.error().why);
+    }
+  }
+
+  NodeOps ops(service);
+  auto frontend = start_frontend(options, ops);
+  if (!frontend) {
+    spdlog::error("cannot start the front end: {}", frontend.error().why);
+    return 1;
+  }
+  ::signal(SIGPIPE, SIG_IGN);  // a vanished admin client must not kill the daemon
+
+  std::unique_ptr<AdminServer> admin;
+  if (!options.admin_socket.empty()) {
+    auto info = [&] {
+      return nlohmann::json{{"frontend", (*frontend)->kind()},
+                            {"node", (*frontend)->node_path()},
+                            {"pid", ::getpid()},
+                            {"version", IOASID_VERSION},
+                            {"netlink_group", netlink ? netlink->group() : 0},
+                            {"netlink_port", netlink ? netlink->port() : 0}};
+    };
+    admin = std::make_unique<AdminServer>(io, service, relay,
+                                          AdminConfig{options.admin_socket, options.admin_group}, info);
+    if (auto started = admin->start(); !started) {
+      spdlog::error("cannot start the admin socket {}: {}", options.admin_socket, started.error().why);
+      return 1;
+    }
+  }
+  relay.start();
+
+  auto keep_running = boost::asio::make_work_guard(io);
+  std::atomic<bool> session_lost{false};
+  auto stop_loop = [&] {
+    keep_running.reset();
+    io.stop();
+  };
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& error, int signal) {
+    if (!error) spdlog::info("{}: shutting down", strsignal(signal));
+    stop_loop();
+  });
+  SessionThreads sessions((*frontend)->session(), options.session_threads, [&] {
+    session_lost = true;
+    boost::asio::post(io, stop_loop);
+  });
+  spdlog::info("ioasidd {} serving {} ({}), pid {}, {} session threads, PASID quota {} per file",
+               IOASID_VERSION, (*frontend)->node_path(), (*frontend)->kind(), ::getpid(),
+               options.session_threads, options.service.default_pasid_quota);
+
+  std::vector<std::thread> workers;
+  for (unsigned i = 1; i < options.workers; ++i) workers.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& worker : workers) worker.join();
+
+  sessions.stop();
+  ops.shutdown();  // answers parked reads and releases every open file's context
+  service.release_all();
+  relay.stop();  // hands the last events (closes, frees) to the outputs
+  if (admin) admin->stop();
+  frontend->reset();
+  spdlog::info("stopped");
+  return session_lost ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace ioasid::daemon
+
+int main(int argc, char** argv) {
+  int exit_code = 0;
+  const auto options = ioasid::daemon::parse_options(argc, argv, exit_code);
+  if (!options) return exit_code;
+  if (!ioasid::daemon::setup_logging(*options)) return 2;
+  return ioasid::daemon::run(*options);
+}

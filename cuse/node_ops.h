@@ -1,0 +1,59 @@
+// The file operations of the /dev/ioasid node, shared by the CUSE and FUSE front
+// ends: open makes a Context, ioctl runs the dispatcher, read/poll serve the fault
+// queue (a blocking read is parked and answered when a fault arrives or the
+// caller is interrupted), release destroys the Context.
+#pragma once
+
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+
+#include "uapi/service.h"
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace ioasid::daemon {
+
+class NodeOps {
+ public:
+  explicit NodeOps(uapi::Service& service);
+  ~NodeOps();
+  NodeOps(const NodeOps&) = delete;
+  NodeOps& operator=(const NodeOps&) = delete;
+
+  void open(fuse_req_t req, fuse_file_info* fi);
+  void release(fuse_req_t req, fuse_file_info* fi);
+  void read(fuse_req_t req, size_t size, fuse_file_info* fi);
+  void poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph);
+  void ioctl(fuse_req_t req, unsigned int cmd, void* arg, fuse_file_info* fi, unsigned flags,
+             const void* in_buf, size_t in_bufsz, size_t out_bufsz);
+
+  // Daemon shutdown: answers every parked read (ENODEV) and releases every file.
+  void shutdown();
+
+ private:
+  struct OpenFile;
+  struct ParkedRead {
+    fuse_req_t req;
+    size_t size;
+    OpenFile* file;
+  };
+
+  OpenFile& file_of(fuse_file_info* fi) const;
+  void on_fault_arrival(OpenFile& file);
+  void park(fuse_req_t req, size_t size, OpenFile& file);
+  static void on_interrupt(fuse_req_t req, void* self);
+  // Replies with records if any are queued; false if none (the read stays pending).
+  bool reply_faults(fuse_req_t req, size_t size, OpenFile& file);
+
+  uapi::Service& service_;
+  // Guards open files, parked reads and poll handles. Reads and polls are rare next
+  // to ioctls, which never take it.
+  std::mutex mutex_;
+  std::unordered_map<OpenFile*, std::unique_ptr<OpenFile>> files_;
+  std::vector<ParkedRead> parked_;
+};
+
+}  // namespace ioasid::daemon

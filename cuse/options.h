@@ -1,0 +1,36 @@
+// ioasidd's command line.
+#pragma once
+
+#include "uapi/service.h"
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+namespace ioasid::daemon {
+
+enum class FrontendKind { Auto, Cuse, Fuse };
+
+struct Options {
+  FrontendKind frontend = FrontendKind::Auto;
+  std::string devname = "ioasid";
+  std::string fuse_dir = "/run/ioasidd/fuse";
+  std::string bind_node;
+  mode_t node_mode = 0660;
+  std::optional<gid_t> node_group;
+  unsigned session_threads = 4;
+  unsigned workers = 2;
+  uapi::ServiceConfig service;
+  std::string admin_socket = "/run/ioasidd/admin.sock";  // empty: no admin socket
+  std::optional<gid_t> admin_group;
+  uint32_t netlink_group = 23;  // 0: no netlink events
+  std::string log_level = "info";
+  std::string log_file;  // empty: stderr
+};
+
+// Parses argv. Returns nullopt after printing --help/--version (exit 0) or an
+// error (exit_code set to 2).
+std::optional<Options> parse_options(int argc, char** argv, int& exit_code);
+
+}  // namespace ioasid::daemon

@@ -1,0 +1,84 @@
+#include "session_threads.h"
+
+#include <spdlog/spdlog.h>
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+namespace ioasid::daemon {
+namespace {
+
+// SIGUSR1 without SA_RESTART interrupts a worker's blocking read() on the session
+// fd; closing the fd would not wake it.
+constexpr int kWakeSignal = SIGUSR1;
+
+void install_wake_handler() {
+  struct sigaction action{};
+  action.sa_handler = [](int) {};
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;
+  sigaction(kWakeSignal, &action, nullptr);
+}
+
+// Workers leave SIGINT/SIGTERM to the Asio signal_set.
+void block_termination_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+}  // namespace
+
+SessionThreads::SessionThreads(fuse_session* session, unsigned count, std::function<void()> on_session_end)
+    : session_(session), on_session_end_(std::move(on_session_end)) {
+  install_wake_handler();
+  for (unsigned i = 0; i < count; ++i) {
+    auto worker = std::make_unique<Worker>();
+    Worker& ref = *worker;
+    workers_.push_back(std::move(worker));
+    ref.thread = std::thread([this, &ref] { serve(ref); });
+  }
+}
+
+SessionThreads::~SessionThreads() { stop(); }
+
+void SessionThreads::serve(Worker& worker) {
+  block_termination_signals();
+  fuse_buf buf{};
+  while (!stopping_.load(std::memory_order_acquire)) {
+    const int received = fuse_session_receive_buf(session_, &buf);
+    if (received == -EINTR) continue;
+    if (received <= 0) {
+      if (!stopping_.load() && !ended_.exchange(true)) {
+        spdlog::warn("the kernel ended the session ({})", received == 0 ? "EOF" : std::strerror(-received));
+        if (on_session_end_) on_session_end_();
+      }
+      break;
+    }
+    fuse_session_process_buf(session_, &buf);
+  }
+  std::free(buf.mem);
+  worker.done.store(true, std::memory_order_release);
+}
+
+void SessionThreads::stop() {
+  if (stopping_.exchange(true)) return;
+  // A signal may land just before a worker enters read(); keep knocking until each has left.
+  for (auto& worker : workers_) {
+    while (!worker->done.load(std::memory_order_acquire)) {
+      pthread_kill(worker->thread.native_handle(), kWakeSignal);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    worker->thread.join();
+  }
+  workers_.clear();
+}
+
+}  // namespace ioasid::daemon

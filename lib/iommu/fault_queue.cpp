@@ -1,0 +1,48 @@
+#include "iommu/fault_queue.h"
+
+#include <algorithm>
+
+namespace ioasid::iommu {
+
+void FaultQueue::push(const ioasid_fault& fault) {
+  std::function<void()> listener;
+  {
+    std::lock_guard lock(mutex_);
+    if (records_.size() + (lost_pending_ ? 1 : 0) < depth_) {
+      records_.push_back(fault);
+    } else if (!lost_pending_) {
+      // The last slot is kept for the LOST record so the reader learns of the gap.
+      lost_pending_ = true;
+    }
+    listener = listener_;
+  }
+  if (listener) listener();
+}
+
+size_t FaultQueue::pop(std::span<ioasid_fault> out) {
+  std::lock_guard lock(mutex_);
+  size_t n = 0;
+  while (n < out.size() && !records_.empty()) {
+    out[n++] = records_.front();
+    records_.pop_front();
+  }
+  if (n < out.size() && lost_pending_) {
+    ioasid_fault lost{};
+    lost.type = IOASID_FAULT_LOST;
+    out[n++] = lost;
+    lost_pending_ = false;
+  }
+  return n;
+}
+
+size_t FaultQueue::size() const {
+  std::lock_guard lock(mutex_);
+  return records_.size() + (lost_pending_ ? 1 : 0);
+}
+
+void FaultQueue::set_listener(std::function<void()> listener) {
+  std::lock_guard lock(mutex_);
+  listener_ = std::move(listener);
+}
+
+}  // namespace ioasid::iommu

@@ -1,0 +1,35 @@
+// A context's bounded queue of fault records, read whole with read(2). When it is
+// full the newest record is dropped and one LOST record stands for all dropped ones.
+#pragma once
+
+#include <linux/ioasid.h>
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <span>
+
+namespace ioasid::iommu {
+
+class FaultQueue {
+ public:
+  explicit FaultQueue(size_t depth) : depth_(depth) {}
+
+  // Queues a record; runs the arrival listener (outside the lock).
+  void push(const ioasid_fault& fault);
+  // Moves up to out.size() records out; returns how many.
+  size_t pop(std::span<ioasid_fault> out);
+  size_t size() const;
+  // Called after each push, e.g. to complete parked reads and notify pollers.
+  void set_listener(std::function<void()> listener);
+
+ private:
+  const size_t depth_;
+  mutable std::mutex mutex_;
+  std::deque<ioasid_fault> records_;
+  bool lost_pending_ = false;
+  std::function<void()> listener_;
+};
+
+}  // namespace ioasid::iommu

@@ -1,0 +1,42 @@
+#include "memory/client_memory.h"
+
+#include <sys/uio.h>
+
+namespace ioasid {
+namespace {
+
+// process_vm_* may transfer less than asked (a range crossing into unmapped
+// memory); anything short is a bad pointer for the ioctl.
+Result<void> transfer(pid_t pid, uint64_t address, void* local, size_t size, bool to_client) {
+  if (size == 0) return success();
+  if (address + size < address) return fail(EFAULT, "user range {:#x}+{} wraps", address, size);
+  iovec local_iov{local, size};
+  iovec remote_iov{reinterpret_cast<void*>(address), size};
+  const ssize_t done = to_client ? process_vm_writev(pid, &local_iov, 1, &remote_iov, 1, 0)
+                                 : process_vm_readv(pid, &local_iov, 1, &remote_iov, 1, 0);
+  if (done == static_cast<ssize_t>(size)) return success();
+  if (done < 0 && errno == EPERM)
+    return fail(EPERM, "no ptrace access to the memory of pid {}", pid);
+  return fail(EFAULT, "cannot {} {} bytes at user address {:#x} of pid {}",
+              to_client ? "write" : "read", size, address, pid);
+}
+
+}  // namespace
+
+Result<void> ProcessMemory::read(uint64_t address, std::span<std::byte> out) {
+  return transfer(pid_, address, out.data(), out.size(), false);
+}
+
+Result<void> ProcessMemory::write(uint64_t address, std::span<const std::byte> in) {
+  return transfer(pid_, address, const_cast<std::byte*>(in.data()), in.size(), true);
+}
+
+Result<void> NoClientMemory::read(uint64_t address, std::span<std::byte> out) {
+  return fail(EFAULT, "no client memory: read of {} bytes at {:#x}", out.size(), address);
+}
+
+Result<void> NoClientMemory::write(uint64_t address, std::span<const std::byte> in) {
+  return fail(EFAULT, "no client memory: write of {} bytes at {:#x}", in.size(), address);
+}
+
+}  // namespace ioasid

@@ -1,0 +1,41 @@
+// Access to the calling client's memory for arguments that carry user pointers.
+// A bad pointer is EFAULT, never a crash of the daemon.
+#pragma once
+
+#include "base/result.h"
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace ioasid {
+
+class ClientMemory {
+ public:
+  virtual ~ClientMemory() = default;
+  virtual Result<void> read(uint64_t address, std::span<std::byte> out) = 0;
+  virtual Result<void> write(uint64_t address, std::span<const std::byte> in) = 0;
+};
+
+// The memory of a live process (or thread), through process_vm_readv/writev.
+// Needs ptrace rights over it (root has them).
+class ProcessMemory final : public ClientMemory {
+ public:
+  explicit ProcessMemory(pid_t pid) : pid_(pid) {}
+  Result<void> read(uint64_t address, std::span<std::byte> out) override;
+  Result<void> write(uint64_t address, std::span<const std::byte> in) override;
+
+ private:
+  pid_t pid_;
+};
+
+// For callers that pass no pointers (and for tests): every access is EFAULT.
+class NoClientMemory final : public ClientMemory {
+ public:
+  Result<void> read(uint64_t address, std::span<std::byte>) override;
+  Result<void> write(uint64_t address, std::span<const std::byte>) override;
+};
+
+}  // namespace ioasid

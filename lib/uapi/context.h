@@ -1,0 +1,46 @@
+// One open file of /dev/ioasid: its PASID set, its fault queue, its counters.
+#pragma once
+
+#include "iommu/fault_queue.h"
+#include "ioasid/allocator.h"
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace ioasid::uapi {
+
+struct ClientIdentity {
+  pid_t pid = 0;  // process (thread-group) id of the opener
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+class Context {
+ public:
+  Context(uint32_t id, ClientIdentity client, SetId pasid_set, size_t fault_queue_depth,
+          uint64_t opened_unix_ns)
+      : id_(id), client_(client), pasid_set_(pasid_set), faults_(fault_queue_depth),
+        opened_unix_ns_(opened_unix_ns) {}
+
+  uint32_t id() const { return id_; }
+  const ClientIdentity& client() const { return client_; }
+  SetId pasid_set() const { return pasid_set_; }
+  iommu::FaultQueue& faults() { return faults_; }
+  uint64_t opened_unix_ns() const { return opened_unix_ns_; }
+  uint64_t ioctls() const { return ioctls_.load(std::memory_order_relaxed); }
+  bool released() const { return released_.load(std::memory_order_acquire); }
+
+ private:
+  friend class Service;
+  const uint32_t id_;
+  const ClientIdentity client_;
+  const SetId pasid_set_;
+  iommu::FaultQueue faults_;
+  const uint64_t opened_unix_ns_;
+  std::atomic<uint64_t> ioctls_{0};
+  std::atomic<bool> released_{false};
+};
+
+}  // namespace ioasid::uapi

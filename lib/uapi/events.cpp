@@ -1,0 +1,82 @@
+#include "uapi/events.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+
+namespace ioasid::uapi {
+
+const char* to_string(EventType type) {
+  switch (type) {
+    case EventType::ContextOpen: return "context_open";
+    case EventType::ContextClose: return "context_close";
+    case EventType::PasidAlloc: return "pasid_alloc";
+    case EventType::PasidFree: return "pasid_free";
+    case EventType::PasidBind: return "pasid_bind";
+    case EventType::PasidUnbind: return "pasid_unbind";
+    case EventType::QuotaChange: return "quota_change";
+  }
+  return "unknown";
+}
+
+std::string to_json(const Event& event) {
+  nlohmann::json json{{"event", to_string(event.type)},
+                      {"seq", event.seq},
+                      {"time_ns", event.time_unix_ns}};
+  if (event.context != 0) json["context"] = event.context;
+  if (event.pid != 0) json["pid"] = event.pid;
+  if (event.pasid != 0) json["pasid"] = event.pasid;
+  if (event.gpasid) json["gpasid"] = *event.gpasid;
+  if (event.quota) json["quota"] = *event.quota;
+  return json.dump();
+}
+
+EventSubscription::EventSubscription(EventSubscription&& other) noexcept
+    : bus_(std::exchange(other.bus_, nullptr)), id_(other.id_) {}
+
+EventSubscription& EventSubscription::operator=(EventSubscription&& other) noexcept {
+  if (this != &other) {
+    reset();
+    bus_ = std::exchange(other.bus_, nullptr);
+    id_ = other.id_;
+  }
+  return *this;
+}
+
+EventSubscription::~EventSubscription() { reset(); }
+
+void EventSubscription::reset() {
+  if (auto* bus = std::exchange(bus_, nullptr)) bus->unsubscribe(id_);
+}
+
+EventSubscription EventBus::subscribe(EventSink sink) {
+  std::lock_guard lock(mutex_);
+  const uint64_t id = next_id_++;
+  sinks_.push_back({id, std::make_shared<EventSink>(std::move(sink))});
+  return EventSubscription(this, id);
+}
+
+void EventBus::unsubscribe(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(sinks_, [id](const Entry& entry) { return entry.id == id; });
+}
+
+void EventBus::publish(Event event) {
+  // Sinks run outside the lock (a sink may unsubscribe); the snapshot keeps them alive.
+  std::vector<std::shared_ptr<EventSink>> sinks;
+  {
+    std::lock_guard lock(mutex_);
+    if (sinks_.empty()) return;
+    event.seq = next_seq_++;
+    sinks.reserve(sinks_.size());
+    for (const auto& entry : sinks_) sinks.push_back(entry.sink);
+  }
+  event.time_unix_ns = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  for (const auto& sink : sinks) (*sink)(event);
+}
+
+}  // namespace ioasid::uapi

@@ -1,0 +1,81 @@
+// Events the daemon publishes (netlink multicast and the admin event stream).
+// The wire form is one JSON object per event; docs/EVENTS.md documents it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ioasid::uapi {
+
+enum class EventType : uint8_t {
+  ContextOpen,
+  ContextClose,
+  PasidAlloc,
+  PasidFree,
+  PasidBind,
+  PasidUnbind,
+  QuotaChange,
+};
+
+struct Event {
+  EventType type = EventType::ContextOpen;
+  uint64_t seq = 0;           // assigned by the bus, strictly increasing
+  uint64_t time_unix_ns = 0;  // assigned by the bus
+  uint32_t context = 0;       // 0 when no context is involved
+  pid_t pid = 0;              // the context's client process
+  uint32_t pasid = 0;         // 0 when no PASID is involved
+  std::optional<uint32_t> gpasid = std::nullopt;
+  std::optional<uint32_t> quota = std::nullopt;  // ContextOpen and QuotaChange
+};
+
+const char* to_string(EventType type);  // "pasid_alloc", "context_open", ...
+std::string to_json(const Event& event);  // one line, no trailing newline
+
+using EventSink = std::function<void(const Event&)>;
+
+class EventBus;
+
+// Keeps a sink subscribed; unsubscribes on destruction.
+class EventSubscription {
+ public:
+  EventSubscription() = default;
+  EventSubscription(EventSubscription&&) noexcept;
+  EventSubscription& operator=(EventSubscription&&) noexcept;
+  EventSubscription(const EventSubscription&) = delete;
+  EventSubscription& operator=(const EventSubscription&) = delete;
+  ~EventSubscription();
+  void reset();
+
+ private:
+  friend class EventBus;
+  EventSubscription(EventBus* bus, uint64_t id) : bus_(bus), id_(id) {}
+  EventBus* bus_ = nullptr;
+  uint64_t id_ = 0;
+};
+
+class EventBus {
+ public:
+  EventSubscription subscribe(EventSink sink);
+  void publish(Event event);
+
+ private:
+  friend class EventSubscription;
+  void unsubscribe(uint64_t id);
+  struct Entry {
+    uint64_t id;
+    std::shared_ptr<EventSink> sink;
+  };
+  std::mutex mutex_;
+  std::vector<Entry> sinks_;
+  uint64_t next_id_ = 1;
+  uint64_t next_seq_ = 1;
+};
+
+}  // namespace ioasid::uapi

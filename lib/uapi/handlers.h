@@ -1,0 +1,41 @@
+// The ioctl handlers, one file per object kind; dispatcher.cpp holds the table.
+// A handler gets the decoded struct after the generic checks (direction, size,
+// zero tail) and answers the command-specific rules of UAPI.md.
+#pragma once
+
+#include "base/result.h"
+#include "memory/client_memory.h"
+#include "uapi/context.h"
+
+#include <linux/ioasid.h>
+
+#include <cstdint>
+
+namespace ioasid::uapi {
+
+class Service;
+
+struct Call {
+  Service& service;
+  Context& context;
+  ClientMemory& memory;
+  uint64_t arg;  // the integer argument of _IO commands
+};
+
+// IOASID_FEAT_* mask of what the table serves.
+uint32_t served_features();
+
+// dispatcher.cpp: the core commands.
+Result<long> get_api_version(Call& call);
+Result<long> check_extension(Call& call);
+Result<long> get_info(Call& call, ioasid_info& info);
+
+// pasid.cpp
+Result<long> pasid_request(Call& call, ioasid_pasid_request& request);
+Result<long> pasid_lookup(Call& call, ioasid_pasid_lookup& lookup);
+
+// Rejects non-zero reserved fields and unknown flag bits (both EOPNOTSUPP).
+Result<void> check_reserved(uint64_t reserved, const char* field);
+Result<void> check_flags(uint64_t flags, uint64_t known);
+
+}  // namespace ioasid::uapi

@@ -1,0 +1,200 @@
+#include "uapi/service.h"
+
+#include "uapi/dispatcher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <shared_mutex>
+
+namespace ioasid::uapi {
+namespace {
+
+uint64_t unix_now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+EventType event_type(PasidEvent event) {
+  switch (event) {
+    case PasidEvent::Alloc: return EventType::PasidAlloc;
+    case PasidEvent::Free: return EventType::PasidFree;
+    case PasidEvent::Bind: return EventType::PasidBind;
+    case PasidEvent::Unbind: return EventType::PasidUnbind;
+  }
+  return EventType::PasidAlloc;
+}
+
+const char* errno_name(int code) {
+  const char* name = strerrorname_np(code);
+  return name ? name : "E?";
+}
+
+}  // namespace
+
+// Live contexts by id. Ids start at 1 and are never reused while the daemon runs.
+struct Service::Registry {
+  mutable std::shared_mutex mutex;
+  std::map<uint32_t, std::shared_ptr<Context>> contexts;
+  uint32_t next_id = 1;
+  std::atomic<uint64_t> ioctls{0};
+  std::atomic<uint64_t> ioctl_errors{0};
+};
+
+Service::Service(ServiceConfig config)
+    : config_(config), allocator_(config.pasid_bits), registry_(std::make_unique<Registry>()) {
+  // Every set the service creates is a File set whose token is the context id.
+  pasid_events_ = allocator_.subscribe([this](const Notification& notification) {
+    Event event{.type = event_type(notification.event),
+                .context = static_cast<uint32_t>(notification.set_token),
+                .pasid = notification.pasid,
+                .gpasid = notification.spid};
+    if (auto context = find_context(event.context)) event.pid = context->client().pid;
+    publish(std::move(event));
+  });
+}
+
+Service::~Service() {
+  release_all();
+  pasid_events_.reset();
+}
+
+Result<std::shared_ptr<Context>> Service::open(const ClientIdentity& client) {
+  std::shared_ptr<Context> context;
+  {
+    std::unique_lock lock(registry_->mutex);
+    const uint32_t id = registry_->next_id;
+    auto set = allocator_.create_set(id, SetType::File, config_.default_pasid_quota);
+    if (!set)
+      return fail(set.code(), "cannot give a new file its PASID quota of {}: {}", config_.default_pasid_quota,
+                  set.error().why);
+    ++registry_->next_id;
+    context = std::make_shared<Context>(id, client, *set, config_.fault_queue_depth, unix_now_ns());
+    registry_->contexts.emplace(id, context);
+  }
+  publish({.type = EventType::ContextOpen,
+           .context = context->id(),
+           .pid = client.pid,
+           .quota = config_.default_pasid_quota});
+  return context;
+}
+
+void Service::release(Context& context) {
+  if (context.released_.exchange(true, std::memory_order_acq_rel)) return;
+  // PASIDs first (each announced FREE while the context is still listed), then the set.
+  if (auto freed = allocator_.free_set(context.pasid_set()); !freed)
+    spdlog::error("ctx {}: freeing its PASID set failed: {}", context.id(), freed.error().why);
+  {
+    std::unique_lock lock(registry_->mutex);
+    registry_->contexts.erase(context.id());
+  }
+  publish({.type = EventType::ContextClose, .context = context.id(), .pid = context.client().pid});
+}
+
+void Service::release_all() {
+  std::vector<std::shared_ptr<Context>> live;
+  {
+    std::shared_lock lock(registry_->mutex);
+    for (const auto& [id, context] : registry_->contexts) live.push_back(context);
+  }
+  for (const auto& context : live) release(*context);
+}
+
+Result<long> Service::ioctl(Context& context, uint32_t cmd, uint64_t arg, std::span<std::byte> buf,
+                            ClientMemory& memory) {
+  context.ioctls_.fetch_add(1, std::memory_order_relaxed);
+  registry_->ioctls.fetch_add(1, std::memory_order_relaxed);
+  if (context.released())
+    return fail(EBADF, "ctx {} was released (daemon shutting down)", context.id());
+  Call call{*this, context, memory, arg};
+  auto result = dispatch(call, cmd, buf);
+  if (!result) {
+    registry_->ioctl_errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("ctx {} pid {} {}: {}: {}", context.id(), context.client().pid, ioctl_name(cmd),
+                 errno_name(result.code()), result.error().why);
+  }
+  return result;
+}
+
+Result<size_t> Service::read_faults(Context& context, std::span<std::byte> out) {
+  constexpr size_t kRecord = sizeof(ioasid_fault);
+  if (out.size() % kRecord != 0)
+    return fail(EINVAL, "read of {} bytes is not a multiple of the {}-byte fault record", out.size(), kRecord);
+  if (out.empty()) return size_t{0};
+  std::vector<ioasid_fault> records(out.size() / kRecord);
+  const size_t count = context.faults().pop(records);
+  if (count == 0) return fail(EAGAIN, "no fault queued");
+  std::memcpy(out.data(), records.data(), count * kRecord);
+  return count * kRecord;
+}
+
+ServiceStatus Service::status() const {
+  std::shared_lock lock(registry_->mutex);
+  return ServiceStatus{
+      .api_version = IOASID_API_VERSION,
+      .features = served_features(),
+      .pasid_bits = allocator_.pasid_bits(),
+      .pasid_capacity = allocator_.capacity(),
+      .pasids_allocated = allocator_.allocated(),
+      .pasid_quota_available = allocator_.quota_available(),
+      .default_pasid_quota = config_.default_pasid_quota,
+      .contexts = static_cast<uint32_t>(registry_->contexts.size()),
+      .ioctls = registry_->ioctls.load(std::memory_order_relaxed),
+      .ioctl_errors = registry_->ioctl_errors.load(std::memory_order_relaxed),
+  };
+}
+
+std::vector<ContextInfo> Service::contexts() const {
+  std::vector<ContextInfo> out;
+  std::shared_lock lock(registry_->mutex);
+  for (const auto& [id, context] : registry_->contexts) {
+    auto set = allocator_.set_info(context->pasid_set());
+    out.push_back({.id = id,
+                   .client = context->client(),
+                   .pasid_quota = set ? set->quota : 0,
+                   .pasids_allocated = set ? set->allocated : 0,
+                   .ioctls = context->ioctls(),
+                   .opened_unix_ns = context->opened_unix_ns()});
+  }
+  return out;
+}
+
+std::vector<PasidOwnerInfo> Service::pasids() const {
+  std::vector<PasidOwnerInfo> out;
+  std::shared_lock lock(registry_->mutex);
+  for (const auto& [id, context] : registry_->contexts) {
+    (void)allocator_.for_each(context->pasid_set(), [&, id = id](const PasidInfo& info) {
+      out.push_back({.pasid = info.pasid,
+                     .context = id,
+                     .gpasid = info.spid,
+                     .state = info.state,
+                     .refcount = info.refcount});
+    });
+  }
+  return out;
+}
+
+Result<void> Service::set_quota(uint32_t context_id, uint32_t quota) {
+  auto context = find_context(context_id);
+  if (!context) return fail(ENOENT, "no context {}", context_id);
+  IOASID_TRY(allocator_.adjust_quota(context->pasid_set(), quota));
+  spdlog::info("ctx {}: PASID quota set to {}", context_id, quota);
+  publish({.type = EventType::QuotaChange, .context = context_id, .pid = context->client().pid, .quota = quota});
+  return success();
+}
+
+EventSubscription Service::subscribe(EventSink sink) { return events_.subscribe(std::move(sink)); }
+
+void Service::publish(Event event) { events_.publish(std::move(event)); }
+
+std::shared_ptr<Context> Service::find_context(uint32_t id) const {
+  std::shared_lock lock(registry_->mutex);
+  auto it = registry_->contexts.find(id);
+  return it == registry_->contexts.end() ? nullptr : it->second;
+}
+
+}  // namespace ioasid::uapi

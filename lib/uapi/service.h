@@ -1,0 +1,112 @@
+// The engine as the daemon sees it: open files (Contexts), the ioctl dispatcher,
+// fault reads, the admin view and the event stream. Called with plain bytes and a
+// ClientMemory, so tests and fuzzers drive it in-process.
+#pragma once
+
+#include "base/result.h"
+#include "ioasid/allocator.h"
+#include "memory/client_memory.h"
+#include "uapi/context.h"
+#include "uapi/events.h"
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ioasid::uapi {
+
+struct ServiceConfig {
+  uint32_t pasid_bits = kDefaultPasidBits;
+  uint32_t default_pasid_quota = 1000;
+  uint32_t addr_width = 48;
+  size_t fault_queue_depth = 256;
+};
+
+struct ServiceStatus {
+  uint32_t api_version;
+  uint32_t features;  // bit mask of IOASID_FEAT_* indexes served
+  uint32_t pasid_bits;
+  uint32_t pasid_capacity;
+  uint32_t pasids_allocated;
+  uint32_t pasid_quota_available;  // capacity not carved into sets
+  uint32_t default_pasid_quota;
+  uint32_t contexts;
+  uint64_t ioctls;  // served since start, failed ones included
+  uint64_t ioctl_errors;
+};
+
+struct ContextInfo {
+  uint32_t id;
+  ClientIdentity client;
+  uint32_t pasid_quota;
+  uint32_t pasids_allocated;
+  uint64_t ioctls;
+  uint64_t opened_unix_ns;
+};
+
+struct PasidOwnerInfo {
+  Pasid pasid;
+  uint32_t context;  // 0 if the owning set is not a Context's
+  std::optional<uint32_t> gpasid;
+  PasidState state;
+  uint32_t refcount;
+};
+
+class Service {
+ public:
+  explicit Service(ServiceConfig config = {});
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  const ServiceConfig& config() const { return config_; }
+
+  // One open of /dev/ioasid. ENOSPC when the default quota cannot be carved.
+  Result<std::shared_ptr<Context>> open(const ClientIdentity& client);
+  // Last close: frees everything the context owns. Idempotent.
+  void release(Context& context);
+  // Releases every live context (daemon shutdown).
+  void release_all();
+
+  // One ioctl. `buf` holds _IOC_SIZE(cmd) bytes copied from the caller and is
+  // overwritten with the reply; `arg` is the integer argument of _IO commands.
+  // Returns the ioctl's non-negative return value or the errno with its reason.
+  Result<long> ioctl(Context& context, uint32_t cmd, uint64_t arg, std::span<std::byte> buf,
+                     ClientMemory& memory);
+  // Whole fault records into `out`. EINVAL if out's size is not a multiple of
+  // the record size (or 0), EAGAIN if none is queued (the caller decides to block).
+  Result<size_t> read_faults(Context& context, std::span<std::byte> out);
+
+  // Admin view.
+  ServiceStatus status() const;
+  std::vector<ContextInfo> contexts() const;
+  std::vector<PasidOwnerInfo> pasids() const;
+  Result<void> set_quota(uint32_t context_id, uint32_t quota);
+
+  // Every PASID, context and fault event; the sink runs on the thread that caused
+  // the event, after engine locks are dropped, so it must be quick.
+  EventSubscription subscribe(EventSink sink);
+
+  Allocator& allocator() { return allocator_; }
+
+ private:
+  void publish(Event event);
+  std::shared_ptr<Context> find_context(uint32_t id) const;
+
+  ServiceConfig config_;
+  Allocator allocator_;
+  EventBus events_;
+  Subscription pasid_events_;
+  struct Registry;
+  std::unique_ptr<Registry> registry_;
+};
+
+// Name of an ioctl command for logs ("IOASID_PASID_REQUEST"), or "unknown".
+const char* ioctl_name(uint32_t cmd);
+
+}  // namespace ioasid::uapi
