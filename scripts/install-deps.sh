@@ -11,7 +11,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   qemu-system-x86 busybox-static cpio kmod
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev jq
 )
 
 missing=()

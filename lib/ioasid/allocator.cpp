@@ -17,6 +17,7 @@
 #include <atomic>
 #include <bit>
 #include <cerrno>
+#include <deque>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -306,6 +307,61 @@ struct SetRecord {
   ChainSnapshot subscribers = nullptr;
 };
 
+// Sets by id. An id is [31..20] generation | [19..0] slot. A slot's generation moves
+// on (skipping 0, so no id is kAnySet) each time it is reused, so a stale id finds
+// nothing; free slots are reused oldest first so generations wrap as late as possible.
+class SetTable {
+ public:
+  SetRecord* find(SetId id) {
+    const uint32_t slot = id & kSlotMask;
+    if (slot >= slots_.size() || slots_[slot].generation != id >> kSlotBits) return nullptr;
+    return slots_[slot].record.get();
+  }
+  const SetRecord* find(SetId id) const { return const_cast<SetTable&>(*this).find(id); }
+
+  // nullopt when every slot is in use.
+  std::optional<SetId> insert(SetRecord record) {
+    uint32_t slot;
+    if (!free_slots_.empty()) {
+      slot = free_slots_.front();
+      free_slots_.pop_front();
+    } else if (slots_.size() <= kSlotMask) {
+      slot = uint32_t(slots_.size());
+      slots_.emplace_back();
+    } else {
+      return std::nullopt;
+    }
+    Slot& entry = slots_[slot];
+    entry.generation = entry.generation % kMaxGeneration + 1;
+    entry.record = std::make_unique<SetRecord>(std::move(record));
+    return entry.generation << kSlotBits | slot;
+  }
+
+  void erase(SetId id) {
+    const uint32_t slot = id & kSlotMask;
+    slots_[slot].record.reset();
+    free_slots_.push_back(slot);
+  }
+
+  // fn(SetId, SetRecord&) for every set, in slot order.
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    for (uint32_t slot = 0; slot < slots_.size(); ++slot)
+      if (const auto& entry = slots_[slot]; entry.record) fn(entry.generation << kSlotBits | slot, *entry.record);
+  }
+
+ private:
+  static constexpr uint32_t kSlotBits = 20;
+  static constexpr uint32_t kSlotMask = (1u << kSlotBits) - 1;
+  static constexpr uint32_t kMaxGeneration = (1u << (32 - kSlotBits)) - 1;
+  struct Slot {
+    uint32_t generation = 0;
+    std::unique_ptr<SetRecord> record;  // null while free; boxed so records never move
+  };
+  std::vector<Slot> slots_;
+  std::deque<uint32_t> free_slots_;
+};
+
 PasidState public_state(uint64_t state) {
   if (lifecycle_of(state) == kFreePending) return PasidState::FreePending;
   return references_of(state) > 1 ? PasidState::Active : PasidState::Idle;
@@ -368,9 +424,9 @@ struct Allocator::Impl {
   // ---- helpers; *_locked ones need the mutex ----
 
   Result<SetRecord*> open_set_locked(SetId id) {
-    const auto it = sets.find(id);
-    if (it == sets.end() || it->second.released) return fail(ENOENT, "no PASID set {}", id);
-    return &it->second;
+    SetRecord* set = sets.find(id);
+    if (!set || set->released) return fail(ENOENT, "no PASID set {}", id);
+    return set;
   }
 
   // The live entry of `pasid` if `set` may use it (kAnySet may use any).
@@ -407,7 +463,7 @@ struct Allocator::Impl {
   // reference dropped (after the announcement when there is one).
   void begin_free_locked(Outbox& outbox, Pasid pasid, Entry& entry) {
     const SetId set_id = set_of(entry.state.load(std::memory_order_relaxed));
-    const SetRecord& set = sets.at(set_id);
+    const SetRecord& set = *sets.find(set_id);
     const bool announcing = has_subscribers(set);
     if (announcing) announce_locked(outbox, PasidEvent::Free, pasid, entry, set_id, set);
     unmap_spid_locked(pasid, entry);
@@ -442,7 +498,7 @@ struct Allocator::Impl {
   }
 
   void reclaim_locked(Outbox& outbox, Pasid pasid, Entry& entry, SetId set_id) {
-    SetRecord& set = sets.at(set_id);
+    SetRecord& set = *sets.find(set_id);
     unlink_member_locked(set, entry);
     entry.private_data.store(0, std::memory_order_relaxed);
     taken.clear(pasid);
@@ -555,9 +611,8 @@ struct Allocator::Impl {
   EntryTable entries;  // read without the mutex
   TakenMap taken;
   SpidIndex spids;  // read without the mutex
-  std::unordered_map<SetId, SetRecord> sets;
+  SetTable sets;
   std::unordered_map<uint64_t, SetId> mm_sets;  // token -> the one unreleased Mm set
-  SetId last_set_id = kAnySet;
   uint32_t carved = 0;   // sum of the sets' quotas
   uint32_t charged = 0;  // sum of the sets' allocated
   ChainSnapshot global_subscribers;
@@ -611,15 +666,11 @@ Result<SetId> Allocator::create_set(uint64_t token, SetType type, uint32_t quota
                 impl_->capacity - impl_->carved);
   if (type == SetType::Mm && impl_->mm_sets.contains(token))
     return fail(EEXIST, "address space {:#x} already has PASID set {}", token, impl_->mm_sets.at(token));
-  SetId id = impl_->last_set_id;
-  do {
-    ++id;
-  } while (id == kAnySet || impl_->sets.contains(id));
-  impl_->last_set_id = id;
-  impl_->sets.emplace(id, SetRecord{.token = token, .type = type, .quota = quota});
-  if (type == SetType::Mm) impl_->mm_sets.emplace(token, id);
+  const auto id = impl_->sets.insert({.token = token, .type = type, .quota = quota});
+  if (!id) return fail(ENOSPC, "too many PASID sets");
+  if (type == SetType::Mm) impl_->mm_sets.emplace(token, *id);
   impl_->carved += quota;
-  return id;
+  return *id;
 }
 
 Result<SetId> Allocator::find_set(uint64_t token, SetType type) {
@@ -629,18 +680,21 @@ Result<SetId> Allocator::find_set(uint64_t token, SetType type) {
       return fail(EINVAL, "Null sets have no token to look up");
     case SetType::Mm:
       if (const auto it = impl_->mm_sets.find(token); it != impl_->mm_sets.end()) {
-        ++impl_->sets.at(it->second).refcount;
+        ++impl_->sets.find(it->second)->refcount;
         return it->second;
       }
       break;
-    case SetType::File:
-      for (auto& [id, set] : impl_->sets) {
-        if (set.type == SetType::File && set.token == token && !set.released) {
-          ++set.refcount;
-          return id;
-        }
+    case SetType::File: {
+      std::optional<SetId> found;
+      impl_->sets.for_each([&](SetId id, const SetRecord& set) {
+        if (!found && set.type == SetType::File && set.token == token && !set.released) found = id;
+      });
+      if (found) {
+        ++impl_->sets.find(*found)->refcount;
+        return *found;
       }
       break;
+    }
   }
   return fail(ENOENT, "no {} PASID set with token {:#x}", to_string(type), token);
 }
@@ -656,9 +710,9 @@ Result<void> Allocator::get_set(SetId set) {
 void Allocator::put_set(SetId set_id) {
   Impl::Outbox outbox(*impl_);
   std::lock_guard lock(impl_->mutex);
-  const auto it = impl_->sets.find(set_id);
-  if (it == impl_->sets.end() || it->second.refcount == 0) return;
-  impl_->put_set_locked(outbox, set_id, it->second);
+  SetRecord* set = impl_->sets.find(set_id);
+  if (!set || set->refcount == 0) return;
+  impl_->put_set_locked(outbox, set_id, *set);
 }
 
 Result<void> Allocator::free_set(SetId set_id) {
@@ -689,17 +743,15 @@ Result<void> Allocator::adjust_quota(SetId set_id, uint32_t quota) {
 
 Result<SetInfo> Allocator::set_info(SetId set_id) const {
   std::lock_guard lock(impl_->mutex);
-  const auto it = impl_->sets.find(set_id);
-  if (it == impl_->sets.end()) return fail(ENOENT, "no PASID set {}", set_id);
-  return impl_->set_info_locked(set_id, it->second);
+  const SetRecord* set = impl_->sets.find(set_id);
+  if (!set) return fail(ENOENT, "no PASID set {}", set_id);
+  return impl_->set_info_locked(set_id, *set);
 }
 
 std::vector<SetInfo> Allocator::sets() const {
   std::lock_guard lock(impl_->mutex);
   std::vector<SetInfo> out;
-  out.reserve(impl_->sets.size());
-  for (const auto& [id, set] : impl_->sets) out.push_back(impl_->set_info_locked(id, set));
-  std::sort(out.begin(), out.end(), [](const SetInfo& a, const SetInfo& b) { return a.id < b.id; });
+  impl_->sets.for_each([&](SetId id, const SetRecord& set) { out.push_back(impl_->set_info_locked(id, set)); });
   return out;
 }
 
@@ -707,10 +759,10 @@ Result<void> Allocator::for_each(SetId set_id, const std::function<void(const Pa
   std::vector<PasidInfo> members;
   {
     std::lock_guard lock(impl_->mutex);
-    const auto it = impl_->sets.find(set_id);
-    if (it == impl_->sets.end()) return fail(ENOENT, "no PASID set {}", set_id);
-    members.reserve(it->second.allocated);
-    for (Pasid pasid = it->second.first_member; pasid;) {
+    const SetRecord* set = impl_->sets.find(set_id);
+    if (!set) return fail(ENOENT, "no PASID set {}", set_id);
+    members.reserve(set->allocated);
+    for (Pasid pasid = set->first_member; pasid;) {
       const Entry& entry = *impl_->entries.find(pasid);
       members.push_back(impl_->info_locked(pasid, entry));
       pasid = entry.next_member;
@@ -876,7 +928,7 @@ void Allocator::unsubscribe(uint64_t id) {
   std::lock_guard lock(impl_->mutex);
   const auto it = impl_->subscriber_sets.find(id);
   if (it == impl_->subscriber_sets.end()) return;  // its set is gone, and the chain with it
-  ChainSnapshot& chain = it->second == kAnySet ? impl_->global_subscribers : impl_->sets.at(it->second).subscribers;
+  ChainSnapshot& chain = it->second == kAnySet ? impl_->global_subscribers : impl_->sets.find(it->second)->subscribers;
   outbox.retire(std::exchange(chain, without_subscriber(chain, id)));
   impl_->subscriber_sets.erase(it);
 }
@@ -892,7 +944,7 @@ Result<void> Allocator::notify(Pasid pasid, PasidEvent event) {
   const bool announceable =
       lifecycle_of(state) == kLive || (lifecycle_of(state) == kFreePending && event == PasidEvent::Unbind);
   if (!announceable) return fail(ENOENT, "PASID {} is not allocated", pasid);
-  const SetRecord& set = impl_->sets.at(set_of(state));
+  const SetRecord& set = *impl_->sets.find(set_of(state));
   if (impl_->has_subscribers(set)) impl_->announce_locked(outbox, event, pasid, *entry, set_of(state), set);
   return success();
 }

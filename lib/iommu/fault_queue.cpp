@@ -8,12 +8,12 @@ void FaultQueue::push(const ioasid_fault& fault) {
   std::function<void()> listener;
   {
     std::lock_guard lock(mutex_);
-    if (records_.size() + (lost_pending_ ? 1 : 0) < depth_) {
+    // The last slot is kept for the LOST record, so the reader learns of the gap
+    // and the queue never holds more than depth records.
+    if (!lost_pending_ && records_.size() + 1 < depth_)
       records_.push_back(fault);
-    } else if (!lost_pending_) {
-      // The last slot is kept for the LOST record so the reader learns of the gap.
+    else
       lost_pending_ = true;
-    }
     listener = listener_;
   }
   if (listener) listener();

@@ -1,5 +1,6 @@
 // A context's bounded queue of fault records, read whole with read(2). When it is
-// full the newest record is dropped and one LOST record stands for all dropped ones.
+// full, new records are dropped and one LOST record, after the survivors, stands
+// for all of them; recording resumes once the reader has taken the LOST record.
 #pragma once
 
 #include <linux/ioasid.h>

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs, builds, starts ioasidd (CUSE when the kernel has it, else the FUSE
+# fallback bind-mounted onto /dev/ioasid) and runs the demo programs against it.
+# Run as root. The daemon is stopped at the end.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/build
+run=$(mktemp -d /tmp/ioasid-demo.XXXXXX)
+"$root/scripts/install-deps.sh"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo
+
+daemon_pid=
+cleanup() {
+  if [ -n "$daemon_pid" ]; then
+    kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" || true
+  fi
+  rm -rf "$run"
+}
+trap cleanup EXIT
+
+echo "== starting ioasidd"
+"$build/cuse/ioasidd" --frontend auto --fuse "$run/fuse" --bind-node /dev/ioasid \
+  --admin-socket "$run/admin.sock" --log-file "$run/ioasidd.log" &
+daemon_pid=$!
+for _ in $(seq 100); do
+  grep -q "serving" "$run/ioasidd.log" 2>/dev/null && [ -e /dev/ioasid ] && break
+  kill -0 "$daemon_pid" 2>/dev/null || { cat "$run/ioasidd.log"; exit 1; }
+  sleep 0.1
+done
+grep -E "frontend|serving" "$run/ioasidd.log"
+
+export IOASID_DEV=/dev/ioasid
+echo; echo "== ioasid-info"; "$build/examples/ioasid-info"
+echo; echo "== pasid-demo"; "$build/examples/pasid-demo"
+echo; echo "== ioasidctl status"; "$build/examples/ioasidctl" --socket "$run/admin.sock" status
+echo; echo "== daemon log"; cat "$run/ioasidd.log"

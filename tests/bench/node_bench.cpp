@@ -1,0 +1,273 @@
+// Ioctl round trips through a FUSE node: ioasidd against a null server (a minimal
+// libfuse server that answers every ioctl at once) measured in the same run, and
+// the aggregate rate of one versus two client processes.
+//
+// Run: build/tests/bench/node_bench   (as root: it mounts FUSE file systems)
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+
+#include <benchmark/benchmark.h>
+#include <linux/ioasid.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+
+namespace {
+
+// ---- the null server: one file node, every ioctl answered with its own input ----
+
+constexpr fuse_ino_t kNode = 2;
+
+void null_lookup(fuse_req_t req, fuse_ino_t, const char* name) {
+  if (std::strcmp(name, "ioasid") != 0) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  fuse_entry_param entry{};
+  entry.ino = kNode;
+  entry.attr.st_ino = kNode;
+  entry.attr.st_mode = S_IFREG | 0666;
+  entry.attr.st_nlink = 1;
+  entry.attr_timeout = entry.entry_timeout = 60;
+  fuse_reply_entry(req, &entry);
+}
+
+void null_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  struct stat st{};
+  st.st_ino = ino;
+  st.st_mode = ino == kNode ? S_IFREG | 0666 : S_IFDIR | 0755;
+  st.st_nlink = 1;
+  fuse_reply_attr(req, &st, 60);
+}
+
+void null_open(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  fi->direct_io = 1;
+  fuse_reply_open(req, fi);
+}
+
+void null_ioctl(fuse_req_t req, fuse_ino_t, unsigned int, void*, fuse_file_info*, unsigned, const void* in_buf,
+                size_t, size_t out_bufsz) {
+  fuse_reply_ioctl(req, 1, out_bufsz ? in_buf : nullptr, out_bufsz);
+}
+
+[[noreturn]] void run_null_server(const std::string& dir) {
+  fuse_lowlevel_ops ops{};
+  ops.lookup = null_lookup;
+  ops.getattr = null_getattr;
+  ops.open = null_open;
+  ops.ioctl = null_ioctl;
+  const char* argv[] = {"null-server", "-o", "allow_other"};
+  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  fuse_session* session = fuse_session_new(&args, &ops, sizeof ops, nullptr);
+  if (!session || fuse_session_mount(session, dir.c_str()) != 0) _exit(1);
+  fuse_set_signal_handlers(session);
+  fuse_session_loop(session);
+  fuse_session_unmount(session);
+  _exit(0);
+}
+
+// ---- servers under test, started once for the whole run ----
+
+struct Server {
+  pid_t pid = -1;
+  std::string dir;
+  std::string node;
+};
+
+bool wait_for_node(const std::string& node) {
+  for (int i = 0; i < 500; ++i) {
+    const int fd = ::open(node.c_str(), O_RDWR);
+    if (fd >= 0) {
+      const bool ready = ioctl(fd, IOASID_GET_API_VERSION) >= 0;
+      ::close(fd);
+      if (ready) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+std::string temp_dir() {
+  char pattern[] = "/tmp/ioasid-bench.XXXXXX";
+  return mkdtemp(pattern);
+}
+
+Server start_null_server() {
+  Server server{.dir = temp_dir()};
+  const std::string mount = server.dir + "/mnt";
+  std::filesystem::create_directory(mount);
+  server.node = mount + "/ioasid";
+  server.pid = fork();
+  if (server.pid == 0) run_null_server(mount);
+  return server;
+}
+
+Server start_daemon() {
+  Server server{.dir = temp_dir()};
+  server.node = server.dir + "/mnt/ioasid";
+  const char* path = std::getenv("IOASIDD") ? std::getenv("IOASIDD") : IOASIDD_PATH;
+  server.pid = fork();
+  if (server.pid == 0) {
+    const std::string mount = server.dir + "/mnt", admin = server.dir + "/admin.sock",
+                      log = server.dir + "/ioasidd.log";
+    execl(path, path, "--frontend", "fuse", "--fuse", mount.c_str(), "--admin-socket", admin.c_str(), "--log-file",
+          log.c_str(), "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return server;
+}
+
+void stop(Server& server) {
+  if (server.pid <= 0) return;
+  kill(server.pid, SIGTERM);
+  waitpid(server.pid, nullptr, 0);
+  umount2((server.dir + "/mnt").c_str(), MNT_DETACH);
+  std::filesystem::remove_all(server.dir);
+  server.pid = -1;
+}
+
+Server g_null;
+Server g_daemon;
+
+int open_node(benchmark::State& state, const Server& server) {
+  const int fd = ::open(server.node.c_str(), O_RDWR);
+  if (fd < 0) state.SkipWithError("cannot open the node");
+  return fd;
+}
+
+// ---- one client ----
+
+void BM_Null_IoctlNoStruct(benchmark::State& state) {
+  const int fd = open_node(state, g_null);
+  for (auto _ : state) benchmark::DoNotOptimize(ioctl(fd, IOASID_GET_API_VERSION));
+  ::close(fd);
+}
+
+void BM_Daemon_GetApiVersion(benchmark::State& state) {
+  const int fd = open_node(state, g_daemon);
+  for (auto _ : state) {
+    if (ioctl(fd, IOASID_GET_API_VERSION) != IOASID_API_VERSION) state.SkipWithError("GET_API_VERSION failed");
+  }
+  ::close(fd);
+}
+
+// Two struct round trips, the shape of an alloc+free pair.
+void BM_Null_TwoStructIoctls(benchmark::State& state) {
+  const int fd = open_node(state, g_null);
+  ioasid_pasid_request request{};
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(ioctl(fd, IOASID_PASID_REQUEST, &request));
+    benchmark::DoNotOptimize(ioctl(fd, IOASID_PASID_REQUEST, &request));
+  }
+  ::close(fd);
+}
+
+void BM_Daemon_PasidAllocFree(benchmark::State& state) {
+  const int fd = open_node(state, g_daemon);
+  for (auto _ : state) {
+    ioasid_pasid_request request{.flags = IOASID_PASID_ALLOC, .min = 1, .max = (1u << 20) - 1};
+    if (ioctl(fd, IOASID_PASID_REQUEST, &request) != 0) state.SkipWithError("alloc failed");
+    request.flags = IOASID_PASID_FREE;
+    request.min = request.max = request.pasid;
+    if (ioctl(fd, IOASID_PASID_REQUEST, &request) != 0 || request.pasid != 1) state.SkipWithError("free failed");
+  }
+  ::close(fd);
+}
+
+// ---- several client processes, each with its own open file ----
+
+void BM_Daemon_ClientProcesses(benchmark::State& state) {
+  const int clients = static_cast<int>(state.range(0));
+  constexpr int kIoctlsPerClient = 20000;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < clients; ++i) {
+      if (fork() == 0) {
+        const int fd = ::open(g_daemon.node.c_str(), O_RDWR);
+        ioasid_info info{};
+        for (int n = 0; n < kIoctlsPerClient; ++n)
+          if (fd < 0 || ioctl(fd, IOASID_GET_INFO, &info) != 0) _exit(1);
+        _exit(0);
+      }
+    }
+    bool ok = true;
+    for (int i = 0; i < clients; ++i) {
+      int status = 0;
+      wait(&status);
+      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    if (!ok) state.SkipWithError("a client failed");
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  state.SetItemsProcessed(state.iterations() * clients * kIoctlsPerClient);
+}
+
+BENCHMARK(BM_Null_IoctlNoStruct)->MinTime(1.0);
+BENCHMARK(BM_Daemon_GetApiVersion)->MinTime(1.0);
+BENCHMARK(BM_Null_TwoStructIoctls)->MinTime(1.0);
+BENCHMARK(BM_Daemon_PasidAllocFree)->MinTime(1.0);
+BENCHMARK(BM_Daemon_ClientProcesses)->Arg(1)->Arg(2)->UseManualTime()->Iterations(5);
+
+// Prints the ratios the issue asks for after the normal report.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      const std::string name = run.run_name.function_name + run.run_name.args;
+      times_[name] = run.GetAdjustedRealTime();
+      if (run.counters.count("items_per_second")) rates_[name] = run.counters.at("items_per_second");
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    ratio("GET_API_VERSION, daemon / null server", "BM_Daemon_GetApiVersion", "BM_Null_IoctlNoStruct", times_);
+    ratio("PASID alloc+free pair, daemon / null server", "BM_Daemon_PasidAllocFree", "BM_Null_TwoStructIoctls",
+          times_);
+    ratio("ioctl rate, two clients / one client", "BM_Daemon_ClientProcesses2", "BM_Daemon_ClientProcesses1", rates_);
+  }
+
+ private:
+  static void ratio(const char* what, const std::string& a, const std::string& b,
+                    const std::map<std::string, double>& values) {
+    if (values.count(a) && values.count(b) && values.at(b) > 0)
+      std::printf("ratio %-45s %.3f\n", what, values.at(a) / values.at(b));
+  }
+  std::map<std::string, double> times_;
+  std::map<std::string, double> rates_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  g_null = start_null_server();
+  g_daemon = start_daemon();
+  const bool ready = wait_for_node(g_null.node) && wait_for_node(g_daemon.node);
+  int status = 1;
+  if (!ready) {
+    std::fprintf(stderr, "node_bench: a server did not come up (run as root; is ioasidd built?)\n");
+  } else {
+    RatioReporter reporter;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    status = 0;
+  }
+  stop(g_daemon);
+  stop(g_null);
+  benchmark::Shutdown();
+  return status;
+}
