@@ -7,6 +7,7 @@
 //   atomic, so find() validates with one load and get()/put() are CAS loops.
 // - Free numbers are found in a hierarchical bitmap (a "full" summary per level).
 // - Guest PASIDs (spid) are indexed by a lock-free-readable open-addressing table.
+// - Set ids name a slot plus a generation, so set lookup is an index, not a hash.
 // - One mutex serialises every mutation. Notifications are collected under it into an
 //   Outbox and delivered once it is dropped; chains are immutable snapshots, so a
 //   callback may re-enter the allocator in any way.
@@ -343,7 +344,7 @@ class SetTable {
     free_slots_.push_back(slot);
   }
 
-  // fn(SetId, SetRecord&) for every set, in slot order.
+  // fn(SetId, const SetRecord&) for every set, in slot order.
   template <typename Fn>
   void for_each(Fn&& fn) const {
     for (uint32_t slot = 0; slot < slots_.size(); ++slot)
