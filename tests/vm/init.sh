@@ -1,0 +1,168 @@
+#!/bin/sh
+# /init of the VM stage's initramfs (run by busybox ash as PID 1).
+#
+# Loads fuse/cuse, starts ioasidd in CUSE mode, runs the conformance suite against
+# /dev/ioasid and reports everything on the serial console between marker lines that
+# run-vm-tests.sh parses. Every step is bounded and failures print
+# "VM-STAGE-ERROR: <what>" instead of hanging. PID 1 must never exit (the kernel would
+# panic), so the script always ends in power_off.
+
+PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+# The console is a tty, but the output ends up in a log file.
+GTEST_COLOR=no
+export PATH GTEST_COLOR
+
+M='@@IOASID-VM@@'          # marker prefix; keep in sync with run-vm-tests.sh
+DAEMON_PIDFILE=/run/ioasidd.pid
+DAEMON_RCFILE=/run/ioasidd.rc
+DAEMON_LOG=/tmp/ioasidd.log
+RESULTS_JSON=/tmp/conformance.json
+
+# Written by run-vm-tests.sh: DEV_TIMEOUT, TEST_TIMEOUT, STOP_TIMEOUT.
+. /etc/vm-stage.conf
+
+error() { echo "VM-STAGE-ERROR: $*"; }
+begin() { echo "$M BEGIN $1"; }
+end() { echo "$M END $1"; }
+
+power_off() {
+    echo "$M DONE"
+    # Full applet paths: the links may not exist if mounting failed early.
+    /bin/busybox sync
+    /bin/busybox poweroff -f
+    # poweroff -f only returns on failure; exiting PID 1 panics the kernel, and with
+    # panic=-1 plus qemu's -no-reboot that still ends the VM.
+    /bin/busybox sleep 2
+    exit 1
+}
+
+mount_filesystems() {
+    /bin/busybox mount -t devtmpfs devtmpfs /dev || { error "mount devtmpfs on /dev"; return 1; }
+    # The kernel may not have found a console before /dev was populated.
+    exec </dev/console >/dev/console 2>&1
+    # busybox --install needs /proc/self/exe; the host only linked /bin/sh.
+    /bin/busybox mount -t proc proc /proc || { error "mount proc"; return 1; }
+    /bin/busybox --install -s || { error "busybox --install"; return 1; }
+    mount -t sysfs sysfs /sys || { error "mount sysfs"; return 1; }
+    mount -t tmpfs -o mode=1777 tmpfs /tmp || { error "mount tmpfs on /tmp"; return 1; }
+    mount -t tmpfs -o mode=0755 tmpfs /run || { error "mount tmpfs on /run"; return 1; }
+}
+
+# Modules are listed dependencies-first by the host script.
+load_modules() {
+    while IFS= read -r mod; do
+        [ -n "$mod" ] || continue
+        insmod "/lib/modules/$mod" || { error "insmod $mod"; return 1; }
+    done </etc/modules.order
+    [ -c /dev/cuse ] || { error "/dev/cuse missing after loading modules"; return 1; }
+}
+
+# The subshell records the daemon's exit status in a file, which is reliable where
+# polling a (possibly zombie) PID is not; the inner sh execs so the recorded PID is
+# ioasidd itself and SIGTERM reaches it directly.
+start_daemon() {
+    (
+        sh -c 'echo $$ >'"$DAEMON_PIDFILE"'; exec "$@"' ioasidd \
+            ioasidd --frontend cuse --no-netlink --admin-socket /run/ioasidd.sock \
+            --log-level info >"$DAEMON_LOG" 2>&1 </dev/null
+        echo $? >"$DAEMON_RCFILE"
+    ) &
+}
+
+# Bounded wait (DEV_TIMEOUT seconds) for the CUSE node; also notices an early exit.
+wait_for_device() {
+    i=0
+    while [ "$i" -lt $((DEV_TIMEOUT * 10)) ]; do
+        [ -c /dev/ioasid ] && return 0
+        if [ -f "$DAEMON_RCFILE" ]; then
+            error "ioasidd exited with status $(cat "$DAEMON_RCFILE") before /dev/ioasid appeared"
+            return 1
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    error "/dev/ioasid did not appear within $DEV_TIMEOUT s"
+    return 1
+}
+
+# Extra gtest arguments, one per line (keeps spaces and quotes intact).
+run_conformance() {
+    set --
+    while IFS= read -r arg; do set -- "$@" "$arg"; done </etc/gtest-args
+    begin gtest-output
+    IOASID_DEV=/dev/ioasid timeout -s KILL "$TEST_TIMEOUT" \
+        ioasid-conformance --gtest_output=json:"$RESULTS_JSON" "$@" 2>&1 </dev/null
+    rc=$?
+    end gtest-output
+    [ "$rc" -eq 137 ] && error "conformance killed (timeout of $TEST_TIMEOUT s or SIGKILL)"
+    begin conformance-exit
+    echo "$rc"
+    end conformance-exit
+}
+
+# SIGTERM, then a bounded wait for the recorded exit status.
+stop_daemon() {
+    status=none
+    if [ -f "$DAEMON_RCFILE" ]; then
+        error "ioasidd had already exited before SIGTERM"
+        status=$(cat "$DAEMON_RCFILE")
+    elif [ -s "$DAEMON_PIDFILE" ]; then
+        kill -TERM "$(cat "$DAEMON_PIDFILE")"
+        i=0
+        while [ ! -f "$DAEMON_RCFILE" ] && [ "$i" -lt $((STOP_TIMEOUT * 10)) ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        if [ -f "$DAEMON_RCFILE" ]; then
+            status=$(cat "$DAEMON_RCFILE")
+        else
+            error "ioasidd still running $STOP_TIMEOUT s after SIGTERM; sending SIGKILL"
+            kill -KILL "$(cat "$DAEMON_PIDFILE")"
+            status=timeout
+        fi
+    else
+        error "no ioasidd pid recorded"
+    fi
+    [ "$status" = 0 ] || error "ioasidd exit status: $status (expected 0)"
+    begin daemon-exit
+    echo "$status"
+    end daemon-exit
+}
+
+report() {
+    # Keep kernel messages from interleaving with the sections the host parses; the
+    # kernel log is dumped as a section of its own instead.
+    echo 1 >/proc/sys/kernel/printk 2>/dev/null
+    if [ -f "$RESULTS_JSON" ]; then
+        begin conformance-json
+        cat "$RESULTS_JSON"
+        echo
+        end conformance-json
+    else
+        error "no $RESULTS_JSON was written"
+    fi
+    begin daemon-log
+    cat "$DAEMON_LOG" 2>/dev/null
+    end daemon-log
+    begin dmesg
+    dmesg
+    end dmesg
+}
+
+main() {
+    mount_filesystems || power_off
+    # Leading newline: firmware output before us does not end its last line.
+    echo
+    echo "$M START uptime=$(cut -d' ' -f1 /proc/uptime)"
+    if load_modules; then
+        start_daemon
+        if wait_for_device; then
+            run_conformance
+        fi
+        stop_daemon
+    fi
+    report
+    power_off
+}
+
+main
