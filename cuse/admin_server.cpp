@@ -193,13 +193,19 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   AdminSession(std::shared_ptr<AdminServer::Impl> server, stream_protocol::socket socket,
                uint64_t id, ucred peer)
       : server_(std::move(server)), socket_(std::move(socket)),
-        input_(AdminServer::kMaxLineBytes + 1), id_(id), peer_(peer) {}
+        input_(AdminServer::kMaxLineBytes + 1), id_(id), peer_(peer) {
+    boost::system::error_code ignored;  // write_some must never block the event loop
+    socket_.non_blocking(true, ignored);
+  }
 
   // All members are called with server_->mutex held.
   void start_reading();
   void send(const json& reply) { push(std::make_shared<const std::string>(to_line(reply))); }
   void send_event(const std::shared_ptr<const std::string>& line);
   void close_after_flush();
+  // Writes what the socket takes without waiting, then closes (daemon shutdown: the
+  // io_context may no longer run, so the last events go out now or never).
+  void close_now();
   void close();
 
   void begin_streaming() { streaming_ = true; }
@@ -212,19 +218,22 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 
   void on_read(const boost::system::error_code& error, size_t length);
   void handle_line(std::string line);
+  void queue_loss_notice();  // appends {"event":"events_lost","count":N} if there were losses
   void push(std::shared_ptr<const std::string> line);
   void flush();
-  void on_written(const boost::system::error_code& error);
+  void write_now();
+  void consume(size_t bytes);
 
   std::shared_ptr<AdminServer::Impl> server_;  // dropped from server_->sessions on close
   stream_protocol::socket socket_;
   boost::asio::streambuf input_;  // max size bounds a request line
   std::deque<std::shared_ptr<const std::string>> outbox_;
-  size_t in_flight_ = 0;  // lines of outbox_ handed to the current write
+  size_t front_written_ = 0;  // bytes of outbox_.front() already sent
+  std::vector<boost::asio::const_buffer> gather_;  // reused by write_now
   const uint64_t id_;
   const ucred peer_;
   bool reading_ = false;
-  bool writing_ = false;
+  bool waiting_writable_ = false;
   bool read_after_flush_ = false;
   bool close_after_flush_ = false;
   bool closed_ = false;
@@ -310,12 +319,15 @@ void AdminSession::send_event(const std::shared_ptr<const std::string>& line) {
     ++lost_total_;
     return;
   }
-  if (lost_unreported_ != 0) {
-    push(std::make_shared<const std::string>(
-        to_line(json{{"event", "events_lost"}, {"count", lost_unreported_}})));
-    lost_unreported_ = 0;
-  }
+  queue_loss_notice();
   push(line);
+}
+
+void AdminSession::queue_loss_notice() {
+  if (lost_unreported_ == 0 || outbox_.size() >= AdminServer::kMaxQueuedEventLines) return;
+  outbox_.push_back(std::make_shared<const std::string>(
+      to_line(json{{"event", "events_lost"}, {"count", lost_unreported_}})));
+  lost_unreported_ = 0;
 }
 
 void AdminSession::push(std::shared_ptr<const std::string> line) {
@@ -324,35 +336,29 @@ void AdminSession::push(std::shared_ptr<const std::string> line) {
   flush();
 }
 
+// Writes are synchronous and non-blocking: what the socket takes goes out at once,
+// the rest waits for room. So the daemon always knows exactly what was sent, and a
+// shutdown can still push the last events out without a running io_context.
 void AdminSession::flush() {
-  if (writing_ || closed_ || outbox_.empty()) return;
-  writing_ = true;
-  in_flight_ = std::min(outbox_.size(), kMaxGather);
-  std::vector<boost::asio::const_buffer> buffers;
-  buffers.reserve(in_flight_);
-  for (size_t i = 0; i < in_flight_; ++i) buffers.push_back(boost::asio::buffer(*outbox_[i]));
-  // The strings stay alive in outbox_ until the write completes.
-  boost::asio::async_write(
-      socket_, buffers, [self = shared_from_this()](const boost::system::error_code& error, size_t) {
-        std::lock_guard lock(self->server_->mutex);
-        self->on_written(error);
-      });
-}
-
-void AdminSession::on_written(const boost::system::error_code& error) {
-  writing_ = false;
+  if (closed_ || waiting_writable_) return;
+  write_now();
   if (closed_) return;
-  if (error) {
-    if (error != boost::asio::error::operation_aborted && error != boost::asio::error::broken_pipe)
-      spdlog::debug("admin: session {} write: {}", id_, error.message());
-    close();
+  if (!outbox_.empty()) {
+    waiting_writable_ = true;
+    socket_.async_wait(stream_protocol::socket::wait_write,
+                       [self = shared_from_this()](const boost::system::error_code& error) {
+                         std::lock_guard lock(self->server_->mutex);
+                         self->waiting_writable_ = false;
+                         if (self->closed_) return;
+                         if (error) {
+                           self->close();
+                           return;
+                         }
+                         self->flush();
+                       });
     return;
   }
-  outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<ptrdiff_t>(in_flight_));
-  in_flight_ = 0;
-  if (!outbox_.empty()) {
-    flush();
-  } else if (close_after_flush_) {
+  if (close_after_flush_) {
     close();
   } else if (read_after_flush_) {
     read_after_flush_ = false;
@@ -360,9 +366,49 @@ void AdminSession::on_written(const boost::system::error_code& error) {
   }
 }
 
+void AdminSession::write_now() {
+  while (!closed_ && !outbox_.empty()) {
+    gather_.clear();
+    for (const auto& line : outbox_) {
+      if (gather_.size() == kMaxGather) break;
+      gather_.push_back(boost::asio::buffer(*line) + (gather_.empty() ? front_written_ : 0));
+    }
+    boost::system::error_code error;
+    const size_t written = socket_.write_some(gather_, error);  // MSG_NOSIGNAL: no SIGPIPE
+    if (error == boost::asio::error::would_block || error == boost::asio::error::try_again) return;
+    if (error == boost::asio::error::interrupted) continue;
+    if (error) {
+      if (error != boost::asio::error::broken_pipe && error != boost::asio::error::connection_reset)
+        spdlog::debug("admin: session {} write: {}", id_, error.message());
+      close();
+      return;
+    }
+    consume(written);
+  }
+}
+
+void AdminSession::consume(size_t bytes) {
+  while (bytes > 0 && !outbox_.empty()) {
+    const size_t left = outbox_.front()->size() - front_written_;
+    if (bytes < left) {
+      front_written_ += bytes;
+      return;
+    }
+    bytes -= left;
+    outbox_.pop_front();
+    front_written_ = 0;
+  }
+  queue_loss_notice();  // the reader made room: tell it what it missed before later events
+}
+
 void AdminSession::close_after_flush() {
   close_after_flush_ = true;
-  if (!writing_ && outbox_.empty()) close();
+  if (outbox_.empty()) close();
+}
+
+void AdminSession::close_now() {
+  write_now();
+  close();
 }
 
 void AdminSession::close() {
@@ -548,18 +594,19 @@ json AdminServer::Impl::pasids() const {
 }
 
 void AdminServer::Impl::broadcast(const std::string& event_json) {
-  std::shared_ptr<const std::string> line;  // built once, shared by every stream
-  for (const auto& session : sessions) {
-    if (!session->streaming()) continue;
-    if (!line) line = std::make_shared<const std::string>(event_json + "\n");
-    session->send_event(line);
-  }
+  // A failed write closes its session, which leaves `sessions`: iterate a copy.
+  std::vector<std::shared_ptr<AdminSession>> streams;
+  for (const auto& session : sessions)
+    if (session->streaming()) streams.push_back(session);
+  if (streams.empty()) return;
+  const auto line = std::make_shared<const std::string>(event_json + "\n");  // shared by all
+  for (const auto& session : streams) session->send_event(line);
 }
 
 void AdminServer::Impl::close_all() {
   auto all = std::move(sessions);  // close() erases from `sessions`
   sessions.clear();
-  for (const auto& session : all) session->close();
+  for (const auto& session : all) session->close_now();
 }
 
 // ---------------------------------------------------------------- public face

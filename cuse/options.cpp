@@ -74,7 +74,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
       ("admin-group", po::value(&admin_group),
        "group whose members may use the admin socket besides root")
       ("netlink-group", po::value(&options.netlink_group)->default_value(options.netlink_group),
-       "NETLINK_USERSOCK multicast group for events; 0 disables")
+       "NETLINK_USERSOCK multicast group for events, 1..32; 0 disables")
       ("no-netlink", po::bool_switch(&no_netlink), "publish no netlink events (same as --netlink-group 0)")
       ("log-level", po::value(&options.log_level)->default_value(options.log_level),
        "trace | debug | info | warn | error | off")
@@ -103,6 +103,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     options.admin_group = group_id(admin_group);
     if (options.admin_socket == "none") options.admin_socket.clear();
     if (no_netlink) options.netlink_group = 0;
+    if (options.netlink_group > 32) throw po::error("--netlink-group must be 1..32 (0 disables)");
     if (options.service.pasid_bits < 1 || options.service.pasid_bits > 20)
       throw po::error("--pasid-bits must be 1..20");
     if (options.service.addr_width != 48 && options.service.addr_width != 57)

@@ -1,0 +1,34 @@
+#include "cli.h"
+
+#include <iostream>
+
+namespace po = boost::program_options;
+
+namespace ioasid::examples {
+
+std::optional<int> parse_command_line(int argc, char** argv, const char* program,
+                                      const po::options_description& visible,
+                                      po::variables_map& values,
+                                      const po::options_description* hidden,
+                                      const po::positional_options_description* positional) {
+  po::options_description all;
+  all.add(visible);
+  if (hidden) all.add(*hidden);
+  try {
+    po::command_line_parser parser(argc, argv);
+    parser.options(all);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), values);
+    if (values.count("help")) {
+      std::cout << visible << "\n";
+      return 0;
+    }
+    po::notify(values);
+  } catch (const po::error& e) {
+    std::cerr << program << ": " << e.what() << "\n\n" << visible << "\n";
+    return 2;
+  }
+  return std::nullopt;
+}
+
+}  // namespace ioasid::examples

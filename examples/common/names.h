@@ -1,0 +1,20 @@
+// Names for the uAPI's numbers, shared by the example programs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ioasid::examples {
+
+// "PASID", "NESTING", ... for an IOASID_FEAT_* index; "BIT<n>" past the known ones.
+std::string feature_name(uint32_t index);
+// Every feature whose bit is set, space separated ("PASID NESTING ...").
+std::string feature_list(uint32_t features);
+// "4K 2M 1G" for a page-size bitmap (bit n = 2^n bytes).
+std::string page_size_list(uint64_t bitmap);
+// "EINVAL" for EINVAL; "E<n>" if the C library has no name.
+std::string errno_name(int code);
+// EINVAL for "EINVAL"; 0 if unknown.
+int errno_from_name(const std::string& name);
+
+}  // namespace ioasid::examples
