@@ -96,7 +96,8 @@ void NodeOps::ioctl(fuse_req_t req, unsigned int cmd, void* arg, fuse_file_info*
   const size_t size = _IOC_SIZE(cmd);
   thread_local std::vector<std::byte> buf;
   buf.assign(size, std::byte{0});
-  std::memcpy(buf.data(), in_buf, std::min(in_bufsz, size));
+  // _IO commands carry no struct: both pointers are null, and memcpy must not see them.
+  if (const size_t copied = std::min(in_bufsz, size); copied > 0) std::memcpy(buf.data(), in_buf, copied);
   ProcessMemory memory(fuse_req_ctx(req)->pid);
   auto result = service_.ioctl(*file.context, cmd, reinterpret_cast<uintptr_t>(arg), buf, memory);
   // Restricted mode copies the reply struct back even with a negative result, which

@@ -1,0 +1,166 @@
+// Helpers of the /dev/ioasid conformance suite: the node under test, an RAII fd, ioctl
+// wrappers that return errno, PASID request helpers, child processes with timeouts.
+// Everything here issues real syscalls on a real node; there is no in-process engine.
+#pragma once
+
+#include <linux/ioasid.h>
+
+#include <gtest/gtest.h>
+
+#include <sys/ioctl.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace conf {
+
+using namespace std::chrono_literals;
+
+// ---------------------------------------------------------------- the node under test
+
+// Path of the node: $IOASID_DEV, or DIR/ioasid of the daemon the harness started.
+const std::string& node_path();
+// True when the harness started ioasidd itself (FUSE mode); false with $IOASID_DEV.
+bool harness_owns_daemon();
+// The daemon's log file when the harness started it.
+std::optional<std::string> daemon_log_path();
+// Fails the current test if the harness-owned daemon has exited.
+void expect_daemon_alive();
+
+// ---------------------------------------------------------------- errno values
+
+struct Errno {
+  int value = 0;
+  friend bool operator==(Errno, Errno) = default;
+};
+std::string errno_name(int e);
+std::ostream& operator<<(std::ostream& os, Errno e);
+constexpr Errno Err(int e) { return Errno{e}; }
+inline constexpr Errno kOk{0};
+
+// ---------------------------------------------------------------- the fd
+
+class Node {
+ public:
+  // Opens node_path() with O_RDWR | O_CLOEXEC | extra_flags; ADD_FAILURE on error.
+  explicit Node(int extra_flags = 0);
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  Node(Node&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  ~Node() { close(); }
+  int fd() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  void close();
+
+ private:
+  int fd_ = -1;
+};
+
+// ---------------------------------------------------------------- ioctl wrappers
+
+// ioctl(fd, cmd, arg): 0 on success, else errno.
+inline Errno ioctl_errno(int fd, unsigned long cmd, void* arg) {
+  return ::ioctl(fd, cmd, arg) < 0 ? Errno{errno} : kOk;
+}
+// For the integer-argument commands: the ioctl's return value, errno in *err.
+long ioctl_value(int fd, unsigned long cmd, unsigned long arg, Errno* err = nullptr);
+
+// The ioctl command _IOC(dir, type, nr, size) issued with buf as argument;
+// buf.size() is the encoded size.
+Errno raw_ioctl(int fd, unsigned dir, unsigned nr, std::span<uint8_t> buf, unsigned type = IOASID_TYPE);
+inline unsigned long make_cmd(unsigned dir, unsigned nr, size_t size, unsigned type = IOASID_TYPE) {
+  return _IOC(dir, type, nr, size);
+}
+inline constexpr unsigned kRW = _IOC_READ | _IOC_WRITE;
+
+// The bytes of v, zero-extended (or truncated) to size.
+template <class T>
+std::vector<uint8_t> bytes_of(const T& v, size_t size = sizeof(T)) {
+  std::vector<uint8_t> b(size, 0);
+  if (size) std::memcpy(b.data(), &v, std::min(size, sizeof(T)));
+  return b;
+}
+template <class T>
+T struct_from(std::span<const uint8_t> b) {
+  T v{};
+  if (!b.empty()) std::memcpy(&v, b.data(), std::min(b.size(), sizeof(T)));
+  return v;
+}
+
+// ---------------------------------------------------------------- uAPI helpers
+
+ioasid_info get_info(int fd);  // ADD_FAILURE on error
+uint32_t pasids_allocated(int fd);
+
+ioasid_pasid_request req_alloc(uint32_t min, uint32_t max);
+ioasid_pasid_request req_alloc_gpasid(uint32_t min, uint32_t max, uint32_t gpasid);
+ioasid_pasid_request req_free(uint32_t min, uint32_t max);
+ioasid_pasid_lookup req_lookup(uint32_t gpasid);
+
+struct PasidResult {
+  Errno err;
+  uint32_t pasid = 0;  // ALLOC: the PASID; FREE: the count; LOOKUP: out_pasid
+};
+PasidResult pasid_alloc(int fd, uint32_t min, uint32_t max);
+PasidResult pasid_alloc_gpasid(int fd, uint32_t min, uint32_t max, uint32_t gpasid);
+PasidResult pasid_free(int fd, uint32_t min, uint32_t max);
+PasidResult pasid_lookup(int fd, uint32_t gpasid);
+
+// Release after close is asynchronous (the kernel sends RELEASE after the last
+// reference is gone): how long a test waits for it.
+inline constexpr auto kReleaseTimeout = 3s;
+// ALLOC, retried while it fails with ENOSPC, up to timeout.
+PasidResult pasid_alloc_retry(int fd, uint32_t min, uint32_t max, std::chrono::milliseconds timeout = kReleaseTimeout);
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+// What the other ioctls can observe of one file's PASID state.
+struct State {
+  uint32_t allocated = 0;
+  std::vector<std::pair<uint32_t, PasidResult>> lookups;  // gpasid -> lookup result
+  bool operator==(const State& o) const;
+};
+std::ostream& operator<<(std::ostream& os, const State& s);
+State snapshot(int fd, std::initializer_list<uint32_t> gpasids);
+
+// ---------------------------------------------------------------- PASID ranges
+
+struct Range {
+  uint32_t lo, hi;
+};
+// Each test owns a slot of 16384 PASIDs (k in 1..63) so that a PASID still being
+// released by an earlier test never disturbs it.
+constexpr Range slot(unsigned k) { return {k * 16384u, k * 16384u + 16383u}; }
+
+// ---------------------------------------------------------------- processes
+
+// Runs fn in a forked child and returns its exit code; fn must only use syscalls (no
+// gtest assertions). On timeout the child is SIGKILLed and -1 returned; killed by a
+// signal: -(128 + signo). *why describes abnormal ends.
+int run_in_child(const std::function<int()>& fn, std::chrono::milliseconds timeout, std::string* why = nullptr);
+
+// Waits for pid with a timeout; true when reaped, status in *status.
+bool wait_pid_for(pid_t pid, std::chrono::milliseconds timeout, int* status);
+
+// SIGKILLs and reaps every pid still registered when it goes out of scope.
+class ChildGuard {
+ public:
+  ~ChildGuard();
+  void add(pid_t pid) { pids_.push_back(pid); }
+  void reaped(pid_t pid);
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+std::string describe_status(int status);
+
+}  // namespace conf
