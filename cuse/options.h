@@ -19,7 +19,7 @@ struct Options {
   std::string bind_node;
   mode_t node_mode = 0660;
   std::optional<gid_t> node_group;
-  unsigned session_threads = 4;
+  unsigned session_threads = 2;  // more threads blocked in read() on one FUSE fd cost latency
   unsigned workers = 2;
   uapi::ServiceConfig service;
   std::string admin_socket = "/run/ioasidd/admin.sock";  // empty: no admin socket
