@@ -621,26 +621,6 @@ struct Allocator::Impl {
   uint64_t last_subscriber_id = 0;
 };
 
-// ---- Subscription ----
-
-Subscription::Subscription(Subscription&& other) noexcept
-    : owner_(std::exchange(other.owner_, nullptr)), id_(other.id_) {}
-
-Subscription& Subscription::operator=(Subscription&& other) noexcept {
-  if (this != &other) {
-    reset();
-    owner_ = std::exchange(other.owner_, nullptr);
-    id_ = other.id_;
-  }
-  return *this;
-}
-
-Subscription::~Subscription() { reset(); }
-
-void Subscription::reset() {
-  if (Allocator* owner = std::exchange(owner_, nullptr)) owner->unsubscribe(id_);
-}
-
 // ---- Allocator ----
 
 Allocator::Allocator(uint32_t pasid_bits) : impl_(std::make_unique<Impl>(pasid_bits)) {}

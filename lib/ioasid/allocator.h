@@ -12,6 +12,7 @@
 #pragma once
 
 #include "base/result.h"
+#include "base/subscription.h"
 
 #include <cstdint>
 #include <functional>
@@ -76,23 +77,7 @@ using PrivateGetter = bool (*)(uintptr_t private_data);
 class Allocator;
 
 // Keeps a notifier registered; unregisters on destruction (also from inside a callback).
-class Subscription {
- public:
-  Subscription() = default;
-  Subscription(Subscription&&) noexcept;
-  Subscription& operator=(Subscription&&) noexcept;
-  Subscription(const Subscription&) = delete;
-  Subscription& operator=(const Subscription&) = delete;
-  ~Subscription();
-  void reset();
-  bool active() const { return owner_ != nullptr; }
-
- private:
-  friend class Allocator;
-  Subscription(Allocator* owner, uint64_t id) : owner_(owner), id_(id) {}
-  Allocator* owner_ = nullptr;
-  uint64_t id_ = 0;
-};
+using Subscription = ScopedSubscription<Allocator>;
 
 class Allocator {
  public:
@@ -167,7 +152,7 @@ class Allocator {
   Result<void> notify(Pasid pasid, PasidEvent event);
 
  private:
-  friend class Subscription;
+  friend Subscription;
   void unsubscribe(uint64_t id);
   struct Impl;
   std::unique_ptr<Impl> impl_;

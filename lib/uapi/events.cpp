@@ -32,24 +32,6 @@ std::string to_json(const Event& event) {
   return json.dump();
 }
 
-EventSubscription::EventSubscription(EventSubscription&& other) noexcept
-    : bus_(std::exchange(other.bus_, nullptr)), id_(other.id_) {}
-
-EventSubscription& EventSubscription::operator=(EventSubscription&& other) noexcept {
-  if (this != &other) {
-    reset();
-    bus_ = std::exchange(other.bus_, nullptr);
-    id_ = other.id_;
-  }
-  return *this;
-}
-
-EventSubscription::~EventSubscription() { reset(); }
-
-void EventSubscription::reset() {
-  if (auto* bus = std::exchange(bus_, nullptr)) bus->unsubscribe(id_);
-}
-
 EventSubscription EventBus::subscribe(EventSink sink) {
   std::lock_guard lock(mutex_);
   const uint64_t id = next_id_++;

@@ -2,6 +2,8 @@
 // The wire form is one JSON object per event; docs/EVENTS.md documents it.
 #pragma once
 
+#include "base/subscription.h"
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -43,22 +45,7 @@ using EventSink = std::function<void(const Event&)>;
 class EventBus;
 
 // Keeps a sink subscribed; unsubscribes on destruction.
-class EventSubscription {
- public:
-  EventSubscription() = default;
-  EventSubscription(EventSubscription&&) noexcept;
-  EventSubscription& operator=(EventSubscription&&) noexcept;
-  EventSubscription(const EventSubscription&) = delete;
-  EventSubscription& operator=(const EventSubscription&) = delete;
-  ~EventSubscription();
-  void reset();
-
- private:
-  friend class EventBus;
-  EventSubscription(EventBus* bus, uint64_t id) : bus_(bus), id_(id) {}
-  EventBus* bus_ = nullptr;
-  uint64_t id_ = 0;
-};
+using EventSubscription = ScopedSubscription<EventBus>;
 
 class EventBus {
  public:
@@ -66,7 +53,7 @@ class EventBus {
   void publish(Event event);
 
  private:
-  friend class EventSubscription;
+  friend EventSubscription;
   void unsubscribe(uint64_t id);
   struct Entry {
     uint64_t id;

@@ -175,7 +175,10 @@ class DaemonEnvironment : public ::testing::Environment {
     if (const char* dev = std::getenv("IOASID_DEV"); dev && *dev) {
       g.node = dev;
       g.owns_daemon = false;
-      std::cout << "[ harness  ] using IOASID_DEV=" << g.node << " (log checks skipped)\n";
+      // The daemon's log, when whoever started it says where (the VM stage does).
+      if (const char* log = std::getenv("IOASID_DAEMON_LOG"); log && *log) g.log_path = log;
+      std::cout << "[ harness  ] using IOASID_DEV=" << g.node
+                << (g.log_path.empty() ? " (log checks skipped)\n" : ", daemon log " + g.log_path + "\n");
       ASSERT_TRUE(node_answers(g.node)) << g.node << " does not open or does not answer GET_API_VERSION with 1";
       return;
     }
@@ -305,7 +308,7 @@ class DaemonEnvironment : public ::testing::Environment {
 const std::string& node_path() { return g.node; }
 bool harness_owns_daemon() { return g.owns_daemon; }
 std::optional<std::string> daemon_log_path() {
-  if (!g.owns_daemon) return std::nullopt;
+  if (g.log_path.empty()) return std::nullopt;
   return g.log_path;
 }
 void expect_daemon_alive() {

@@ -90,7 +90,7 @@ run_conformance() {
     set --
     while IFS= read -r arg; do set -- "$@" "$arg"; done </etc/gtest-args
     begin gtest-output
-    IOASID_DEV=/dev/ioasid timeout -s KILL "$TEST_TIMEOUT" \
+    IOASID_DEV=/dev/ioasid IOASID_DAEMON_LOG="$DAEMON_LOG" timeout -s KILL "$TEST_TIMEOUT" \
         ioasid-conformance --gtest_output=json:"$RESULTS_JSON" "$@" 2>&1 </dev/null
     rc=$?
     end gtest-output
