@@ -19,6 +19,10 @@ class Frontend {
   virtual fuse_session* session() const = 0;
   virtual const std::string& node_path() const = 0;
   virtual const char* kind() const = 0;  // "cuse" or "fuse"
+  // Makes the node reachable at its final path (FUSE: the bind mount). Called once
+  // session threads serve requests: the kernel asks the daemon about the node
+  // while it is being bind-mounted.
+  virtual Result<void> expose() { return success(); }
 };
 
 // Creates /dev/<devname> through /dev/cuse. ENODEV when the kernel has no CUSE.

@@ -153,8 +153,11 @@ class FuseFrontend final : public Frontend {
     if (fuse_session_mount(session_, options.mount_dir.c_str()) != 0)
       return fail(EIO, "cannot mount FUSE on {}", options.mount_dir);
     mounted_ = true;
-    if (!options.bind_path.empty()) IOASID_TRY(bind_node());
     return success();
+  }
+
+  Result<void> expose() override {
+    return context_->options.bind_path.empty() ? success() : bind_node();
   }
 
   fuse_session* session() const override { return session_; }

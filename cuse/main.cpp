@@ -16,6 +16,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -70,7 +71,19 @@ Result<std::unique_ptr<Frontend>> start_frontend(const Options& options, NodeOps
   return start_fuse(ops, fuse);
 }
 
+// SIGINT/SIGTERM wait, blocked, until the Asio signal_set can take them: a stop
+// during start-up still releases everything. (The set cannot come first: CUSE set-up
+// installs libfuse's handlers, and removing them resets the dispositions.)
+void set_termination_signals_blocked(bool blocked) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
+}
+
 int run(const Options& options) {
+  set_termination_signals_blocked(true);
   uapi::Service service(options.service);
   boost::asio::io_context io;
   EventRelay relay(io, service);
@@ -116,7 +129,7 @@ int run(const Options& options) {
   relay.start();
 
   auto keep_running = boost::asio::make_work_guard(io);
-  std::atomic<bool> session_lost{false};
+  std::atomic<bool> failed{false};  // exit 1: the session ended or the node could not be exposed
   auto stop_loop = [&] {
     keep_running.reset();
     io.stop();
@@ -126,13 +139,20 @@ int run(const Options& options) {
     if (!error) spdlog::info("{}: shutting down", strsignal(signal));
     stop_loop();
   });
+  set_termination_signals_blocked(false);
   SessionThreads sessions((*frontend)->session(), options.session_threads, [&] {
-    session_lost = true;
+    failed = true;
     boost::asio::post(io, stop_loop);
   });
-  spdlog::info("ioasidd {} serving {} ({}), pid {}, {} session threads, PASID quota {} per file",
-               IOASID_VERSION, (*frontend)->node_path(), (*frontend)->kind(), ::getpid(),
-               options.session_threads, options.service.default_pasid_quota);
+  if (auto exposed = (*frontend)->expose(); !exposed) {
+    spdlog::error("cannot expose the node: {}", exposed.error().why);
+    failed = true;
+    boost::asio::post(io, stop_loop);
+  } else {
+    spdlog::info("ioasidd {} serving {} ({}), pid {}, {} session threads, PASID quota {} per file",
+                 IOASID_VERSION, (*frontend)->node_path(), (*frontend)->kind(), ::getpid(),
+                 options.session_threads, options.service.default_pasid_quota);
+  }
 
   std::vector<std::thread> workers;
   for (unsigned i = 1; i < options.workers; ++i) workers.emplace_back([&io] { io.run(); });
@@ -146,7 +166,7 @@ int run(const Options& options) {
   if (admin) admin->stop();
   frontend->reset();
   spdlog::info("stopped");
-  return session_lost ? 1 : 0;
+  return failed ? 1 : 0;
 }
 
 }  // namespace

@@ -25,6 +25,8 @@ Result<long> alloc_pasid(Call& call, ioasid_pasid_request& request) {
     gpasid = request.gpasid;
   }
   auto pasid = allocator.alloc(call.context.pasid_set(), request.min, request.max, 0, gpasid);
+  if (!pasid && pasid.code() == EEXIST)
+    return fail(EEXIST, "gpasid {} is already mapped in this file", request.gpasid);
   IOASID_TRY(pasid);
   request.pasid = *pasid;
   return 0;
