@@ -10,7 +10,7 @@ namespace {
 
 NodeOps& ops_of(fuse_req_t req) { return *static_cast<NodeOps*>(fuse_req_userdata(req)); }
 
-void cuse_open(fuse_req_t req, fuse_file_info* fi) { ops_of(req).open(req, fi); }
+void cuse_open(fuse_req_t req, fuse_file_info* fi) { ops_of(req).open(req, fi, NodeOps::NodeKind::CharDevice); }
 void cuse_release(fuse_req_t req, fuse_file_info* fi) { ops_of(req).release(req, fi); }
 void cuse_read(fuse_req_t req, size_t size, off_t, fuse_file_info* fi) { ops_of(req).read(req, size, fi); }
 void cuse_poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) { ops_of(req).poll(req, fi, ph); }

@@ -25,7 +25,7 @@ struct EventRelay::Core : std::enable_shared_from_this<Core> {
   // ---- the sink side: ioctl threads ----
   void enqueue(const uapi::Event& event) noexcept {
     std::lock_guard lock(queue_mutex);
-    if (queue.size() >= kMaxQueued) {
+    if (queue.size() >= kMaxQueued && !keep_all.load(std::memory_order_relaxed)) {
       ++lost_since_drain;
       return;
     }
@@ -104,6 +104,7 @@ struct EventRelay::Core : std::enable_shared_from_this<Core> {
   std::mutex control_mutex;  // the timer is not thread-safe: every use is under it
   boost::asio::steady_timer timer;
   std::atomic<bool> running{false};
+  std::atomic<bool> keep_all{false};  // shutting down: no drain until stop(), drop nothing
 
   std::atomic<uint64_t> relayed_total{0};
   std::atomic<uint64_t> dropped_total{0};
@@ -120,6 +121,8 @@ void EventRelay::add_output(Output output) {
   next->push_back(std::move(output));
   core_->outputs = std::move(next);
 }
+
+void EventRelay::keep_all_events() { core_->keep_all = true; }
 
 void EventRelay::start() {
   {

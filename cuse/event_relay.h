@@ -56,6 +56,9 @@ class EventRelay {
   // Unsubscribes, cancels the timer and hands what is still queued to the outputs on
   // the calling thread. Idempotent. Call it before the outputs' owners go away.
   void stop();
+  // For shutdown, after the loop has stopped: the releases that follow queue every
+  // context's last events with no drain until stop(), so none may be dropped.
+  void keep_all_events();
 
   uint64_t relayed() const;  // events handed to the outputs so far
   uint64_t dropped() const;  // events lost because the queue was full

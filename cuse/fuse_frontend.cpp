@@ -93,19 +93,38 @@ void fuse_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, EISDIR);
     return;
   }
-  context_of(req).ops.open(req, fi);
+  context_of(req).ops.open(req, fi, NodeOps::NodeKind::RegularFile);
 }
 
-void fuse_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) { context_of(req).ops.release(req, fi); }
-void fuse_read(fuse_req_t req, fuse_ino_t, size_t size, off_t, fuse_file_info* fi) {
-  context_of(req).ops.read(req, size, fi);
+// Only the node is an open file of NodeOps; the root directory is opened through
+// opendir, and the kernel forwards ioctls on it too (FUSE_IOCTL_DIR), e.g. lsattr -d.
+bool is_node(fuse_req_t req, fuse_ino_t ino, int error) {
+  if (ino == kNodeInode) return true;
+  fuse_reply_err(req, error);
+  return false;
 }
-void fuse_poll(fuse_req_t req, fuse_ino_t, fuse_file_info* fi, fuse_pollhandle* ph) {
-  context_of(req).ops.poll(req, fi, ph);
+
+void fuse_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (is_node(req, ino, EBADF)) context_of(req).ops.release(req, fi);
 }
-void fuse_ioctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void* arg, fuse_file_info* fi, unsigned flags,
+void fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t, fuse_file_info* fi) {
+  if (is_node(req, ino, EISDIR)) context_of(req).ops.read(req, size, fi);
+}
+void fuse_poll(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, fuse_pollhandle* ph) {
+  if (ino == kNodeInode) {
+    context_of(req).ops.poll(req, fi, ph);
+    return;
+  }
+  if (ph) fuse_pollhandle_destroy(ph);
+  fuse_reply_err(req, EBADF);
+}
+void fuse_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, fuse_file_info* fi, unsigned flags,
                 const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
-  context_of(req).ops.ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz);
+  if (flags & FUSE_IOCTL_DIR) {
+    fuse_reply_err(req, ENOTTY);
+    return;
+  }
+  if (is_node(req, ino, ENOTTY)) context_of(req).ops.ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz);
 }
 void fuse_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
@@ -141,6 +160,12 @@ class FuseFrontend final : public Frontend {
     const auto& options = context_->options;
     std::error_code error;
     std::filesystem::create_directories(options.mount_dir, error);
+    if (error.value() == ENOTCONN) {
+      // A daemon that died without unmounting leaves a dead mount behind.
+      spdlog::warn("{}: detaching a stale FUSE mount", options.mount_dir);
+      ::umount2(options.mount_dir.c_str(), MNT_DETACH);
+      std::filesystem::create_directories(options.mount_dir, error);
+    }
     if (error) return fail(error.value(), "cannot create {}: {}", options.mount_dir, error.message());
 
     // allow_other + default_permissions: other users reach the node, and the

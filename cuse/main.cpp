@@ -71,7 +71,7 @@ Result<std::unique_ptr<Frontend>> start_frontend(const Options& options, NodeOps
   return start_fuse(ops, fuse);
 }
 
-// SIGINT/SIGTERM wait, blocked, until the Asio signal_set can take them: a stop
+// SIGINT/SIGTERM/SIGHUP wait, blocked, until the Asio signal_set can take them: a stop
 // during start-up still releases everything. (The set cannot come first: CUSE set-up
 // installs libfuse's handlers, and removing them resets the dispositions.)
 void set_termination_signals_blocked(bool blocked) {
@@ -79,6 +79,7 @@ void set_termination_signals_blocked(bool blocked) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr);
 }
 
@@ -134,7 +135,8 @@ int run(const Options& options) {
     keep_running.reset();
     io.stop();
   };
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  // SIGHUP too: a closed terminal must not kill the daemon without releasing the node.
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   signals.async_wait([&](const boost::system::error_code& error, int signal) {
     if (!error) spdlog::info("{}: shutting down", strsignal(signal));
     stop_loop();
@@ -160,6 +162,7 @@ int run(const Options& options) {
   for (auto& worker : workers) worker.join();
 
   sessions.stop();
+  relay.keep_all_events();
   ops.shutdown();  // answers parked reads and releases every open file's context
   service.release_all();
   relay.stop();  // hands the last events (closes, frees) to the outputs

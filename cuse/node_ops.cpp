@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <linux/fs.h>
+#include <linux/fuse.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -26,10 +28,32 @@ struct ReadyRead {
   std::vector<std::byte> data;
 };
 
+// On a regular file FUSE routes these through its fileattr code, which wants a reply
+// of exactly the struct's size and never copies it to the caller on error; every
+// other command (and every command on a device) goes the generic way, which copies
+// whatever the reply carries.
+bool kernel_wants_full_reply(NodeOps::NodeKind kind, unsigned int cmd) {
+  if (kind != NodeOps::NodeKind::RegularFile) return false;
+  return cmd == FS_IOC_GETFLAGS || cmd == FS_IOC_SETFLAGS || cmd == FS_IOC_FSGETXATTR ||
+         cmd == FS_IOC_FSSETXATTR;
+}
+
+// A regular file keeps a file-position lock that would make a second read() of the
+// same file sleep uninterruptibly behind a parked one, unless it is opened as a
+// stream. libfuse 3.14's fuse_file_info cannot say FOPEN_STREAM; the reply is this struct.
+int reply_open(fuse_req_t req, fuse_file_info* fi, NodeOps::NodeKind kind) {
+  if (kind == NodeOps::NodeKind::CharDevice) return fuse_reply_open(req, fi);
+  fuse_open_out out{};
+  out.fh = fi->fh;
+  out.open_flags = FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM;
+  return fuse_reply_buf(req, reinterpret_cast<const char*>(&out), sizeof out);
+}
+
 }  // namespace
 
 struct NodeOps::OpenFile {
   std::shared_ptr<uapi::Context> context;
+  NodeKind kind = NodeKind::CharDevice;
   fuse_pollhandle* poll_handle = nullptr;  // guarded by NodeOps::mutex_
 };
 
@@ -37,11 +61,13 @@ NodeOps::NodeOps(uapi::Service& service) : service_(service) {}
 
 NodeOps::~NodeOps() { shutdown(); }
 
-NodeOps::OpenFile& NodeOps::file_of(fuse_file_info* fi) const {
-  return *reinterpret_cast<OpenFile*>(static_cast<uintptr_t>(fi->fh));
+NodeOps::OpenFile* NodeOps::file_of(fuse_req_t req, fuse_file_info* fi) const {
+  auto* file = fi ? reinterpret_cast<OpenFile*>(static_cast<uintptr_t>(fi->fh)) : nullptr;
+  if (!file && req) fuse_reply_err(req, EBADF);
+  return file;
 }
 
-void NodeOps::open(fuse_req_t req, fuse_file_info* fi) {
+void NodeOps::open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) {
   const fuse_ctx* caller = fuse_req_ctx(req);
   const uapi::ClientIdentity client{thread_group_of(caller->pid), caller->uid, caller->gid};
   auto context = service_.open(client);
@@ -50,10 +76,13 @@ void NodeOps::open(fuse_req_t req, fuse_file_info* fi) {
     fuse_reply_err(req, context.code());
     return;
   }
-  auto file = std::make_unique<OpenFile>();
+  auto file = std::make_shared<OpenFile>();
   file->context = std::move(*context);
+  file->kind = kind;
   OpenFile* raw = file.get();
-  raw->context->faults().set_listener([this, raw] { on_fault_arrival(*raw); });
+  raw->context->faults().set_listener([this, weak = std::weak_ptr<OpenFile>(file)] {
+    if (auto live = weak.lock()) on_fault_arrival(*live);
+  });
   {
     std::lock_guard lock(mutex_);
     files_.emplace(raw, std::move(file));
@@ -63,7 +92,7 @@ void NodeOps::open(fuse_req_t req, fuse_file_info* fi) {
   fi->nonseekable = 1;
   fi->keep_cache = 0;
   spdlog::info("ctx {} opened by pid {} uid {}", raw->context->id(), client.pid, client.uid);
-  if (fuse_reply_open(req, fi) != 0) {
+  if (reply_open(req, fi, kind) != 0) {
     // The opener is gone (interrupted): no release will ever come for this file.
     spdlog::info("ctx {}: opener vanished before the open completed", raw->context->id());
     release(nullptr, fi);
@@ -71,16 +100,17 @@ void NodeOps::open(fuse_req_t req, fuse_file_info* fi) {
 }
 
 void NodeOps::release(fuse_req_t req, fuse_file_info* fi) {
-  OpenFile& file = file_of(fi);
-  std::unique_ptr<OpenFile> owned;
+  OpenFile* file = file_of(req, fi);
+  if (!file) return;
+  std::shared_ptr<OpenFile> owned;
   {
     std::lock_guard lock(mutex_);
-    auto it = files_.find(&file);
+    auto it = files_.find(file);
     if (it != files_.end()) {
       owned = std::move(it->second);
       files_.erase(it);
+      if (owned->poll_handle) fuse_pollhandle_destroy(std::exchange(owned->poll_handle, nullptr));
     }
-    if (file.poll_handle) fuse_pollhandle_destroy(std::exchange(file.poll_handle, nullptr));
   }
   if (owned) {
     owned->context->faults().set_listener({});
@@ -92,22 +122,28 @@ void NodeOps::release(fuse_req_t req, fuse_file_info* fi) {
 
 void NodeOps::ioctl(fuse_req_t req, unsigned int cmd, void* arg, fuse_file_info* fi, unsigned,
                     const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
-  OpenFile& file = file_of(fi);
+  OpenFile* file = file_of(req, fi);
+  if (!file) return;
   const size_t size = _IOC_SIZE(cmd);
   thread_local std::vector<std::byte> buf;
   buf.assign(size, std::byte{0});
   // _IO commands carry no struct: both pointers are null, and memcpy must not see them.
   if (const size_t copied = std::min(in_bufsz, size); copied > 0) std::memcpy(buf.data(), in_buf, copied);
   ProcessMemory memory(fuse_req_ctx(req)->pid);
-  auto result = service_.ioctl(*file.context, cmd, reinterpret_cast<uintptr_t>(arg), buf, memory);
+  auto result = service_.ioctl(*file->context, cmd, reinterpret_cast<uintptr_t>(arg), buf, memory);
   // Restricted mode copies the reply struct back even with a negative result, which
   // is how rows that report progress on error (entry_num, num_ranges) reach the caller.
+  // A command that is not ours (ENOTTY) gets nothing written into the caller's memory.
+  const bool foreign = !result && result.code() == ENOTTY && !kernel_wants_full_reply(file->kind, cmd);
+  const size_t reply_size = foreign ? 0 : std::min(out_bufsz, size);
   const int value = result ? static_cast<int>(*result) : -result.code();
-  fuse_reply_ioctl(req, value, out_bufsz ? buf.data() : nullptr, std::min(out_bufsz, size));
+  fuse_reply_ioctl(req, value, reply_size ? buf.data() : nullptr, reply_size);
 }
 
 void NodeOps::read(fuse_req_t req, size_t size, fuse_file_info* fi) {
-  OpenFile& file = file_of(fi);
+  OpenFile* file_ptr = file_of(req, fi);
+  if (!file_ptr) return;
+  OpenFile& file = *file_ptr;
   if (reply_faults(req, size, file)) return;
   if (fi->flags & O_NONBLOCK) {
     fuse_reply_err(req, EAGAIN);
@@ -184,7 +220,12 @@ void NodeOps::on_fault_arrival(OpenFile& file) {
 }
 
 void NodeOps::poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) {
-  OpenFile& file = file_of(fi);
+  OpenFile* file_ptr = file_of(req, fi);
+  if (!file_ptr) {
+    if (ph) fuse_pollhandle_destroy(ph);
+    return;
+  }
+  OpenFile& file = *file_ptr;
   if (ph) {
     std::lock_guard lock(mutex_);
     if (file.poll_handle) fuse_pollhandle_destroy(file.poll_handle);
@@ -196,7 +237,7 @@ void NodeOps::poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) {
 
 void NodeOps::shutdown() {
   std::vector<ParkedRead> parked;
-  std::unordered_map<OpenFile*, std::unique_ptr<OpenFile>> files;
+  std::unordered_map<OpenFile*, std::shared_ptr<OpenFile>> files;
   {
     std::lock_guard lock(mutex_);
     parked.swap(parked_);

@@ -23,7 +23,11 @@ class NodeOps {
   NodeOps(const NodeOps&) = delete;
   NodeOps& operator=(const NodeOps&) = delete;
 
-  void open(fuse_req_t req, fuse_file_info* fi);
+  // What the kernel sees: CUSE makes a character device, the FUSE fallback a
+  // regular file, which the kernel treats differently (position lock, fileattr ioctls).
+  enum class NodeKind { CharDevice, RegularFile };
+
+  void open(fuse_req_t req, fuse_file_info* fi, NodeKind kind);
   void release(fuse_req_t req, fuse_file_info* fi);
   void read(fuse_req_t req, size_t size, fuse_file_info* fi);
   void poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph);
@@ -41,7 +45,8 @@ class NodeOps {
     OpenFile* file;
   };
 
-  OpenFile& file_of(fuse_file_info* fi) const;
+  // nullptr (and EBADF answered) for a handle that is not an open node.
+  OpenFile* file_of(fuse_req_t req, fuse_file_info* fi) const;
   void on_fault_arrival(OpenFile& file);
   void park(fuse_req_t req, size_t size, OpenFile& file);
   static void on_interrupt(fuse_req_t req, void* self);
@@ -52,7 +57,9 @@ class NodeOps {
   // Guards open files, parked reads and poll handles. Reads and polls are rare next
   // to ioctls, which never take it.
   std::mutex mutex_;
-  std::unordered_map<OpenFile*, std::unique_ptr<OpenFile>> files_;
+  // Shared with the fault-arrival listeners (weakly), which may still be running
+  // on another thread while the file is released.
+  std::unordered_map<OpenFile*, std::shared_ptr<OpenFile>> files_;
   std::vector<ParkedRead> parked_;
 };
 

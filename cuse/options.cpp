@@ -20,7 +20,7 @@ file node DIR/ioasid that answers the same ioctls; as root it can also bind-moun
 that node onto a path such as /dev/ioasid (--bind-node). --frontend auto picks CUSE
 when /dev/cuse exists and says which one it chose.
 
-Stop with SIGINT or SIGTERM: every open file is released, the node removed, exit 0.
+Stop with SIGINT, SIGTERM or SIGHUP: every open file is released, the node removed, exit 0.
 
 Options)";
 

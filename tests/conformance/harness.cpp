@@ -305,6 +305,10 @@ class DaemonEnvironment : public ::testing::Environment {
 
 // ---------------------------------------------------------------- harness.hpp API
 
+std::string ioasidd_binary() { return daemon_binary(); }
+std::string fuse_mount_dir() { return g.owns_daemon ? g.mount_dir : std::string(); }
+bool node_is_live(const std::string& path) { return node_answers(path); }
+
 const std::string& node_path() { return g.node; }
 bool harness_owns_daemon() { return g.owns_daemon; }
 std::optional<std::string> daemon_log_path() {

@@ -33,6 +33,13 @@ const std::string& node_path();
 bool harness_owns_daemon();
 // The daemon's log file when the harness started it.
 std::optional<std::string> daemon_log_path();
+// The ioasidd binary ($IOASIDD or the one built with the suite); empty if unknown.
+std::string ioasidd_binary();
+// The mount directory of the harness-owned FUSE daemon; empty with $IOASID_DEV.
+std::string fuse_mount_dir();
+// Opens path and asks for the API version; true when it answers 1.
+bool node_is_live(const std::string& path);
+
 // Fails the current test if the harness-owned daemon has exited.
 void expect_daemon_alive();
 
