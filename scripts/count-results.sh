@@ -13,7 +13,8 @@ for dir in "$@"; do
     read -r t f s < <(jq -r '[.tests, (.failures + .errors),
         ([.testsuites[].testsuite[] | select(.result == "SKIPPED")] | length)] | @tsv' "$report") || {
       echo "unreadable report: $report"; failed=$((failed + 1)); continue; }
-    printf '  %-40s %5d passed %4d failed %4d skipped\n' "$(basename "$report" .json)" $((t - f - s)) "$f" "$s"
+    label="$(basename "$(dirname "$dir")")/$(basename "$report" .json)"
+    printf '  %-45s %5d passed %4d failed %4d skipped\n' "$label" $((t - f - s)) "$f" "$s"
     passed=$((passed + t - f - s)); failed=$((failed + f)); skipped=$((skipped + s))
   done
 done

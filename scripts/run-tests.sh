@@ -27,7 +27,7 @@ asan=$root/build-asan
 results=$build/test-results
 stage_failures=0
 
-say() { printf '\n=== %s\n' "$*"; }
+say() { printf '\n=== %s  (%ds elapsed)\n' "$*" "$SECONDS"; }
 stage_failed() { echo "run-tests: STAGE FAILED: $*"; stage_failures=$((stage_failures + 1)); }
 
 build_tree() {  # dir, extra cmake args...
