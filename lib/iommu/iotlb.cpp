@@ -1,0 +1,215 @@
+#include "iommu/iotlb.h"
+
+#include <bit>
+#include <thread>
+
+namespace ioasid::iommu {
+namespace {
+
+// An entry is three words, so a reader copies it under the set's sequence counter.
+// tag:   valid (63) | page shift (42:36) | domain (35:20) | PASID (19:0)
+// page:  iova >> page shift
+// value: page HPA | permissions (low bits; the HPA is page aligned)
+constexpr uint64_t kValid = 1ull << 63;
+constexpr int kShiftBit = 36;
+constexpr int kDomainBit = 20;
+constexpr uint64_t kPasidMask = (1ull << 20) - 1;
+constexpr uint64_t kPermissionMask = 0x7;
+constexpr uint8_t kPageShifts[] = {12, 21, 30};
+
+enum Counter : size_t { kHits, kMisses, kFills, kEvictions, kInvalidated };
+
+constexpr uint64_t make_tag(uint16_t domain, uint32_t pasid, uint8_t page_shift) {
+  return kValid | (uint64_t{page_shift} << kShiftBit) | (uint64_t{domain} << kDomainBit) | (pasid & kPasidMask);
+}
+constexpr uint16_t tag_domain(uint64_t tag) { return static_cast<uint16_t>(tag >> kDomainBit); }
+constexpr uint32_t tag_pasid(uint64_t tag) { return static_cast<uint32_t>(tag & kPasidMask); }
+constexpr uint8_t tag_shift(uint64_t tag) { return static_cast<uint8_t>((tag >> kShiftBit) & 0x7f); }
+
+uint64_t mix(uint64_t x) {
+  x ^= x >> 31;
+  x *= 0x7fb5d329728ea185ull;
+  x ^= x >> 27;
+  x *= 0x81dadef4bc2dd44dull;
+  return x ^ (x >> 33);
+}
+
+size_t shard_of_this_thread() {
+  static std::atomic<size_t> next{0};
+  thread_local const size_t shard = next.fetch_add(1, std::memory_order_relaxed);
+  return shard;
+}
+
+bool overlaps(uint64_t page, uint8_t shift, uint64_t iova, uint64_t length) {
+  const uint64_t first = page << shift;
+  const uint64_t last = first + ((1ull << shift) - 1);
+  const uint64_t range_last = length == 0 ? iova : iova + (length - 1);
+  const uint64_t end = range_last < iova ? ~0ull : range_last;  // a range wrapping past 2^64 ends there
+  return first <= end && iova <= last;
+}
+
+}  // namespace
+
+struct alignas(64) Iotlb::Set {
+  struct Way {
+    std::atomic<uint64_t> tag{0};
+    std::atomic<uint64_t> page{0};
+    std::atomic<uint64_t> value{0};
+  };
+  std::atomic<uint32_t> sequence{0};  // odd while a writer changes the set
+  std::atomic<bool> locked{false};
+  uint8_t next_victim = 0;  // under the lock
+  std::array<Way, kWays> ways;
+
+  void lock() {
+    while (locked.exchange(true, std::memory_order_acquire))
+      while (locked.load(std::memory_order_relaxed)) std::this_thread::yield();
+  }
+  void unlock() { locked.store(false, std::memory_order_release); }
+
+  // Runs change(way) for writers: readers see the set before or after, never between.
+  template <typename Change>
+  void write(Change change) {
+    lock();
+    const uint32_t before = sequence.load(std::memory_order_relaxed);
+    sequence.store(before + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    change(*this);
+    sequence.store(before + 2, std::memory_order_release);
+    unlock();
+  }
+};
+
+Iotlb::Iotlb(size_t capacity)
+    : set_count_(std::bit_ceil(std::max<size_t>(1, (capacity + kWays - 1) / kWays))),
+      sets_(std::make_unique<Set[]>(set_count_)) {}
+
+Iotlb::~Iotlb() = default;
+
+Iotlb::Set& Iotlb::set_for(uint16_t domain, uint32_t pasid, uint64_t page_number, uint8_t page_shift) const {
+  const uint64_t key = page_number ^ (uint64_t{pasid} << 40) ^ (uint64_t{domain} << 24) ^ page_shift;
+  return sets_[mix(key) & (set_count_ - 1)];
+}
+
+void Iotlb::count(size_t counter) const {
+  counters_[shard_of_this_thread() % kShards].values[counter].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::optional<IotlbTranslation> Iotlb::lookup(uint16_t domain, uint32_t pasid, uint64_t iova) {
+  for (const uint8_t shift : kPageShifts) {
+    const uint64_t page = iova >> shift;
+    const uint64_t want = make_tag(domain, pasid, shift);
+    Set& set = set_for(domain, pasid, page, shift);
+    for (;;) {
+      const uint32_t before = set.sequence.load(std::memory_order_acquire);
+      if (before & 1) continue;  // a writer is in the set
+      std::optional<uint64_t> found;
+      for (const auto& way : set.ways) {
+        if (way.tag.load(std::memory_order_relaxed) == want && way.page.load(std::memory_order_relaxed) == page) {
+          found = way.value.load(std::memory_order_relaxed);
+          break;
+        }
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (set.sequence.load(std::memory_order_relaxed) != before) continue;
+      if (!found) break;
+      count(kHits);
+      const uint64_t offset = iova & ((1ull << shift) - 1);
+      return IotlbTranslation{(*found & ~((1ull << shift) - 1)) + offset, shift,
+                              static_cast<uint8_t>(*found & kPermissionMask)};
+    }
+  }
+  count(kMisses);
+  return std::nullopt;
+}
+
+void Iotlb::fill(uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t page_shift, uint64_t page_hpa,
+                 uint8_t permissions) {
+  const uint64_t page = iova >> page_shift;
+  const uint64_t tag = make_tag(domain, pasid, page_shift);
+  const uint64_t value = (page_hpa & ~((1ull << page_shift) - 1)) | (permissions & kPermissionMask);
+  bool evicted = false;
+  set_for(domain, pasid, page, page_shift).write([&](Set& set) {
+    Set::Way* target = nullptr;
+    for (auto& way : set.ways) {
+      const uint64_t current = way.tag.load(std::memory_order_relaxed);
+      if (current == tag && way.page.load(std::memory_order_relaxed) == page) {
+        target = &way;  // refresh in place
+        break;
+      }
+      if (!target && !(current & kValid)) target = &way;
+    }
+    if (!target) {
+      target = &set.ways[set.next_victim];
+      set.next_victim = static_cast<uint8_t>((set.next_victim + 1) % kWays);
+      evicted = true;
+    }
+    target->tag.store(tag, std::memory_order_relaxed);
+    target->page.store(page, std::memory_order_relaxed);
+    target->value.store(value, std::memory_order_relaxed);
+  });
+  count(kFills);
+  if (evicted) count(kEvictions);
+}
+
+template <typename Match>
+void Iotlb::invalidate_where(Match match) {
+  uint64_t removed = 0;
+  for (size_t i = 0; i < set_count_; ++i) {
+    Set& set = sets_[i];
+    bool any = false;
+    for (const auto& way : set.ways) {
+      const uint64_t tag = way.tag.load(std::memory_order_relaxed);
+      any = any || ((tag & kValid) && match(tag, way.page.load(std::memory_order_relaxed)));
+    }
+    if (!any) continue;  // a fill racing with this scan is the caller's ordering problem, as in hardware
+    set.write([&](Set& locked) {
+      for (auto& way : locked.ways) {
+        const uint64_t tag = way.tag.load(std::memory_order_relaxed);
+        if ((tag & kValid) && match(tag, way.page.load(std::memory_order_relaxed))) {
+          way.tag.store(0, std::memory_order_relaxed);
+          ++removed;
+        }
+      }
+    });
+  }
+  if (removed) {
+    counters_[shard_of_this_thread() % kShards].values[kInvalidated].fetch_add(removed, std::memory_order_relaxed);
+  }
+}
+
+void Iotlb::invalidate_all() {
+  invalidate_where([](uint64_t, uint64_t) { return true; });
+}
+
+void Iotlb::invalidate_domain(uint16_t domain) {
+  invalidate_where([domain](uint64_t tag, uint64_t) { return tag_domain(tag) == domain; });
+}
+
+void Iotlb::invalidate_pasid(uint16_t domain, uint32_t pasid) {
+  invalidate_where([domain, pasid](uint64_t tag, uint64_t) {
+    return tag_domain(tag) == domain && tag_pasid(tag) == (pasid & kPasidMask);
+  });
+}
+
+void Iotlb::invalidate_range(uint16_t domain, uint32_t pasid, uint64_t iova, uint64_t length) {
+  invalidate_where([=](uint64_t tag, uint64_t page) {
+    return tag_domain(tag) == domain && tag_pasid(tag) == (pasid & kPasidMask) &&
+           overlaps(page, tag_shift(tag), iova, length);
+  });
+}
+
+void Iotlb::invalidate_domain_range(uint16_t domain, uint64_t iova, uint64_t length) {
+  invalidate_where([=](uint64_t tag, uint64_t page) {
+    return tag_domain(tag) == domain && overlaps(page, tag_shift(tag), iova, length);
+  });
+}
+
+IotlbStats Iotlb::stats() const {
+  std::array<uint64_t, 5> total{};
+  for (const auto& shard : counters_)
+    for (size_t i = 0; i < total.size(); ++i) total[i] += shard.values[i].load(std::memory_order_relaxed);
+  return IotlbStats{total[kHits], total[kMisses], total[kFills], total[kEvictions], total[kInvalidated], capacity()};
+}
+
+}  // namespace ioasid::iommu

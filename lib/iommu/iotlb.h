@@ -1,0 +1,86 @@
+// The emulated IOTLB: a bounded, set-associative cache of translations tagged by
+// (domain, PASID, page, page size). Lookups take no lock (a sequence counter per
+// set); fills and invalidations lock one set at a time. It is faithful: an entry
+// stays until it is evicted or invalidated, whatever happens to the page table.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+namespace ioasid::iommu {
+
+// Requests without PASID are tagged with RID_PASID, 0: the allocator never hands it out.
+inline constexpr uint32_t kRidPasid = 0;
+
+enum Permission : uint8_t {
+  kPermRead = 1u << 0,
+  kPermWrite = 1u << 1,
+  kPermExec = 1u << 2,
+};
+
+struct IotlbTranslation {
+  uint64_t hpa;          // the translated address (page base + offset)
+  uint8_t page_shift;    // 12, 21 or 30
+  uint8_t permissions;   // Permission bits the cached walk granted
+};
+
+struct IotlbStats {
+  uint64_t hits;
+  uint64_t misses;
+  uint64_t fills;
+  uint64_t evictions;
+  uint64_t invalidated;  // entries removed by invalidations
+  size_t capacity;
+};
+
+class Iotlb {
+ public:
+  static constexpr size_t kWays = 4;
+
+  // capacity: total entries, rounded up to a power of two multiple of kWays.
+  explicit Iotlb(size_t capacity = 4096);
+  ~Iotlb();
+  Iotlb(const Iotlb&) = delete;
+  Iotlb& operator=(const Iotlb&) = delete;
+
+  // A cached translation of iova covering the whole access, or nothing (a miss).
+  std::optional<IotlbTranslation> lookup(uint16_t domain, uint32_t pasid, uint64_t iova);
+
+  // Caches a walk's result: the page of `page_shift` bits containing iova maps to
+  // page_hpa. A full set evicts one entry (round robin).
+  void fill(uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t page_shift, uint64_t page_hpa,
+            uint8_t permissions);
+
+  void invalidate_all();
+  void invalidate_domain(uint16_t domain);
+  void invalidate_pasid(uint16_t domain, uint32_t pasid);
+  // Every entry of (domain, pasid) overlapping [iova, iova + length).
+  void invalidate_range(uint16_t domain, uint32_t pasid, uint64_t iova, uint64_t length);
+  // Every entry of domain overlapping the range, whatever its PASID.
+  void invalidate_domain_range(uint16_t domain, uint64_t iova, uint64_t length);
+
+  IotlbStats stats() const;
+  size_t capacity() const { return set_count_ * kWays; }
+
+ private:
+  struct Set;
+  template <typename Match>
+  void invalidate_where(Match match);
+  Set& set_for(uint16_t domain, uint32_t pasid, uint64_t page_number, uint8_t page_shift) const;
+  void count(size_t counter) const;
+
+  size_t set_count_;
+  std::unique_ptr<Set[]> sets_;
+  // Counters sharded by thread so that concurrent hits do not share a cache line.
+  struct alignas(64) CounterShard {
+    std::array<std::atomic<uint64_t>, 5> values{};
+  };
+  static constexpr size_t kShards = 16;
+  mutable std::array<CounterShard, kShards> counters_;
+};
+
+}  // namespace ioasid::iommu
