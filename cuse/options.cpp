@@ -5,6 +5,8 @@
 #include <grp.h>
 
 #include <iostream>
+#include <string>
+#include <vector>
 
 namespace ioasid::daemon {
 namespace po = boost::program_options;
@@ -39,6 +41,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   std::string node_group;
   std::string admin_group;
   bool no_netlink = false;
+  std::vector<std::string> device_specs;
 
   po::options_description desc(kUsage);
   desc.add_options()
@@ -61,6 +64,9 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
        "threads serving requests from the kernel")
       ("workers", po::value(&options.workers)->default_value(options.workers),
        "threads of the event loop (signals, admin socket, events)")
+      ("device", po::value(&device_specs)->composing(),
+       "an emulated device, repeatable: dma|dsa,name=N,pci=BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N]; "
+       "without any, dma0 (00:03.0, PASID 20 bits, PRI, ATS) and a plain dma1 (00:04.0)")
       ("pasid-quota", po::value(&options.service.default_pasid_quota)->default_value(options.service.default_pasid_quota),
        "PASIDs each open file may hold (ioasidctl set-quota changes one file's)")
       ("pasid-bits", po::value(&options.service.pasid_bits)->default_value(options.service.pasid_bits),
@@ -103,6 +109,17 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     options.admin_group = group_id(admin_group);
     if (options.admin_socket == "none") options.admin_socket.clear();
     if (no_netlink) options.netlink_group = 0;
+    if (!device_specs.empty()) {
+      options.service.devices.clear();
+      for (const auto& text : device_specs) {
+        auto spec = devices::parse_device_spec(text);
+        if (!spec) throw po::error(spec.error().why);
+        for (const auto& other : options.service.devices)
+          if (other.name == spec->name || other.rid == spec->rid)
+            throw po::error("--device " + text + ": name or PCI address given twice");
+        options.service.devices.push_back(std::move(*spec));
+      }
+    }
     if (options.netlink_group > 32) throw po::error("--netlink-group must be 1..32 (0 disables)");
     if (options.service.pasid_bits < 1 || options.service.pasid_bits > 20)
       throw po::error("--pasid-bits must be 1..20");

@@ -16,6 +16,9 @@ const char* to_string(EventType type) {
     case EventType::PasidBind: return "pasid_bind";
     case EventType::PasidUnbind: return "pasid_unbind";
     case EventType::QuotaChange: return "quota_change";
+    case EventType::DeviceBind: return "device_bind";
+    case EventType::DeviceUnbind: return "device_unbind";
+    case EventType::DeviceRemoved: return "device_removed";
   }
   return "unknown";
 }
@@ -29,6 +32,8 @@ std::string to_json(const Event& event) {
   if (event.pasid != 0) json["pasid"] = event.pasid;
   if (event.gpasid) json["gpasid"] = *event.gpasid;
   if (event.quota) json["quota"] = *event.quota;
+  if (!event.device.empty()) json["device"] = event.device;
+  if (event.dev_id != 0) json["dev_id"] = event.dev_id;
   return json.dump();
 }
 

@@ -24,6 +24,9 @@ enum class EventType : uint8_t {
   PasidBind,
   PasidUnbind,
   QuotaChange,
+  DeviceBind,
+  DeviceUnbind,
+  DeviceRemoved,  // by the admin; `context` is the owner that still holds it, if any
 };
 
 struct Event {
@@ -35,6 +38,8 @@ struct Event {
   uint32_t pasid = 0;         // 0 when no PASID is involved
   std::optional<uint32_t> gpasid = std::nullopt;
   std::optional<uint32_t> quota = std::nullopt;  // ContextOpen and QuotaChange
+  std::string device = {};                       // Device* events: its name
+  uint32_t dev_id = 0;                           // DeviceBind/Unbind: the owner's id for it
 };
 
 const char* to_string(EventType type);  // "pasid_alloc", "context_open", ...

@@ -34,6 +34,11 @@ Result<long> get_info(Call& call, ioasid_info& info);
 Result<long> pasid_request(Call& call, ioasid_pasid_request& request);
 Result<long> pasid_lookup(Call& call, ioasid_pasid_lookup& lookup);
 
+// device.cpp
+Result<long> device_bind(Call& call, ioasid_device_bind& bind);
+Result<long> device_unbind(Call& call, ioasid_device_unbind& unbind);
+Result<long> device_get_info(Call& call, ioasid_device_info& info);
+
 // Rejects non-zero reserved fields and unknown flag bits (both EOPNOTSUPP).
 Result<void> check_reserved(uint64_t reserved, const char* field);
 Result<void> check_flags(uint64_t flags, uint64_t known);

@@ -47,6 +47,8 @@ struct Service::Registry {
 
 Service::Service(ServiceConfig config)
     : config_(config), allocator_(config.pasid_bits), registry_(std::make_unique<Registry>()) {
+  for (const auto& spec : config_.devices)
+    if (auto added = devices_.add(spec); !added) spdlog::error("device {}: {}", spec.name, added.error().why);
   // Every set the service creates is a File set whose token is the context id.
   pasid_events_ = allocator_.subscribe([this](const Notification& notification) {
     Event event{.type = event_type(notification.event),
@@ -85,7 +87,11 @@ Result<std::shared_ptr<Context>> Service::open(const ClientIdentity& client) {
 
 void Service::release(Context& context) {
   if (context.released_.exchange(true, std::memory_order_acq_rel)) return;
-  // PASIDs first (each announced FREE while the context is still listed), then the set.
+  for (const auto& [dev_id, device] : context.objects().all<Device>()) {
+    context.objects().remove<Device>(dev_id);
+    unbind_device(context, dev_id, *device);
+  }
+  // PASIDs next (each announced FREE while the context is still listed), then the set.
   if (auto freed = allocator_.free_set(context.pasid_set()); !freed)
     spdlog::error("ctx {}: freeing its PASID set failed: {}", context.id(), freed.error().why);
   {
@@ -185,6 +191,33 @@ Result<void> Service::set_quota(uint32_t context_id, uint32_t quota) {
   spdlog::info("ctx {}: PASID quota set to {}", context_id, quota);
   publish({.type = EventType::QuotaChange, .context = context_id, .pid = context->client().pid, .quota = quota});
   return success();
+}
+
+Result<void> Service::add_device(devices::DeviceSpec spec) {
+  const std::string description = devices::describe(spec);
+  IOASID_TRY(devices_.add(std::move(spec)));
+  spdlog::info("device added: {}", description);
+  return success();
+}
+
+Result<void> Service::remove_device(std::string_view name_or_pci) {
+  auto device = devices_.remove(name_or_pci);
+  IOASID_TRY(device);
+  const uint32_t owner = (*device)->owner();
+  spdlog::info("device {} removed{}", (*device)->spec().name, owner ? fmt::format(" while bound by ctx {}", owner) : "");
+  Event event{.type = EventType::DeviceRemoved, .context = owner, .device = (*device)->spec().name};
+  if (auto context = owner ? find_context(owner) : nullptr) event.pid = context->client().pid;
+  publish(std::move(event));
+  return success();
+}
+
+void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
+  devices_.unbind(device, context.id());
+  publish({.type = EventType::DeviceUnbind,
+           .context = context.id(),
+           .pid = context.client().pid,
+           .device = device.spec().name,
+           .dev_id = dev_id});
 }
 
 EventSubscription Service::subscribe(EventSink sink) { return events_.subscribe(std::move(sink)); }

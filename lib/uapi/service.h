@@ -7,6 +7,7 @@
 #include "ioasid/allocator.h"
 #include "memory/client_memory.h"
 #include "uapi/context.h"
+#include "uapi/device_registry.h"
 #include "uapi/events.h"
 
 #include <sys/types.h>
@@ -25,6 +26,7 @@ struct ServiceConfig {
   uint32_t default_pasid_quota = 1000;
   uint32_t addr_width = 48;
   size_t fault_queue_depth = 256;
+  std::vector<devices::DeviceSpec> devices = devices::default_devices();
 };
 
 struct ServiceStatus {
@@ -87,20 +89,27 @@ class Service {
   std::vector<ContextInfo> contexts() const;
   std::vector<PasidOwnerInfo> pasids() const;
   Result<void> set_quota(uint32_t context_id, uint32_t quota);
+  DeviceRegistry& devices() { return devices_; }
+  Result<void> add_device(devices::DeviceSpec spec);
+  // A bound device stays with its owner, answering ENODEV; the owner gets an event.
+  Result<void> remove_device(std::string_view name_or_pci);
+  // DEVICE_UNBIND and release: gives the device back and announces it.
+  void unbind_device(Context& context, uint32_t dev_id, Device& device);
 
   // Every PASID, context and fault event; the sink runs on the thread that caused
   // the event, after engine locks are dropped, so it must be quick.
   EventSubscription subscribe(EventSink sink);
 
   Allocator& allocator() { return allocator_; }
+  void publish(Event event);
 
  private:
-  void publish(Event event);
   std::shared_ptr<Context> find_context(uint32_t id) const;
 
   ServiceConfig config_;
   Allocator allocator_;
   EventBus events_;
+  DeviceRegistry devices_;
   Subscription pasid_events_;
   struct Registry;
   std::unique_ptr<Registry> registry_;

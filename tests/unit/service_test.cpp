@@ -120,12 +120,13 @@ TEST_F(ServiceTest, VersionExtensionsAndInfoReportWhatIsServed) {
 
 TEST_F(ServiceTest, UnservedCommandsAnswerEopnotsupp) {
   auto context = open();
-  for (uint32_t nr = IOASID_BASE + 5; nr <= IOASID_BASE + 26; ++nr) {
-    // Each command's own size, from the header's numbers.
-    const uint32_t sizes[] = {16, 8, 32, 40, 24, 24, 40, 8, 24, 40, 8, 56, 16, 16, 16, 16, 24, 8, 40, 56, 32, 80};
-    const uint32_t size = sizes[nr - IOASID_BASE - 5];
+  // Each not-yet-served command with its own size, from the header's numbers.
+  const std::pair<uint32_t, uint32_t> unserved[] = {
+      {5, 16}, {6, 8},  {7, 32},  {8, 40},  {9, 24},  {10, 24}, {11, 40}, {12, 8},  {13, 24}, {17, 16},
+      {18, 16}, {19, 16}, {20, 16}, {21, 24}, {22, 8}, {23, 40}, {24, 56}, {25, 32}, {26, 80}};
+  for (const auto& [n, size] : unserved) {
     std::vector<std::byte> buf(size);
-    EXPECT_EQ(call_raw(*context, _IOC(_IOC_READ | _IOC_WRITE, 'i', nr, size), buf), EOPNOTSUPP) << nr;
+    EXPECT_EQ(call_raw(*context, _IOC(_IOC_READ | _IOC_WRITE, 'i', IOASID_BASE + n, size), buf), EOPNOTSUPP) << n;
   }
 }
 
@@ -242,6 +243,69 @@ TEST_F(ServiceTest, FaultReadsNeedWholeRecords) {
   EXPECT_EQ(fault.pasid, 5u);
 }
 
+TEST_F(ServiceTest, DeviceBindIsExclusiveAndInfoDescribesTheDevice) {
+  auto a = open(1);
+  auto b = open(2);
+  ioasid_device_bind bind{};
+  std::strcpy(bind.name, "dma0");
+  ASSERT_EQ(call(*a, IOASID_DEVICE_BIND, bind), 0);
+  const uint32_t dev_id = bind.out_dev_id;
+  EXPECT_NE(dev_id, 0u);
+  EXPECT_EQ(call(*b, IOASID_DEVICE_BIND, bind), EBUSY);
+  EXPECT_EQ(call(*a, IOASID_DEVICE_BIND, bind), EBUSY);
+  ioasid_device_info foreign{.dev_id = dev_id};
+  EXPECT_EQ(call(*b, IOASID_DEVICE_GET_INFO, foreign), ENOENT);  // a's id means nothing in b
+  ioasid_device_unbind foreign_unbind{.dev_id = dev_id};
+  EXPECT_EQ(call(*b, IOASID_DEVICE_UNBIND, foreign_unbind), ENOENT);
+  std::strcpy(bind.name, "0000:00:04.0");  // dma1 by its PCI address
+  ASSERT_EQ(call(*b, IOASID_DEVICE_BIND, bind), 0);
+  EXPECT_EQ(bind.out_dev_id, 1u);  // ids are per file
+  std::strcpy(bind.name, "nosuch");
+  EXPECT_EQ(call(*b, IOASID_DEVICE_BIND, bind), ENOENT);
+  std::memset(bind.name, 'x', sizeof bind.name);
+  EXPECT_EQ(call(*b, IOASID_DEVICE_BIND, bind), EINVAL);
+
+  ioasid_device_info info{.dev_id = dev_id};
+  ASSERT_EQ(call(*a, IOASID_DEVICE_GET_INFO, info), 0);
+  EXPECT_EQ(info.flags, IOASID_DEVICE_PASID | IOASID_DEVICE_PRI | IOASID_DEVICE_ATS);
+  EXPECT_EQ(info.rid, 0x18u);
+  EXPECT_EQ(info.pasid_bits, 20u);
+  EXPECT_EQ(info.type, static_cast<uint32_t>(IOASID_DEVICE_TYPE_DMA));
+  EXPECT_STREQ(info.name, "dma0");
+
+  ioasid_device_unbind unbind{.dev_id = dev_id};
+  ASSERT_EQ(call(*a, IOASID_DEVICE_UNBIND, unbind), 0);
+  EXPECT_EQ(call(*a, IOASID_DEVICE_UNBIND, unbind), ENOENT);
+  std::strcpy(bind.name, "dma0");
+  ASSERT_EQ(call(*b, IOASID_DEVICE_BIND, bind), 0);
+  EXPECT_EQ(bind.out_dev_id, 2u);  // never reused within a file
+  service_.release(*b);
+  ASSERT_EQ(call(*a, IOASID_DEVICE_BIND, bind), 0);  // free again after release
+  EXPECT_EQ(bind.out_dev_id, 2u);
+}
+
+TEST_F(ServiceTest, RemovedDeviceAnswersEnodevAndItsOwnerIsTold) {
+  std::vector<Event> events;
+  auto subscription = service_.subscribe([&](const Event& event) { events.push_back(event); });
+  auto context = open(5);
+  ioasid_device_bind bind{};
+  std::strcpy(bind.name, "dma1");
+  ASSERT_EQ(call(*context, IOASID_DEVICE_BIND, bind), 0);
+  ASSERT_TRUE(service_.remove_device("dma1").ok());
+  EXPECT_EQ(service_.remove_device("dma1").code(), ENOENT);
+  ioasid_device_info info{.dev_id = bind.out_dev_id};
+  EXPECT_EQ(call(*context, IOASID_DEVICE_GET_INFO, info), ENODEV);
+  ASSERT_EQ(events.back().type, EventType::DeviceRemoved);
+  EXPECT_EQ(events.back().context, context->id());
+  EXPECT_EQ(events.back().device, "dma1");
+  ioasid_device_unbind unbind{.dev_id = bind.out_dev_id};
+  EXPECT_EQ(call(*context, IOASID_DEVICE_UNBIND, unbind), 0);
+  EXPECT_EQ(call(*context, IOASID_DEVICE_BIND, bind), ENOENT);
+  ASSERT_TRUE(service_.add_device(*devices::parse_device_spec("dma,name=dma1,pci=00:04.0")).ok());
+  EXPECT_EQ(call(*context, IOASID_DEVICE_BIND, bind), 0);
+  EXPECT_EQ(service_.add_device(*devices::parse_device_spec("dma,name=other,pci=00:04.0")).code(), EEXIST);
+}
+
 // Random commands, sizes and bytes: every answer is a known errno or success, and
 // another context's state is untouched.
 TEST_F(ServiceTest, RandomInputNeverDisturbsAnotherContext) {
@@ -251,7 +315,7 @@ TEST_F(ServiceTest, RandomInputNeverDisturbsAnotherContext) {
   auto fuzzed = open(2);
   std::mt19937_64 random(20261121);
   spdlog::set_level(spdlog::level::warn);  // every rejection logs a line at info
-  const std::set<int> allowed = {0, EINVAL, E2BIG, EOPNOTSUPP, ENOSPC, EEXIST, ENOENT, EACCES, ENOTTY};
+  const std::set<int> allowed = {0, EINVAL, E2BIG, EOPNOTSUPP, ENOSPC, EEXIST, ENOENT, EACCES, ENOTTY, EBUSY, ENODEV};
   for (int i = 0; i < 20000; ++i) {
     const uint32_t nr = IOASID_BASE + random() % 30;
     const uint32_t size = random() % 2 ? random() % 129 : random() % 4097;

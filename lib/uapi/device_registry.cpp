@@ -1,0 +1,55 @@
+#include "uapi/device_registry.h"
+
+#include <algorithm>
+
+namespace ioasid::uapi {
+
+std::shared_ptr<Device> DeviceRegistry::find_locked(std::string_view name_or_pci) const {
+  auto rid = devices::parse_pci_address(name_or_pci);
+  auto it = std::find_if(devices_.begin(), devices_.end(), [&](const auto& device) {
+    return device->spec().name == name_or_pci || (rid && device->spec().rid == *rid);
+  });
+  return it == devices_.end() ? nullptr : *it;
+}
+
+Result<void> DeviceRegistry::add(devices::DeviceSpec spec) {
+  std::lock_guard lock(mutex_);
+  for (const auto& device : devices_) {
+    if (device->spec().name == spec.name) return fail(EEXIST, "a device named {} exists", spec.name);
+    if (device->spec().rid == spec.rid)
+      return fail(EEXIST, "{} already has PCI address {}", device->spec().name, devices::pci_address(spec.rid));
+  }
+  devices_.push_back(std::make_shared<Device>(std::move(spec)));
+  return success();
+}
+
+Result<std::shared_ptr<Device>> DeviceRegistry::remove(std::string_view name_or_pci) {
+  std::lock_guard lock(mutex_);
+  auto device = find_locked(name_or_pci);
+  if (!device) return fail(ENOENT, "no device {}", name_or_pci);
+  device->removed_.store(true, std::memory_order_release);
+  std::erase(devices_, device);
+  return device;
+}
+
+Result<std::shared_ptr<Device>> DeviceRegistry::bind(std::string_view name_or_pci, uint32_t context) {
+  std::lock_guard lock(mutex_);
+  auto device = find_locked(name_or_pci);
+  if (!device) return fail(ENOENT, "no device '{}'", name_or_pci);
+  uint32_t free = 0;
+  if (!device->owner_.compare_exchange_strong(free, context, std::memory_order_acq_rel))
+    return fail(EBUSY, "{} is bound by ctx {}", device->spec().name, free);
+  return device;
+}
+
+void DeviceRegistry::unbind(Device& device, uint32_t context) {
+  uint32_t owner = context;
+  device.owner_.compare_exchange_strong(owner, 0, std::memory_order_acq_rel);
+}
+
+std::vector<std::shared_ptr<Device>> DeviceRegistry::list() const {
+  std::lock_guard lock(mutex_);
+  return devices_;
+}
+
+}  // namespace ioasid::uapi

@@ -1,0 +1,133 @@
+// DEVICE_BIND, DEVICE_UNBIND, DEVICE_GET_INFO against the daemon's default devices:
+// dma0 at 0000:00:03.0 with PASID (20 bits), PRI and ATS, and a plain dma1 at 00:04.0.
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+namespace conf {
+namespace {
+
+ioasid_device_bind bind_request(const char* name) {
+  ioasid_device_bind bind{};
+  std::snprintf(bind.name, sizeof bind.name, "%s", name);
+  return bind;
+}
+
+// Binds, retrying while another test's file is still being released.
+uint32_t bind_or_fail(int fd, const char* name) {
+  ioasid_device_bind bind = bind_request(name);
+  Errno err;
+  eventually([&] { return (err = ioctl_errno(fd, IOASID_DEVICE_BIND, &bind)) != Err(EBUSY); }, kReleaseTimeout);
+  EXPECT_EQ(err, kOk) << "binding " << name;
+  return bind.out_dev_id;
+}
+
+TEST(DeviceBind, ByNameOrPciAddressAndExclusive) {
+  Node a, b;
+  ASSERT_TRUE(a.ok() && b.ok());
+  const uint32_t dev_id = bind_or_fail(a.fd(), "dma0");
+  EXPECT_NE(dev_id, 0u);
+  ioasid_device_bind again = bind_request("dma0");
+  EXPECT_EQ(ioctl_errno(b.fd(), IOASID_DEVICE_BIND, &again), Err(EBUSY));
+  EXPECT_EQ(ioctl_errno(a.fd(), IOASID_DEVICE_BIND, &again), Err(EBUSY));
+  ioasid_device_bind by_address = bind_request("0000:00:03.0");
+  EXPECT_EQ(ioctl_errno(b.fd(), IOASID_DEVICE_BIND, &by_address), Err(EBUSY));  // the same device
+  const uint32_t dma1 = bind_or_fail(b.fd(), "0000:00:04.0");
+  EXPECT_NE(dma1, 0u);
+}
+
+TEST(DeviceBind, ErrorRows) {
+  Node node;
+  ASSERT_TRUE(node.ok());
+  ioasid_device_bind unknown = bind_request("no-such-device");
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &unknown), Err(ENOENT));
+  ioasid_device_bind unterminated{};
+  std::memset(unterminated.name, 'd', sizeof unterminated.name);
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &unterminated), Err(EINVAL));
+  ioasid_device_bind flagged = bind_request("dma1");
+  flagged.flags = 1;
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &flagged), Err(EOPNOTSUPP));
+  ioasid_device_unbind unbind{.dev_id = 12345};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_UNBIND, &unbind), Err(ENOENT));
+  unbind = {.dev_id = 0};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_UNBIND, &unbind), Err(ENOENT));
+  ioasid_device_info info{.dev_id = 777};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_GET_INFO, &info), Err(ENOENT));
+}
+
+TEST(DeviceInfo, DescribesTheDefaultDevices) {
+  Node node;
+  ASSERT_TRUE(node.ok());
+  ioasid_device_info dma0{.dev_id = bind_or_fail(node.fd(), "dma0")};
+  ASSERT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_GET_INFO, &dma0), kOk);
+  EXPECT_EQ(dma0.flags, IOASID_DEVICE_PASID | IOASID_DEVICE_PRI | IOASID_DEVICE_ATS);
+  EXPECT_EQ(dma0.rid, 0x18u);  // 00:03.0
+  EXPECT_EQ(dma0.pasid_bits, 20u);
+  EXPECT_EQ(dma0.type, static_cast<uint32_t>(IOASID_DEVICE_TYPE_DMA));
+  EXPECT_EQ(dma0.num_wqs, 0u);
+  EXPECT_STREQ(dma0.name, "dma0");
+  ioasid_device_info dma1{.dev_id = bind_or_fail(node.fd(), "dma1")};
+  ASSERT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_GET_INFO, &dma1), kOk);
+  EXPECT_EQ(dma1.flags, 0u);
+  EXPECT_EQ(dma1.rid, 0x20u);
+  EXPECT_EQ(dma1.pasid_bits, 0u);
+}
+
+TEST(DeviceBind, IdsArePerFileAndNeverReused) {
+  Node a, b;
+  ASSERT_TRUE(a.ok() && b.ok());
+  const uint32_t first = bind_or_fail(a.fd(), "dma0");
+  ioasid_device_info foreign{.dev_id = first};
+  EXPECT_EQ(ioctl_errno(b.fd(), IOASID_DEVICE_GET_INFO, &foreign), Err(ENOENT));
+  ioasid_device_unbind foreign_unbind{.dev_id = first};
+  EXPECT_EQ(ioctl_errno(b.fd(), IOASID_DEVICE_UNBIND, &foreign_unbind), Err(ENOENT));
+  ioasid_device_unbind unbind{.dev_id = first};
+  ASSERT_EQ(ioctl_errno(a.fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
+  EXPECT_EQ(ioctl_errno(a.fd(), IOASID_DEVICE_UNBIND, &unbind), Err(ENOENT));
+  ioasid_device_info gone{.dev_id = first};
+  EXPECT_EQ(ioctl_errno(a.fd(), IOASID_DEVICE_GET_INFO, &gone), Err(ENOENT));
+  const uint32_t in_b = bind_or_fail(b.fd(), "dma0");  // free again at once
+  EXPECT_NE(in_b, 0u);
+  const uint32_t second = bind_or_fail(a.fd(), "dma1");
+  EXPECT_GT(second, first);
+}
+
+TEST(DeviceBind, ClosingOrKillingTheOwnerFreesTheDevice) {
+  std::string why;
+  ChildGuard guard;
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const int fd = ::open(node_path().c_str(), O_RDWR | O_CLOEXEC);
+    ioasid_device_bind bind = bind_request("dma1");
+    char ok = 0;
+    for (int i = 0; i < 300 && !ok; ++i) {
+      ok = fd >= 0 && ::ioctl(fd, IOASID_DEVICE_BIND, &bind) == 0;
+      if (!ok) ::usleep(10000);
+    }
+    (void)!::write(ready[1], &ok, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  guard.add(child);
+  char ok = 0;
+  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
+  ASSERT_TRUE(ok) << "the child could not bind dma1";
+  Node node;
+  ioasid_device_bind bind = bind_request("dma1");
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &bind), Err(EBUSY));
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_TRUE(wait_pid_for(child, 5s, &status));
+  guard.reaped(child);
+  EXPECT_TRUE(eventually([&] { return ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &bind) == kOk; }, kReleaseTimeout))
+      << "dma1 stayed bound after its owner was killed";
+  ::close(ready[0]);
+  ::close(ready[1]);
+}
+
+}  // namespace
+}  // namespace conf
