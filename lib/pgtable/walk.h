@@ -1,0 +1,68 @@
+// The hardware page walker. It needs no table object: given the memory, a root HPA
+// and the number of levels, it reads entries only with PhysicalMemory::read64 at
+// their HPA, exactly as the IOMMU's walker does, and sets A/D with compare-and-swap.
+// The IOMMU calls it for every IOTLB miss.
+//
+// Faults carry the uAPI reason codes (IOASID_FAULT_REASON_*):
+//   OOR_ADDRESS  the IOVA is beyond the table's width (48 or 57 bits), or the level
+//                count is not one the format has
+//   PTE_FETCH    an entry could not be used: reading it failed (its table page is at
+//                an HPA nothing backs — VT-d's "access to a paging entry resulted in
+//                an error"), or it has a reserved field set
+//   ACCESS       an entry on the way is not present
+//   PERMISSION   the leaf was reached but the rights granted along the walk (the
+//                intersection of every level's) do not cover the access
+//   WALK_EABT    setting A/D in an entry failed (the update aborted)
+// fetch_address is the HPA of the entry the walk stopped at, when there is one.
+//
+// Only the second-level format exists today; a first-level (x86) walker will sit
+// beside walk_second_level() and share these types and the walk loop.
+#pragma once
+
+#include "memory/physical_memory.h"
+#include "pgtable/access.h"
+
+#include <cstdint>
+#include <optional>
+#include <variant>
+
+namespace ioasid::pgtable {
+
+struct Translation {
+  Hpa hpa = 0;             // the HPA the IOVA translates to (frame plus page offset)
+  uint64_t page_size = 0;  // 4K, 2M or 1G: what an IOTLB entry may cover
+  int level = 0;           // the level of the leaf (1, 2 or 3)
+  Permissions permissions;  // the effective rights: intersection of every level's
+  bool snoop = false;
+  Hpa leaf_entry = 0;  // the HPA of the leaf entry
+};
+
+struct WalkFault {
+  uint32_t reason = 0;  // IOASID_FAULT_REASON_*
+  int level = 0;        // the level of the entry at fault; 0 when there is none
+  std::optional<Hpa> fetch_address;
+};
+
+class WalkResult {
+ public:
+  WalkResult(const Translation& translation) : outcome_(translation) {}  // NOLINT: implicit on purpose
+  WalkResult(const WalkFault& fault) : outcome_(fault) {}                // NOLINT
+
+  bool ok() const { return outcome_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  const Translation& translation() const { return std::get<Translation>(outcome_); }
+  const WalkFault& fault() const { return std::get<WalkFault>(outcome_); }
+
+ private:
+  std::variant<Translation, WalkFault> outcome_;
+};
+
+// Hardware updates A/D only when second-level A/D is enabled (SSADE): the caller says.
+enum class AccessedDirty : bool { kLeave = false, kUpdate = true };
+
+// Translates `iova` through the second-level table at `root`. With kUpdate, a
+// successful walk sets A in every entry it used and D in the leaf for a write.
+WalkResult walk_second_level(PhysicalMemory& memory, Hpa root, int levels, uint64_t iova, Access access,
+                             AccessedDirty accessed_dirty = AccessedDirty::kLeave);
+
+}  // namespace ioasid::pgtable
