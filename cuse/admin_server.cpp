@@ -25,6 +25,8 @@
 #include <limits>
 #include <mutex>
 #include <sstream>
+#include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -59,6 +61,32 @@ Result<uint32_t> u32_field(const json& request, const char* name) {
   if (!it->is_number_unsigned() || it->get<uint64_t>() > std::numeric_limits<uint32_t>::max())
     return fail(EINVAL, "field \"{}\" must be an integer in 0..4294967295", name);
   return it->get<uint32_t>();
+}
+
+// A request field that must be a string.
+Result<std::string> string_field(const json& request, const char* name) {
+  auto it = request.find(name);
+  if (it == request.end()) return fail(EINVAL, "missing field \"{}\"", name);
+  if (!it->is_string()) return fail(EINVAL, "field \"{}\" must be a string", name);
+  return it->get<std::string>();
+}
+
+const char* device_type_name(devices::DeviceType type) {
+  switch (type) {
+    case devices::DeviceType::Dma: return "dma";
+    case devices::DeviceType::Dsa: return "dsa";
+  }
+  return "unknown";
+}
+
+// The device the registry would pick for `name_or_pci` (its name, or its PCI address
+// in either form), as DeviceRegistry matches it.
+std::shared_ptr<uapi::Device> find_device(const std::vector<std::shared_ptr<uapi::Device>>& list,
+                                          std::string_view name_or_pci) {
+  const auto rid = devices::parse_pci_address(name_or_pci);
+  for (const auto& device : list)
+    if (device->spec().name == name_or_pci || (rid && device->spec().rid == *rid)) return device;
+  return nullptr;
 }
 
 constexpr const char* kFeatureNames[] = {"PASID",          "NESTING", "BIND_PGTBL",
@@ -142,6 +170,11 @@ constexpr CommandHelp kCommands[] = {
     {"contexts", "", "open files of the node: id, client pid/uid/gid/comm, quota, PASIDs"},
     {"pasids", "", "allocated PASIDs: owner context, gpasid, state, refcount"},
     {"set-quota", "\"context\":N, \"quota\":Q", "set a context's PASID quota"},
+    {"devices", "", "emulated devices: type, PCI address, capabilities, owner context"},
+    {"device-add", "\"spec\":\"dma,name=N,pci=BB:DD.F,...\"",
+     "add an emulated device (dma or dsa; see ioasidd --device)"},
+    {"device-remove", "\"device\":\"NAME or PCI address\"",
+     "remove a device; a bound one stays with its owner, answering ENODEV"},
     {"events", "", "turn this connection into an event stream (one event JSON per line)"},
     {"help", "", "this list"},
 };
@@ -167,6 +200,10 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   Result<json> status() const;
   json contexts() const;
   json pasids() const;
+  json devices() const;
+  json device_row(const uapi::Device& device) const;
+  json device_add(AdminSession& session, const json& request);
+  json device_remove(AdminSession& session, const json& request);
 
   boost::asio::io_context& io;
   uapi::Service& service;
@@ -512,6 +549,9 @@ json AdminServer::Impl::handle(AdminSession& session, const json& request) {
                  session.peer().pid, *context, *quota);
     return ok_reply(json{{"context", *context}, {"quota", *quota}});
   }
+  if (name == "devices") return ok_reply(devices());
+  if (name == "device-add") return device_add(session, request);
+  if (name == "device-remove") return device_remove(session, request);
   if (name == "events") {
     session.begin_streaming();
     spdlog::info("admin: session {} (uid {} pid {}) streams events", session.id(),
@@ -591,6 +631,69 @@ json AdminServer::Impl::pasids() const {
                         {"refcount", p.refcount}});
   }
   return rows;
+}
+
+json AdminServer::Impl::device_row(const uapi::Device& device) const {
+  const devices::DeviceSpec& spec = device.spec();
+  const uint32_t owner = device.owner();
+  json owner_pid = nullptr;
+  if (owner != 0) {
+    for (const uapi::ContextInfo& c : service.contexts())
+      if (c.id == owner) owner_pid = c.client.pid;
+  }
+  return json{{"name", spec.name},
+              {"type", device_type_name(spec.type)},
+              {"pci", devices::pci_address(spec.rid)},
+              {"rid", spec.rid},
+              {"pasid_bits", spec.pasid_bits},
+              {"pri", spec.pri},
+              {"ats", spec.ats},
+              {"num_wqs", spec.num_wqs},
+              {"capability_flags", spec.capability_flags()},
+              {"spec", devices::describe(spec)},
+              {"owner", owner != 0 ? json(owner) : json(nullptr)},
+              {"owner_pid", std::move(owner_pid)}};
+}
+
+json AdminServer::Impl::devices() const {
+  json rows = json::array();
+  for (const auto& device : service.devices().list()) rows.push_back(device_row(*device));
+  return rows;
+}
+
+json AdminServer::Impl::device_add(AdminSession& session, const json& request) {
+  Result<std::string> text = string_field(request, "spec");
+  if (!text) return error_reply(text.error());
+  Result<devices::DeviceSpec> spec = devices::parse_device_spec(*text);
+  if (!spec) return error_reply(spec.error());
+  const std::string name = spec->name;
+  if (Result<void> added = service.add_device(*spec); !added) return error_reply(added.error());
+  spdlog::info("admin: uid {} pid {} added device {}", session.peer().uid, session.peer().pid,
+               devices::describe(*spec));
+  // The registry's own object, as `devices` shows it (a racing remove: the spec).
+  for (const auto& device : service.devices().list())
+    if (device->spec().name == name) return ok_reply(device_row(*device));
+  return ok_reply(device_row(uapi::Device(std::move(*spec))));
+}
+
+json AdminServer::Impl::device_remove(AdminSession& session, const json& request) {
+  Result<std::string> which = string_field(request, "device");
+  if (!which) return error_reply(which.error());
+  // Looked up first so the reply can say what went and who still holds it; the
+  // owner is read after the removal, from the same object.
+  const std::shared_ptr<uapi::Device> device = find_device(service.devices().list(), *which);
+  if (Result<void> removed = service.remove_device(*which); !removed)
+    return error_reply(removed.error());
+  if (!device) {  // added and removed between our look and the removal
+    spdlog::info("admin: uid {} pid {} removed device {}", session.peer().uid, session.peer().pid, *which);
+    return ok_reply(json{{"name", *which}, {"owner", nullptr}, {"owner_pid", nullptr}});
+  }
+  json row = device_row(*device);
+  spdlog::info("admin: uid {} pid {} removed device {}{}", session.peer().uid, session.peer().pid,
+               device->spec().name,
+               row["owner"].is_null() ? std::string()
+                                      : fmt::format(" (still bound by context {})", row["owner"].dump()));
+  return ok_reply(std::move(row));
 }
 
 void AdminServer::Impl::broadcast(const std::string& event_json) {

@@ -172,7 +172,7 @@ int monitor(int argc, char** argv) {
   po::options_description options(
       "Usage: ioasid-monitor [--group N] [--socket PATH] [--admin] [--json] [--count N]\n"
       "Prints ioasidd's events (context open/close, PASID alloc/free/bind/unbind, quota\n"
-      "changes) as they happen, one line each.\n\n"
+      "changes, device bind/unbind/removal) as they happen, one line each.\n\n"
       "With CAP_NET_ADMIN it joins the daemon's netlink multicast group and believes only\n"
       "messages from the daemon's port and pid, learned from the admin socket (if that\n"
       "cannot be asked: only messages sent by uid 0). Without CAP_NET_ADMIN, or with\n"

@@ -1,5 +1,6 @@
 // ioasidctl: talks to ioasidd's admin socket (docs/ADMIN.md).
-//   ioasidctl [--socket P] [--json] status|contexts|pasids|set-quota CTX QUOTA|events|help
+//   ioasidctl [--socket P] [--json] status|contexts|pasids|set-quota CTX QUOTA|devices|
+//             device-add SPEC|device-remove NAME|PCI|events|help
 #include "common/admin_client.h"
 #include "common/cli.h"
 #include "common/event_format.h"
@@ -7,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <iostream>
@@ -106,6 +108,38 @@ void print_pasids(const json& rows) {
   print_table({"PASID", "CONTEXT", "GPASID", "STATE", "REFS"}, cells);
 }
 
+// "ctx 3 (pid 1234)", "-" when free.
+std::string owner_text(const json& d) {
+  const json owner = d.value("owner", json());
+  if (owner.is_null()) return "-";
+  const json pid = d.value("owner_pid", json());
+  return pid.is_null() ? fmt::format("ctx {}", text(owner)) : fmt::format("ctx {} (pid {})", text(owner), text(pid));
+}
+
+std::string capability_text(const json& d) {
+  std::string caps;
+  auto add = [&](const std::string& word) { caps += (caps.empty() ? "" : " ") + word; };
+  const uint32_t pasid_bits = d.value("pasid_bits", 0u);
+  if (pasid_bits != 0) add(fmt::format("pasid={}", pasid_bits));
+  if (d.value("pri", false)) add("pri");
+  if (d.value("ats", false)) add("ats");
+  const uint32_t wqs = d.value("num_wqs", 0u);
+  if (wqs != 0) add(fmt::format("wqs={}", wqs));
+  return caps.empty() ? "-" : caps;
+}
+
+void print_devices(const json& rows) {
+  std::vector<std::vector<std::string>> cells;
+  for (const json& d : rows)
+    cells.push_back({text(d.value("name", json())), text(d.value("type", json())), text(d.value("pci", json())),
+                     capability_text(d), owner_text(d)});
+  if (cells.empty()) {
+    fmt::print("no devices\n");
+    return;
+  }
+  print_table({"DEVICE", "TYPE", "PCI", "CAPABILITIES", "OWNER"}, cells);
+}
+
 std::optional<uint32_t> parse_u32(const std::string& word) {
   uint32_t value = 0;
   auto [end, error] = std::from_chars(word.data(), word.data() + word.size(), value);
@@ -148,6 +182,11 @@ int control(int argc, char** argv) {
       "  contexts                open files of the node (pid, quota, PASIDs, ioctls)\n"
       "  pasids                  allocated PASIDs with owner, gpasid, state, refcount\n"
       "  set-quota CTX QUOTA     set context CTX's PASID quota (not below what it holds)\n"
+      "  devices                 emulated devices: type, PCI address, capabilities, owner\n"
+      "  device-add SPEC         add a device, SPEC as ioasidd --device:\n"
+      "                            dma|dsa,name=NAME,pci=BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N]\n"
+      "  device-remove NAME|PCI  remove a device (a bound one stays with its owner, answering\n"
+      "                            ENODEV until unbound)\n"
       "  events                  print daemon events as they happen (Ctrl-C to stop)\n"
       "  help                    the commands the daemon itself lists\n\n"
       "Options");
@@ -166,11 +205,12 @@ int control(int argc, char** argv) {
   if (auto exit_code = parse_command_line(argc, argv, "ioasidctl", visible, vm, &hidden, &positional))
     return *exit_code;
   if (command.empty()) {
-    std::cerr << "ioasidctl: which command? (status, contexts, pasids, set-quota, events, help)\n";
+    std::cerr << "ioasidctl: which command? (status, contexts, pasids, set-quota, devices, device-add, "
+                 "device-remove, events, help)\n";
     return 2;
   }
 
-  const bool takes_args = command == "set-quota";
+  const bool takes_args = command == "set-quota" || command == "device-add" || command == "device-remove";
   if (!takes_args && !args.empty()) {
     std::cerr << "ioasidctl: " << command << " takes no arguments\n";
     return 2;
@@ -184,8 +224,20 @@ int control(int argc, char** argv) {
       return 2;
     }
     request_args = {{"context", *context}, {"quota", *quota}};
-  } else if (command != "status" && command != "contexts" && command != "pasids" && command != "events" &&
-             command != "help") {
+  } else if (command == "device-add") {
+    if (args.size() != 1 || args[0].empty()) {
+      std::cerr << "ioasidctl: usage: device-add SPEC (e.g. dma,name=dma2,pci=00:06.0,pasid=20,pri,ats)\n";
+      return 2;
+    }
+    request_args = {{"spec", args[0]}};
+  } else if (command == "device-remove") {
+    if (args.size() != 1 || args[0].empty()) {
+      std::cerr << "ioasidctl: usage: device-remove NAME|PCI (see `ioasidctl devices`)\n";
+      return 2;
+    }
+    request_args = {{"device", args[0]}};
+  } else if (command != "status" && command != "contexts" && command != "pasids" && command != "devices" &&
+             command != "events" && command != "help") {
     std::cerr << "ioasidctl: unknown command '" << command << "' (try --help)\n";
     return 2;
   }
@@ -208,9 +260,28 @@ int control(int argc, char** argv) {
     print_pasids(*result);
   } else if (command == "set-quota") {
     fmt::print("context {}: PASID quota set to {}\n", text((*result)["context"]), text((*result)["quota"]));
+  } else if (command == "devices") {
+    print_devices(*result);
+  } else if (command == "device-add") {
+    fmt::print("added {}\n", text(result->value("spec", result->value("name", json()))));
+  } else if (command == "device-remove") {
+    const std::string name = text(result->value("name", json()));
+    if (result->value("owner", json()).is_null())
+      fmt::print("removed {}\n", name);
+    else
+      fmt::print("removed {}; {} still holds it (its I/O fails with ENODEV until it unbinds)\n", name,
+                 owner_text(*result));
   } else {  // help
-    for (const json& entry : result->value("commands", json::array()))
-      fmt::print("  {:<10} {:<28} {}\n", text(entry["cmd"]), text(entry["args"]), text(entry["about"]));
+    const json commands = result->value("commands", json::array());
+    size_t cmd_width = 0, args_width = 0;
+    for (const json& entry : commands) {
+      cmd_width = std::max(cmd_width, text(entry.value("cmd", json())).size());
+      args_width = std::max(args_width, text(entry.value("args", json())).size());
+    }
+    for (const json& entry : commands)
+      fmt::print("  {:<{}}  {:<{}}  {}\n", text(entry.value("cmd", json())), cmd_width,
+                 entry.value("args", "") == "" ? std::string() : text(entry["args"]), args_width,
+                 text(entry.value("about", json())));
   }
   return 0;
 }

@@ -36,13 +36,15 @@ std::string format_event(const nlohmann::json& event) {
   line += fmt::format(" {:<14}", name);
 
   // The usual fields in a fixed order, then whatever a newer daemon adds.
-  static const char* const kOrdered[] = {"context", "pid", "pasid", "gpasid", "quota"};
-  static const std::set<std::string> kShown = {"event", "seq", "time_ns", "context",
-                                               "pid",   "pasid", "gpasid", "quota"};
+  static const char* const kOrdered[] = {"context", "pid", "device", "dev_id", "pasid", "gpasid", "quota"};
+  static const std::set<std::string> kShown = {"event", "seq",    "time_ns", "context", "pid",
+                                               "device", "dev_id", "pasid",  "gpasid",  "quota"};
   for (const char* key : kOrdered)
     if (event.contains(key)) line += fmt::format(" {}={}", key, scalar(event[key]));
   for (const auto& [key, value] : event.items())
     if (!kShown.contains(key)) line += fmt::format(" {}={}", key, scalar(value));
+  if (name == "device_removed" && event.contains("context"))
+    line += " (still bound: that context's I/O on it fails with ENODEV until it unbinds)";
   return line;
 }
 

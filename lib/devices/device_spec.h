@@ -33,8 +33,8 @@ Result<uint16_t> parse_pci_address(std::string_view text);
 std::string pci_address(uint16_t rid);
 
 // TYPE[,key=value|flag...]: e.g. "dma,name=dma0,pci=00:03.0,pasid=20,pri,ats" or
-// "dsa,name=dsa0,pci=00:05.0,pasid=20,wqs=8". Unset: name = TYPE + index,
-// pasid 0, no PRI/ATS, dsa gets 8 work queues and PASID 20.
+// "dsa,name=dsa0,pci=00:05.0,pasid=20,wqs=8". name= and pci= are required; unset:
+// pasid 0, no PRI/ATS; dsa gets 8 work queues and PASID 20.
 Result<DeviceSpec> parse_device_spec(std::string_view text);
 std::string describe(const DeviceSpec& spec);  // the same syntax, complete
 
