@@ -17,6 +17,9 @@ class ClientMemory {
   virtual ~ClientMemory() = default;
   virtual Result<void> read(uint64_t address, std::span<std::byte> out) = 0;
   virtual Result<void> write(uint64_t address, std::span<const std::byte> in) = 0;
+  // The calling thread, for what must be reached through /proc (mappings, files);
+  // 0 when there is no client process.
+  virtual pid_t pid() const = 0;
 };
 
 // The memory of a live process (or thread), through process_vm_readv/writev.
@@ -26,6 +29,7 @@ class ProcessMemory final : public ClientMemory {
   explicit ProcessMemory(pid_t pid) : pid_(pid) {}
   Result<void> read(uint64_t address, std::span<std::byte> out) override;
   Result<void> write(uint64_t address, std::span<const std::byte> in) override;
+  pid_t pid() const override { return pid_; }
 
  private:
   pid_t pid_;
@@ -36,6 +40,7 @@ class NoClientMemory final : public ClientMemory {
  public:
   Result<void> read(uint64_t address, std::span<std::byte>) override;
   Result<void> write(uint64_t address, std::span<const std::byte>) override;
+  pid_t pid() const override { return 0; }
 };
 
 }  // namespace ioasid

@@ -1,0 +1,114 @@
+#include "memory/backing_for_range.h"
+
+#include "memory/mapped_file_backing.h"
+#include "memory/physical_memory.h"
+#include "memory/remote_backing.h"
+#include "memory/unique_fd.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+
+namespace ioasid {
+
+Result<std::span<const MapsEntry>> mappings_covering(std::span<const MapsEntry> maps, uint64_t va,
+                                                     uint64_t length, MapAccess access) {
+  const uint64_t end = va + length;
+  // The first mapping that ends after va; maps are sorted and do not overlap.
+  const auto first = std::upper_bound(
+      maps.begin(), maps.end(), va,
+      [](uint64_t address, const MapsEntry& entry) { return address < entry.end; });
+  uint64_t covered_to = va;
+  auto last = first;
+  for (; last != maps.end() && last->start < end; ++last) {
+    if (last->start > covered_to) break;  // a hole
+    if (allows_read(access) && !last->readable)
+      return fail(EFAULT, "client memory at {:#x} is not readable ({})", covered_to,
+                  last->path.empty() ? "anonymous" : last->path);
+    if (allows_write(access) && !last->writable)
+      return fail(EFAULT, "client memory at {:#x} is not writable ({})", covered_to,
+                  last->path.empty() ? "anonymous" : last->path);
+    covered_to = last->end;
+  }
+  if (covered_to < end)
+    return fail(EFAULT, "nothing is mapped at client address {:#x} (in [{:#x}, {:#x}))", covered_to,
+                va, end);
+  return std::span<const MapsEntry>(first, last);
+}
+
+bool is_one_shared_file(std::span<const MapsEntry> covering) {
+  if (covering.empty()) return false;
+  const MapsEntry& head = covering.front();
+  if (!head.shared || head.inode == 0) return false;
+  for (size_t i = 1; i < covering.size(); ++i) {
+    const MapsEntry& previous = covering[i - 1];
+    const MapsEntry& entry = covering[i];
+    if (!entry.shared || entry.inode != head.inode || entry.device_major != head.device_major ||
+        entry.device_minor != head.device_minor || entry.start != previous.end ||
+        entry.offset != previous.offset + (previous.end - previous.start))
+      return false;
+  }
+  return true;
+}
+
+namespace {
+
+// Opens the file behind `mapping` through map_files and maps [va, va + length) of it.
+// An error means "use the remote path instead", except for those that also concern
+// the remote path (the file is too short: the pages do not exist).
+Result<std::shared_ptr<Backing>> map_shared_file(pid_t pid, const MapsEntry& mapping, uint64_t va,
+                                                 uint64_t length, MapAccess access) {
+  const std::string path = fmt::format("/proc/{}/map_files/{}", pid, mapping.map_files_name());
+  UniqueFd file(
+      ::open(path.c_str(), (allows_write(access) ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY));
+  if (!file) return fail(errno, "open {}", path);
+  struct stat status {};
+  if (::fstat(file.get(), &status) != 0 || !S_ISREG(status.st_mode) ||
+      status.st_ino != mapping.inode || major(status.st_dev) != mapping.device_major ||
+      minor(status.st_dev) != mapping.device_minor)
+    return fail(ENOTSUP, "{} is not the regular file the maps listing names", path);
+  auto backing = MappedFileBacking::create(
+      file.get(), mapping.offset + (va - mapping.start), length, access,
+      fmt::format("pid {} memory [{:#x}, {:#x}) = {}", pid, va, va + length,
+                  mapping.path.empty() ? path : mapping.path));
+  if (!backing) return std::move(backing).error();
+  return std::shared_ptr<Backing>(std::move(*backing));
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint64_t length,
+                                                   MapAccess access) {
+  if (length == 0 || va % kPageSize != 0 || length % kPageSize != 0)
+    return fail(EINVAL, "client range {:#x}+{:#x}: both must be non-zero multiples of 4 KiB", va,
+                length);
+  if (va + length < va) return fail(EOVERFLOW, "client range {:#x}+{:#x} wraps around", va, length);
+
+  // Bind the address space before looking at it: whatever is decided below, the
+  // open file refers to this mm and no other.
+  auto process_memory = RemoteBacking::open_process_memory(pid, access);
+  if (!process_memory) return std::move(process_memory).error();
+  auto maps = read_process_maps(pid);
+  if (!maps) return std::move(maps).error();
+  auto covering = mappings_covering(*maps, va, length, access);
+  if (!covering) {
+    Error error = std::move(covering).error();
+    error.why = fmt::format("pid {}: {}", pid, error.why);
+    return error;
+  }
+
+  if (is_one_shared_file(*covering)) {
+    auto mapped = map_shared_file(pid, covering->front(), va, length, access);
+    if (mapped) return std::move(*mapped);
+    // Pages past the end of the file do not exist for pinning either.
+    if (mapped.code() == EINVAL) return fail(EFAULT, "pid {}: {}", pid, mapped.error().why);
+    // Anything else (no CAP_SYS_ADMIN for map_files, a non-regular file): remote.
+  }
+  return std::shared_ptr<Backing>(std::make_shared<RemoteBacking>(
+      std::move(*process_memory), va, length, allows_write(access),
+      fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length)));
+}
+
+}  // namespace ioasid

@@ -1,0 +1,43 @@
+// How the daemon reaches a client's virtual range for MAP_DMA (DESIGN.md, memory
+// model): a shared file mapping is mapped into the daemon (zero copy, coherent,
+// atomic); anything else is reached through /proc/<pid>/mem.
+#pragma once
+
+#include "memory/backing.h"
+#include "memory/process_maps.h"
+
+#include <sys/types.h>
+
+#include <memory>
+#include <span>
+
+namespace ioasid {
+
+// The backing for [va, va + length) of process `pid` (the calling thread's id is
+// fine: threads share the address space).
+//
+// - va and length must be 4 KiB aligned and length non-zero (EINVAL); va + length
+//   must not wrap (EOVERFLOW).
+// - The range must be covered by mappings without a hole, each readable for
+//   MapAccess::kRead and writable for MapAccess::kWrite, as pinning pages would demand
+//   (EFAULT otherwise, naming the first address at fault).
+// - If the mappings covering it are all MAP_SHARED views of one regular file at
+//   contiguous file offsets (one mapping, or several that mprotect split), the
+//   result is a MappedFileBacking of that file, opened through
+//   /proc/<pid>/map_files/. If the daemon may not open map_files (it needs
+//   CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE) the range falls back to the remote path.
+// - Otherwise (private memory, or a range spanning different mappings, e.g. a shared
+//   one followed by a private one) the result is a RemoteBacking: coherent for data,
+//   not zero copy, no cross-process atomics.
+// No ptrace rights over pid: EPERM with the reason; no such process: ESRCH.
+Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint64_t length,
+                                                   MapAccess access);
+
+// The same decision made on an already parsed maps listing: the mappings covering
+// the range, in order, after the hole and permission checks, or the EFAULT.
+Result<std::span<const MapsEntry>> mappings_covering(std::span<const MapsEntry> maps, uint64_t va,
+                                                     uint64_t length, MapAccess access);
+// True when `covering` (as returned above) is one shared regular-file view.
+bool is_one_shared_file(std::span<const MapsEntry> covering);
+
+}  // namespace ioasid

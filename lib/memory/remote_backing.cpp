@@ -1,0 +1,110 @@
+#include "memory/remote_backing.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+
+namespace ioasid {
+namespace {
+
+// Serialises every remote compare_exchange64 (see the header); they are rare (A/D
+// updates of tables kept in private client memory).
+std::mutex remote_atomic_mutex;
+
+}  // namespace
+
+Result<UniqueFd> RemoteBacking::open_process_memory(pid_t pid, MapAccess access) {
+  const std::string path = fmt::format("/proc/{}/mem", pid);
+  const int flags = (allows_write(access) ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+  UniqueFd fd(::open(path.c_str(), flags));
+  if (fd) return fd;
+  const int error = errno;
+  if (error == EACCES || error == EPERM)
+    return fail(EPERM,
+                "no ptrace access to pid {} ({}): the daemon needs CAP_SYS_PTRACE or the "
+                "client's uid, and kernel.yama.ptrace_scope must allow it",
+                pid, path);
+  if (error == ENOENT) return fail(ESRCH, "no process {} ({} does not exist)", pid, path);
+  return fail(error, "open {}: {}", path, std::strerror(error));
+}
+
+Result<std::shared_ptr<RemoteBacking>> RemoteBacking::open(pid_t pid, uint64_t va, uint64_t length,
+                                                           MapAccess access) {
+  auto memory = open_process_memory(pid, access);
+  if (!memory) return std::move(memory).error();
+  return std::make_shared<RemoteBacking>(
+      std::move(*memory), va, length, allows_write(access),
+      fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length));
+}
+
+RemoteBacking::RemoteBacking(UniqueFd process_memory, uint64_t va, uint64_t length, bool writable,
+                             std::string description)
+    : Backing(length, writable, std::move(description)),
+      process_memory_(std::move(process_memory)),
+      va_(va) {}
+
+// pread/pwrite on /proc/<pid>/mem stop at the first page they cannot reach: a count
+// short of the request, -1 (EIO) when not even the first page could be reached, 0
+// once the address space is gone (the process exited).
+Result<void> RemoteBacking::transfer(uint64_t offset, std::byte* buffer, size_t size,
+                                     bool to_client, size_t& bytes_done) {
+  size_t done = 0;
+  while (done < size) {
+    const auto address = static_cast<off_t>(va_ + offset + done);
+    const ssize_t moved = to_client
+                              ? ::pwrite(process_memory_.get(), buffer + done, size - done, address)
+                              : ::pread(process_memory_.get(), buffer + done, size - done, address);
+    if (moved > 0) {
+      done += static_cast<size_t>(moved);
+      continue;
+    }
+    const int error = moved < 0 ? errno : 0;
+    if (error == EINTR) continue;
+    bytes_done = done;
+    return fail(
+        EFAULT, "cannot {} client address {:#x} ({}): {}", to_client ? "write" : "read",
+        va_ + offset + done, description(),
+        error == 0 ? "the address space is gone (the process exited)" : "not mapped any more");
+  }
+  bytes_done = done;
+  return success();
+}
+
+Result<void> RemoteBacking::do_read(uint64_t offset, std::span<std::byte> out, size_t& bytes_done) {
+  return transfer(offset, out.data(), out.size(), false, bytes_done);
+}
+
+Result<void> RemoteBacking::do_write(uint64_t offset, std::span<const std::byte> in,
+                                     size_t& bytes_done) {
+  // pwrite does not modify the buffer; transfer() takes one pointer type for both ways.
+  return transfer(offset, const_cast<std::byte*>(in.data()), in.size(), true, bytes_done);
+}
+
+Result<uint64_t> RemoteBacking::do_read64(uint64_t offset) {
+  uint64_t value = 0;
+  size_t done = 0;
+  IOASID_TRY(transfer(offset, reinterpret_cast<std::byte*>(&value), sizeof value, false, done));
+  return value;
+}
+
+Result<void> RemoteBacking::do_write64(uint64_t offset, uint64_t value) {
+  size_t done = 0;
+  return transfer(offset, reinterpret_cast<std::byte*>(&value), sizeof value, true, done);
+}
+
+Result<bool> RemoteBacking::do_compare_exchange64(uint64_t offset, uint64_t& expected,
+                                                  uint64_t desired) {
+  std::lock_guard lock(remote_atomic_mutex);
+  auto current = do_read64(offset);
+  if (!current) return std::move(current).error();
+  if (*current != expected) {
+    expected = *current;
+    return false;
+  }
+  IOASID_TRY(do_write64(offset, desired));
+  return true;
+}
+
+}  // namespace ioasid

@@ -1,0 +1,58 @@
+// A range of a client's private memory reached through /proc/<pid>/mem, opened when
+// the range is mapped. The open file holds the client's address space (mm), not its
+// pid: after the client exits every access fails (EFAULT) and a process that later
+// gets the same pid can never be touched. Reads and writes are pread/pwrite (the
+// kernel copies page by page); a short transfer (the client unmapped part of the
+// range) is EFAULT with the bytes done so far, never a crash.
+//
+// Not zero copy, and no atomics across processes: compare_exchange64 is a read,
+// compare and write under one daemon-wide mutex, so it is atomic only against other
+// compare_exchange64 calls on remote backings, not against the client's own stores.
+// A/D-bit updates in private client memory are therefore not atomic against the
+// client; a shared file mapping (MappedFileBacking) gives real atomics.
+#pragma once
+
+#include "memory/backing.h"
+#include "memory/unique_fd.h"
+
+#include <sys/types.h>
+
+#include <memory>
+
+namespace ioasid {
+
+class RemoteBacking final : public Backing {
+ public:
+  // Opens /proc/<pid>/mem (read-write for MapAccess::kWrite) for [va, va + length).
+  // No ptrace rights over pid: EPERM; no such process: ESRCH. The range itself is
+  // not checked here (see backing_for_range).
+  static Result<std::shared_ptr<RemoteBacking>> open(pid_t pid, uint64_t va, uint64_t length,
+                                                     MapAccess access);
+  // Opens /proc/<pid>/mem alone, for callers that bind the address space first and
+  // decide about the range afterwards.
+  static Result<UniqueFd> open_process_memory(pid_t pid, MapAccess access);
+
+  // `process_memory` is an open /proc/<pid>/mem.
+  RemoteBacking(UniqueFd process_memory, uint64_t va, uint64_t length, bool writable,
+                std::string description);
+
+  bool zero_copy() const override { return false; }
+  uint64_t client_va() const { return va_; }
+
+ private:
+  Result<void> do_read(uint64_t offset, std::span<std::byte> out, size_t& bytes_done) override;
+  Result<void> do_write(uint64_t offset, std::span<const std::byte> in,
+                        size_t& bytes_done) override;
+  Result<uint64_t> do_read64(uint64_t offset) override;
+  Result<void> do_write64(uint64_t offset, uint64_t value) override;
+  Result<bool> do_compare_exchange64(uint64_t offset, uint64_t& expected,
+                                     uint64_t desired) override;
+
+  Result<void> transfer(uint64_t offset, std::byte* buffer, size_t size, bool to_client,
+                        size_t& bytes_done);
+
+  UniqueFd process_memory_;
+  const uint64_t va_;
+};
+
+}  // namespace ioasid
