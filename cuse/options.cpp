@@ -42,6 +42,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   std::string admin_group;
   bool no_netlink = false;
   std::vector<std::string> device_specs;
+  uint64_t pin_limit_mib = (PinAccounting::kDefaultLimitPages * kPageSize) >> 20;
 
   po::options_description desc(kUsage);
   desc.add_options()
@@ -67,6 +68,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
       ("device", po::value(&device_specs)->composing(),
        "an emulated device, repeatable: dma|dsa,name=N,pci=BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N]; "
        "without any, dma0 (00:03.0, PASID 20 bits, PRI, ATS) and a plain dma1 (00:04.0)")
+      ("pin-limit", po::value(&pin_limit_mib)->default_value(pin_limit_mib),
+       "MiB of client memory each user may have pinned by MAP_DMA/MAP_FILE (ENOMEM past it); 0: no limit")
       ("pasid-quota", po::value(&options.service.default_pasid_quota)->default_value(options.service.default_pasid_quota),
        "PASIDs each open file may hold (ioasidctl set-quota changes one file's)")
       ("pasid-bits", po::value(&options.service.pasid_bits)->default_value(options.service.pasid_bits),
@@ -120,6 +123,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
         options.service.devices.push_back(std::move(*spec));
       }
     }
+    options.service.pin_limit_pages = (pin_limit_mib << 20) >> kPageShift;
     if (options.netlink_group > 32) throw po::error("--netlink-group must be 1..32 (0 disables)");
     if (options.service.pasid_bits < 1 || options.service.pasid_bits > 20)
       throw po::error("--pasid-bits must be 1..20");

@@ -69,9 +69,10 @@ inline Result<void> success() { return {}; }
 
 }  // namespace ioasid
 
-// Propagates an error from an expression returning Result<...>.
-#define IOASID_TRY(expr)                                        \
-  do {                                                          \
-    if (auto ioasid_try_result_ = (expr); !ioasid_try_result_) \
-      return std::move(ioasid_try_result_).error();             \
+// Propagates an error from an expression returning Result<...>. Binds by reference,
+// so a named Result of a move-only type is not copied (its error is moved out).
+#define IOASID_TRY(expr)                                          \
+  do {                                                            \
+    if (auto&& ioasid_try_result_ = (expr); !ioasid_try_result_) \
+      return std::move(ioasid_try_result_).error();               \
   } while (0)

@@ -1,10 +1,11 @@
-// One open file of /dev/ioasid: its PASID set, its objects (bound devices), its
-// fault queue, its counters.
+// One open file of /dev/ioasid: its PASID set, its objects (bound devices, IOASIDs),
+// its fault queue, its counters.
 #pragma once
 
 #include "iommu/fault_queue.h"
 #include "ioasid/allocator.h"
 #include "uapi/device_registry.h"
+#include "uapi/ioas.h"
 #include "uapi/object_table.h"
 
 #include <sys/types.h>
@@ -31,7 +32,7 @@ class Context {
   const ClientIdentity& client() const { return client_; }
   SetId pasid_set() const { return pasid_set_; }
   iommu::FaultQueue& faults() { return faults_; }
-  ObjectTable<Device>& objects() { return objects_; }
+  ObjectTable<Device, Ioas>& objects() { return objects_; }
   uint64_t opened_unix_ns() const { return opened_unix_ns_; }
   uint64_t ioctls() const { return ioctls_.load(std::memory_order_relaxed); }
   bool released() const { return released_.load(std::memory_order_acquire); }
@@ -42,7 +43,7 @@ class Context {
   const ClientIdentity client_;
   const SetId pasid_set_;
   iommu::FaultQueue faults_;
-  ObjectTable<Device> objects_;
+  ObjectTable<Device, Ioas> objects_;
   const uint64_t opened_unix_ns_;
   std::atomic<uint64_t> ioctls_{0};
   std::atomic<bool> released_{false};

@@ -34,6 +34,14 @@ Result<long> get_info(Call& call, ioasid_info& info);
 Result<long> pasid_request(Call& call, ioasid_pasid_request& request);
 Result<long> pasid_lookup(Call& call, ioasid_pasid_lookup& lookup);
 
+// ioas.cpp
+Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc);
+Result<long> ioas_free(Call& call, ioasid_free& free);
+Result<long> map_dma(Call& call, ioasid_map_dma& map);
+Result<long> map_file(Call& call, ioasid_map_file& map);
+Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap);
+Result<long> iova_ranges(Call& call, ioasid_iova_ranges& ranges);
+
 // device.cpp
 Result<long> device_bind(Call& call, ioasid_device_bind& bind);
 Result<long> device_unbind(Call& call, ioasid_device_unbind& unbind);

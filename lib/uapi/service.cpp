@@ -46,7 +46,10 @@ struct Service::Registry {
 };
 
 Service::Service(ServiceConfig config)
-    : config_(config), allocator_(config.pasid_bits), registry_(std::make_unique<Registry>()) {
+    : config_(config),
+      allocator_(config.pasid_bits),
+      iommu_({.addr_width = config.addr_width, .pin_limit_pages = config.pin_limit_pages}),
+      registry_(std::make_unique<Registry>()) {
   for (const auto& spec : config_.devices)
     if (auto added = devices_.add(spec); !added) spdlog::error("device {}: {}", spec.name, added.error().why);
   // Every set the service creates is a File set whose token is the context id.
@@ -91,6 +94,8 @@ void Service::release(Context& context) {
     context.objects().remove<Device>(dev_id);
     unbind_device(context, dev_id, *device);
   }
+  // IOASIDs, newest first: nested ones before their parents.
+  for (const auto& [ioasid, ioas] : context.objects().all<Ioas>()) context.objects().remove<Ioas>(ioasid);
   // PASIDs next (each announced FREE while the context is still listed), then the set.
   if (auto freed = allocator_.free_set(context.pasid_set()); !freed)
     spdlog::error("ctx {}: freeing its PASID set failed: {}", context.id(), freed.error().why);

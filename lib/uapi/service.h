@@ -5,6 +5,7 @@
 
 #include "base/result.h"
 #include "ioasid/allocator.h"
+#include "iommu/iommu.h"
 #include "memory/client_memory.h"
 #include "uapi/context.h"
 #include "uapi/device_registry.h"
@@ -27,6 +28,7 @@ struct ServiceConfig {
   uint32_t addr_width = 48;
   size_t fault_queue_depth = 256;
   std::vector<devices::DeviceSpec> devices = devices::default_devices();
+  uint64_t pin_limit_pages = PinAccounting::kDefaultLimitPages;  // per user; 0 = unlimited
 };
 
 struct ServiceStatus {
@@ -101,6 +103,7 @@ class Service {
   EventSubscription subscribe(EventSink sink);
 
   Allocator& allocator() { return allocator_; }
+  iommu::Iommu& iommu() { return iommu_; }
   void publish(Event event);
 
  private:
@@ -108,6 +111,7 @@ class Service {
 
   ServiceConfig config_;
   Allocator allocator_;
+  iommu::Iommu iommu_;
   EventBus events_;
   DeviceRegistry devices_;
   Subscription pasid_events_;

@@ -1,0 +1,126 @@
+#include "iommu/io_pagetable.h"
+
+namespace ioasid::iommu {
+namespace {
+
+constexpr uint64_t kSuperpageSizes[] = {1ull << 30, 1ull << 21};
+
+// The IOVA alignment that lets the table use the largest page the segment's HPA
+// alignment and the length allow.
+uint64_t alignment_for(Hpa hpa, uint64_t length) {
+  for (const uint64_t size : kSuperpageSizes)
+    if (length >= size && hpa % size == 0) return size;
+  return kPageSize;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<IoPageTable>> IoPageTable::create(Iommu& iommu) {
+  auto domain = iommu.allocate_domain();
+  IOASID_TRY(domain);
+  auto table = pgtable::SecondLevelTable::create(iommu.memory(), iommu.levels());
+  if (!table) {
+    iommu.free_domain(*domain);
+    return std::move(table).error();
+  }
+  return std::unique_ptr<IoPageTable>(new IoPageTable(iommu, *domain, std::move(*table)));
+}
+
+IoPageTable::IoPageTable(Iommu& iommu, uint16_t domain, pgtable::SecondLevelTable table)
+    : iommu_(iommu), domain_(domain), table_(std::move(table)), iovas_(iommu.last_iova(), {kMsiWindow}) {}
+
+IoPageTable::~IoPageTable() {
+  {
+    std::lock_guard lock(mutex_);
+    while (!areas_.empty()) drop_area_locked(areas_.begin()->first, areas_.begin()->second);
+  }
+  iommu_.free_domain(domain_);
+}
+
+Result<uint64_t> IoPageTable::map(MapRequest request) {
+  const uint64_t length = request.backing->size();
+  std::lock_guard lock(mutex_);
+  auto hpa = iommu_.memory().add_segment(request.backing);
+  IOASID_TRY(hpa);
+  auto undo_segment = [&] { (void)iommu_.memory().remove_segment(*hpa); };
+
+  uint64_t iova = 0;
+  if (request.iova) {
+    if (auto claimed = iovas_.claim(*request.iova, length); !claimed) {
+      undo_segment();
+      return std::move(claimed).error();
+    }
+    iova = *request.iova;
+  } else {
+    auto chosen = iovas_.claim_any(length, alignment_for(*hpa, length));
+    if (!chosen) {
+      undo_segment();
+      return std::move(chosen).error();
+    }
+    iova = *chosen;
+  }
+  const pgtable::Permissions permissions{.read = request.readable, .write = request.writeable};
+  if (auto mapped = table_.map(iova, *hpa, length, permissions, /*snoop=*/true); !mapped) {
+    iovas_.release(iova);
+    undo_segment();
+    return std::move(mapped).error();
+  }
+  // Nothing to flush: the range was unmapped, and faults are never cached.
+  areas_.emplace(iova, Area{length, *hpa, request.readable, request.writeable, std::move(request.backing),
+                            std::move(request.charge)});
+  return iova;
+}
+
+Result<uint64_t> IoPageTable::unmap(uint64_t iova, uint64_t length) {
+  std::lock_guard lock(mutex_);
+  std::vector<IovaRange> doomed;
+  if (iova == 0 && length == ~0ull) {
+    doomed = iovas_.areas();
+  } else {
+    if (length == 0) return fail(ENOENT, "nothing is inside an empty range");
+    if (iova + (length - 1) < iova) return fail(EOVERFLOW, "iova {:#x} + length {:#x} wraps", iova, length);
+    const uint64_t last = iova + (length - 1);
+    doomed = iovas_.overlapping(iova, last);
+    if (doomed.empty()) return fail(ENOENT, "no area in [{:#x}, {:#x}]", iova, last);
+    for (const IovaRange& area : doomed)
+      if (area.start < iova || area.last > last)
+        return fail(ENOENT, "the area [{:#x}, {:#x}] is only partly inside [{:#x}, {:#x}]", area.start, area.last,
+                    iova, last);
+  }
+  uint64_t unmapped = 0;
+  for (const IovaRange& area : doomed) {
+    unmapped += area.last - area.start + 1;
+    drop_area_locked(area.start, areas_.at(area.start));
+  }
+  return unmapped;
+}
+
+void IoPageTable::drop_area_locked(uint64_t iova, Area& area) {
+  // Table first, then every cached translation, then the memory: a DMA that still
+  // holds a stale translation finishes before remove_segment returns, or faults.
+  (void)table_.unmap(iova, area.length);
+  iommu_.iotlb().invalidate_domain_range(domain_, iova, area.length);
+  iovas_.release(iova);
+  (void)iommu_.memory().remove_segment(area.hpa);
+  areas_.erase(iova);  // releases the pin charge
+}
+
+std::vector<IovaRange> IoPageTable::allowed_ranges() const {
+  std::lock_guard lock(mutex_);
+  return iovas_.allowed_ranges();
+}
+
+std::vector<AreaInfo> IoPageTable::areas() const {
+  std::lock_guard lock(mutex_);
+  std::vector<AreaInfo> out;
+  for (const auto& [iova, area] : areas_)
+    out.push_back({iova, area.length, area.hpa, area.readable, area.writeable, area.backing->description()});
+  return out;
+}
+
+size_t IoPageTable::table_pages() const {
+  std::lock_guard lock(mutex_);
+  return table_.table_pages();
+}
+
+}  // namespace ioasid::iommu

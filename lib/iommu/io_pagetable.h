@@ -1,0 +1,81 @@
+// A kernel-managed I/O address space: the daemon's second-level table, the IOVA
+// areas mapped in it, and the pinned client segments behind them. Every change the
+// daemon makes flushes the IOTLB for the domain before it returns.
+#pragma once
+
+#include "iommu/iommu.h"
+#include "iommu/iova_space.h"
+#include "memory/backing.h"
+#include "memory/pin_accounting.h"
+#include "pgtable/second_level_table.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ioasid::iommu {
+
+struct MapRequest {
+  std::shared_ptr<Backing> backing;  // the pinned client range, length = backing->size()
+  PinCharge charge;                  // released when the area goes
+  std::optional<uint64_t> iova;      // fixed IOVA, else the lowest aligned hole
+  bool readable = false;
+  bool writeable = false;
+};
+
+struct AreaInfo {
+  uint64_t iova;
+  uint64_t length;
+  Hpa hpa;
+  bool readable;
+  bool writeable;
+  std::string source;
+};
+
+class IoPageTable {
+ public:
+  static Result<std::unique_ptr<IoPageTable>> create(Iommu& iommu);
+  ~IoPageTable();
+  IoPageTable(const IoPageTable&) = delete;
+  IoPageTable& operator=(const IoPageTable&) = delete;
+
+  uint16_t domain() const { return domain_; }
+  Hpa root() const { return table_.root(); }
+  int levels() const { return table_.levels(); }
+
+  // Maps the whole backing; returns the IOVA. EINVAL/EEXIST/EOVERFLOW for a bad fixed
+  // IOVA, ENOSPC for no hole, ENOMEM for no table page or HPA room.
+  Result<uint64_t> map(MapRequest request);
+  // Unmaps every area inside [iova, iova + length); returns the bytes unmapped.
+  // ENOENT if an area is only partly inside or nothing is inside, except that
+  // iova 0 with length ~0 unmaps everything (0 when empty).
+  Result<uint64_t> unmap(uint64_t iova, uint64_t length);
+
+  std::vector<IovaRange> allowed_ranges() const;
+  std::vector<AreaInfo> areas() const;
+  size_t table_pages() const;
+
+ private:
+  struct Area {
+    uint64_t length;
+    Hpa hpa;
+    bool readable;
+    bool writeable;
+    std::shared_ptr<Backing> backing;
+    PinCharge charge;
+  };
+  IoPageTable(Iommu& iommu, uint16_t domain, pgtable::SecondLevelTable table);
+  void drop_area_locked(uint64_t iova, Area& area);
+
+  Iommu& iommu_;
+  const uint16_t domain_;
+  mutable std::mutex mutex_;
+  pgtable::SecondLevelTable table_;
+  IovaSpace iovas_;
+  std::map<uint64_t, Area> areas_;
+};
+
+}  // namespace ioasid::iommu

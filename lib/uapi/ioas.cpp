@@ -1,0 +1,131 @@
+// ALLOC, FREE, MAP_DMA, MAP_FILE, UNMAP_DMA, IOVA_RANGES: kernel-managed I/O address
+// spaces whose second-level tables the daemon keeps, mapping pinned client memory.
+#include "memory/backing_for_file.h"
+#include "memory/backing_for_range.h"
+#include "uapi/handlers.h"
+#include "uapi/service.h"
+
+#include <vector>
+
+namespace ioasid::uapi {
+namespace {
+
+Result<std::shared_ptr<Ioas>> find_ioas(Call& call, uint32_t ioasid) {
+  auto ioas = call.context.objects().find<Ioas>(ioasid);
+  if (!ioas) return fail(ENOENT, "no IOASID {} in this file", ioasid);
+  return ioas;
+}
+
+// The rules MAP_DMA and MAP_FILE share: flags, alignment, overflow.
+Result<MapAccess> check_map(uint32_t flags, uint64_t length, uint64_t iova, uint64_t base, const char* base_name) {
+  IOASID_TRY(check_flags(flags, IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE | IOASID_MAP_FIXED_IOVA));
+  const bool readable = flags & IOASID_MAP_READABLE, writeable = flags & IOASID_MAP_WRITEABLE;
+  if (!readable && !writeable) return fail(EINVAL, "neither READABLE nor WRITEABLE");
+  if (length == 0) return fail(EINVAL, "length 0");
+  if ((length | base) % kPageSize || ((flags & IOASID_MAP_FIXED_IOVA) && iova % kPageSize))
+    return fail(EINVAL, "{} {:#x}, iova {:#x} and length {:#x} must be 4 KiB aligned", base_name, base, iova, length);
+  if (base + (length - 1) < base) return fail(EOVERFLOW, "{} {:#x} + length {:#x} wraps", base_name, base, length);
+  if ((flags & IOASID_MAP_FIXED_IOVA) && iova + (length - 1) < iova)
+    return fail(EOVERFLOW, "iova {:#x} + length {:#x} wraps", iova, length);
+  return writeable ? (readable ? MapAccess::kReadWrite : MapAccess::kWrite) : MapAccess::kRead;
+}
+
+// Charges the pages to the file's user and maps the backing; returns the IOVA.
+Result<uint64_t> map_backing(Call& call, Ioas& ioas, Result<std::shared_ptr<Backing>> backing, uint32_t flags,
+                             uint64_t iova) {
+  IOASID_TRY(backing);
+  const uint64_t length = (*backing)->size();
+  auto charge = call.service.iommu().pins().charge(call.context.client().uid, length / kPageSize);
+  IOASID_TRY(charge);
+  auto mapped = ioas.table->map({.backing = std::move(*backing),
+                                 .charge = std::move(*charge),
+                                 .iova = (flags & IOASID_MAP_FIXED_IOVA) ? std::optional(iova) : std::nullopt,
+                                 .readable = bool(flags & IOASID_MAP_READABLE),
+                                 .writeable = bool(flags & IOASID_MAP_WRITEABLE)});
+  return mapped;
+}
+
+Result<pid_t> caller(Call& call) {
+  if (call.memory.pid() == 0) return fail(EFAULT, "no client process to map memory from");
+  return call.memory.pid();
+}
+
+}  // namespace
+
+Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
+  IOASID_TRY(check_flags(alloc.flags, IOASID_ALLOC_NESTED));
+  IOASID_TRY(check_reserved(alloc.__reserved, "__reserved"));
+  if (alloc.flags & IOASID_ALLOC_NESTED) return fail(EOPNOTSUPP, "nested IOASIDs are not served by this daemon yet");
+  if (alloc.parent != 0) return fail(EINVAL, "parent {} given for a kernel-managed IOASID", alloc.parent);
+  auto table = iommu::IoPageTable::create(call.service.iommu());
+  IOASID_TRY(table);
+  auto ioas = std::make_shared<Ioas>();
+  ioas->table = std::move(*table);
+  alloc.out_ioasid = call.context.objects().insert(std::move(ioas));
+  return 0;
+}
+
+Result<long> ioas_free(Call& call, ioasid_free& free) {
+  IOASID_TRY(check_reserved(free.__reserved, "__reserved"));
+  auto ioas = find_ioas(call, free.ioasid);
+  IOASID_TRY(ioas);
+  if (const uint32_t users = (*ioas)->users.load(); users != 0)
+    return fail(EBUSY, "IOASID {} has {} user(s): attached devices or nested IOASIDs", free.ioasid, users);
+  call.context.objects().remove<Ioas>(free.ioasid);  // mappings go with the last reference
+  return 0;
+}
+
+Result<long> map_dma(Call& call, ioasid_map_dma& map) {
+  auto access = check_map(map.flags, map.length, map.iova, map.user_va, "user_va");
+  IOASID_TRY(access);
+  auto ioas = find_ioas(call, map.ioasid);
+  IOASID_TRY(ioas);
+  auto pid = caller(call);
+  IOASID_TRY(pid);
+  auto iova = map_backing(call, **ioas, backing_for_range(*pid, map.user_va, map.length, *access), map.flags, map.iova);
+  IOASID_TRY(iova);
+  map.iova = *iova;
+  return 0;
+}
+
+Result<long> map_file(Call& call, ioasid_map_file& map) {
+  IOASID_TRY(check_reserved(map.__reserved, "__reserved"));
+  auto access = check_map(map.flags, map.length, map.iova, map.offset, "offset");
+  IOASID_TRY(access);
+  auto ioas = find_ioas(call, map.ioasid);
+  IOASID_TRY(ioas);
+  auto pid = caller(call);
+  IOASID_TRY(pid);
+  auto iova = map_backing(call, **ioas, backing_for_file(*pid, map.fd, map.offset, map.length, *access), map.flags,
+                          map.iova);
+  IOASID_TRY(iova);
+  map.iova = *iova;
+  return 0;
+}
+
+Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap) {
+  IOASID_TRY(check_flags(unmap.flags, 0));
+  auto ioas = find_ioas(call, unmap.ioasid);
+  IOASID_TRY(ioas);
+  auto unmapped = (*ioas)->table->unmap(unmap.iova, unmap.length);
+  IOASID_TRY(unmapped);
+  unmap.length = *unmapped;
+  return 0;
+}
+
+Result<long> iova_ranges(Call& call, ioasid_iova_ranges& ranges) {
+  auto ioas = find_ioas(call, ranges.ioasid);
+  IOASID_TRY(ioas);
+  const auto allowed = (*ioas)->table->allowed_ranges();
+  const uint32_t capacity = ranges.num_ranges;
+  ranges.num_ranges = static_cast<uint32_t>(allowed.size());
+  ranges.out_alignment = kPageSize;
+  if (capacity < allowed.size())
+    return fail(EMSGSIZE, "{} ranges do not fit an array of {}", allowed.size(), capacity);
+  std::vector<ioasid_iova_range> out;
+  for (const auto& range : allowed) out.push_back({range.start, range.last});
+  IOASID_TRY(call.memory.write(ranges.ranges_uptr, std::as_bytes(std::span(out))));
+  return 0;
+}
+
+}  // namespace ioasid::uapi
