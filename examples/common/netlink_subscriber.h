@@ -4,7 +4,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <sys/socket.h>
 

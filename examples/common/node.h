@@ -2,7 +2,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <linux/ioasid.h>
 #include <sys/ioctl.h>

@@ -3,7 +3,7 @@
 #include "memory/mapped_file_backing.h"
 #include "memory/physical_memory.h"
 #include "memory/remote_backing.h"
-#include "memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

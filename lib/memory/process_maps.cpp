@@ -1,6 +1,6 @@
 #include "memory/process_maps.h"
 
-#include "memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -13,7 +13,7 @@
 #pragma once
 
 #include "memory/backing.h"
-#include "memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <sys/types.h>
 

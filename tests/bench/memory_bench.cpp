@@ -6,7 +6,7 @@
 #include "memory/hpa_space.h"
 #include "memory/mapped_file_backing.h"
 #include "memory/remote_backing.h"
-#include "memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <benchmark/benchmark.h>
 #include <signal.h>

@@ -9,7 +9,7 @@
 #include "memory/mapped_file_backing.h"
 #include "memory/process_maps.h"
 #include "memory/remote_backing.h"
-#include "memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <fcntl.h>
 #include <gmock/gmock.h>

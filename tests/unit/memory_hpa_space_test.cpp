@@ -2,7 +2,7 @@
 // words in segments, and DMA from threads while segments come and go.
 #include "memory/hpa_space.h"
 #include "memory/mapped_file_backing.h"
-#include "memory/unique_fd.h"
+#include "base/unique_fd.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
