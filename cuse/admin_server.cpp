@@ -171,6 +171,7 @@ constexpr CommandHelp kCommands[] = {
     {"pasids", "", "allocated PASIDs: owner context, gpasid, state, refcount"},
     {"set-quota", "\"context\":N, \"quota\":Q", "set a context's PASID quota"},
     {"devices", "", "emulated devices: type, PCI address, capabilities, owner context"},
+    {"stats", "", "IOMMU counters: IOTLB hits/misses/fills/evictions, HPA segments, table pages, pinned pages"},
     {"device-add", "\"spec\":\"dma,name=N,pci=BB:DD.F,...\"",
      "add an emulated device (dma or dsa; see ioasidd --device)"},
     {"device-remove", "\"device\":\"NAME or PCI address\"",
@@ -201,6 +202,7 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   json contexts() const;
   json pasids() const;
   json devices() const;
+  json stats() const;
   json device_row(const uapi::Device& device) const;
   json device_add(AdminSession& session, const json& request);
   json device_remove(AdminSession& session, const json& request);
@@ -550,6 +552,7 @@ json AdminServer::Impl::handle(AdminSession& session, const json& request) {
     return ok_reply(json{{"context", *context}, {"quota", *quota}});
   }
   if (name == "devices") return ok_reply(devices());
+  if (name == "stats") return ok_reply(stats());
   if (name == "device-add") return device_add(session, request);
   if (name == "device-remove") return device_remove(session, request);
   if (name == "events") {
@@ -659,6 +662,27 @@ json AdminServer::Impl::devices() const {
   json rows = json::array();
   for (const auto& device : service.devices().list()) rows.push_back(device_row(*device));
   return rows;
+}
+
+json AdminServer::Impl::stats() const {
+  iommu::Iommu& iommu = service.iommu();
+  const iommu::IotlbStats tlb = iommu.iotlb().stats();
+  const HpaSpaceStats memory = iommu.memory().stats();
+  json pinned = json::object();
+  for (const auto& [uid, pages] : iommu.pins().pinned_by_uid()) pinned[std::to_string(uid)] = pages;
+  return json{{"iotlb",
+               {{"capacity", tlb.capacity},
+                {"hits", tlb.hits},
+                {"misses", tlb.misses},
+                {"fills", tlb.fills},
+                {"evictions", tlb.evictions},
+                {"invalidated", tlb.invalidated}}},
+              {"hpa",
+               {{"segments", memory.segments},
+                {"segment_bytes", memory.segment_bytes},
+                {"table_pages", memory.table_pages},
+                {"table_page_limit", memory.table_page_limit}}},
+              {"pinned_pages", {{"by_uid", pinned}, {"limit_per_uid", iommu.pins().limit_pages()}}}};
 }
 
 json AdminServer::Impl::device_add(AdminSession& session, const json& request) {

@@ -147,6 +147,19 @@ std::optional<uint32_t> parse_u32(const std::string& word) {
   return value;
 }
 
+void print_stats(const json& stats) {
+  const json& tlb = stats.at("iotlb");
+  const json& hpa = stats.at("hpa");
+  const json& pinned = stats.at("pinned_pages");
+  fmt::print("iotlb       {} entries: {} hits, {} misses, {} fills, {} evictions, {} invalidated\n",
+             text(tlb["capacity"]), text(tlb["hits"]), text(tlb["misses"]), text(tlb["fills"]),
+             text(tlb["evictions"]), text(tlb["invalidated"]));
+  fmt::print("memory      {} segments ({} bytes pinned), {} of {} page-table pages\n", text(hpa["segments"]),
+             text(hpa["segment_bytes"]), text(hpa["table_pages"]), text(hpa["table_page_limit"]));
+  fmt::print("pinned      limit {} pages per uid\n", text(pinned["limit_per_uid"]));
+  for (const auto& [uid, pages] : pinned.at("by_uid").items()) fmt::print("  uid {:<8} {} pages\n", uid, text(pages));
+}
+
 int fail_with(const ioasid::Error& error) {
   std::cerr << "ioasidctl: " << error.why << "\n";
   return 1;
@@ -187,6 +200,7 @@ int control(int argc, char** argv) {
       "                            dma|dsa,name=NAME,pci=BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N]\n"
       "  device-remove NAME|PCI  remove a device (a bound one stays with its owner, answering\n"
       "                            ENODEV until unbound)\n"
+      "  stats                   IOMMU counters: IOTLB, HPA segments, page-table pages, pinned pages\n"
       "  events                  print daemon events as they happen (Ctrl-C to stop)\n"
       "  help                    the commands the daemon itself lists\n\n"
       "Options");
@@ -237,7 +251,7 @@ int control(int argc, char** argv) {
     }
     request_args = {{"device", args[0]}};
   } else if (command != "status" && command != "contexts" && command != "pasids" && command != "devices" &&
-             command != "events" && command != "help") {
+             command != "stats" && command != "events" && command != "help") {
     std::cerr << "ioasidctl: unknown command '" << command << "' (try --help)\n";
     return 2;
   }
@@ -262,6 +276,8 @@ int control(int argc, char** argv) {
     fmt::print("context {}: PASID quota set to {}\n", text((*result)["context"]), text((*result)["quota"]));
   } else if (command == "devices") {
     print_devices(*result);
+  } else if (command == "stats") {
+    print_stats(*result);
   } else if (command == "device-add") {
     fmt::print("added {}\n", text(result->value("spec", result->value("name", json()))));
   } else if (command == "device-remove") {
