@@ -4,6 +4,7 @@
 #pragma once
 
 #include "devices/device_spec.h"
+#include "iommu/pasid_table.h"
 
 #include <atomic>
 #include <memory>
@@ -19,12 +20,17 @@ class Device {
   const devices::DeviceSpec& spec() const { return spec_; }
   bool removed() const { return removed_.load(std::memory_order_acquire); }
   uint32_t owner() const { return owner_.load(std::memory_order_acquire); }  // context id, 0: free
+  // Where its requests go; changed by its owner's ATTACH/DETACH under attach_mutex().
+  iommu::PasidTable& pasid_table() { return pasid_table_; }
+  std::mutex& attach_mutex() { return attach_mutex_; }
 
  private:
   friend class DeviceRegistry;
   const devices::DeviceSpec spec_;
   std::atomic<uint32_t> owner_{0};
   std::atomic<bool> removed_{false};
+  iommu::PasidTable pasid_table_;
+  std::mutex attach_mutex_;
 };
 
 class DeviceRegistry {

@@ -42,6 +42,12 @@ Result<long> map_file(Call& call, ioasid_map_file& map);
 Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap);
 Result<long> iova_ranges(Call& call, ioasid_iova_ranges& ranges);
 
+// attach.cpp
+Result<long> attach_rid(Call& call, ioasid_attach& attach);
+Result<long> attach_pasid(Call& call, ioasid_attach& attach);
+Result<long> detach_rid(Call& call, ioasid_attach& attach);
+Result<long> detach_pasid(Call& call, ioasid_attach& attach);
+
 // device.cpp
 Result<long> device_bind(Call& call, ioasid_device_bind& bind);
 Result<long> device_unbind(Call& call, ioasid_device_unbind& unbind);

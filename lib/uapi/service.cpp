@@ -58,7 +58,14 @@ Service::Service(ServiceConfig config)
                 .context = static_cast<uint32_t>(notification.set_token),
                 .pasid = notification.pasid,
                 .gpasid = notification.spid};
-    if (auto context = find_context(event.context)) event.pid = context->client().pid;
+    if (auto context = find_context(event.context)) {
+      event.pid = context->client().pid;
+      // A PASID freed while attached is detached: its attachments drop their
+      // references, and the number is reclaimed when the last one goes.
+      if (notification.event == PasidEvent::Free)
+        for (const auto& [dev_id, device] : context->objects().all<Device>())
+          detach(*context, *device, notification.pasid);
+    }
     publish(std::move(event));
   });
 }
@@ -216,7 +223,17 @@ Result<void> Service::remove_device(std::string_view name_or_pci) {
   return success();
 }
 
+void Service::detach(Context& context, Device& device, uint32_t pasid) {
+  std::lock_guard lock(device.attach_mutex());
+  const auto entry = device.pasid_table().clear(pasid);
+  if (!entry) return;
+  iommu_.iotlb().invalidate_pasid(entry->domain, pasid);
+  if (auto ioas = context.objects().find<Ioas>(entry->ioasid)) ioas->users.fetch_sub(1);
+  if (pasid != iommu::kRidPasid) allocator_.put(pasid);
+}
+
 void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
+  for (const auto& [pasid, entry] : device.pasid_table().entries()) detach(context, device, pasid);
   devices_.unbind(device, context.id());
   publish({.type = EventType::DeviceUnbind,
            .context = context.id(),

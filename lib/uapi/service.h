@@ -95,8 +95,11 @@ class Service {
   Result<void> add_device(devices::DeviceSpec spec);
   // A bound device stays with its owner, answering ENODEV; the owner gets an event.
   Result<void> remove_device(std::string_view name_or_pci);
-  // DEVICE_UNBIND and release: gives the device back and announces it.
+  // DEVICE_UNBIND and release: detaches everything, gives the device back, announces it.
   void unbind_device(Context& context, uint32_t dev_id, Device& device);
+  // Removes the device's route for pasid (iommu::kRidPasid: its RID), if any: the
+  // IOTLB forgets it, the IOASID is one user lighter, a PASID reference is dropped.
+  void detach(Context& context, Device& device, uint32_t pasid);
 
   // Every PASID, context and fault event; the sink runs on the thread that caused
   // the event, after engine locks are dropped, so it must be quick.

@@ -1,0 +1,82 @@
+// ATTACH_IOASID, ATTACH_IOASID_PASID, DETACH_IOASID, DETACH_IOASID_PASID: a bound
+// device's requests (its RID's, or one PASID's) are routed to an IOASID of the same
+// file. An attachment holds its IOASID busy and, for a PASID, a reference on it.
+#include "uapi/handlers.h"
+#include "uapi/service.h"
+
+namespace ioasid::uapi {
+namespace {
+
+struct Target {
+  std::shared_ptr<Device> device;
+  uint32_t pasid;  // iommu::kRidPasid for the RID
+};
+
+Result<Target> find_target(Call& call, const ioasid_attach& attach, bool with_pasid, bool attaching) {
+  IOASID_TRY(check_flags(attach.flags, attaching ? IOASID_ATTACH_REPLACE : 0));
+  auto device = call.context.objects().find<Device>(attach.dev_id);
+  if (!device) return fail(ENOENT, "no device with dev_id {} in this file", attach.dev_id);
+  if (device->removed()) return fail(ENODEV, "{} was removed by the admin", device->spec().name);
+  if (!with_pasid) {
+    if (attach.pasid != 0) return fail(EINVAL, "pasid {} given to a RID attach (must be 0)", attach.pasid);
+    return Target{device, iommu::kRidPasid};
+  }
+  const uint32_t bits = device->spec().pasid_bits;
+  if (bits == 0) return fail(EOPNOTSUPP, "{} has no PASID capability", device->spec().name);
+  if (attach.pasid >= (1u << bits))
+    return fail(EINVAL, "pasid {} does not fit {}'s {} PASID bits", attach.pasid, device->spec().name, bits);
+  return Target{device, attach.pasid};
+}
+
+}  // namespace
+
+Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
+  auto target = find_target(call, attach, with_pasid, /*attaching=*/true);
+  IOASID_TRY(target);
+  auto ioas = call.context.objects().find<Ioas>(attach.ioasid);
+  if (!ioas) return fail(ENOENT, "no IOASID {} in this file", attach.ioasid);
+  Allocator& allocator = call.service.allocator();
+  if (with_pasid) {
+    // Held by the attachment: a FREE of the PASID detaches it, and the number is
+    // reclaimed when this reference goes.
+    if (auto got = allocator.get(call.context.pasid_set(), target->pasid); !got) {
+      if (got.code() == EACCES) return fail(EACCES, "PASID {} belongs to another file", target->pasid);
+      return fail(ENOENT, "PASID {} is not allocated by this file", target->pasid);
+    }
+  }
+  Device& device = *target->device;
+  std::lock_guard lock(device.attach_mutex());
+  const auto current = device.pasid_table().lookup(target->pasid);
+  const bool replace = attach.flags & IOASID_ATTACH_REPLACE;
+  if (current.has_value() != replace) {
+    if (with_pasid) allocator.put(target->pasid);
+    if (current) return fail(EBUSY, "{} {} is attached to IOASID {} (use REPLACE)", device.spec().name,
+                                   with_pasid ? fmt::format("PASID {}", target->pasid) : "RID", current->ioasid);
+    return fail(ENOENT, "REPLACE, but nothing is attached to {} {}", device.spec().name,
+                with_pasid ? fmt::format("PASID {}", target->pasid) : "RID");
+  }
+  ioas->users.fetch_add(1);
+  device.pasid_table().set(target->pasid, {attach.ioasid, ioas->table->domain(), ioas->table->root(),
+                                           ioas->table->levels()});
+  if (current) {
+    call.service.iommu().iotlb().invalidate_pasid(current->domain, target->pasid);
+    if (auto old = call.context.objects().find<Ioas>(current->ioasid)) old->users.fetch_sub(1);
+    if (with_pasid) allocator.put(target->pasid);  // the route keeps the reference it had
+  }
+  return 0;
+}
+
+Result<long> attach_rid(Call& call, ioasid_attach& attach) { return attach_ioasid(call, attach, false); }
+Result<long> attach_pasid(Call& call, ioasid_attach& attach) { return attach_ioasid(call, attach, true); }
+
+Result<long> detach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
+  auto target = find_target(call, attach, with_pasid, /*attaching=*/false);
+  IOASID_TRY(target);
+  call.service.detach(call.context, *target->device, target->pasid);
+  return 0;
+}
+
+Result<long> detach_rid(Call& call, ioasid_attach& attach) { return detach_ioasid(call, attach, false); }
+Result<long> detach_pasid(Call& call, ioasid_attach& attach) { return detach_ioasid(call, attach, true); }
+
+}  // namespace ioasid::uapi

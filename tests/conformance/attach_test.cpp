@@ -1,0 +1,126 @@
+// ATTACH_IOASID, ATTACH_IOASID_PASID, DETACH_IOASID, DETACH_IOASID_PASID with REPLACE,
+// on the default devices: dma0 (PASID 20 bits) and dma1 (no PASID capability).
+#include "harness.hpp"
+
+namespace conf {
+namespace {
+
+uint32_t new_ioas(int fd) {
+  ioasid_alloc alloc{};
+  EXPECT_EQ(ioctl_errno(fd, IOASID_ALLOC, &alloc), kOk);
+  return alloc.out_ioasid;
+}
+
+uint32_t bind(int fd, const char* name) {
+  ioasid_device_bind request{};
+  std::snprintf(request.name, sizeof request.name, "%s", name);
+  Errno err;
+  eventually([&] { return (err = ioctl_errno(fd, IOASID_DEVICE_BIND, &request)) != Err(EBUSY); }, kReleaseTimeout);
+  EXPECT_EQ(err, kOk) << "binding " << name;
+  return request.out_dev_id;
+}
+
+Errno call(int fd, unsigned long cmd, uint32_t dev_id, uint32_t ioasid, uint32_t pasid, uint32_t flags = 0) {
+  ioasid_attach attach{.dev_id = dev_id, .ioasid = ioasid, .pasid = pasid, .flags = flags};
+  return ioctl_errno(fd, cmd, &attach);
+}
+
+Errno free_ioas(int fd, uint32_t ioasid) {
+  ioasid_free request{.ioasid = ioasid};
+  return ioctl_errno(fd, IOASID_FREE, &request);
+}
+
+TEST(AttachRid, RowsAndReplace) {
+  Node node;
+  const uint32_t dev = bind(node.fd(), "dma1");
+  const uint32_t first = new_ioas(node.fd()), second = new_ioas(node.fd());
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, first, 5), Err(EINVAL)) << "pasid must be 0";
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, first, 0, IOASID_ATTACH_REPLACE), Err(ENOENT))
+      << "REPLACE with nothing attached";
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev + 40, first, 0), Err(ENOENT)) << "no such device";
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, second + 40, 0), Err(ENOENT)) << "no such IOASID";
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, first, 0, 1u << 4), Err(EOPNOTSUPP)) << "unknown flag";
+  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, first, 0), kOk);
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, second, 0), Err(EBUSY)) << "attached, no REPLACE";
+  EXPECT_EQ(free_ioas(node.fd(), first), Err(EBUSY)) << "an attached IOASID cannot be freed";
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, second + 40, 0, IOASID_ATTACH_REPLACE), Err(ENOENT));
+  EXPECT_EQ(free_ioas(node.fd(), first), Err(EBUSY)) << "a failed replace keeps the old route";
+  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, second, 0, IOASID_ATTACH_REPLACE), kOk);
+  EXPECT_EQ(free_ioas(node.fd(), first), kOk) << "replaced away: free again";
+  EXPECT_EQ(free_ioas(node.fd(), second), Err(EBUSY));
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID, dev, 0, 0), kOk);
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID, dev, 0, 0), kOk) << "detaching nothing is 0";
+  EXPECT_EQ(free_ioas(node.fd(), second), kOk);
+}
+
+TEST(AttachPasid, Rows) {
+  Node node, other;
+  const uint32_t dma0 = bind(node.fd(), "dma0"), dma1 = bind(node.fd(), "dma1");
+  const uint32_t ioasid = new_ioas(node.fd());
+  const Range range = slot(40);
+  const auto mine = pasid_alloc(node.fd(), range.lo, range.hi);
+  const auto theirs = pasid_alloc(other.fd(), range.lo, range.hi);
+  ASSERT_EQ(mine.err, kOk);
+  ASSERT_EQ(theirs.err, kOk);
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma1, ioasid, mine.pasid), Err(EOPNOTSUPP))
+      << "dma1 has no PASID capability";
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, 1u << 20), Err(EINVAL)) << "beyond 20 bits";
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, range.hi), Err(ENOENT)) << "unallocated";
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, theirs.pasid), Err(EACCES))
+      << "another file's PASID";
+  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, mine.pasid), kOk);
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, mine.pasid), Err(EBUSY));
+  const uint32_t second = new_ioas(node.fd());
+  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, second, mine.pasid, IOASID_ATTACH_REPLACE), kOk);
+  EXPECT_EQ(free_ioas(node.fd(), ioasid), kOk);
+  EXPECT_EQ(free_ioas(node.fd(), second), Err(EBUSY));
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 0, mine.pasid), kOk);
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 0, mine.pasid), kOk);
+  EXPECT_EQ(free_ioas(node.fd(), second), kOk);
+}
+
+// FREE of an attached PASID detaches it; the number is reclaimed (allocatable again)
+// and the IOASID is no longer busy.
+TEST(AttachPasid, FreeingAnAttachedPasidDetachesIt) {
+  Node node;
+  const uint32_t dma0 = bind(node.fd(), "dma0");
+  const uint32_t ioasid = new_ioas(node.fd());
+  const Range range = slot(41);
+  const auto pasid = pasid_alloc(node.fd(), range.lo, range.lo);
+  ASSERT_EQ(pasid.err, kOk);
+  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, pasid.pasid), kOk);
+  EXPECT_EQ(free_ioas(node.fd(), ioasid), Err(EBUSY));
+  const auto freed = pasid_free(node.fd(), range.lo, range.lo);
+  ASSERT_EQ(freed.err, kOk);
+  EXPECT_EQ(freed.pasid, 1u);
+  EXPECT_EQ(free_ioas(node.fd(), ioasid), kOk) << "the FREE detached it";
+  const auto again = pasid_alloc(node.fd(), range.lo, range.lo);
+  EXPECT_EQ(again.err, kOk) << "the PASID was reclaimed after its attachment went";
+}
+
+// Unbinding a device detaches everything it had; closing the file does too.
+TEST(AttachPasid, UnbindAndCloseDetachEverything) {
+  const Range range = slot(42);
+  {
+    Node node;
+    const uint32_t dma0 = bind(node.fd(), "dma0");
+    const uint32_t ioasid = new_ioas(node.fd());
+    const auto pasid = pasid_alloc(node.fd(), range.lo, range.lo);
+    ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dma0, ioasid, 0), kOk);
+    ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, pasid.pasid), kOk);
+    ioasid_device_unbind unbind{.dev_id = dma0};
+    ASSERT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
+    EXPECT_EQ(free_ioas(node.fd(), ioasid), kOk) << "unbind detached the RID and the PASID";
+    const uint32_t again = bind(node.fd(), "dma0");
+    const uint32_t other_ioas = new_ioas(node.fd());
+    ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, again, other_ioas, pasid.pasid), kOk);
+  }  // closed while attached
+  Node later;
+  EXPECT_EQ(pasid_alloc_retry(later.fd(), range.lo, range.lo).err, kOk)
+      << "the PASID of a closed file is reclaimed even though it was attached";
+  const uint32_t dma0 = bind(later.fd(), "dma0");
+  EXPECT_NE(dma0, 0u);
+}
+
+}  // namespace
+}  // namespace conf
