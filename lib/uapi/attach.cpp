@@ -46,6 +46,10 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   }
   Device& device = *target->device;
   std::lock_guard lock(device.attach_mutex());
+  if (call.context.objects().find<Device>(attach.dev_id) != target->device) {  // unbound meanwhile
+    if (with_pasid) allocator.put(target->pasid);
+    return fail(ENOENT, "no device with dev_id {} in this file", attach.dev_id);
+  }
   const auto current = device.pasid_table().lookup(target->pasid);
   const bool replace = attach.flags & IOASID_ATTACH_REPLACE;
   if (current.has_value() != replace) {
@@ -62,6 +66,12 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
     call.service.iommu().iotlb().invalidate_pasid(current->domain, target->pasid);
     if (auto old = call.context.objects().find<Ioas>(current->ioasid)) old->users.fetch_sub(1);
     if (with_pasid) allocator.put(target->pasid);  // the route keeps the reference it had
+  }
+  // A FREE between our get and now found no route to detach (its detach waits on this
+  // lock): the PASID is FREE_PENDING, so undo rather than route a dying PASID.
+  if (with_pasid && !allocator.find(call.context.pasid_set(), target->pasid)) {
+    call.service.detach_locked(call.context, device, target->pasid);
+    return fail(ENOENT, "PASID {} was freed while it was being attached", target->pasid);
   }
   return 0;
 }

@@ -225,6 +225,10 @@ Result<void> Service::remove_device(std::string_view name_or_pci) {
 
 void Service::detach(Context& context, Device& device, uint32_t pasid) {
   std::lock_guard lock(device.attach_mutex());
+  detach_locked(context, device, pasid);
+}
+
+void Service::detach_locked(Context& context, Device& device, uint32_t pasid) {
   const auto entry = device.pasid_table().clear(pasid);
   if (!entry) return;
   iommu_.iotlb().invalidate_pasid(entry->domain, pasid);
@@ -233,7 +237,12 @@ void Service::detach(Context& context, Device& device, uint32_t pasid) {
 }
 
 void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
-  for (const auto& [pasid, entry] : device.pasid_table().entries()) detach(context, device, pasid);
+  {
+    // Under the attach lock, so an ATTACH racing with this sees the device gone
+    // (it re-checks) rather than adding a route after the table was emptied.
+    std::lock_guard lock(device.attach_mutex());
+    for (const auto& [pasid, entry] : device.pasid_table().entries()) detach_locked(context, device, pasid);
+  }
   devices_.unbind(device, context.id());
   publish({.type = EventType::DeviceUnbind,
            .context = context.id(),

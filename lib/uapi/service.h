@@ -100,6 +100,8 @@ class Service {
   // Removes the device's route for pasid (iommu::kRidPasid: its RID), if any: the
   // IOTLB forgets it, the IOASID is one user lighter, a PASID reference is dropped.
   void detach(Context& context, Device& device, uint32_t pasid);
+  // The same with device.attach_mutex() held by the caller.
+  void detach_locked(Context& context, Device& device, uint32_t pasid);
 
   // Every PASID, context and fault event; the sink runs on the thread that caused
   // the event, after engine locks are dropped, so it must be quick.
