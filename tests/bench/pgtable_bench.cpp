@@ -1,6 +1,7 @@
 // Second-level page tables: the walk an IOTLB miss costs, and MAP+UNMAP of 1 GiB with
 // 2 MiB and with 4 KiB pages. Targets: a 4-level walk <= 150 ns, 1 GiB at 2M <= 2 ms,
 // 1 GiB at 4K <= 30 ms, and at most 2.1 MiB of table pages for 1 GiB at 4K.
+#include "memory/hpa_space.h"
 #include "pgtable/second_level_table.h"
 #include "pgtable/walk.h"
 
@@ -21,71 +22,12 @@ constexpr uint64_t k2M = 1ull << 21;
 constexpr uint64_t k1G = 1ull << 30;
 constexpr Hpa kData = 0x40'0000'0000;
 
-// Shaped like the real HPA space: a chunked array of page pointers indexed by HPA,
-// read without locks.
-class ChunkedMemory final : public PhysicalMemory {
- public:
-  static constexpr Hpa kBase = 0x1'0000'0000;
-
-  Result<uint64_t> read64(Hpa hpa) override {
-    auto* word = find(hpa);
-    if (word == nullptr) return fail(EFAULT, "HPA {:#x} is not backed", hpa);
-    return word->load(std::memory_order_acquire);
-  }
-  Result<void> write64(Hpa hpa, uint64_t value) override {
-    auto* word = find(hpa);
-    if (word == nullptr) return fail(EFAULT, "HPA {:#x} is not backed", hpa);
-    word->store(value, std::memory_order_release);
-    return success();
-  }
-  Result<bool> compare_exchange64(Hpa hpa, uint64_t& expected, uint64_t desired) override {
-    auto* word = find(hpa);
-    if (word == nullptr) return fail(EFAULT, "HPA {:#x} is not backed", hpa);
-    return word->compare_exchange_strong(expected, desired);
-  }
-  Result<Hpa> alloc_table() override {
-    uint64_t page_number;
-    if (!free_.empty()) {
-      page_number = free_.back();
-      free_.pop_back();
-    } else {
-      page_number = next_page_++;
-      if (page_number % kPagesPerChunk == 0) chunks_.push_back(std::make_unique<Chunk>());
-      chunks_[page_number / kPagesPerChunk]->pages[page_number % kPagesPerChunk] = std::make_unique<Page>();
-    }
-    Page& page = *chunks_[page_number / kPagesPerChunk]->pages[page_number % kPagesPerChunk];
-    for (auto& word : page.words) word.store(0, std::memory_order_relaxed);
-    return kBase + page_number * kPageSize;
-  }
-  void free_table(Hpa table) override { free_.push_back((table - kBase) / kPageSize); }
-
- private:
-  static constexpr uint64_t kPagesPerChunk = 512;
-  struct Page {
-    std::array<std::atomic<uint64_t>, 512> words;
-  };
-  struct Chunk {
-    std::array<std::unique_ptr<Page>, kPagesPerChunk> pages;
-  };
-
-  std::atomic<uint64_t>* find(Hpa hpa) {
-    const uint64_t page_number = (hpa - kBase) / kPageSize;
-    if (hpa < kBase || page_number >= next_page_) return nullptr;
-    Page* page = chunks_[page_number / kPagesPerChunk]->pages[page_number % kPagesPerChunk].get();
-    return &page->words[(hpa % kPageSize) / sizeof(uint64_t)];
-  }
-
-  std::vector<std::unique_ptr<Chunk>> chunks_;
-  uint64_t next_page_ = 0;
-  std::vector<uint64_t> free_;
-};
-
 constexpr Permissions kReadWrite{.read = true, .write = true};
 
 // Walks random 4K pages of 1 GiB mapped with 4K pages: every walk goes all the way to
 // a PTE, as an IOTLB miss does.
 void walk_random_pages(benchmark::State& state, int levels, uint64_t base, AccessedDirty accessed_dirty) {
-  ChunkedMemory memory;
+  HpaSpace memory;  // the daemon's own: table pages from its lock-free pool
   auto table = SecondLevelTable::create(memory, levels);
   if (!table || !table->map(base, kData + k4K, k1G, kReadWrite)) {
     state.SkipWithError("map failed");
@@ -111,7 +53,7 @@ BENCHMARK(BM_Walk4LevelMiss);
 
 // The same walk with every table in L1: the walker's own cost, without cache misses.
 void BM_Walk4LevelCached(benchmark::State& state) {
-  ChunkedMemory memory;
+  HpaSpace memory;  // the daemon's own: table pages from its lock-free pool
   auto table = SecondLevelTable::create(memory, kFourLevels);
   if (!table || !table->map(k1G, kData + k4K, 16 * k4K, kReadWrite)) {
     state.SkipWithError("map failed");
@@ -139,7 +81,7 @@ void BM_Walk5LevelMiss(benchmark::State& state) {
 BENCHMARK(BM_Walk5LevelMiss);
 
 void map_unmap_1g(benchmark::State& state, Hpa hpa) {
-  ChunkedMemory memory;
+  HpaSpace memory;  // the daemon's own: table pages from its lock-free pool
   auto table = SecondLevelTable::create(memory, kFourLevels);
   if (!table) {
     state.SkipWithError("create failed");
