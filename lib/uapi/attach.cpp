@@ -33,6 +33,7 @@ Result<Target> find_target(Call& call, const ioasid_attach& attach, bool with_pa
 Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   auto target = find_target(call, attach, with_pasid, /*attaching=*/true);
   IOASID_TRY(target);
+  std::lock_guard routes(call.context.routes_mutex());  // FREE cannot take the IOASID meanwhile
   auto ioas = call.context.objects().find<Ioas>(attach.ioasid);
   if (!ioas) return fail(ENOENT, "no IOASID {} in this file", attach.ioasid);
   Allocator& allocator = call.service.allocator();

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <mutex>
 #include <cstdint>
 
 namespace ioasid::uapi {
@@ -33,6 +34,9 @@ class Context {
   SetId pasid_set() const { return pasid_set_; }
   iommu::FaultQueue& faults() { return faults_; }
   ObjectTable<Device, Ioas>& objects() { return objects_; }
+  // Serializes FREE of an IOASID (check users, remove) against ATTACH to it (find,
+  // count a user, route): taken before any device's attach lock.
+  std::mutex& routes_mutex() { return routes_mutex_; }
   uint64_t opened_unix_ns() const { return opened_unix_ns_; }
   uint64_t ioctls() const { return ioctls_.load(std::memory_order_relaxed); }
   bool released() const { return released_.load(std::memory_order_acquire); }
@@ -44,6 +48,7 @@ class Context {
   const SetId pasid_set_;
   iommu::FaultQueue faults_;
   ObjectTable<Device, Ioas> objects_;
+  std::mutex routes_mutex_;
   const uint64_t opened_unix_ns_;
   std::atomic<uint64_t> ioctls_{0};
   std::atomic<bool> released_{false};

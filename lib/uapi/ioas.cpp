@@ -67,6 +67,7 @@ Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
 
 Result<long> ioas_free(Call& call, ioasid_free& free) {
   IOASID_TRY(check_reserved(free.__reserved, "__reserved"));
+  std::lock_guard lock(call.context.routes_mutex());
   auto ioas = find_ioas(call, free.ioasid);
   IOASID_TRY(ioas);
   if (const uint32_t users = (*ioas)->users.load(); users != 0)
