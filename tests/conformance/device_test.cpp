@@ -129,5 +129,29 @@ TEST(DeviceBind, ClosingOrKillingTheOwnerFreesTheDevice) {
   ::close(ready[1]);
 }
 
+// A device the admin removes while a file holds it answers ENODEV to that file, which
+// can still unbind it. Drives the harness-owned daemon's admin socket, and puts the
+// device back afterwards.
+TEST(DeviceRemoved, ItsOwnerGetsEnodevAndCanUnbind) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
+  Node node;
+  const uint32_t dev_id = bind_or_fail(node.fd(), "dma1");
+  ioasid_alloc alloc{};
+  ASSERT_EQ(ioctl_errno(node.fd(), IOASID_ALLOC, &alloc), kOk);
+  const std::string removed = admin_request(R"({"cmd":"device-remove","device":"dma1"})");
+  ASSERT_NE(removed.find("\"ok\":true"), std::string::npos) << removed;
+  ioasid_device_info info{.dev_id = dev_id};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_GET_INFO, &info), Err(ENODEV));
+  ioasid_attach attach{.dev_id = dev_id, .ioasid = alloc.out_ioasid};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_ATTACH_IOASID, &attach), Err(ENODEV));
+  ioasid_device_bind again = bind_request("dma1");
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &again), Err(ENOENT)) << "gone from the registry";
+  ioasid_device_unbind unbind{.dev_id = dev_id};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
+  const std::string added = admin_request(R"({"cmd":"device-add","spec":"dma,name=dma1,pci=00:04.0"})");
+  ASSERT_NE(added.find("\"ok\":true"), std::string::npos) << added;
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &again), kOk) << "back after device-add";
+}
+
 }  // namespace
 }  // namespace conf

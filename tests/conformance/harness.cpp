@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -307,6 +309,26 @@ class DaemonEnvironment : public ::testing::Environment {
 
 std::string ioasidd_binary() { return daemon_binary(); }
 std::string fuse_mount_dir() { return g.owns_daemon ? g.mount_dir : std::string(); }
+std::string admin_socket_path() { return g.owns_daemon ? g.admin_sock : std::string(); }
+
+std::string admin_request(const std::string& json_line) {
+  const std::string path = admin_socket_path();
+  sockaddr_un address{};
+  if (path.empty() || path.size() >= sizeof address.sun_path) return {};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {};
+  std::string reply;
+  const std::string request = json_line + "\n";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      ::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    char c;
+    while (::read(fd, &c, 1) == 1 && c != '\n') reply.push_back(c);
+  }
+  ::close(fd);
+  return reply;
+}
 bool node_is_live(const std::string& path) { return node_answers(path); }
 
 const std::string& node_path() { return g.node; }

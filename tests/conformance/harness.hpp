@@ -37,6 +37,10 @@ std::optional<std::string> daemon_log_path();
 std::string ioasidd_binary();
 // The mount directory of the harness-owned FUSE daemon; empty with $IOASID_DEV.
 std::string fuse_mount_dir();
+// The admin socket of the harness-owned daemon; empty with $IOASID_DEV.
+std::string admin_socket_path();
+// One admin request (a JSON object, one line); returns the reply line, or empty on error.
+std::string admin_request(const std::string& json_line);
 // Opens path and asks for the API version; true when it answers 1.
 bool node_is_live(const std::string& path);
 
