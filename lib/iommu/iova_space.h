@@ -39,7 +39,6 @@ class IovaSpace {
   // Areas with at least one byte in [first, last], in order.
   std::vector<IovaRange> overlapping(uint64_t first, uint64_t last) const;
   std::vector<IovaRange> areas() const;
-  bool empty() const { return areas_.empty(); }
 
  private:
   bool allowed(uint64_t first, uint64_t last) const;
