@@ -690,14 +690,11 @@ json AdminServer::Impl::device_add(AdminSession& session, const json& request) {
   if (!text) return error_reply(text.error());
   Result<devices::DeviceSpec> spec = devices::parse_device_spec(*text);
   if (!spec) return error_reply(spec.error());
-  const std::string name = spec->name;
-  if (Result<void> added = service.add_device(*spec); !added) return error_reply(added.error());
+  auto added = service.add_device(*spec);
+  if (!added) return error_reply(added.error());
   spdlog::info("admin: uid {} pid {} added device {}", session.peer().uid, session.peer().pid,
                devices::describe(*spec));
-  // The registry's own object, as `devices` shows it (a racing remove: the spec).
-  for (const auto& device : service.devices().list())
-    if (device->spec().name == name) return ok_reply(device_row(*device));
-  return ok_reply(device_row(uapi::Device(std::move(*spec))));
+  return ok_reply(device_row(**added));
 }
 
 json AdminServer::Impl::device_remove(AdminSession& session, const json& request) {

@@ -99,10 +99,51 @@ void IoPageTable::drop_area_locked(uint64_t iova, Area& area) {
   // Table first, then every cached translation, then the memory: a DMA that still
   // holds a stale translation finishes before remove_segment returns, or faults.
   (void)table_.unmap(iova, area.length);
-  iommu_.iotlb().invalidate_domain_range(domain_, iova, area.length);
+  iommu_.flush_range(domain_, iova, area.length);
   iovas_.release(iova);
   (void)iommu_.memory().remove_segment(area.hpa);
   areas_.erase(iova);  // releases the pin charge
+}
+
+Result<void> IoPageTable::set_dirty_tracking(bool enabled) {
+  std::lock_guard lock(mutex_);
+  if (enabled && !iommu_.dirty_tracking(domain_)) IOASID_TRY(table_.clear_all_dirty());
+  iommu_.set_dirty_tracking(domain_, enabled);
+  return success();
+}
+
+bool IoPageTable::dirty_tracking() const { return iommu_.dirty_tracking(domain_); }
+
+Result<void> IoPageTable::check_mapped(uint64_t iova, uint64_t length) const {
+  std::lock_guard lock(mutex_);
+  return check_mapped_locked(iova, length);
+}
+
+Result<void> IoPageTable::check_mapped_locked(uint64_t iova, uint64_t length) const {
+  if (length == 0) return fail(EINVAL, "empty range");
+  const uint64_t last = iova + (length - 1);
+  if (last < iova) return fail(EINVAL, "iova {:#x} + length {:#x} wraps", iova, length);
+  uint64_t next = iova;  // the first byte not yet known to be mapped
+  auto it = areas_.upper_bound(iova);
+  if (it == areas_.begin()) return fail(EINVAL, "IOVA {:#x} is not mapped", iova);
+  for (--it; it != areas_.end() && it->first <= next; ++it) {
+    const uint64_t area_last = it->first + (it->second.length - 1);
+    if (area_last >= last) return success();
+    if (area_last >= next) next = area_last + 1;
+  }
+  return fail(EINVAL, "IOVA {:#x} inside [{:#x}, {:#x}] is not mapped", next, iova, last);
+}
+
+Result<void> IoPageTable::read_dirty(uint64_t iova, uint64_t length, uint64_t page_size, bool clear,
+                                     std::span<uint64_t> bitmap) {
+  std::lock_guard lock(mutex_);
+  if (!iommu_.dirty_tracking(domain_)) return fail(EINVAL, "dirty tracking is not enabled on this IOASID");
+  IOASID_TRY(check_mapped_locked(iova, length));
+  IOASID_TRY(table_.read_and_clear_dirty_bitmap(iova, length, page_size,
+                                                clear ? pgtable::DirtyRead::kAndClear : pgtable::DirtyRead::kNoClear,
+                                                bitmap));
+  if (clear) iommu_.flush_range(domain_, iova, length);
+  return success();
 }
 
 std::vector<IovaRange> IoPageTable::allowed_ranges() const {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,18 @@ class IoPageTable {
   // iova 0 with length ~0 unmaps everything (0 when empty).
   Result<uint64_t> unmap(uint64_t iova, uint64_t length);
 
+  // Dirty tracking: second-level D bits set by DMA writes. Enabling clears every D
+  // bit first, so tracking starts clean.
+  Result<void> set_dirty_tracking(bool enabled);
+  bool dirty_tracking() const;
+  // Reports the dirty `page_size` pages of [iova, iova + length) into `bitmap` (bit i:
+  // page iova + i * page_size), clearing D unless `clear` is false. The translations
+  // of the range are flushed afterwards, so the next write sets D again. EINVAL:
+  // tracking off, the range not wholly mapped, misaligned or a bad page size.
+  Result<void> read_dirty(uint64_t iova, uint64_t length, uint64_t page_size, bool clear, std::span<uint64_t> bitmap);
+  // EINVAL unless [iova, iova + length) is covered by areas without a gap.
+  Result<void> check_mapped(uint64_t iova, uint64_t length) const;
+
   std::vector<IovaRange> allowed_ranges() const;
   std::vector<AreaInfo> areas() const;
   size_t table_pages() const;
@@ -69,6 +82,7 @@ class IoPageTable {
   };
   IoPageTable(Iommu& iommu, uint16_t domain, pgtable::SecondLevelTable table);
   void drop_area_locked(uint64_t iova, Area& area);
+  Result<void> check_mapped_locked(uint64_t iova, uint64_t length) const;
 
   Iommu& iommu_;
   const uint16_t domain_;

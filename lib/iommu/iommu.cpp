@@ -10,8 +10,10 @@ Iommu::Iommu(IommuConfig config)
     : config_(config),
       memory_(config.max_table_pages),
       iotlb_(config.iotlb_entries),
+      pasid_cache_(config.pasid_cache_entries),
       pins_(config.pin_limit_pages),
-      domains_in_use_(kDomainIds, false) {
+      domains_in_use_(kDomainIds, false),
+      dirty_tracking_(std::make_unique<std::atomic<bool>[]>(kDomainIds)) {
   domains_in_use_[0] = true;
 }
 
@@ -31,9 +33,52 @@ Result<uint16_t> Iommu::allocate_domain() {
 }
 
 void Iommu::free_domain(uint16_t domain) {
-  iotlb_.invalidate_domain(domain);
+  flush_domain(domain);
+  pasid_cache_.invalidate_domain(domain);
+  dirty_tracking_[domain].store(false, std::memory_order_relaxed);
   std::lock_guard lock(domains_mutex_);
   if (domain != 0) domains_in_use_[domain] = false;
+}
+
+void Iommu::set_dirty_tracking(uint16_t domain, bool enabled) {
+  dirty_tracking_[domain].store(enabled, std::memory_order_release);
+  // Cached entries were filled under the old rule (with write rights that skip D).
+  flush_domain(domain);
+}
+
+bool Iommu::dirty_tracking(uint16_t domain) const { return dirty_tracking_[domain].load(std::memory_order_acquire); }
+
+Iommu::DeviceTlbRegistration Iommu::register_device_tlb(Iotlb& device_tlb) {
+  std::lock_guard lock(device_tlbs_mutex_);
+  const uint64_t id = next_device_tlb_++;
+  device_tlbs_.emplace(id, &device_tlb);
+  return DeviceTlbRegistration(this, id);
+}
+
+void Iommu::unsubscribe(uint64_t id) {
+  std::lock_guard lock(device_tlbs_mutex_);
+  device_tlbs_.erase(id);
+}
+
+template <typename Flush>
+void Iommu::flush_device_tlbs(Flush flush) {
+  std::lock_guard lock(device_tlbs_mutex_);
+  for (const auto& [id, device_tlb] : device_tlbs_) flush(*device_tlb);
+}
+
+void Iommu::flush_domain(uint16_t domain) {
+  iotlb_.invalidate_domain(domain);
+  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_domain(domain); });
+}
+
+void Iommu::flush_pasid(uint16_t domain, uint32_t pasid) {
+  iotlb_.invalidate_pasid(domain, pasid);
+  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_pasid(domain, pasid); });
+}
+
+void Iommu::flush_range(uint16_t domain, uint64_t iova, uint64_t length) {
+  iotlb_.invalidate_domain_range(domain, iova, length);
+  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_domain_range(domain, iova, length); });
 }
 
 }  // namespace ioasid::iommu

@@ -95,7 +95,7 @@ void Iotlb::count(size_t counter) const {
   counters_[shard_of_this_thread() % kShards].values[counter].fetch_add(1, std::memory_order_relaxed);
 }
 
-std::optional<IotlbTranslation> Iotlb::lookup(uint16_t domain, uint32_t pasid, uint64_t iova) {
+std::optional<IotlbTranslation> Iotlb::lookup(uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t required) {
   for (const uint8_t shift : kPageShifts) {
     const uint64_t page = iova >> shift;
     const uint64_t want = make_tag(domain, pasid, shift);
@@ -112,7 +112,7 @@ std::optional<IotlbTranslation> Iotlb::lookup(uint16_t domain, uint32_t pasid, u
       }
       std::atomic_thread_fence(std::memory_order_acquire);
       if (set.sequence.load(std::memory_order_relaxed) != before) continue;
-      if (!found) break;
+      if (!found || (*found & required) != required) break;
       count(kHits);
       const uint64_t offset = iova & ((1ull << shift) - 1);
       return IotlbTranslation{(*found & ~((1ull << shift) - 1)) + offset, shift,
@@ -152,8 +152,22 @@ void Iotlb::fill(uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t page_sh
   if (evicted) count(kEvictions);
 }
 
+bool Iotlb::fill_if_current(uint64_t epoch, uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t page_shift,
+                            uint64_t page_hpa, uint8_t permissions) {
+  if (epoch_.load(std::memory_order_seq_cst) != epoch) return false;
+  fill(domain, pasid, iova, page_shift, page_hpa, permissions);
+  // Pairs with the fence in invalidate_where(): either that scan sees the entry and
+  // removes it, or this load sees its epoch and the entry is withdrawn here.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (epoch_.load(std::memory_order_relaxed) == epoch) return true;
+  invalidate_range(domain, pasid, iova, 1);
+  return false;
+}
+
 template <typename Match>
 void Iotlb::invalidate_where(Match match) {
+  epoch_.fetch_add(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   uint64_t removed = 0;
   for (size_t i = 0; i < set_count_; ++i) {
     Set& set = sets_[i];

@@ -47,13 +47,20 @@ class Iotlb {
   Iotlb(const Iotlb&) = delete;
   Iotlb& operator=(const Iotlb&) = delete;
 
-  // A cached translation of iova covering the whole access, or nothing (a miss).
-  std::optional<IotlbTranslation> lookup(uint16_t domain, uint32_t pasid, uint64_t iova);
+  // A cached translation of iova granting at least `required` (Permission bits), or
+  // nothing (a miss: an entry with fewer rights must be walked again).
+  std::optional<IotlbTranslation> lookup(uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t required = 0);
 
   // Caches a walk's result: the page of `page_shift` bits containing iova maps to
   // page_hpa. A full set evicts one entry (round robin).
   void fill(uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t page_shift, uint64_t page_hpa,
             uint8_t permissions);
+  // Bumped by every invalidation. A walker reads it before it walks and fills with
+  // fill_if_current(): an invalidation that ran meanwhile (the table may have
+  // changed under the walk) makes the fill a no-op, so no stale entry survives a flush.
+  uint64_t epoch() const { return epoch_.load(std::memory_order_seq_cst); }
+  bool fill_if_current(uint64_t epoch, uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t page_shift,
+                       uint64_t page_hpa, uint8_t permissions);
 
   void invalidate_all();
   void invalidate_domain(uint16_t domain);
@@ -75,6 +82,7 @@ class Iotlb {
 
   size_t set_count_;
   std::unique_ptr<Set[]> sets_;
+  std::atomic<uint64_t> epoch_{0};
   // Counters sharded by thread so that concurrent hits do not share a cache line.
   struct alignas(64) CounterShard {
     std::array<std::atomic<uint64_t>, 5> values{};

@@ -1,6 +1,29 @@
 #include "iommu/pasid_table.h"
 
+#include <atomic>
+
 namespace ioasid::iommu {
+namespace {
+uint32_t next_table_id() {
+  static std::atomic<uint32_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+PasidTable::PasidTable(PasidCache& cache) : cache_(cache), id_(next_table_id()) {}
+
+PasidTable::~PasidTable() { cache_.invalidate_table(id_); }
+
+std::optional<PasidEntry> PasidTable::translate_lookup(uint32_t pasid) const {
+  if (auto cached = cache_.lookup(id_, pasid)) return cached;
+  // Filled under the table's lock: a set() or clear() either precedes this read or
+  // invalidates the fill.
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(pasid);
+  if (it == entries_.end()) return std::nullopt;
+  cache_.fill(id_, pasid, it->second);
+  return it->second;
+}
 
 std::optional<PasidEntry> PasidTable::lookup(uint32_t pasid) const {
   std::lock_guard lock(mutex_);
@@ -10,6 +33,7 @@ std::optional<PasidEntry> PasidTable::lookup(uint32_t pasid) const {
 
 std::optional<PasidEntry> PasidTable::set(uint32_t pasid, PasidEntry entry) {
   std::lock_guard lock(mutex_);
+  cache_.invalidate(id_, pasid);
   auto [it, inserted] = entries_.try_emplace(pasid, entry);
   if (inserted) return std::nullopt;
   return std::exchange(it->second, entry);
@@ -17,6 +41,7 @@ std::optional<PasidEntry> PasidTable::set(uint32_t pasid, PasidEntry entry) {
 
 std::optional<PasidEntry> PasidTable::clear(uint32_t pasid) {
   std::lock_guard lock(mutex_);
+  cache_.invalidate(id_, pasid);
   auto it = entries_.find(pasid);
   if (it == entries_.end()) return std::nullopt;
   PasidEntry old = it->second;

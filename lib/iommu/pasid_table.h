@@ -1,9 +1,10 @@
 // A device's scalable-mode PASID table as the IOMMU walks it: for each PASID (and the
-// RID's own requests, at RID_PASID 0) the second-level table a request translates
-// through and the domain id its IOTLB entries carry.
+// RID's own requests, at RID_PASID 0) how requests translate. Entries are decoded
+// through the IOMMU's PASID cache; every change here invalidates the cached copy
+// before it returns, as the kernel's PASID-cache flush after a PASID-entry update.
 #pragma once
 
-#include "memory/physical_memory.h"
+#include "iommu/pasid_cache.h"
 
 #include <cstdint>
 #include <map>
@@ -14,15 +15,16 @@
 
 namespace ioasid::iommu {
 
-struct PasidEntry {
-  uint32_t ioasid;  // the owner's id of the I/O address space
-  uint16_t domain;
-  Hpa root;
-  int levels;
-};
-
 class PasidTable {
  public:
+  explicit PasidTable(PasidCache& cache);
+  ~PasidTable();
+  PasidTable(const PasidTable&) = delete;
+  PasidTable& operator=(const PasidTable&) = delete;
+
+  // The entry as the IOMMU sees it: from the PASID cache, else read and cached.
+  std::optional<PasidEntry> translate_lookup(uint32_t pasid) const;
+
   std::optional<PasidEntry> lookup(uint32_t pasid) const;
   // Sets the entry; returns what it replaced.
   std::optional<PasidEntry> set(uint32_t pasid, PasidEntry entry);
@@ -30,6 +32,8 @@ class PasidTable {
   std::vector<std::pair<uint32_t, PasidEntry>> entries() const;
 
  private:
+  PasidCache& cache_;
+  const uint32_t id_;  // the cache tag: unique for the daemon's life, never reused
   mutable std::mutex mutex_;
   std::map<uint32_t, PasidEntry> entries_;
 };

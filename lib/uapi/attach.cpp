@@ -61,19 +61,29 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
                 with_pasid ? fmt::format("PASID {}", target->pasid) : "RID");
   }
   ioas->users.fetch_add(1);
-  device.pasid_table().set(target->pasid, {attach.ioasid, ioas->table->domain(), ioas->table->root(),
-                                           ioas->table->levels()});
+  device.pasid_table().set(target->pasid, {.ioasid = attach.ioasid,
+                                           .domain = ioas->table->domain(),
+                                           .type = iommu::TranslationType::kSecondLevel,
+                                           .levels = static_cast<uint8_t>(ioas->table->levels()),
+                                           .root = ioas->table->root()});
   if (current) {
-    call.service.iommu().iotlb().invalidate_pasid(current->domain, target->pasid);
+    call.service.iommu().flush_pasid(current->domain, target->pasid);
     if (auto old = call.context.objects().find<Ioas>(current->ioasid)) old->users.fetch_sub(1);
     if (with_pasid) allocator.put(target->pasid);  // the route keeps the reference it had
   }
   // A FREE between our get and now found no route to detach (its detach waits on this
   // lock): the PASID is FREE_PENDING, so undo rather than route a dying PASID.
   if (with_pasid && !allocator.find(call.context.pasid_set(), target->pasid)) {
-    call.service.detach_locked(call.context, device, target->pasid);
+    call.service.detach_locked(call.context, attach.dev_id, device, target->pasid);
     return fail(ENOENT, "PASID {} was freed while it was being attached", target->pasid);
   }
+  call.service.publish({.type = EventType::DeviceAttach,
+                        .context = call.context.id(),
+                        .pid = call.context.client().pid,
+                        .pasid = target->pasid,
+                        .device = device.spec().name,
+                        .dev_id = attach.dev_id,
+                        .ioasid = attach.ioasid});
   return 0;
 }
 
@@ -83,7 +93,7 @@ Result<long> attach_pasid(Call& call, ioasid_attach& attach) { return attach_ioa
 Result<long> detach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   auto target = find_target(call, attach, with_pasid, /*attaching=*/false);
   IOASID_TRY(target);
-  call.service.detach(call.context, *target->device, target->pasid);
+  call.service.detach(call.context, attach.dev_id, *target->device, target->pasid);
   return 0;
 }
 

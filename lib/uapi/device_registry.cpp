@@ -4,6 +4,17 @@
 
 namespace ioasid::uapi {
 
+// An ATS device caches far fewer translations than the IOMMU.
+constexpr size_t kDeviceTlbEntries = 256;
+
+Device::Device(devices::DeviceSpec spec, iommu::Iommu& iommu)
+    : spec_(std::move(spec)), pasid_table_(iommu.pasid_cache()) {
+  if (spec_.ats) {
+    device_tlb_ = std::make_unique<iommu::Iotlb>(kDeviceTlbEntries);
+    device_tlb_registration_ = iommu.register_device_tlb(*device_tlb_);
+  }
+}
+
 std::shared_ptr<Device> DeviceRegistry::find_locked(std::string_view name_or_pci) const {
   auto rid = devices::parse_pci_address(name_or_pci);
   auto it = std::find_if(devices_.begin(), devices_.end(), [&](const auto& device) {
@@ -12,15 +23,15 @@ std::shared_ptr<Device> DeviceRegistry::find_locked(std::string_view name_or_pci
   return it == devices_.end() ? nullptr : *it;
 }
 
-Result<void> DeviceRegistry::add(devices::DeviceSpec spec) {
+Result<std::shared_ptr<Device>> DeviceRegistry::add(devices::DeviceSpec spec) {
   std::lock_guard lock(mutex_);
   for (const auto& device : devices_) {
     if (device->spec().name == spec.name) return fail(EEXIST, "a device named {} exists", spec.name);
     if (device->spec().rid == spec.rid)
       return fail(EEXIST, "{} already has PCI address {}", device->spec().name, devices::pci_address(spec.rid));
   }
-  devices_.push_back(std::make_shared<Device>(std::move(spec)));
-  return success();
+  devices_.push_back(std::make_shared<Device>(std::move(spec), iommu_));
+  return devices_.back();
 }
 
 Result<std::shared_ptr<Device>> DeviceRegistry::remove(std::string_view name_or_pci) {

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "devices/device_spec.h"
-#include "iommu/pasid_table.h"
+#include "iommu/iommu.h"
 
 #include <atomic>
 #include <memory>
@@ -16,13 +16,15 @@ namespace ioasid::uapi {
 
 class Device {
  public:
-  explicit Device(devices::DeviceSpec spec) : spec_(std::move(spec)) {}
+  Device(devices::DeviceSpec spec, iommu::Iommu& iommu);
   const devices::DeviceSpec& spec() const { return spec_; }
   bool removed() const { return removed_.load(std::memory_order_acquire); }
   uint32_t owner() const { return owner_.load(std::memory_order_acquire); }  // context id, 0: free
   // Where its requests go; changed by its owner's ATTACH/DETACH under attach_mutex().
   iommu::PasidTable& pasid_table() { return pasid_table_; }
   std::mutex& attach_mutex() { return attach_mutex_; }
+  // The ATS device-TLB (translations the device caches itself), or null without ATS.
+  iommu::Iotlb* device_tlb() { return device_tlb_.get(); }
 
  private:
   friend class DeviceRegistry;
@@ -31,12 +33,15 @@ class Device {
   std::atomic<bool> removed_{false};
   iommu::PasidTable pasid_table_;
   std::mutex attach_mutex_;
+  std::unique_ptr<iommu::Iotlb> device_tlb_;
+  iommu::Iommu::DeviceTlbRegistration device_tlb_registration_;
 };
 
 class DeviceRegistry {
  public:
+  explicit DeviceRegistry(iommu::Iommu& iommu) : iommu_(iommu) {}
   // EEXIST for a name or PCI address already present.
-  Result<void> add(devices::DeviceSpec spec);
+  Result<std::shared_ptr<Device>> add(devices::DeviceSpec spec);
   // Takes the device out of the registry; returns it (its owner() says who still
   // holds it). ENOENT if unknown.
   Result<std::shared_ptr<Device>> remove(std::string_view name_or_pci);
@@ -47,6 +52,7 @@ class DeviceRegistry {
 
  private:
   std::shared_ptr<Device> find_locked(std::string_view name_or_pci) const;
+  iommu::Iommu& iommu_;
   mutable std::mutex mutex_;
   std::vector<std::shared_ptr<Device>> devices_;
 };

@@ -19,6 +19,9 @@ const char* to_string(EventType type) {
     case EventType::DeviceBind: return "device_bind";
     case EventType::DeviceUnbind: return "device_unbind";
     case EventType::DeviceRemoved: return "device_removed";
+    case EventType::DeviceAttach: return "device_attach";
+    case EventType::DeviceDetach: return "device_detach";
+    case EventType::Fault: return "fault";
   }
   return "unknown";
 }
@@ -34,6 +37,9 @@ std::string to_json(const Event& event) {
   if (event.quota) json["quota"] = *event.quota;
   if (!event.device.empty()) json["device"] = event.device;
   if (event.dev_id != 0) json["dev_id"] = event.dev_id;
+  if (event.ioasid != 0) json["ioasid"] = event.ioasid;
+  if (event.address) json["address"] = *event.address;
+  if (event.reason) json["reason"] = *event.reason;
   return json.dump();
 }
 

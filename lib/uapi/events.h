@@ -27,6 +27,9 @@ enum class EventType : uint8_t {
   DeviceBind,
   DeviceUnbind,
   DeviceRemoved,  // by the admin; `context` is the owner that still holds it, if any
+  DeviceAttach,   // a route (RID or PASID) to an IOASID was set
+  DeviceDetach,   // ... and removed
+  Fault,          // an unrecoverable DMA fault queued to the owner
 };
 
 struct Event {
@@ -39,7 +42,10 @@ struct Event {
   std::optional<uint32_t> gpasid = std::nullopt;
   std::optional<uint32_t> quota = std::nullopt;  // ContextOpen and QuotaChange
   std::string device = {};                       // Device* events: its name
-  uint32_t dev_id = 0;                           // DeviceBind/Unbind: the owner's id for it
+  uint32_t dev_id = 0;                           // DeviceBind/Unbind/Attach/Detach/Fault: the owner's id for it
+  uint32_t ioasid = 0;                           // Attach/Detach/Fault
+  std::optional<uint64_t> address = std::nullopt;  // Fault: the IOVA
+  std::optional<uint32_t> reason = std::nullopt;   // Fault: IOASID_FAULT_REASON_*
 };
 
 const char* to_string(EventType type);  // "pasid_alloc", "context_open", ...

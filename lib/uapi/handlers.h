@@ -48,6 +48,13 @@ Result<long> attach_pasid(Call& call, ioasid_attach& attach);
 Result<long> detach_rid(Call& call, ioasid_attach& attach);
 Result<long> detach_pasid(Call& call, ioasid_attach& attach);
 
+// dma.cpp
+Result<long> device_dma(Call& call, ioasid_device_dma& dma);
+
+// dirty.cpp
+Result<long> set_dirty_tracking(Call& call, ioasid_dirty_tracking& tracking);
+Result<long> get_dirty_bitmap(Call& call, ioasid_dirty_bitmap& request);
+
 // device.cpp
 Result<long> device_bind(Call& call, ioasid_device_bind& bind);
 Result<long> device_unbind(Call& call, ioasid_device_unbind& unbind);

@@ -49,6 +49,7 @@ Service::Service(ServiceConfig config)
     : config_(config),
       allocator_(config.pasid_bits),
       iommu_({.addr_width = config.addr_width, .pin_limit_pages = config.pin_limit_pages}),
+      devices_(iommu_),
       registry_(std::make_unique<Registry>()) {
   for (const auto& spec : config_.devices)
     if (auto added = devices_.add(spec); !added) spdlog::error("device {}: {}", spec.name, added.error().why);
@@ -64,7 +65,7 @@ Service::Service(ServiceConfig config)
       // references, and the number is reclaimed when the last one goes.
       if (notification.event == PasidEvent::Free)
         for (const auto& [dev_id, device] : context->objects().all<Device>())
-          detach(*context, *device, notification.pasid);
+          detach(*context, dev_id, *device, notification.pasid);
     }
     publish(std::move(event));
   });
@@ -205,11 +206,12 @@ Result<void> Service::set_quota(uint32_t context_id, uint32_t quota) {
   return success();
 }
 
-Result<void> Service::add_device(devices::DeviceSpec spec) {
+Result<std::shared_ptr<Device>> Service::add_device(devices::DeviceSpec spec) {
   const std::string description = devices::describe(spec);
-  IOASID_TRY(devices_.add(std::move(spec)));
+  auto device = devices_.add(std::move(spec));
+  IOASID_TRY(device);
   spdlog::info("device added: {}", description);
-  return success();
+  return device;
 }
 
 Result<void> Service::remove_device(std::string_view name_or_pci) {
@@ -223,17 +225,24 @@ Result<void> Service::remove_device(std::string_view name_or_pci) {
   return success();
 }
 
-void Service::detach(Context& context, Device& device, uint32_t pasid) {
+void Service::detach(Context& context, uint32_t dev_id, Device& device, uint32_t pasid) {
   std::lock_guard lock(device.attach_mutex());
-  detach_locked(context, device, pasid);
+  detach_locked(context, dev_id, device, pasid);
 }
 
-void Service::detach_locked(Context& context, Device& device, uint32_t pasid) {
+void Service::detach_locked(Context& context, uint32_t dev_id, Device& device, uint32_t pasid) {
   const auto entry = device.pasid_table().clear(pasid);
   if (!entry) return;
-  iommu_.iotlb().invalidate_pasid(entry->domain, pasid);
+  iommu_.flush_pasid(entry->domain, pasid);
   if (auto ioas = context.objects().find<Ioas>(entry->ioasid)) ioas->users.fetch_sub(1);
   if (pasid != iommu::kRidPasid) allocator_.put(pasid);
+  publish({.type = EventType::DeviceDetach,
+           .context = context.id(),
+           .pid = context.client().pid,
+           .pasid = pasid,
+           .device = device.spec().name,
+           .dev_id = dev_id,
+           .ioasid = entry->ioasid});
 }
 
 void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
@@ -241,7 +250,7 @@ void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
     // Under the attach lock, so an ATTACH racing with this sees the device gone
     // (it re-checks) rather than adding a route after the table was emptied.
     std::lock_guard lock(device.attach_mutex());
-    for (const auto& [pasid, entry] : device.pasid_table().entries()) detach_locked(context, device, pasid);
+    for (const auto& [pasid, entry] : device.pasid_table().entries()) detach_locked(context, dev_id, device, pasid);
   }
   devices_.unbind(device, context.id());
   publish({.type = EventType::DeviceUnbind,

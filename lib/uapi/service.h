@@ -92,16 +92,17 @@ class Service {
   std::vector<PasidOwnerInfo> pasids() const;
   Result<void> set_quota(uint32_t context_id, uint32_t quota);
   DeviceRegistry& devices() { return devices_; }
-  Result<void> add_device(devices::DeviceSpec spec);
+  Result<std::shared_ptr<Device>> add_device(devices::DeviceSpec spec);
   // A bound device stays with its owner, answering ENODEV; the owner gets an event.
   Result<void> remove_device(std::string_view name_or_pci);
   // DEVICE_UNBIND and release: detaches everything, gives the device back, announces it.
   void unbind_device(Context& context, uint32_t dev_id, Device& device);
   // Removes the device's route for pasid (iommu::kRidPasid: its RID), if any: the
   // IOTLB forgets it, the IOASID is one user lighter, a PASID reference is dropped.
-  void detach(Context& context, Device& device, uint32_t pasid);
+  // Announced as device_detach with the owner's dev_id.
+  void detach(Context& context, uint32_t dev_id, Device& device, uint32_t pasid);
   // The same with device.attach_mutex() held by the caller.
-  void detach_locked(Context& context, Device& device, uint32_t pasid);
+  void detach_locked(Context& context, uint32_t dev_id, Device& device, uint32_t pasid);
 
   // Every PASID, context and fault event; the sink runs on the thread that caused
   // the event, after engine locks are dropped, so it must be quick.

@@ -1,0 +1,50 @@
+// What a device asks the IOMMU and what it answers: a translated address for one
+// access, or a fault with the uAPI reason code.
+#pragma once
+
+#include "iommu/iotlb.h"
+#include "memory/physical_memory.h"
+#include "pgtable/access.h"
+
+#include <cstdint>
+#include <optional>
+#include <variant>
+
+namespace ioasid::iommu {
+
+struct DmaRequest {
+  uint32_t pasid = kRidPasid;  // kRidPasid: a request without PASID (the RID's route)
+  uint64_t iova = 0;
+  pgtable::Access access;
+};
+
+struct Translated {
+  Hpa hpa = 0;             // the HPA of iova
+  uint64_t contiguous = 0;  // bytes from hpa to the end of its page: one translation covers them
+  uint32_t ioasid = 0;
+};
+
+struct TranslationFault {
+  uint32_t reason = 0;  // IOASID_FAULT_REASON_*
+  uint32_t ioasid = 0;  // 0 when no route was found
+  std::optional<Hpa> fetch_address;
+};
+
+class TranslateResult {
+ public:
+  TranslateResult(const Translated& translated) : outcome_(translated) {}  // NOLINT: implicit on purpose
+  TranslateResult(const TranslationFault& fault) : outcome_(fault) {}      // NOLINT
+  bool ok() const { return outcome_.index() == 0; }
+  const Translated& translated() const { return std::get<Translated>(outcome_); }
+  const TranslationFault& fault() const { return std::get<TranslationFault>(outcome_); }
+
+ private:
+  std::variant<Translated, TranslationFault> outcome_;
+};
+
+constexpr uint8_t permission_bits(const pgtable::Access& access) {
+  return static_cast<uint8_t>((access.read ? kPermRead : 0) | (access.write ? kPermWrite : 0) |
+                              (access.exec ? kPermExec : 0));
+}
+
+}  // namespace ioasid::iommu
