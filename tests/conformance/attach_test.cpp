@@ -5,21 +5,6 @@
 namespace conf {
 namespace {
 
-uint32_t new_ioas(int fd) {
-  ioasid_alloc alloc{};
-  EXPECT_EQ(ioctl_errno(fd, IOASID_ALLOC, &alloc), kOk);
-  return alloc.out_ioasid;
-}
-
-uint32_t bind(int fd, const char* name) {
-  ioasid_device_bind request{};
-  std::snprintf(request.name, sizeof request.name, "%s", name);
-  Errno err;
-  eventually([&] { return (err = ioctl_errno(fd, IOASID_DEVICE_BIND, &request)) != Err(EBUSY); }, kReleaseTimeout);
-  EXPECT_EQ(err, kOk) << "binding " << name;
-  return request.out_dev_id;
-}
-
 Errno call(int fd, unsigned long cmd, uint32_t dev_id, uint32_t ioasid, uint32_t pasid, uint32_t flags = 0) {
   ioasid_attach attach{.dev_id = dev_id, .ioasid = ioasid, .pasid = pasid, .flags = flags};
   return ioctl_errno(fd, cmd, &attach);
@@ -32,8 +17,8 @@ Errno free_ioas(int fd, uint32_t ioasid) {
 
 TEST(AttachRid, RowsAndReplace) {
   Node node;
-  const uint32_t dev = bind(node.fd(), "dma1");
-  const uint32_t first = new_ioas(node.fd()), second = new_ioas(node.fd());
+  const uint32_t dev = bind_device(node.fd(), "dma1");
+  const uint32_t first = alloc_ioas(node.fd()), second = alloc_ioas(node.fd());
   EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, first, 5), Err(EINVAL)) << "pasid must be 0";
   EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, first, 0, IOASID_ATTACH_REPLACE), Err(ENOENT))
       << "REPLACE with nothing attached";
@@ -55,8 +40,8 @@ TEST(AttachRid, RowsAndReplace) {
 
 TEST(AttachPasid, Rows) {
   Node node, other;
-  const uint32_t dma0 = bind(node.fd(), "dma0"), dma1 = bind(node.fd(), "dma1");
-  const uint32_t ioasid = new_ioas(node.fd());
+  const uint32_t dma0 = bind_device(node.fd(), "dma0"), dma1 = bind_device(node.fd(), "dma1");
+  const uint32_t ioasid = alloc_ioas(node.fd());
   const Range range = slot(40);
   const auto mine = pasid_alloc(node.fd(), range.lo, range.hi);
   const auto theirs = pasid_alloc(other.fd(), range.lo, range.hi);
@@ -70,7 +55,7 @@ TEST(AttachPasid, Rows) {
       << "another file's PASID";
   ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, mine.pasid), kOk);
   EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, mine.pasid), Err(EBUSY));
-  const uint32_t second = new_ioas(node.fd());
+  const uint32_t second = alloc_ioas(node.fd());
   ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, second, mine.pasid, IOASID_ATTACH_REPLACE), kOk);
   EXPECT_EQ(free_ioas(node.fd(), ioasid), kOk);
   EXPECT_EQ(free_ioas(node.fd(), second), Err(EBUSY));
@@ -83,8 +68,8 @@ TEST(AttachPasid, Rows) {
 // and the IOASID is no longer busy.
 TEST(AttachPasid, FreeingAnAttachedPasidDetachesIt) {
   Node node;
-  const uint32_t dma0 = bind(node.fd(), "dma0");
-  const uint32_t ioasid = new_ioas(node.fd());
+  const uint32_t dma0 = bind_device(node.fd(), "dma0");
+  const uint32_t ioasid = alloc_ioas(node.fd());
   const Range range = slot(41);
   const auto pasid = pasid_alloc(node.fd(), range.lo, range.lo);
   ASSERT_EQ(pasid.err, kOk);
@@ -103,22 +88,22 @@ TEST(AttachPasid, UnbindAndCloseDetachEverything) {
   const Range range = slot(42);
   {
     Node node;
-    const uint32_t dma0 = bind(node.fd(), "dma0");
-    const uint32_t ioasid = new_ioas(node.fd());
+    const uint32_t dma0 = bind_device(node.fd(), "dma0");
+    const uint32_t ioasid = alloc_ioas(node.fd());
     const auto pasid = pasid_alloc(node.fd(), range.lo, range.lo);
     ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dma0, ioasid, 0), kOk);
     ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, pasid.pasid), kOk);
     ioasid_device_unbind unbind{.dev_id = dma0};
     ASSERT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
     EXPECT_EQ(free_ioas(node.fd(), ioasid), kOk) << "unbind detached the RID and the PASID";
-    const uint32_t again = bind(node.fd(), "dma0");
-    const uint32_t other_ioas = new_ioas(node.fd());
+    const uint32_t again = bind_device(node.fd(), "dma0");
+    const uint32_t other_ioas = alloc_ioas(node.fd());
     ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, again, other_ioas, pasid.pasid), kOk);
   }  // closed while attached
   Node later;
   EXPECT_EQ(pasid_alloc_retry(later.fd(), range.lo, range.lo).err, kOk)
       << "the PASID of a closed file is reclaimed even though it was attached";
-  const uint32_t dma0 = bind(later.fd(), "dma0");
+  const uint32_t dma0 = bind_device(later.fd(), "dma0");
   EXPECT_NE(dma0, 0u);
 }
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -537,6 +538,41 @@ ChildGuard::~ChildGuard() {
 }
 void ChildGuard::reaped(pid_t pid) { pids_.erase(std::remove(pids_.begin(), pids_.end(), pid), pids_.end()); }
 
+
+// ---------------------------------------------------------------- objects
+
+uint32_t alloc_ioas(int fd) {
+  ioasid_alloc alloc{};
+  EXPECT_EQ(ioctl_errno(fd, IOASID_ALLOC, &alloc), kOk);
+  EXPECT_NE(alloc.out_ioasid, 0u);
+  return alloc.out_ioasid;
+}
+
+uint32_t bind_device(int fd, const char* name) {
+  ioasid_device_bind bind{};
+  std::snprintf(bind.name, sizeof bind.name, "%s", name);
+  Errno err;
+  eventually([&] { return (err = ioctl_errno(fd, IOASID_DEVICE_BIND, &bind)) != Err(EBUSY); }, kReleaseTimeout);
+  EXPECT_EQ(err, kOk) << "binding " << name;
+  return bind.out_dev_id;
+}
+
+Memfd::Memfd(uint64_t size, bool map_it) : size(size) {
+  fd = memfd_create("conformance", MFD_CLOEXEC);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0);
+  if (map_it) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    EXPECT_NE(p, MAP_FAILED);
+    va = p == MAP_FAILED ? 0 : reinterpret_cast<uint64_t>(p);
+  }
+}
+
+Memfd::~Memfd() {
+  if (va) munmap(reinterpret_cast<void*>(va), size);
+  ::close(fd);
+}
+
 }  // namespace conf
 
 int main(int argc, char** argv) {
@@ -546,4 +582,5 @@ int main(int argc, char** argv) {
   ::testing::AddGlobalTestEnvironment(new conf::DaemonEnvironment);
   ::testing::UnitTest::GetInstance()->listeners().Append(new conf::WatchdogListener);
   return RUN_ALL_TESTS();
+
 }

@@ -142,6 +142,26 @@ struct State {
 std::ostream& operator<<(std::ostream& os, const State& s);
 State snapshot(int fd, std::initializer_list<uint32_t> gpasids);
 
+// ---------------------------------------------------------------- objects
+
+// ALLOC of a kernel-managed IOASID; ADD_FAILURE on error.
+uint32_t alloc_ioas(int fd);
+// DEVICE_BIND by name or PCI address, retrying while an earlier test's file that held
+// the device is still being released; ADD_FAILURE on error.
+uint32_t bind_device(int fd, const char* name);
+
+// A memfd of `size` bytes (sparse) and, optionally, a shared mapping of it.
+struct Memfd {
+  explicit Memfd(uint64_t size, bool map_it = false);
+  ~Memfd();
+  Memfd(const Memfd&) = delete;
+  Memfd& operator=(const Memfd&) = delete;
+  uint8_t* bytes() const { return reinterpret_cast<uint8_t*>(va); }
+  uint64_t size;
+  int fd = -1;
+  uint64_t va = 0;
+};
+
 // ---------------------------------------------------------------- PASID ranges
 
 struct Range {

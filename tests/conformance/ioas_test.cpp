@@ -11,34 +11,6 @@ namespace {
 
 constexpr uint64_t k4K = 4096, k2M = 2ull << 20, k1G = 1ull << 30;
 
-uint32_t alloc_ioas(int fd) {
-  ioasid_alloc alloc{};
-  EXPECT_EQ(ioctl_errno(fd, IOASID_ALLOC, &alloc), kOk);
-  EXPECT_NE(alloc.out_ioasid, 0u);
-  return alloc.out_ioasid;
-}
-
-// A memfd of `size` bytes (sparse) and, optionally, a shared mapping of it.
-struct Memfd {
-  explicit Memfd(uint64_t size, bool map_it = false) : size(size) {
-    fd = memfd_create("ioas_test", MFD_CLOEXEC);
-    EXPECT_GE(fd, 0);
-    EXPECT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0);
-    if (map_it) {
-      void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      EXPECT_NE(p, MAP_FAILED);
-      va = reinterpret_cast<uint64_t>(p);
-    }
-  }
-  ~Memfd() {
-    if (va) munmap(reinterpret_cast<void*>(va), size);
-    close(fd);
-  }
-  uint64_t size;
-  int fd = -1;
-  uint64_t va = 0;
-};
-
 ioasid_map_dma map_dma_request(uint32_t ioasid, uint64_t va, uint64_t length, uint32_t flags) {
   return {.flags = flags, .ioasid = ioasid, .user_va = va, .length = length};
 }

@@ -1,0 +1,154 @@
+// The `dma` device's engine: transfers through the IOMMU into a memfd mapped in an
+// IoPageTable, one translation at a time, stopping at the first fault.
+#include "devices/dma_function.h"
+#include "iommu/io_pagetable.h"
+#include "translation_support.h"
+
+#include <gtest/gtest.h>
+#include <linux/ioasid.h>
+
+#include <algorithm>
+#include <memory>
+
+namespace ioasid::devices {
+namespace {
+
+using iommu::IoPageTable;
+using iommu::Iommu;
+using iommu::Iotlb;
+using iommu::PasidTable;
+using iommu::test_support::k2M;
+using iommu::test_support::k4K;
+using iommu::test_support::MemfdMemory;
+using iommu::test_support::pattern;
+using iommu::test_support::second_level_entry;
+
+constexpr uint32_t kIoasid = 17;
+constexpr uint32_t kPasid = 3;
+constexpr uint64_t kIova = 0x20'0000'0000;
+
+class DmaFunctionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(memory_.ok());
+    auto table = IoPageTable::create(iommu_);
+    ASSERT_TRUE(table.ok()) << table.error().why;
+    table_ = std::move(*table);
+    pasids_.set(kPasid, second_level_entry(*table_, kIoasid));
+  }
+
+  Result<uint64_t> map(uint64_t offset, uint64_t length, uint64_t iova, bool writeable = true) {
+    return memory_.map(iommu_, *table_, offset, length, iova, /*readable=*/true, writeable);
+  }
+  DmaOutcome dma(uint64_t iova, bool to_memory, std::span<std::byte> data, Iotlb* device_tlb = nullptr,
+                 uint32_t pasid = kPasid) {
+    return run_dma(iommu_, pasids_, device_tlb, {.pasid = pasid, .iova = iova, .to_memory = to_memory, .data = data});
+  }
+
+  Iommu iommu_;
+  MemfdMemory memory_{4 * k2M};
+  std::unique_ptr<IoPageTable> table_;
+  PasidTable pasids_{iommu_.pasid_cache()};
+};
+
+// Two areas at adjacent IOVAs, from distant parts of the memfd (and so, with the HPA
+// space's guard gaps, from distant HPAs): one transfer crosses from one to the other.
+TEST_F(DmaFunctionTest, ATransferAcrossAdjacentAreasIsByteExactBothWays) {
+  ASSERT_TRUE(map(0, 3 * k4K, kIova).ok());
+  ASSERT_TRUE(map(k2M + 5 * k4K, 2 * k4K, kIova + 3 * k4K).ok());
+  const uint64_t start = kIova + 0x800;
+  const size_t size = 5 * k4K - 0x800 - 0x100;  // from inside the first area to inside the second
+  auto data = pattern(size, 4);
+
+  auto written = dma(start, /*to_memory=*/true, data);
+  EXPECT_EQ(written.bytes_done, size);
+  EXPECT_FALSE(written.fault);
+  const size_t first_part = 3 * k4K - 0x800;
+  const std::vector<std::byte> expect_first(data.begin(), data.begin() + first_part);
+  const std::vector<std::byte> expect_second(data.begin() + first_part, data.end());
+  EXPECT_EQ(memory_.read(0x800, first_part), expect_first);
+  EXPECT_EQ(memory_.read(k2M + 5 * k4K, size - first_part), expect_second);
+  // Nothing around the transfer was touched.
+  EXPECT_EQ(memory_.read(0, 0x800), std::vector<std::byte>(0x800));
+  EXPECT_EQ(memory_.read(k2M + 7 * k4K - 0x100, 0x100), std::vector<std::byte>(0x100));
+  EXPECT_EQ(memory_.read(3 * k4K, k4K), std::vector<std::byte>(k4K));
+
+  // Back again, into a buffer, with a device-TLB this time.
+  Iotlb device(64);
+  auto registration = iommu_.register_device_tlb(device);
+  for (int round = 0; round < 2; ++round) {  // the second round from the device-TLB
+    std::vector<std::byte> back(size);
+    auto read = dma(start, /*to_memory=*/false, back, &device);
+    EXPECT_EQ(read.bytes_done, size);
+    EXPECT_FALSE(read.fault);
+    EXPECT_EQ(back, data);
+  }
+  EXPECT_EQ(device.stats().hits, 5u);  // five pages, each translated once per round
+}
+
+TEST_F(DmaFunctionTest, ATransferOffTheEndOfAMappingStopsAtTheFirstUnmappedByte) {
+  ASSERT_TRUE(map(0, 2 * k4K, kIova).ok());
+  const uint64_t start = kIova + k4K + 0x100;
+  const size_t mapped_part = k4K - 0x100;
+  for (const bool to_memory : {true, false}) {
+    SCOPED_TRACE(to_memory ? "to memory" : "from memory");
+    auto data = pattern(3 * k4K, to_memory ? 5 : 6);
+    if (!to_memory) ASSERT_TRUE(memory_.write(k4K + 0x100, std::span(data).first(mapped_part)));
+    std::vector<std::byte> buffer = to_memory ? data : std::vector<std::byte>(data.size());
+    auto outcome = dma(start, to_memory, buffer);
+    EXPECT_EQ(outcome.bytes_done, mapped_part);
+    ASSERT_TRUE(outcome.fault);
+    EXPECT_EQ(outcome.fault->address, kIova + 2 * k4K);
+    EXPECT_EQ(outcome.fault->reason, static_cast<uint32_t>(IOASID_FAULT_REASON_ACCESS));
+    EXPECT_EQ(outcome.fault->ioasid, kIoasid);
+    EXPECT_TRUE(outcome.fault->fetch_address);
+    const std::vector<std::byte> leading(data.begin(), data.begin() + mapped_part);
+    if (to_memory) {
+      EXPECT_EQ(memory_.read(k4K + 0x100, mapped_part), leading);
+      EXPECT_EQ(memory_.read(2 * k4K, k4K), std::vector<std::byte>(k4K));  // the memfd beyond the area
+    } else {
+      EXPECT_EQ(std::vector<std::byte>(buffer.begin(), buffer.begin() + mapped_part), leading);
+      EXPECT_TRUE(std::all_of(buffer.begin() + mapped_part, buffer.end(), [](std::byte b) { return b == std::byte{0}; }));
+    }
+  }
+}
+
+TEST_F(DmaFunctionTest, NoRouteIsPasidInvalidWithNothingDone) {
+  ASSERT_TRUE(map(0, k4K, kIova).ok());
+  auto data = pattern(64, 7);
+  auto outcome = dma(kIova, /*to_memory=*/true, data, nullptr, kPasid + 1);
+  EXPECT_EQ(outcome.bytes_done, 0u);
+  ASSERT_TRUE(outcome.fault);
+  EXPECT_EQ(outcome.fault->reason, static_cast<uint32_t>(IOASID_FAULT_REASON_PASID_INVALID));
+  EXPECT_EQ(outcome.fault->address, kIova);
+  EXPECT_EQ(outcome.fault->ioasid, 0u);
+  EXPECT_EQ(memory_.read(0, 64), std::vector<std::byte>(64));
+}
+
+TEST_F(DmaFunctionTest, AWriteIntoAReadOnlyAreaIsAPermissionFaultButAReadWorks) {
+  ASSERT_TRUE(map(0, k4K, kIova, /*writeable=*/false).ok());
+  const auto client = pattern(128, 8);
+  ASSERT_TRUE(memory_.write(0x40, client));
+  std::vector<std::byte> back(client.size());
+  auto read = dma(kIova + 0x40, /*to_memory=*/false, back);
+  EXPECT_EQ(read.bytes_done, client.size());
+  EXPECT_FALSE(read.fault);
+  EXPECT_EQ(back, client);
+
+  auto data = pattern(128, 9);
+  auto write = dma(kIova + 0x40, /*to_memory=*/true, data);
+  EXPECT_EQ(write.bytes_done, 0u);
+  ASSERT_TRUE(write.fault);
+  EXPECT_EQ(write.fault->reason, static_cast<uint32_t>(IOASID_FAULT_REASON_PERMISSION));
+  EXPECT_EQ(write.fault->address, kIova + 0x40);
+  EXPECT_EQ(memory_.read(0x40, client.size()), client);  // unchanged
+}
+
+TEST_F(DmaFunctionTest, AnEmptyTransferDoesNothing) {
+  auto outcome = dma(kIova, /*to_memory=*/true, {}, nullptr, kPasid + 1);
+  EXPECT_EQ(outcome.bytes_done, 0u);
+  EXPECT_FALSE(outcome.fault);
+}
+
+}  // namespace
+}  // namespace ioasid::devices
