@@ -3,36 +3,106 @@
 #include <linux/ioasid.h>
 
 #include <algorithm>
+#include <memory>
+#include <vector>
 
 namespace ioasid::devices {
+namespace {
 
-DmaOutcome run_dma(iommu::Iommu& iommu, const iommu::PasidTable& table, iommu::Iotlb* device_tlb,
-                   const DmaTransfer& transfer) {
+// The bounce buffer for memory the daemon has not mapped, kept per thread.
+constexpr size_t kStagingBytes = 1u << 20;
+
+std::span<std::byte> staging() {
+  thread_local const auto buffer = std::make_unique_for_overwrite<std::byte[]>(kStagingBytes);
+  return {buffer.get(), kStagingBytes};
+}
+
+struct Run {
+  uint64_t offset;  // from the start of the transfer
+  HpaRange range;
+};
+
+// Moves [run.offset + from, run end) through the staging buffer; the returned count is
+// what reached its destination. A memory failure ends it early without an error; a
+// client buffer failure is the error.
+Result<uint64_t> move_staged(HpaSpace& memory, const DmaTransfer& transfer, const Run& run, uint64_t from) {
+  uint64_t moved = from;
+  while (moved < run.range.size) {
+    const auto bounce = staging().first(std::min<uint64_t>(kStagingBytes, run.range.size - moved));
+    const uint64_t address = transfer.buffer_address + run.offset + moved;
+    const Hpa hpa = run.range.hpa + moved;
+    size_t done = 0;
+    if (transfer.to_memory) {
+      IOASID_TRY(transfer.buffer_memory->read(address, bounce));
+      const bool ok = memory.write(hpa, bounce, &done).ok();
+      moved += done;
+      if (!ok) break;
+    } else {
+      const bool ok = memory.read(hpa, bounce, &done).ok();
+      IOASID_TRY(transfer.buffer_memory->write(address, bounce.first(done)));
+      moved += done;
+      if (!ok) break;
+    }
+  }
+  return moved;
+}
+
+}  // namespace
+
+Result<DmaOutcome> run_dma(iommu::Iommu& iommu, const iommu::PasidTable& table, iommu::Iotlb* device_tlb,
+                           const DmaTransfer& transfer) {
   DmaOutcome outcome;
   const pgtable::Access access{.read = !transfer.to_memory, .write = transfer.to_memory};
-  while (outcome.bytes_done < transfer.data.size()) {
-    const uint64_t iova = transfer.iova + outcome.bytes_done;
-    const auto translated = iommu.translate(table, {.pasid = transfer.pasid, .iova = iova, .access = access},
-                                            device_tlb);
-    if (!translated.ok()) {
-      const auto& fault = translated.fault();
+  std::vector<Run> runs;
+  uint64_t translated = 0;
+  uint32_t ioasid = 0;
+  while (translated < transfer.length) {
+    const uint64_t iova = transfer.iova + translated;
+    const auto result = iommu.translate(table, {.pasid = transfer.pasid, .iova = iova, .access = access}, device_tlb);
+    if (!result.ok()) {
+      const auto& fault = result.fault();
       outcome.fault = DmaFault{iova, fault.reason, fault.ioasid, fault.fetch_address};
-      return outcome;
+      break;
     }
-    const auto& target = translated.translated();
-    const size_t chunk = std::min<uint64_t>(target.contiguous, transfer.data.size() - outcome.bytes_done);
-    const auto piece = transfer.data.subspan(outcome.bytes_done, chunk);
-    size_t moved = 0;
-    const auto copied = transfer.to_memory ? iommu.memory().write(target.hpa, piece, &moved)
-                                           : iommu.memory().read(target.hpa, piece, &moved);
-    outcome.bytes_done += moved;
-    if (!copied) {
-      // The translation held but the memory behind it is gone: the client that pinned
-      // it unmapped it, truncated its file or exited.
-      outcome.fault = DmaFault{transfer.iova + outcome.bytes_done, IOASID_FAULT_REASON_UNKNOWN, target.ioasid, {}};
+    const auto& target = result.translated();
+    ioasid = target.ioasid;
+    const uint64_t chunk = std::min(target.contiguous, transfer.length - translated);
+    if (!runs.empty() && runs.back().range.hpa + runs.back().range.size == target.hpa)
+      runs.back().range.size += chunk;
+    else
+      runs.push_back({translated, {target.hpa, chunk}});
+    translated += chunk;
+  }
+
+  // One copy, kernel to the daemon's mappings, when all of it is mapped here.
+  HpaSpace& memory = iommu.memory();
+  std::vector<HpaRange> ranges;
+  for (const Run& run : runs) ranges.push_back(run.range);
+  size_t direct = 0;
+  const auto copied = memory.with_mapped(ranges, transfer.to_memory, [&](std::span<const std::span<std::byte>> spans) {
+    return transfer.to_memory ? transfer.buffer_memory->gather(transfer.buffer_address, spans, direct)
+                              : transfer.buffer_memory->scatter(transfer.buffer_address, spans, direct);
+  });
+  if (copied.ok() && *copied) {
+    outcome.bytes_done = translated;
+    return outcome;
+  }
+  // Otherwise (or for what a short vectored copy left) run by run through staging,
+  // which tells a failing buffer from failing memory.
+  for (const Run& run : runs) {
+    if (direct >= run.offset + run.range.size) continue;
+    const uint64_t from = direct > run.offset ? direct - run.offset : 0;
+    auto moved = move_staged(memory, transfer, run, from);
+    IOASID_TRY(moved);
+    outcome.bytes_done = run.offset + *moved;
+    if (*moved < run.range.size) {
+      // The translation held but the memory behind it is gone: the client that
+      // pinned it unmapped it, truncated its file or exited.
+      outcome.fault = DmaFault{transfer.iova + outcome.bytes_done, IOASID_FAULT_REASON_UNKNOWN, ioasid, {}};
       return outcome;
     }
   }
+  outcome.bytes_done = translated;
   return outcome;
 }
 

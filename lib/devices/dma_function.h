@@ -1,22 +1,29 @@
-// The `dma` device's engine: it moves bytes between a buffer and an IOVA range as a
-// PCI function does, one translation at a time through the IOMMU (its device-TLB
-// first when it has ATS), and stops at the first fault with everything before it
-// transferred.
+// The `dma` device's engine: it moves bytes between a client's buffer and an IOVA
+// range as a PCI function does, through the IOMMU (its device-TLB first when it has
+// ATS), and stops at the first fault with everything before it transferred.
+//
+// It translates the range first, page by page, merging pages that are contiguous in
+// HPA into runs; the runs are then copied in one vectored call straight between the
+// client's buffer and the daemon's mapping of the memory (memfd, shm: one copy), or,
+// for memory reached through /proc/<pid>/mem, through a staging buffer.
 #pragma once
 
+#include "base/result.h"
 #include "iommu/iommu.h"
+#include "memory/client_memory.h"
 
 #include <cstdint>
 #include <optional>
-#include <span>
 
 namespace ioasid::devices {
 
 struct DmaTransfer {
   uint32_t pasid = iommu::kRidPasid;  // kRidPasid: requests without PASID
   uint64_t iova = 0;
-  bool to_memory = false;  // true: the device writes memory from `data`; false: reads memory into it
-  std::span<std::byte> data;
+  uint64_t length = 0;     // the caller checked that iova + length does not wrap
+  bool to_memory = false;  // true: the device writes memory from the buffer; false: reads memory into it
+  ClientMemory* buffer_memory = nullptr;
+  uint64_t buffer_address = 0;
 };
 
 struct DmaFault {
@@ -31,8 +38,9 @@ struct DmaOutcome {
   std::optional<DmaFault> fault;
 };
 
-// The caller checked that iova + size does not wrap.
-DmaOutcome run_dma(iommu::Iommu& iommu, const iommu::PasidTable& table, iommu::Iotlb* device_tlb,
-                   const DmaTransfer& transfer);
+// An error (EFAULT, EPERM) is the client's buffer failing, not the device: bytes
+// before it may have been transferred.
+Result<DmaOutcome> run_dma(iommu::Iommu& iommu, const iommu::PasidTable& table, iommu::Iotlb* device_tlb,
+                           const DmaTransfer& transfer);
 
 }  // namespace ioasid::devices

@@ -25,6 +25,11 @@ Result<void> Backing::read(uint64_t offset, std::span<std::byte> out, size_t* by
   return result;
 }
 
+std::span<std::byte> Backing::mapped(uint64_t offset, size_t length, bool for_write) {
+  if (!check_range(offset, length, for_write)) return {};
+  return do_mapped(offset, length);
+}
+
 Result<void> Backing::write(uint64_t offset, std::span<const std::byte> in, size_t* bytes_done) {
   size_t done = 0;
   Result<void> result = check_range(offset, in.size(), true);

@@ -47,6 +47,11 @@ class Backing {
   // Writes on a read-only backing are EACCES.
   Result<void> write(uint64_t offset, std::span<const std::byte> in, size_t* bytes_done = nullptr);
 
+  // The daemon's own mapping of [offset, offset + length) when the backing is mapped
+  // (zero copy) and alive, for a copy the kernel does straight into it; empty
+  // otherwise (out of range, a write to a read-only backing, not mapped).
+  std::span<std::byte> mapped(uint64_t offset, size_t length, bool for_write);
+
   // Aligned 64-bit words (EINVAL when misaligned): acquire loads, release stores.
   Result<uint64_t> read64(uint64_t offset);
   Result<void> write64(uint64_t offset, uint64_t value);
@@ -63,6 +68,7 @@ class Backing {
                                 size_t& bytes_done) = 0;
   virtual Result<uint64_t> do_read64(uint64_t offset) = 0;
   virtual Result<void> do_write64(uint64_t offset, uint64_t value) = 0;
+  virtual std::span<std::byte> do_mapped(uint64_t, size_t) { return {}; }
   virtual Result<bool> do_compare_exchange64(uint64_t offset, uint64_t& expected,
                                              uint64_t desired) = 0;
 

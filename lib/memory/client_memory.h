@@ -17,6 +17,10 @@ class ClientMemory {
   virtual ~ClientMemory() = default;
   virtual Result<void> read(uint64_t address, std::span<std::byte> out) = 0;
   virtual Result<void> write(uint64_t address, std::span<const std::byte> in) = 0;
+  // Vectored forms: the client's bytes from `address` on, in order, into or out of
+  // `pieces` (daemon memory). *done counts the bytes moved, also on an error.
+  virtual Result<void> gather(uint64_t address, std::span<const std::span<std::byte>> pieces, size_t& done);
+  virtual Result<void> scatter(uint64_t address, std::span<const std::span<std::byte>> pieces, size_t& done);
   // The calling thread, for what must be reached through /proc (mappings, files);
   // 0 when there is no client process.
   virtual pid_t pid() const = 0;
@@ -29,9 +33,13 @@ class ProcessMemory final : public ClientMemory {
   explicit ProcessMemory(pid_t pid) : pid_(pid) {}
   Result<void> read(uint64_t address, std::span<std::byte> out) override;
   Result<void> write(uint64_t address, std::span<const std::byte> in) override;
+  Result<void> gather(uint64_t address, std::span<const std::span<std::byte>> pieces, size_t& done) override;
+  Result<void> scatter(uint64_t address, std::span<const std::span<std::byte>> pieces, size_t& done) override;
   pid_t pid() const override { return pid_; }
 
  private:
+  Result<void> vectored(uint64_t address, std::span<const std::span<std::byte>> pieces, size_t& done,
+                        bool to_client);
   pid_t pid_;
 };
 

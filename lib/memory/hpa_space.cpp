@@ -187,6 +187,21 @@ Result<void> HpaSpace::transfer(Hpa hpa, Span data, size_t* bytes_done, const ch
   return result;
 }
 
+Result<bool> HpaSpace::with_mapped(std::span<const HpaRange> ranges, bool for_write, const MappedIo& io) {
+  std::vector<std::span<std::byte>> spans;
+  spans.reserve(ranges.size());
+  std::shared_lock lock(segments_mutex_);
+  for (const HpaRange& range : ranges) {
+    const Segment* segment = segment_at(range.hpa);
+    if (segment == nullptr || range.size > segment->end() - range.hpa) return false;
+    auto span = segment->backing->mapped(range.hpa - segment->base, range.size, for_write);
+    if (span.size() != range.size) return false;
+    spans.push_back(span);
+  }
+  IOASID_TRY(io(spans));
+  return true;
+}
+
 Result<void> HpaSpace::read(Hpa hpa, std::span<std::byte> out, size_t* bytes_done) {
   return transfer(hpa, out, bytes_done, "read",
                   [](Backing& backing, uint64_t offset, std::span<std::byte> part, size_t* done) {

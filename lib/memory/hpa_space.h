@@ -26,6 +26,7 @@
 #include "memory/table_pool.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -37,6 +38,11 @@ struct SegmentInfo {
   Hpa base = 0;
   uint64_t size = 0;
   std::shared_ptr<Backing> backing;
+};
+
+struct HpaRange {
+  Hpa hpa = 0;
+  uint64_t size = 0;
 };
 
 struct HpaSpaceStats {
@@ -83,6 +89,12 @@ class HpaSpace final : public PhysicalMemory {
   // can report a partial transfer. Table pages are not DMA targets (EFAULT).
   Result<void> read(Hpa hpa, std::span<std::byte> out, size_t* bytes_done = nullptr);
   Result<void> write(Hpa hpa, std::span<const std::byte> in, size_t* bytes_done = nullptr);
+
+  // DMA without a bounce: the daemon's mapping of each range, with every segment held
+  // against removal while `io` runs. Returns false, without calling io, when a range
+  // is not inside one mapped (zero-copy) segment: the caller then uses read()/write().
+  using MappedIo = std::function<Result<void>(std::span<const std::span<std::byte>>)>;
+  Result<bool> with_mapped(std::span<const HpaRange> ranges, bool for_write, const MappedIo& io);
 
   HpaSpaceStats stats() const;
   const TablePool& tables() const { return tables_; }

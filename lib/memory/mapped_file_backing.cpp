@@ -64,6 +64,13 @@ MappedFileBacking::MappedFileBacking(Mapping mapping, uint64_t start_in_mapping,
       mapping_(std::move(mapping)),
       data_(mapping_.data() + start_in_mapping) {}
 
+// A kernel copy into a page the client truncated away fails with EFAULT (the kernel
+// fixes its own access up; no SIGBUS reaches the daemon).
+std::span<std::byte> MappedFileBacking::do_mapped(uint64_t offset, size_t length) {
+  if (broken()) return {};
+  return {at(offset), length};
+}
+
 Error MappedFileBacking::dead() const {
   return fail(EFAULT,
               "{} faulted (SIGBUS: the client shrank the file or it could not supply a page); "

@@ -42,6 +42,7 @@ class MappedFileBacking final : public Backing {
   Result<void> do_read(uint64_t offset, std::span<std::byte> out, size_t& bytes_done) override;
   Result<void> do_write(uint64_t offset, std::span<const std::byte> in,
                         size_t& bytes_done) override;
+  std::span<std::byte> do_mapped(uint64_t offset, size_t length) override;
   Result<uint64_t> do_read64(uint64_t offset) override;
   Result<void> do_write64(uint64_t offset, uint64_t value) override;
   Result<bool> do_compare_exchange64(uint64_t offset, uint64_t& expected,

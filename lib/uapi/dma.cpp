@@ -5,33 +5,12 @@
 #include "uapi/handlers.h"
 #include "uapi/service.h"
 
-#include <memory>
-#include <vector>
 
 namespace ioasid::uapi {
 namespace {
 
-// The longest transfer one request may ask for (a device's maximum transfer size):
-// the daemon stages the buffer in memory of its own.
+// The longest transfer one request may ask for (a device's maximum transfer size).
 constexpr uint64_t kMaxDmaLength = 64ull << 20;
-// Staging buffers up to this size are kept per thread between requests.
-constexpr size_t kKeptStagingBytes = 4ull << 20;
-
-std::span<std::byte> staging(size_t length) {
-  thread_local std::unique_ptr<std::byte[]> kept;
-  thread_local size_t kept_size = 0;
-  thread_local std::unique_ptr<std::byte[]> large;
-  if (length > kKeptStagingBytes) {
-    large = std::make_unique_for_overwrite<std::byte[]>(length);
-    return {large.get(), length};
-  }
-  large.reset();
-  if (kept_size < length) {
-    kept = std::make_unique_for_overwrite<std::byte[]>(kKeptStagingBytes);
-    kept_size = kKeptStagingBytes;
-  }
-  return {kept.get(), length};
-}
 
 ioasid_fault fault_record(const ioasid_device_dma& dma, const devices::DmaFault& fault) {
   const bool with_pasid = dma.flags & IOASID_DMA_PASID;
@@ -76,23 +55,21 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
   if (dma.iova + (dma.length - 1) < dma.iova)
     return fail(EOVERFLOW, "iova {:#x} + length {:#x} wraps", dma.iova, dma.length);
 
-  const bool to_memory = dma.flags & IOASID_DMA_WRITE;
-  const auto data = staging(dma.length);
-  if (to_memory) IOASID_TRY(call.memory.read(dma.buf_uptr, data));
-  const auto outcome = devices::run_dma(call.service.iommu(), device->pasid_table(), device->device_tlb(),
-                                        {.pasid = with_pasid ? dma.pasid : iommu::kRidPasid,
-                                         .iova = dma.iova,
-                                         .to_memory = to_memory,
-                                         .data = data});
-  if (!to_memory && outcome.bytes_done > 0)
-    IOASID_TRY(call.memory.write(dma.buf_uptr, data.first(outcome.bytes_done)));
-  if (!outcome.fault) {
+  auto outcome = devices::run_dma(call.service.iommu(), device->pasid_table(), device->device_tlb(),
+                                  {.pasid = with_pasid ? dma.pasid : iommu::kRidPasid,
+                                   .iova = dma.iova,
+                                   .length = dma.length,
+                                   .to_memory = bool(dma.flags & IOASID_DMA_WRITE),
+                                   .buffer_memory = &call.memory,
+                                   .buffer_address = dma.buf_uptr});
+  IOASID_TRY(outcome);
+  if (!outcome->fault) {
     dma.out_status = IOASID_DMA_OK;
     dma.out_fault_addr = 0;
     dma.out_fault_reason = 0;
     return 0;
   }
-  const auto& fault = *outcome.fault;
+  const auto& fault = *outcome->fault;
   dma.out_status = IOASID_DMA_FAULT;
   dma.out_fault_addr = fault.address;
   dma.out_fault_reason = fault.reason;

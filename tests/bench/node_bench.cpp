@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -27,6 +28,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -218,6 +220,93 @@ void BM_Daemon_ClientProcesses(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * clients * kIoctlsPerClient);
 }
 
+// ---- DEVICE_DMA of 1 MiB through the node, against memcpy of the same size ----
+
+constexpr size_t kDmaBytes = 1u << 20;
+
+void BM_Memcpy1MiB(benchmark::State& state) {
+  std::vector<char> from(kDmaBytes, 1), to(kDmaBytes, 2);
+  for (auto _ : state) {
+    std::memcpy(to.data(), from.data(), kDmaBytes);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * kDmaBytes);
+}
+
+// A file of the daemon with dma1 attached by RID to an IOASID mapping 1 MiB of memory:
+// a memfd (MAP_FILE: mapped into the daemon) or private anonymous memory (MAP_DMA:
+// reached through /proc/<pid>/mem).
+struct DmaSetup {
+  int fd = -1;
+  uint32_t dev = 0;
+  uint64_t iova = 0;
+  int memfd = -1;
+  void* private_memory = nullptr;
+
+  bool open(bool use_memfd) {
+    fd = ::open(g_daemon.node.c_str(), O_RDWR);
+    ioasid_device_bind bind{};
+    std::snprintf(bind.name, sizeof bind.name, "dma1");
+    // The previous benchmark's file may still be releasing the device.
+    for (int i = 0; i < 300 && ioctl(fd, IOASID_DEVICE_BIND, &bind) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ioasid_alloc alloc{};
+    if (bind.out_dev_id == 0 || ioctl(fd, IOASID_ALLOC, &alloc) != 0) return false;
+    dev = bind.out_dev_id;
+    const uint32_t flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE;
+    if (use_memfd) {
+      memfd = memfd_create("dma-bench", MFD_CLOEXEC);
+      if (ftruncate(memfd, kDmaBytes) != 0) return false;
+      ioasid_map_file map{.flags = flags, .ioasid = alloc.out_ioasid, .fd = memfd, .length = kDmaBytes};
+      if (ioctl(fd, IOASID_MAP_FILE, &map) != 0) return false;
+      iova = map.iova;
+    } else {
+      private_memory = mmap(nullptr, kDmaBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      std::memset(private_memory, 3, kDmaBytes);
+      ioasid_map_dma map{.flags = flags, .ioasid = alloc.out_ioasid,
+                         .user_va = reinterpret_cast<uint64_t>(private_memory), .length = kDmaBytes};
+      if (ioctl(fd, IOASID_MAP_DMA, &map) != 0) return false;
+      iova = map.iova;
+    }
+    ioasid_attach attach{.dev_id = dev, .ioasid = alloc.out_ioasid};
+    return ioctl(fd, IOASID_ATTACH_IOASID, &attach) == 0;
+  }
+  ~DmaSetup() {
+    if (fd >= 0) ::close(fd);
+    if (memfd >= 0) ::close(memfd);
+    if (private_memory) munmap(private_memory, kDmaBytes);
+  }
+};
+
+void run_dma_bench(benchmark::State& state, bool use_memfd, bool to_memory) {
+  DmaSetup setup;
+  if (!setup.open(use_memfd)) {
+    state.SkipWithError("DMA setup failed");
+    return;
+  }
+  std::vector<char> buffer(kDmaBytes, 5);
+  for (auto _ : state) {
+    ioasid_device_dma dma{.dev_id = setup.dev,
+                          .flags = to_memory ? IOASID_DMA_WRITE : 0u,
+                          .iova = setup.iova,
+                          .length = kDmaBytes,
+                          .buf_uptr = reinterpret_cast<uint64_t>(buffer.data())};
+    if (ioctl(setup.fd, IOASID_DEVICE_DMA, &dma) != 0 || dma.out_status != IOASID_DMA_OK)
+      state.SkipWithError("DEVICE_DMA failed");
+  }
+  state.SetBytesProcessed(state.iterations() * kDmaBytes);
+}
+
+void BM_Daemon_DmaMemfdWrite1MiB(benchmark::State& state) { run_dma_bench(state, true, true); }
+void BM_Daemon_DmaMemfdRead1MiB(benchmark::State& state) { run_dma_bench(state, true, false); }
+void BM_Daemon_DmaProcMemWrite1MiB(benchmark::State& state) { run_dma_bench(state, false, true); }
+void BM_Daemon_DmaProcMemRead1MiB(benchmark::State& state) { run_dma_bench(state, false, false); }
+
+BENCHMARK(BM_Memcpy1MiB)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_Daemon_DmaMemfdWrite1MiB)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_Daemon_DmaMemfdRead1MiB)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_Daemon_DmaProcMemWrite1MiB)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_Daemon_DmaProcMemRead1MiB)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Null_IoctlNoStruct)->MinTime(0.5);
 BENCHMARK(BM_Daemon_GetApiVersion)->MinTime(0.5);
 BENCHMARK(BM_Null_TwoStructIoctls)->MinTime(0.5);
@@ -243,6 +332,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ratio("PASID alloc+free pair, daemon / null server", "BM_Daemon_PasidAllocFree", "BM_Null_TwoStructIoctls",
           times_);
     ratio("ioctl rate, two clients / one client", "BM_Daemon_ClientProcesses2", "BM_Daemon_ClientProcesses1", rates_);
+    for (const char* dma : {"BM_Daemon_DmaMemfdWrite1MiB", "BM_Daemon_DmaMemfdRead1MiB",
+                            "BM_Daemon_DmaProcMemWrite1MiB", "BM_Daemon_DmaProcMemRead1MiB"})
+      ratio((std::string(dma + 10) + " bandwidth / memcpy").c_str(), "BM_Memcpy1MiB", dma, times_);
   }
 
  private:
