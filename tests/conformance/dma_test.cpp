@@ -284,6 +284,39 @@ TEST(DeviceDma, NoRouteIsPasidInvalid) {
   EXPECT_EQ(faults[1].perm, uint32_t(IOASID_FAULT_PERM_READ | IOASID_FAULT_PERM_PRIV));
 }
 
+TEST(DeviceDma, TruncatedFileFaultsAndTheDaemonLives) {
+  RidSetup s;
+  Memfd file(4 * k4K);
+  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  std::vector<uint8_t> data(file.size, 0x12);
+  ASSERT_EQ(run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE).out_status, uint32_t(IOASID_DMA_OK));
+  ASSERT_EQ(ftruncate(file.fd, 2 * k4K), 0);  // the last two pages are gone under the mapping
+  auto out = run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT));
+  EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_UNKNOWN)) << "translated, but no memory behind it";
+  EXPECT_GE(out.out_fault_addr, iova);
+  EXPECT_LE(out.out_fault_addr, iova + 2 * k4K);
+  expect_daemon_alive();
+  EXPECT_EQ(ioctl_value(s.fd(), IOASID_GET_API_VERSION, 0), IOASID_API_VERSION);
+}
+
+TEST(DeviceDma, ABufferThatEndsEarlyIsEfault) {
+  RidSetup s;
+  Memfd file(4 * k4K);
+  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  // Two pages of buffer followed by an unmapped page.
+  auto* buffer = static_cast<uint8_t*>(mmap(nullptr, 3 * k4K, PROT_READ | PROT_WRITE,
+                                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(buffer, MAP_FAILED);
+  ASSERT_EQ(munmap(buffer + 2 * k4K, k4K), 0);
+  for (uint32_t flags : {0u, uint32_t(IOASID_DMA_WRITE)}) {
+    auto dma = dma_request(s.dev, iova, std::span(buffer, 3 * k4K), flags);
+    EXPECT_EQ(ioctl_errno(s.fd(), IOASID_DEVICE_DMA, &dma), Err(EFAULT)) << "flags " << flags;
+  }
+  EXPECT_TRUE(drain_faults(s.fd()).empty()) << "a bad buffer is the caller's error, not a device fault";
+  munmap(buffer, 2 * k4K);
+}
+
 TEST(DeviceDma, IovaBeyondTheAddressWidthIsOutOfRange) {
   RidSetup s;
   Memfd file(k4K);
