@@ -17,7 +17,7 @@ Translated from_cache(const IotlbTranslation& hit, uint64_t iova, uint32_t ioasi
 }  // namespace
 
 TranslateResult Iommu::translate(const PasidTable& table, const DmaRequest& request, Iotlb* device_tlb) {
-  const auto entry = table.translate_lookup(request.pasid);
+  auto entry = table.translate_lookup(request.pasid);
   if (!entry) return TranslationFault{.reason = IOASID_FAULT_REASON_PASID_INVALID};
   const uint64_t iova = request.iova;
   if (iova > last_iova())
@@ -40,6 +40,14 @@ TranslateResult Iommu::translate(const PasidTable& table, const DmaRequest& requ
     rights = cached->permissions;
     page_hpa = cached->hpa & ~((1ull << shift) - 1);
   } else {
+    // Re-read inside the guard: the entry read before it may point at a table that
+    // was freed meanwhile.
+    const auto guard = memory_.guard_walk();
+    const auto current = table.translate_lookup(request.pasid);
+    if (!current) return TranslationFault{.reason = IOASID_FAULT_REASON_PASID_INVALID};
+    entry = current;
+    if (entry->type == TranslationType::kPassThrough)
+      return Translated{iova, kPageSize - (iova & (kPageSize - 1)), entry->ioasid};
     const bool dirty = dirty_tracking(entry->domain);
     const auto walk = pgtable::walk_second_level(memory_, entry->root, entry->levels, iova, request.access,
                                                  dirty ? pgtable::AccessedDirty::kUpdate

@@ -76,7 +76,10 @@ Result<bool> HpaSpace::compare_exchange64(Hpa hpa, uint64_t& expected, uint64_t 
 
 Result<Hpa> HpaSpace::alloc_table() { return tables_.alloc(); }
 
-void HpaSpace::free_table(Hpa table) { tables_.free(table); }
+void HpaSpace::free_table(Hpa table) {
+  { std::unique_lock no_walk_inside(walks_); }
+  tables_.free(table);
+}
 
 // ---- Segments ------------------------------------------------------------------
 

@@ -28,6 +28,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <span>
 #include <vector>
@@ -70,7 +72,14 @@ class HpaSpace final : public PhysicalMemory {
   Result<void> write64(Hpa hpa, uint64_t value) override;
   Result<bool> compare_exchange64(Hpa hpa, uint64_t& expected, uint64_t desired) override;
   Result<Hpa> alloc_table() override;
+  // Waits for the walks in flight (see guard_walk) before the page can be reused.
   void free_table(Hpa table) override;
+
+  // Held by the IOMMU from reading a PASID entry to the end of the walk it starts. A
+  // walker may have read an entry just before unmap cleared it, and then reads the
+  // table it pointed to: free_table() waits for such walks, so a freed table is never
+  // reused (by another client's address space) under a walker's feet.
+  std::shared_lock<ShardedSharedMutex> guard_walk() { return std::shared_lock(walks_); }
 
   // Gives `backing` an HPA range of backing->size() bytes (a non-zero multiple of
   // 4 KiB, else EINVAL) and returns its base. ENOSPC if the window has no room.
@@ -114,6 +123,7 @@ class HpaSpace final : public PhysicalMemory {
   Result<void> transfer(Hpa hpa, Span data, size_t* bytes_done, const char* what, Move move);
 
   TablePool tables_;
+  ShardedSharedMutex walks_;
   mutable ShardedSharedMutex segments_mutex_;
   std::vector<Segment> segments_;              // sorted by base, non-overlapping
   Hpa next_segment_hpa_ = kSegmentWindowBase;  // the next-fit cursor
