@@ -159,6 +159,10 @@ std::string group_label(gid_t gid) {
   return std::to_string(gid);
 }
 
+// `pgtable` replies with at most this many dump lines (each ~60 bytes); the rest is
+// counted in dump_lines.
+constexpr size_t kMaxPgtableLines = 10000;
+
 struct CommandHelp {
   const char* cmd;
   const char* args;
@@ -171,7 +175,10 @@ constexpr CommandHelp kCommands[] = {
     {"pasids", "", "allocated PASIDs: owner context, gpasid, state, refcount"},
     {"set-quota", "\"context\":N, \"quota\":Q", "set a context's PASID quota"},
     {"devices", "", "emulated devices: type, PCI address, capabilities, owner context"},
-    {"stats", "", "IOMMU counters: IOTLB hits/misses/fills/evictions, HPA segments, table pages, pinned pages"},
+    {"stats", "",
+     "IOMMU counters: IOTLB, PASID cache, device-TLBs of ATS devices, HPA segments, table pages, pinned pages"},
+    {"pgtable", "\"context\":N, \"ioasid\":M",
+     "one IOASID's page table: mapped areas, attached routes, second-level leaves, table pages"},
     {"device-add", "\"spec\":\"dma,name=N,pci=BB:DD.F,...\"",
      "add an emulated device (dma or dsa; see ioasidd --device)"},
     {"device-remove", "\"device\":\"NAME or PCI address\"",
@@ -203,6 +210,7 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   json pasids() const;
   json devices() const;
   json stats() const;
+  json pgtable(const json& request) const;
   json device_row(const uapi::Device& device) const;
   json device_add(AdminSession& session, const json& request);
   json device_remove(AdminSession& session, const json& request);
@@ -553,6 +561,7 @@ json AdminServer::Impl::handle(AdminSession& session, const json& request) {
   }
   if (name == "devices") return ok_reply(devices());
   if (name == "stats") return ok_reply(stats());
+  if (name == "pgtable") return pgtable(request);
   if (name == "device-add") return device_add(session, request);
   if (name == "device-remove") return device_remove(session, request);
   if (name == "events") {
@@ -670,6 +679,20 @@ json AdminServer::Impl::stats() const {
   const HpaSpaceStats memory = iommu.memory().stats();
   json pinned = json::object();
   for (const auto& [uid, pages] : iommu.pins().pinned_by_uid()) pinned[std::to_string(uid)] = pages;
+  const iommu::PasidCacheStats pasid_cache = iommu.pasid_cache().stats();
+  json device_tlbs = json::array();
+  for (const auto& device : service.devices().list()) {
+    const iommu::Iotlb* device_tlb = device->device_tlb();
+    if (!device_tlb) continue;  // no ATS
+    const iommu::IotlbStats d = device_tlb->stats();
+    device_tlbs.push_back(json{{"device", device->spec().name},
+                               {"hits", d.hits},
+                               {"misses", d.misses},
+                               {"fills", d.fills},
+                               {"evictions", d.evictions},
+                               {"invalidated", d.invalidated},
+                               {"capacity", d.capacity}});
+  }
   return json{{"iotlb",
                {{"capacity", tlb.capacity},
                 {"hits", tlb.hits},
@@ -677,12 +700,54 @@ json AdminServer::Impl::stats() const {
                 {"fills", tlb.fills},
                 {"evictions", tlb.evictions},
                 {"invalidated", tlb.invalidated}}},
+              {"pasid_cache",
+               {{"hits", pasid_cache.hits},
+                {"misses", pasid_cache.misses},
+                {"invalidated", pasid_cache.invalidated},
+                {"capacity", pasid_cache.capacity}}},
+              {"device_tlbs", std::move(device_tlbs)},
               {"hpa",
                {{"segments", memory.segments},
                 {"segment_bytes", memory.segment_bytes},
                 {"table_pages", memory.table_pages},
                 {"table_page_limit", memory.table_page_limit}}},
               {"pinned_pages", {{"by_uid", pinned}, {"limit_per_uid", iommu.pins().limit_pages()}}}};
+}
+
+json AdminServer::Impl::pgtable(const json& request) const {
+  Result<uint32_t> context = u32_field(request, "context");
+  if (!context) return error_reply(context.error());
+  Result<uint32_t> ioasid = u32_field(request, "ioasid");
+  if (!ioasid) return error_reply(ioasid.error());
+  Result<uapi::IoasDump> dump = service.dump_ioas(*context, *ioasid);
+  if (!dump) return error_reply(dump.error());
+  json areas = json::array();
+  for (const iommu::AreaInfo& area : dump->areas)
+    areas.push_back(json{{"iova", area.iova},
+                         {"length", area.length},
+                         {"hpa", area.hpa},
+                         {"readable", area.readable},
+                         {"writeable", area.writeable},
+                         {"source", area.source}});
+  json routes = json::array();
+  for (const uapi::IoasRoute& route : dump->routes)
+    routes.push_back(json{{"device", route.device},
+                          {"dev_id", route.dev_id},
+                          {"pasid", route.pasid == iommu::kRidPasid ? json(nullptr) : json(route.pasid)}});
+  const size_t total = dump->lines.size();
+  if (total > kMaxPgtableLines) dump->lines.resize(kMaxPgtableLines);
+  return ok_reply(json{{"context", dump->context},
+                       {"ioasid", dump->ioasid},
+                       {"domain", dump->domain},
+                       {"levels", dump->levels},
+                       {"root", dump->root},
+                       {"table_pages", dump->table_pages},
+                       {"dirty_tracking", dump->dirty_tracking},
+                       {"areas", std::move(areas)},
+                       {"routes", std::move(routes)},
+                       {"dump", std::move(dump->lines)},
+                       {"dump_lines", total},
+                       {"truncated", total > kMaxPgtableLines}});
 }
 
 json AdminServer::Impl::device_add(AdminSession& session, const json& request) {

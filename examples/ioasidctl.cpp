@@ -1,6 +1,6 @@
 // ioasidctl: talks to ioasidd's admin socket (docs/ADMIN.md).
 //   ioasidctl [--socket P] [--json] status|contexts|pasids|set-quota CTX QUOTA|devices|
-//             device-add SPEC|device-remove NAME|PCI|events|help
+//             device-add SPEC|device-remove NAME|PCI|stats|pgtable CTX IOASID|events|help
 #include "common/admin_client.h"
 #include "common/cli.h"
 #include "common/event_format.h"
@@ -154,10 +154,65 @@ void print_stats(const json& stats) {
   fmt::print("iotlb       {} entries: {} hits, {} misses, {} fills, {} evictions, {} invalidated\n",
              text(tlb["capacity"]), text(tlb["hits"]), text(tlb["misses"]), text(tlb["fills"]),
              text(tlb["evictions"]), text(tlb["invalidated"]));
+  if (stats.contains("pasid_cache")) {  // older daemons have no such section
+    const json& cache = stats["pasid_cache"];
+    fmt::print("pasid-cache {} entries: {} hits, {} misses, {} invalidated\n", text(cache.at("capacity")),
+               text(cache.at("hits")), text(cache.at("misses")), text(cache.at("invalidated")));
+  }
+  if (stats.contains("device_tlbs")) {
+    if (stats["device_tlbs"].empty()) fmt::print("device-tlb  none (no device has ATS)\n");
+    for (const json& d : stats["device_tlbs"])
+      fmt::print("device-tlb  {}: {} entries: {} hits, {} misses, {} fills, {} evictions, {} invalidated\n",
+                 text(d.at("device")), text(d.at("capacity")), text(d.at("hits")), text(d.at("misses")),
+                 text(d.at("fills")), text(d.at("evictions")), text(d.at("invalidated")));
+  }
   fmt::print("memory      {} segments ({} bytes pinned), {} of {} page-table pages\n", text(hpa["segments"]),
              text(hpa["segment_bytes"]), text(hpa["table_pages"]), text(hpa["table_page_limit"]));
   fmt::print("pinned      limit {} pages per uid\n", text(pinned["limit_per_uid"]));
   for (const auto& [uid, pages] : pinned.at("by_uid").items()) fmt::print("  uid {:<8} {} pages\n", uid, text(pages));
+}
+
+// "0x1000" for an unsigned number, the value as is otherwise.
+std::string hex(const json& value) {
+  return value.is_number_unsigned() ? fmt::format("{:#x}", value.get<uint64_t>()) : text(value);
+}
+
+void print_pgtable(const json& t) {
+  fmt::print("context {}, IOASID {}: domain {}, {}-level table at hpa {}, {} table page(s), dirty tracking {}\n",
+             text(t.at("context")), text(t.at("ioasid")), text(t.at("domain")), text(t.at("levels")), hex(t.at("root")),
+             text(t.at("table_pages")), t.value("dirty_tracking", false) ? "on" : "off");
+
+  std::string routes;
+  for (const json& r : t.value("routes", json::array())) {
+    const json pasid = r.value("pasid", json());
+    routes += fmt::format("{}{} (dev_id {}) {}", routes.empty() ? "" : ", ", text(r.at("device")), text(r.at("dev_id")),
+                          pasid.is_null() ? std::string("RID") : "PASID " + text(pasid));
+  }
+  fmt::print("attached    {}\n", routes.empty() ? "nothing" : routes);
+
+  std::vector<std::vector<std::string>> cells;
+  for (const json& a : t.value("areas", json::array())) {
+    const std::string rights =
+        std::string(a.value("readable", false) ? "R" : "-") + (a.value("writeable", false) ? "W" : "-");
+    cells.push_back(
+        {"  " + hex(a.at("iova")), hex(a.at("length")), hex(a.at("hpa")), rights, text(a.value("source", json()))});
+  }
+  if (cells.empty()) {
+    fmt::print("areas       none mapped\n");
+  } else {
+    fmt::print("areas\n");
+    print_table({"  IOVA", "LENGTH", "HPA", "RIGHTS", "SOURCE"}, cells);
+  }
+
+  const json lines = t.value("dump", json::array());
+  if (lines.empty()) {
+    fmt::print("leaves      none (the table maps nothing)\n");
+    return;
+  }
+  fmt::print("leaves      (rights R W X, accessed A, dirty D; runs of alike leaves coalesced as xN)\n");
+  for (const json& line : lines) fmt::print("  {}\n", text(line));
+  if (t.value("truncated", false))
+    fmt::print("  ... {} more line(s) not sent by the daemon\n", t.value("dump_lines", lines.size()) - lines.size());
 }
 
 int fail_with(const ioasid::Error& error) {
@@ -200,7 +255,10 @@ int control(int argc, char** argv) {
       "                            dma|dsa,name=NAME,pci=BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N]\n"
       "  device-remove NAME|PCI  remove a device (a bound one stays with its owner, answering\n"
       "                            ENODEV until unbound)\n"
-      "  stats                   IOMMU counters: IOTLB, HPA segments, page-table pages, pinned pages\n"
+      "  stats                   IOMMU counters: IOTLB, PASID cache, device-TLBs (ATS devices), HPA\n"
+      "                            segments, page-table pages, pinned pages\n"
+      "  pgtable CTX IOASID      IOASID IOASID of context CTX: mapped areas, attached devices and the\n"
+      "                            leaves of its second-level page table\n"
       "  events                  print daemon events as they happen (Ctrl-C to stop)\n"
       "  help                    the commands the daemon itself lists\n\n"
       "Options");
@@ -220,11 +278,12 @@ int control(int argc, char** argv) {
     return *exit_code;
   if (command.empty()) {
     std::cerr << "ioasidctl: which command? (status, contexts, pasids, set-quota, devices, device-add, "
-                 "device-remove, events, help)\n";
+                 "device-remove, stats, pgtable, events, help)\n";
     return 2;
   }
 
-  const bool takes_args = command == "set-quota" || command == "device-add" || command == "device-remove";
+  const bool takes_args =
+      command == "set-quota" || command == "pgtable" || command == "device-add" || command == "device-remove";
   if (!takes_args && !args.empty()) {
     std::cerr << "ioasidctl: " << command << " takes no arguments\n";
     return 2;
@@ -238,6 +297,14 @@ int control(int argc, char** argv) {
       return 2;
     }
     request_args = {{"context", *context}, {"quota", *quota}};
+  } else if (command == "pgtable") {
+    std::optional<uint32_t> context = args.size() == 2 ? parse_u32(args[0]) : std::nullopt;
+    std::optional<uint32_t> ioasid = args.size() == 2 ? parse_u32(args[1]) : std::nullopt;
+    if (!context || !ioasid) {
+      std::cerr << "ioasidctl: usage: pgtable CONTEXT IOASID (two unsigned numbers; see `ioasidctl contexts`)\n";
+      return 2;
+    }
+    request_args = {{"context", *context}, {"ioasid", *ioasid}};
   } else if (command == "device-add") {
     if (args.size() != 1 || args[0].empty()) {
       std::cerr << "ioasidctl: usage: device-add SPEC (e.g. dma,name=dma2,pci=00:06.0,pasid=20,pri,ats)\n";
@@ -278,6 +345,8 @@ int control(int argc, char** argv) {
     print_devices(*result);
   } else if (command == "stats") {
     print_stats(*result);
+  } else if (command == "pgtable") {
+    print_pgtable(*result);
   } else if (command == "device-add") {
     fmt::print("added {}\n", text(result->value("spec", result->value("name", json()))));
   } else if (command == "device-remove") {

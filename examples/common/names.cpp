@@ -13,6 +13,10 @@ namespace {
 constexpr std::array<const char*, IOASID_FEAT_COUNT> kFeatureNames = {
     "PASID", "NESTING", "BIND_PGTBL", "CACHE_INVLD", "PAGE_RESP",
     "DIRTY_TRACKING", "GPASID", "MAP_FILE", "SIOV"};
+// Indexed by IOASID_FAULT_REASON_* (UNKNOWN 0 .. OOR_ADDRESS 8).
+constexpr std::array<const char*, IOASID_FAULT_REASON_OOR_ADDRESS + 1> kFaultReasonNames = {
+    "UNKNOWN", "PASID_FETCH", "BAD_PASID_ENTRY", "PASID_INVALID", "WALK_EABT",
+    "PTE_FETCH", "PERMISSION", "ACCESS", "OOR_ADDRESS"};
 }  // namespace
 
 std::string feature_name(uint32_t index) {
@@ -57,6 +61,19 @@ int errno_from_name(const std::string& name) {
     if (candidate && name == candidate) return code;
   }
   return 0;
+}
+
+std::string fault_reason_name(uint32_t reason) {
+  return reason < kFaultReasonNames.size() ? kFaultReasonNames[reason] : fmt::format("REASON{}", reason);
+}
+
+std::string fault_type_name(uint32_t type) {
+  switch (type) {
+    case IOASID_FAULT_DMA_UNRECOV: return "DMA_UNRECOV";
+    case IOASID_FAULT_PAGE_REQ: return "PAGE_REQ";
+    case IOASID_FAULT_LOST: return "LOST";
+    default: return fmt::format("TYPE{}", type);
+  }
 }
 
 }  // namespace ioasid::examples

@@ -16,5 +16,9 @@ std::string page_size_list(uint64_t bitmap);
 std::string errno_name(int code);
 // EINVAL for "EINVAL"; 0 if unknown.
 int errno_from_name(const std::string& name);
+// "ACCESS" for IOASID_FAULT_REASON_ACCESS; "REASON<n>" past the known ones.
+std::string fault_reason_name(uint32_t reason);
+// "DMA_UNRECOV", "PAGE_REQ", "LOST" for an IOASID_FAULT_* record type; "TYPE<n>" else.
+std::string fault_type_name(uint32_t type);
 
 }  // namespace ioasid::examples

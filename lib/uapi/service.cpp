@@ -1,14 +1,17 @@
 #include "uapi/service.h"
 
+#include "pgtable/dump.h"
 #include "uapi/dispatcher.h"
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
 #include <shared_mutex>
+#include <tuple>
 
 namespace ioasid::uapi {
 namespace {
@@ -268,6 +271,36 @@ std::shared_ptr<Context> Service::find_context(uint32_t id) const {
   std::shared_lock lock(registry_->mutex);
   auto it = registry_->contexts.find(id);
   return it == registry_->contexts.end() ? nullptr : it->second;
+}
+
+Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid) {
+  auto context = find_context(context_id);
+  if (!context) return fail(ENOENT, "no context {}", context_id);
+  auto ioas = context->objects().find<Ioas>(ioasid);
+  if (!ioas) return fail(ENOENT, "context {} has no IOASID {}", context_id, ioasid);
+  if (!ioas->table) return fail(EINVAL, "IOASID {} of context {} has no kernel-managed table", ioasid, context_id);
+  const iommu::IoPageTable& table = *ioas->table;  // kept alive by `ioas` even if freed meanwhile
+  IoasDump dump{.context = context_id,
+                .ioasid = ioasid,
+                .domain = table.domain(),
+                .levels = table.levels(),
+                .root = table.root(),
+                .table_pages = table.table_pages(),
+                .dirty_tracking = table.dirty_tracking(),
+                .areas = table.areas(),
+                .routes = {},
+                .lines = {}};
+  // Table words are read lock-free, as the IOMMU's own walks read them.
+  auto lines = pgtable::dump_second_level(iommu_.memory(), dump.root, dump.levels);
+  IOASID_TRY(lines);
+  dump.lines = std::move(*lines);
+  for (const auto& [dev_id, device] : context->objects().all<Device>())
+    for (const auto& [pasid, entry] : device->pasid_table().entries())
+      if (entry.ioasid == ioasid) dump.routes.push_back({device->spec().name, dev_id, pasid});
+  std::sort(dump.routes.begin(), dump.routes.end(), [](const IoasRoute& a, const IoasRoute& b) {
+    return std::tie(a.dev_id, a.pasid) < std::tie(b.dev_id, b.pasid);
+  });
+  return dump;
 }
 
 }  // namespace ioasid::uapi

@@ -61,6 +61,26 @@ struct PasidOwnerInfo {
   uint32_t refcount;
 };
 
+// Service::dump_ioas.
+struct IoasRoute {
+  std::string device;
+  uint32_t dev_id;  // the owner's id for the device
+  uint32_t pasid;   // iommu::kRidPasid (0): the device's RID
+};
+
+struct IoasDump {
+  uint32_t context;
+  uint32_t ioasid;
+  uint16_t domain;  // the IOTLB tag
+  int levels;
+  Hpa root;
+  size_t table_pages;
+  bool dirty_tracking;
+  std::vector<iommu::AreaInfo> areas;
+  std::vector<IoasRoute> routes;
+  std::vector<std::string> lines;  // pgtable::dump_second_level, runs coalesced
+};
+
 class Service {
  public:
   explicit Service(ServiceConfig config = {});
@@ -111,6 +131,12 @@ class Service {
   Allocator& allocator() { return allocator_; }
   iommu::Iommu& iommu() { return iommu_; }
   void publish(Event event);
+
+  // Admin view of one IOASID of a context: its kernel-managed table (areas, a readable
+  // dump of the second-level table) and the routes that reach it. ENOENT for an
+  // unknown context or IOASID. A snapshot: MAP/UNMAP running meanwhile may or may not
+  // show.
+  Result<IoasDump> dump_ioas(uint32_t context_id, uint32_t ioasid);
 
  private:
   std::shared_ptr<Context> find_context(uint32_t id) const;
