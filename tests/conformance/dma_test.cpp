@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <regex>
 #include <thread>
 
 namespace conf {
@@ -519,6 +520,37 @@ TEST(DirtyTracking, LargerPagesAndAreasSideBySide) {
   bitmap = get_bitmap(s.fd(), s.ioasid, iova, 2 * k2M);
   ASSERT_EQ(bitmap.words.size(), 16u);
   for (size_t i = 0; i < 16; ++i) EXPECT_EQ(bitmap.words[i], i < 8 ? 0 : ~0ull) << "word " << i;
+}
+
+// The admin view of what DMA did: the page-table dump and the translation caches.
+TEST(DeviceDma, AdminShowsTheTableAndTheCaches) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
+  RidSetup s;
+  Memfd file(2 * k4K);
+  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  std::vector<uint8_t> data(64, 1);
+  run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);
+  run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);
+
+  // This file's context: the entry of `contexts` with our pid (keys are sorted).
+  const std::string contexts = admin_request(R"({"cmd":"contexts"})");
+  std::smatch found;
+  const std::regex mine("\\{[^{}]*\"id\":([0-9]+)[^{}]*\"pid\":" + std::to_string(::getpid()) + "[,}]");
+  ASSERT_TRUE(std::regex_search(contexts, found, mine)) << contexts;
+  const std::string context = found[1];
+  const std::string dump = admin_request(R"({"cmd":"pgtable","context":)" + context +
+                                         R"(,"ioasid":)" + std::to_string(s.ioasid) + "}");
+  EXPECT_NE(dump.find("\"ok\":true"), std::string::npos) << dump;
+  char iova_text[32];
+  std::snprintf(iova_text, sizeof iova_text, "0x%llx", static_cast<unsigned long long>(iova));
+  EXPECT_NE(dump.find(iova_text), std::string::npos) << "the area's IOVA in the dump: " << dump;
+  EXPECT_NE(dump.find("dma1"), std::string::npos) << "the route: " << dump;
+  const std::string missing = admin_request(R"({"cmd":"pgtable","context":)" + context + R"(,"ioasid":999})");
+  EXPECT_NE(missing.find("ENOENT"), std::string::npos) << missing;
+
+  const std::string stats = admin_request(R"({"cmd":"stats"})");
+  for (const char* key : {"\"iotlb\"", "\"pasid_cache\"", "\"device_tlbs\"", "\"hits\""})
+    EXPECT_NE(stats.find(key), std::string::npos) << key << " in " << stats;
 }
 
 }  // namespace
