@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -233,6 +234,18 @@ void BM_Memcpy1MiB(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * kDmaBytes);
 }
 
+// The floor of any DMA of a client's buffer: one kernel copy between two processes'
+// memory (here the same process, which costs the same: pin each page, then copy it).
+void BM_ProcessVmReadv1MiB(benchmark::State& state) {
+  std::vector<char> from(kDmaBytes, 1), to(kDmaBytes, 2);
+  for (auto _ : state) {
+    iovec local{to.data(), kDmaBytes}, remote{from.data(), kDmaBytes};
+    if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != ssize_t(kDmaBytes))
+      state.SkipWithError("process_vm_readv failed");
+  }
+  state.SetBytesProcessed(state.iterations() * kDmaBytes);
+}
+
 // A file of the daemon with dma1 attached by RID to an IOASID mapping 1 MiB of memory:
 // a memfd (MAP_FILE: mapped into the daemon) or private anonymous memory (MAP_DMA:
 // reached through /proc/<pid>/mem).
@@ -303,6 +316,7 @@ void BM_Daemon_DmaProcMemWrite1MiB(benchmark::State& state) { run_dma_bench(stat
 void BM_Daemon_DmaProcMemRead1MiB(benchmark::State& state) { run_dma_bench(state, false, false); }
 
 BENCHMARK(BM_Memcpy1MiB)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_ProcessVmReadv1MiB)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Daemon_DmaMemfdWrite1MiB)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Daemon_DmaMemfdRead1MiB)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Daemon_DmaProcMemWrite1MiB)->MinTime(0.5)->UseRealTime();
@@ -335,6 +349,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const char* dma : {"BM_Daemon_DmaMemfdWrite1MiB", "BM_Daemon_DmaMemfdRead1MiB",
                             "BM_Daemon_DmaProcMemWrite1MiB", "BM_Daemon_DmaProcMemRead1MiB"})
       ratio((std::string(dma + 10) + " bandwidth / memcpy").c_str(), "BM_Memcpy1MiB", dma, times_);
+    ratio("process_vm_readv bandwidth / memcpy", "BM_Memcpy1MiB", "BM_ProcessVmReadv1MiB", times_);
+    ratio("DmaMemfdWrite1MiB bandwidth / process_vm_readv", "BM_ProcessVmReadv1MiB", "BM_Daemon_DmaMemfdWrite1MiB",
+          times_);
   }
 
  private:
