@@ -27,6 +27,12 @@ constexpr PasidEntry unpack(uint64_t info, uint64_t root) {
 }
 constexpr uint16_t info_domain(uint64_t info) { return static_cast<uint16_t>(info >> 16); }
 
+size_t shard_of_this_thread() {
+  static std::atomic<size_t> next{0};
+  thread_local const size_t shard = next.fetch_add(1, std::memory_order_relaxed);
+  return shard;
+}
+
 }  // namespace
 
 struct alignas(64) PasidCache::Slot {
@@ -71,11 +77,16 @@ std::optional<PasidEntry> PasidCache::lookup(uint32_t table, uint32_t pasid) {
     std::atomic_thread_fence(std::memory_order_acquire);
     if (slot.sequence.load(std::memory_order_relaxed) != before) continue;
     if (key != want) break;
-    hits_.fetch_add(1, std::memory_order_relaxed);
+    count_lookup(true);
     return unpack(info, root);
   }
-  misses_.fetch_add(1, std::memory_order_relaxed);
+  count_lookup(false);
   return std::nullopt;
+}
+
+void PasidCache::count_lookup(bool hit) {
+  CounterShard& shard = counters_[shard_of_this_thread() % kShards];
+  (hit ? shard.hits : shard.misses).fetch_add(1, std::memory_order_relaxed);
 }
 
 void PasidCache::fill(uint32_t table, uint32_t pasid, const PasidEntry& entry) {
@@ -121,8 +132,12 @@ void PasidCache::invalidate_all() {
 }
 
 PasidCacheStats PasidCache::stats() const {
-  return {hits_.load(std::memory_order_relaxed), misses_.load(std::memory_order_relaxed),
-          invalidated_.load(std::memory_order_relaxed), slot_count_};
+  uint64_t hits = 0, misses = 0;
+  for (const CounterShard& shard : counters_) {
+    hits += shard.hits.load(std::memory_order_relaxed);
+    misses += shard.misses.load(std::memory_order_relaxed);
+  }
+  return {hits, misses, invalidated_.load(std::memory_order_relaxed), slot_count_};
 }
 
 }  // namespace ioasid::iommu

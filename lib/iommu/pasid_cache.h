@@ -63,9 +63,20 @@ class PasidCache {
   template <typename Match>
   void invalidate_where(Match match);
 
+  void count_lookup(bool hit);
+
   size_t slot_count_;
   std::unique_ptr<Slot[]> slots_;
-  std::atomic<uint64_t> hits_{0}, misses_{0}, invalidated_{0};
+  // Hit and miss counters sharded by thread, as the IOTLB's: every translation counts
+  // one, and a shared counter would bounce its cache line between the CPUs that
+  // translate. Invalidations are rare and share one counter.
+  struct alignas(64) CounterShard {
+    std::atomic<uint64_t> hits{0};
+    std::atomic<uint64_t> misses{0};
+  };
+  static constexpr size_t kShards = 16;
+  std::array<CounterShard, kShards> counters_;
+  std::atomic<uint64_t> invalidated_{0};
 };
 
 }  // namespace ioasid::iommu

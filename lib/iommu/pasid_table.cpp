@@ -15,14 +15,18 @@ PasidTable::PasidTable(PasidCache& cache) : cache_(cache), id_(next_table_id()) 
 PasidTable::~PasidTable() { cache_.invalidate_table(id_); }
 
 std::optional<PasidEntry> PasidTable::translate_lookup(uint32_t pasid) const {
-  if (auto cached = cache_.lookup(id_, pasid)) return cached;
+  // One named result on every path: returning the cache's optional by copy made the
+  // CPU reload the fields it had just stored, a store-forwarding stall on every hit.
+  std::optional<PasidEntry> entry = cache_.lookup(id_, pasid);
+  if (entry) return entry;
   // Filled under the table's lock: a set() or clear() either precedes this read or
   // invalidates the fill.
   std::lock_guard lock(mutex_);
   auto it = entries_.find(pasid);
-  if (it == entries_.end()) return std::nullopt;
+  if (it == entries_.end()) return entry;
   cache_.fill(id_, pasid, it->second);
-  return it->second;
+  entry = it->second;
+  return entry;
 }
 
 std::optional<PasidEntry> PasidTable::lookup(uint32_t pasid) const {
