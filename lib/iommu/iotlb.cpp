@@ -34,12 +34,6 @@ uint64_t mix(uint64_t x) {
   return x ^ (x >> 33);
 }
 
-size_t shard_of_this_thread() {
-  static std::atomic<size_t> next{0};
-  thread_local const size_t shard = next.fetch_add(1, std::memory_order_relaxed);
-  return shard;
-}
-
 bool overlaps(uint64_t page, uint8_t shift, uint64_t iova, uint64_t length) {
   const uint64_t first = page << shift;
   const uint64_t last = first + ((1ull << shift) - 1);
@@ -92,7 +86,7 @@ Iotlb::Set& Iotlb::set_for(uint16_t domain, uint32_t pasid, uint64_t page_number
 }
 
 void Iotlb::count(size_t counter) const {
-  counters_[shard_of_this_thread() % kShards].values[counter].fetch_add(1, std::memory_order_relaxed);
+  counters_.add(counter);
 }
 
 std::optional<IotlbTranslation> Iotlb::lookup(uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t required) {
@@ -188,7 +182,7 @@ void Iotlb::invalidate_where(Match match) {
     });
   }
   if (removed) {
-    counters_[shard_of_this_thread() % kShards].values[kInvalidated].fetch_add(removed, std::memory_order_relaxed);
+    counters_.add(kInvalidated, removed);
   }
 }
 
@@ -220,10 +214,8 @@ void Iotlb::invalidate_domain_range(uint16_t domain, uint64_t iova, uint64_t len
 }
 
 IotlbStats Iotlb::stats() const {
-  std::array<uint64_t, 5> total{};
-  for (const auto& shard : counters_)
-    for (size_t i = 0; i < total.size(); ++i) total[i] += shard.values[i].load(std::memory_order_relaxed);
-  return IotlbStats{total[kHits], total[kMisses], total[kFills], total[kEvictions], total[kInvalidated], capacity()};
+  return IotlbStats{counters_.total(kHits),      counters_.total(kMisses),      counters_.total(kFills),
+                    counters_.total(kEvictions), counters_.total(kInvalidated), capacity()};
 }
 
 }  // namespace ioasid::iommu

@@ -4,6 +4,8 @@
 // stays until it is evicted or invalidated, whatever happens to the page table.
 #pragma once
 
+#include "base/sharded_counters.h"
+
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -83,12 +85,7 @@ class Iotlb {
   size_t set_count_;
   std::unique_ptr<Set[]> sets_;
   std::atomic<uint64_t> epoch_{0};
-  // Counters sharded by thread so that concurrent hits do not share a cache line.
-  struct alignas(64) CounterShard {
-    std::array<std::atomic<uint64_t>, 5> values{};
-  };
-  static constexpr size_t kShards = 16;
-  mutable std::array<CounterShard, kShards> counters_;
+  mutable ShardedCounters<5> counters_;
 };
 
 }  // namespace ioasid::iommu

@@ -27,11 +27,7 @@ constexpr PasidEntry unpack(uint64_t info, uint64_t root) {
 }
 constexpr uint16_t info_domain(uint64_t info) { return static_cast<uint16_t>(info >> 16); }
 
-size_t shard_of_this_thread() {
-  static std::atomic<size_t> next{0};
-  thread_local const size_t shard = next.fetch_add(1, std::memory_order_relaxed);
-  return shard;
-}
+enum LookupCounter : size_t { kHits, kMisses };
 
 }  // namespace
 
@@ -84,10 +80,7 @@ std::optional<PasidEntry> PasidCache::lookup(uint32_t table, uint32_t pasid) {
   return std::nullopt;
 }
 
-void PasidCache::count_lookup(bool hit) {
-  CounterShard& shard = counters_[shard_of_this_thread() % kShards];
-  (hit ? shard.hits : shard.misses).fetch_add(1, std::memory_order_relaxed);
-}
+void PasidCache::count_lookup(bool hit) { lookups_.add(hit ? kHits : kMisses); }
 
 void PasidCache::fill(uint32_t table, uint32_t pasid, const PasidEntry& entry) {
   slot_for(table, pasid).write([&](Slot& slot) {
@@ -132,12 +125,7 @@ void PasidCache::invalidate_all() {
 }
 
 PasidCacheStats PasidCache::stats() const {
-  uint64_t hits = 0, misses = 0;
-  for (const CounterShard& shard : counters_) {
-    hits += shard.hits.load(std::memory_order_relaxed);
-    misses += shard.misses.load(std::memory_order_relaxed);
-  }
-  return {hits, misses, invalidated_.load(std::memory_order_relaxed), slot_count_};
+  return {lookups_.total(kHits), lookups_.total(kMisses), invalidated_.load(std::memory_order_relaxed), slot_count_};
 }
 
 }  // namespace ioasid::iommu

@@ -5,6 +5,7 @@
 // entry that a concurrent detach removed.
 #pragma once
 
+#include "base/sharded_counters.h"
 #include "memory/physical_memory.h"
 
 #include <array>
@@ -67,15 +68,9 @@ class PasidCache {
 
   size_t slot_count_;
   std::unique_ptr<Slot[]> slots_;
-  // Hit and miss counters sharded by thread, as the IOTLB's: every translation counts
-  // one, and a shared counter would bounce its cache line between the CPUs that
-  // translate. Invalidations are rare and share one counter.
-  struct alignas(64) CounterShard {
-    std::atomic<uint64_t> hits{0};
-    std::atomic<uint64_t> misses{0};
-  };
-  static constexpr size_t kShards = 16;
-  std::array<CounterShard, kShards> counters_;
+  // Every translation counts a hit or a miss: per-thread rows, no shared cache line.
+  // Invalidations are rare and share one counter.
+  mutable ShardedCounters<2> lookups_;
   std::atomic<uint64_t> invalidated_{0};
 };
 
