@@ -129,12 +129,18 @@ TEST(DeviceRemoved, ItsOwnerGetsEnodevAndCanUnbind) {
   const uint32_t dev_id = bind_device(node.fd(), "dma1");
   ioasid_alloc alloc{};
   ASSERT_EQ(ioctl_errno(node.fd(), IOASID_ALLOC, &alloc), kOk);
+  ioasid_attach attached{.dev_id = dev_id, .ioasid = alloc.out_ioasid};
+  ASSERT_EQ(ioctl_errno(node.fd(), IOASID_ATTACH_IOASID, &attached), kOk);
   const std::string removed = admin_request(R"({"cmd":"device-remove","device":"dma1"})");
   ASSERT_NE(removed.find("\"ok\":true"), std::string::npos) << removed;
   ioasid_device_info info{.dev_id = dev_id};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_GET_INFO, &info), Err(ENODEV));
   ioasid_attach attach{.dev_id = dev_id, .ioasid = alloc.out_ioasid};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_ATTACH_IOASID, &attach), Err(ENODEV));
+  char buffer[64] = {};
+  ioasid_device_dma dma{.dev_id = dev_id, .iova = 0x1000, .length = sizeof buffer,
+                        .buf_uptr = reinterpret_cast<uint64_t>(buffer)};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_DMA, &dma), Err(ENODEV)) << "a removed device does no DMA";
   ioasid_device_bind again = bind_request("dma1");
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &again), Err(ENOENT)) << "gone from the registry";
   ioasid_device_unbind unbind{.dev_id = dev_id};

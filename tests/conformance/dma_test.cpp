@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <regex>
 #include <thread>
 
 namespace conf {
@@ -534,10 +533,15 @@ TEST(DeviceDma, AdminShowsTheTableAndTheCaches) {
 
   // This file's context: the entry of `contexts` with our pid (keys are sorted).
   const std::string contexts = admin_request(R"({"cmd":"contexts"})");
-  std::smatch found;
-  const std::regex mine("\\{[^{}]*\"id\":([0-9]+)[^{}]*\"pid\":" + std::to_string(::getpid()) + "[,}]");
-  ASSERT_TRUE(std::regex_search(contexts, found, mine)) << contexts;
-  const std::string context = found[1];
+  const std::string pid_field = "\"pid\":" + std::to_string(::getpid());
+  size_t at = contexts.find(pid_field);
+  while (at != std::string::npos && contexts[at + pid_field.size()] != ',' && contexts[at + pid_field.size()] != '}')
+    at = contexts.find(pid_field, at + 1);
+  ASSERT_NE(at, std::string::npos) << contexts;
+  const size_t object = contexts.rfind('{', at);
+  const size_t id = contexts.find("\"id\":", object);
+  ASSERT_LT(id, at) << contexts;
+  const std::string context = std::to_string(std::stoul(contexts.substr(id + 5)));
   const std::string dump = admin_request(R"({"cmd":"pgtable","context":)" + context +
                                          R"(,"ioasid":)" + std::to_string(s.ioasid) + "}");
   EXPECT_NE(dump.find("\"ok\":true"), std::string::npos) << dump;
