@@ -142,10 +142,16 @@ int run(const Options& options) {
     stop_loop();
   });
   set_termination_signals_blocked(false);
+  // A DMA waiting for a page response keeps its thread: another must serve the node.
+  std::atomic<SessionThreads*> serving{nullptr};
+  service.set_blocking_wait_hook([&serving] {
+    if (SessionThreads* threads = serving.load(std::memory_order_acquire)) threads->ensure_free_reader();
+  });
   SessionThreads sessions((*frontend)->session(), options.session_threads, [&] {
     failed = true;
     boost::asio::post(io, stop_loop);
   });
+  serving.store(&sessions, std::memory_order_release);
   if (auto exposed = (*frontend)->expose(); !exposed) {
     spdlog::error("cannot expose the node: {}", exposed.error().why);
     failed = true;

@@ -130,7 +130,22 @@ void NodeOps::ioctl(fuse_req_t req, unsigned int cmd, void* arg, fuse_file_info*
   // _IO commands carry no struct: both pointers are null, and memcpy must not see them.
   if (const size_t copied = std::min(in_bufsz, size); copied > 0) std::memcpy(buf.data(), in_buf, copied);
   ProcessMemory memory(fuse_req_ctx(req)->pid);
-  auto result = service_.ioctl(*file->context, cmd, reinterpret_cast<uintptr_t>(arg), buf, memory);
+  // A signal to the caller (FUSE_INTERRUPT) ends a DMA's wait for a page response.
+  struct Interrupt {
+    std::atomic<bool> raised{false};
+    uapi::Context* context;
+  } interrupt{.context = file->context.get()};
+  fuse_req_interrupt_func(
+      req,
+      [](fuse_req_t, void* data) {
+        auto* state = static_cast<Interrupt*>(data);
+        state->raised.store(true, std::memory_order_release);
+        state->context->page_requests().wake();
+      },
+      &interrupt);
+  auto result =
+      service_.ioctl(*file->context, cmd, reinterpret_cast<uintptr_t>(arg), buf, memory, &interrupt.raised);
+  fuse_req_interrupt_func(req, nullptr, nullptr);
   // Restricted mode copies the reply struct back even with a negative result, which
   // is how rows that report progress on error (entry_num, num_ranges) reach the caller.
   // A command that is not ours (ENOTTY) gets nothing written into the caller's memory.

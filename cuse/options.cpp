@@ -43,6 +43,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   bool no_netlink = false;
   std::vector<std::string> device_specs;
   uint64_t pin_limit_mib = (PinAccounting::kDefaultLimitPages * kPageSize) >> 20;
+  uint64_t page_timeout_ms = static_cast<uint64_t>(options.service.page_response_timeout.count());
 
   po::options_description desc(kUsage);
   desc.add_options()
@@ -78,6 +79,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
        "IOVA width of the emulated IOMMU: 48 (4-level) or 57 (5-level)")
       ("fault-queue", po::value(&options.service.fault_queue_depth)->default_value(options.service.fault_queue_depth),
        "fault records queued per open file before a LOST record")
+      ("page-timeout", po::value(&page_timeout_ms)->default_value(page_timeout_ms),
+       "milliseconds a DMA waits for the PAGE_RESP to its page request before it fails")
       ("admin-socket", po::value(&options.admin_socket)->default_value(options.admin_socket),
        "unix socket for ioasidctl; 'none' disables it")
       ("admin-group", po::value(&admin_group),
@@ -124,6 +127,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
       }
     }
     options.service.pin_limit_pages = (pin_limit_mib << 20) >> kPageShift;
+    options.service.page_response_timeout = std::chrono::milliseconds(page_timeout_ms);
     if (options.netlink_group > 32) throw po::error("--netlink-group must be 1..32 (0 disables)");
     if (options.service.pasid_bits < 1 || options.service.pasid_bits > 20)
       throw po::error("--pasid-bits must be 1..20");

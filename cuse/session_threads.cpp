@@ -39,12 +39,29 @@ void block_termination_signals() {
 SessionThreads::SessionThreads(fuse_session* session, unsigned count, std::function<void()> on_session_end)
     : session_(session), on_session_end_(std::move(on_session_end)) {
   install_wake_handler();
-  for (unsigned i = 0; i < count; ++i) {
-    auto worker = std::make_unique<Worker>();
-    Worker& ref = *worker;
-    workers_.push_back(std::move(worker));
-    ref.thread = std::thread([this, &ref] { serve(ref); });
+  std::lock_guard lock(workers_mutex_);
+  for (unsigned i = 0; i < count; ++i) start_worker_locked();
+}
+
+void SessionThreads::start_worker_locked() {
+  auto worker = std::make_unique<Worker>();
+  Worker& ref = *worker;
+  workers_.push_back(std::move(worker));
+  ref.thread = std::thread([this, &ref] { serve(ref); });
+}
+
+void SessionThreads::ensure_free_reader() {
+  std::lock_guard lock(workers_mutex_);
+  if (stopping_.load(std::memory_order_acquire)) return;
+  // This thread is one of the busy ones; the others may all be waiting too.
+  if (busy_.load(std::memory_order_acquire) < workers_.size()) return;
+  if (workers_.size() >= kMaxThreads) {
+    spdlog::warn("{} session threads are all busy: a new request waits for one (page responses time out)",
+                 workers_.size());
+    return;
   }
+  start_worker_locked();
+  spdlog::info("session thread {} started: the others are busy or waiting for page responses", workers_.size());
 }
 
 SessionThreads::~SessionThreads() { stop(); }
@@ -62,23 +79,29 @@ void SessionThreads::serve(Worker& worker) {
       }
       break;
     }
+    busy_.fetch_add(1, std::memory_order_acq_rel);
     fuse_session_process_buf(session_, &buf);
+    busy_.fetch_sub(1, std::memory_order_acq_rel);
   }
   std::free(buf.mem);
   worker.done.store(true, std::memory_order_release);
 }
 
 void SessionThreads::stop() {
-  if (stopping_.exchange(true)) return;
+  std::vector<std::unique_ptr<Worker>> workers;
+  {
+    std::lock_guard lock(workers_mutex_);
+    if (stopping_.exchange(true)) return;
+    workers.swap(workers_);
+  }
   // A signal may land just before a worker enters read(); keep knocking until each has left.
-  for (auto& worker : workers_) {
+  for (auto& worker : workers) {
     while (!worker->done.load(std::memory_order_acquire)) {
       pthread_kill(worker->thread.native_handle(), kWakeSignal);
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     worker->thread.join();
   }
-  workers_.clear();
 }
 
 }  // namespace ioasid::daemon

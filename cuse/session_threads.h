@@ -10,6 +10,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,8 +24,15 @@ class SessionThreads {
   SessionThreads(const SessionThreads&) = delete;
   SessionThreads& operator=(const SessionThreads&) = delete;
 
+  // Called by a thread about to wait inside a request (a DMA waiting for a page
+  // response): if no other thread is free to read the session, one more is started,
+  // so the request that ends the wait can be served. Grows up to kMaxThreads.
+  void ensure_free_reader();
+
   // Stops taking requests and joins every thread.
   void stop();
+
+  static constexpr unsigned kMaxThreads = 64;
 
  private:
   struct Worker {
@@ -32,12 +40,15 @@ class SessionThreads {
     std::atomic<bool> done{false};
   };
   void serve(Worker& worker);
+  void start_worker_locked();
 
   fuse_session* session_;
   std::function<void()> on_session_end_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> ended_{false};
+  std::mutex workers_mutex_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<unsigned> busy_{0};  // threads inside a request
 };
 
 }  // namespace ioasid::daemon

@@ -58,7 +58,8 @@ Result<DmaOutcome> run_dma(iommu::Iommu& iommu, const iommu::PasidTable& table, 
   uint32_t ioasid = 0;
   while (translated < transfer.length) {
     const uint64_t iova = transfer.iova + translated;
-    const auto result = iommu.translate(table, {.pasid = transfer.pasid, .iova = iova, .access = access}, device_tlb);
+    const auto result = iommu.translate(
+        table, {.pasid = transfer.pasid, .iova = iova, .access = access, .privileged = transfer.privileged}, device_tlb);
     if (!result.ok()) {
       const auto& fault = result.fault();
       outcome.fault = DmaFault{iova, fault.reason, fault.ioasid, fault.fetch_address};

@@ -22,6 +22,7 @@ struct DmaTransfer {
   uint64_t iova = 0;
   uint64_t length = 0;     // the caller checked that iova + length does not wrap
   bool to_memory = false;  // true: the device writes memory from the buffer; false: reads memory into it
+  bool privileged = false;  // supervisor requests (PRIV)
   ClientMemory* buffer_memory = nullptr;
   uint64_t buffer_address = 0;
 };

@@ -100,6 +100,7 @@ void IoPageTable::drop_area_locked(uint64_t iova, Area& area) {
   // holds a stale translation finishes before remove_segment returns, or faults.
   (void)table_.unmap(iova, area.length);
   iommu_.flush_range(domain_, iova, area.length);
+  for (const uint16_t nested : nested_domains_) iommu_.flush_domain(nested);
   iovas_.release(iova);
   (void)iommu_.memory().remove_segment(area.hpa);
   areas_.erase(iova);  // releases the pin charge
@@ -144,6 +145,16 @@ Result<void> IoPageTable::read_dirty(uint64_t iova, uint64_t length, uint64_t pa
                                                 bitmap));
   if (clear) iommu_.flush_range(domain_, iova, length);
   return success();
+}
+
+void IoPageTable::add_nested_domain(uint16_t domain) {
+  std::lock_guard lock(mutex_);
+  nested_domains_.push_back(domain);
+}
+
+void IoPageTable::remove_nested_domain(uint16_t domain) {
+  std::lock_guard lock(mutex_);
+  std::erase(nested_domains_, domain);
 }
 
 std::vector<IovaRange> IoPageTable::allowed_ranges() const {

@@ -67,6 +67,12 @@ class IoPageTable {
   // EINVAL unless [iova, iova + length) is covered by areas without a gap.
   Result<void> check_mapped(uint64_t iova, uint64_t length) const;
 
+  // Nested address spaces translate their GPAs through this table and cache the
+  // combined translations under their own domain: every unmap flushes those domains
+  // whole (which guest addresses used the range is not known).
+  void add_nested_domain(uint16_t domain);
+  void remove_nested_domain(uint16_t domain);
+
   std::vector<IovaRange> allowed_ranges() const;
   std::vector<AreaInfo> areas() const;
   size_t table_pages() const;
@@ -90,6 +96,7 @@ class IoPageTable {
   pgtable::SecondLevelTable table_;
   IovaSpace iovas_;
   std::map<uint64_t, Area> areas_;
+  std::vector<uint16_t> nested_domains_;
 };
 
 }  // namespace ioasid::iommu

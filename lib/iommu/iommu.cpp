@@ -40,6 +40,16 @@ void Iommu::free_domain(uint16_t domain) {
   if (domain != 0) domains_in_use_[domain] = false;
 }
 
+Result<Domain> Iommu::make_domain() {
+  auto id = allocate_domain();
+  IOASID_TRY(id);
+  return Domain(*this, *id);
+}
+
+Domain::~Domain() {
+  if (iommu_) iommu_->free_domain(id_);
+}
+
 void Iommu::set_dirty_tracking(uint16_t domain, bool enabled) {
   dirty_tracking_[domain].store(enabled, std::memory_order_release);
   // Cached entries were filled under the old rule (with write rights that skip D).

@@ -11,12 +11,14 @@
 #include "iommu/translation.h"
 #include "memory/hpa_space.h"
 #include "memory/pin_accounting.h"
+#include "pgtable/walk.h"
 
 #include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 namespace ioasid::iommu {
@@ -27,6 +29,24 @@ struct IommuConfig {
   size_t iotlb_entries = 4096;
   size_t pasid_cache_entries = 1024;
   uint64_t max_table_pages = HpaSpace::kDefaultMaxTablePages;
+};
+
+class Iommu;
+
+// A domain id held for the life of an address space: freed (and its IOTLB entries
+// flushed) when the holder goes.
+class Domain {
+ public:
+  Domain() = default;
+  Domain(Iommu& iommu, uint16_t id) : iommu_(&iommu), id_(id) {}
+  Domain(Domain&& other) noexcept : iommu_(std::exchange(other.iommu_, nullptr)), id_(other.id_) {}
+  Domain& operator=(Domain&&) = delete;
+  ~Domain();
+  uint16_t id() const { return id_; }
+
+ private:
+  Iommu* iommu_ = nullptr;
+  uint16_t id_ = 0;
 };
 
 class Iommu {
@@ -47,6 +67,7 @@ class Iommu {
   // Domain ids 1..65535 (0 is never used). ENOSPC when all are taken.
   Result<uint16_t> allocate_domain();
   void free_domain(uint16_t domain);
+  Result<Domain> make_domain();
 
   // Second-level A/D updates (SSADE) for every request translated in the domain.
   void set_dirty_tracking(uint16_t domain, bool enabled);
@@ -67,6 +88,9 @@ class Iommu {
  private:
   friend DeviceTlbRegistration;
   void unsubscribe(uint64_t id);
+  // The walk a PASID entry asks for: second level, or the guest's first level nested
+  // over its parent's second level.
+  pgtable::WalkResult walk(const PasidEntry& entry, const DmaRequest& request);
   template <typename Flush>
   void flush_device_tlbs(Flush flush);
 

@@ -201,6 +201,30 @@ void Iotlb::invalidate_pasid(uint16_t domain, uint32_t pasid) {
 }
 
 void Iotlb::invalidate_range(uint16_t domain, uint32_t pasid, uint64_t iova, uint64_t length) {
+  // A small range (a guest's page invalidations) visits only the sets its pages hash
+  // to, at each page size, instead of the whole IOTLB.
+  constexpr uint64_t kProbedPages = 64;
+  if (length != 0 && length <= kProbedPages * (1ull << kPageShifts[0]) && iova + (length - 1) >= iova) {
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    uint64_t removed = 0;
+    const uint64_t last = iova + (length - 1);
+    for (const uint8_t shift : kPageShifts) {
+      const uint64_t want = make_tag(domain, pasid, shift);
+      for (uint64_t page = iova >> shift; page <= (last >> shift); ++page) {
+        set_for(domain, pasid, page, shift).write([&](Set& set) {
+          for (auto& way : set.ways) {
+            if (way.tag.load(std::memory_order_relaxed) == want && way.page.load(std::memory_order_relaxed) == page) {
+              way.tag.store(0, std::memory_order_relaxed);
+              ++removed;
+            }
+          }
+        });
+      }
+    }
+    if (removed) counters_.add(kInvalidated, removed);
+    return;
+  }
   invalidate_where([=](uint64_t tag, uint64_t page) {
     return tag_domain(tag) == domain && tag_pasid(tag) == (pasid & kPasidMask) &&
            overlaps(page, tag_shift(tag), iova, length);

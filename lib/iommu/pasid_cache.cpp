@@ -8,6 +8,7 @@ namespace {
 
 // key:  valid (63) | table (51:20) | PASID (19:0)
 // info: ioasid (63:32) | domain (31:16) | type (15:8) | levels (7:0)
+// nest: second-level domain (31:16) | first-level levels (15:8) | first-level flags (7:0)
 constexpr uint64_t kValid = 1ull << 63;
 constexpr uint64_t kPasidMask = (1ull << 20) - 1;
 
@@ -18,12 +19,20 @@ constexpr uint64_t pack(const PasidEntry& entry) {
   return (uint64_t{entry.ioasid} << 32) | (uint64_t{entry.domain} << 16) |
          (uint64_t{static_cast<uint8_t>(entry.type)} << 8) | entry.levels;
 }
-constexpr PasidEntry unpack(uint64_t info, uint64_t root) {
+constexpr uint64_t pack_nest(const PasidEntry& entry) {
+  return (uint64_t{entry.second_level_domain} << 16) | (uint64_t{entry.first_level_levels} << 8) |
+         entry.first_level_flags;
+}
+constexpr PasidEntry unpack(uint64_t info, uint64_t root, uint64_t nest, uint64_t first_level_root) {
   return PasidEntry{.ioasid = static_cast<uint32_t>(info >> 32),
                     .domain = static_cast<uint16_t>(info >> 16),
                     .type = static_cast<TranslationType>((info >> 8) & 0xff),
                     .levels = static_cast<uint8_t>(info & 0xff),
-                    .root = root};
+                    .root = root,
+                    .second_level_domain = static_cast<uint16_t>(nest >> 16),
+                    .first_level_levels = static_cast<uint8_t>(nest >> 8),
+                    .first_level_flags = static_cast<uint8_t>(nest),
+                    .first_level_root = first_level_root};
 }
 constexpr uint16_t info_domain(uint64_t info) { return static_cast<uint16_t>(info >> 16); }
 
@@ -37,6 +46,8 @@ struct alignas(64) PasidCache::Slot {
   std::atomic<uint64_t> key{0};
   std::atomic<uint64_t> info{0};
   std::atomic<uint64_t> root{0};
+  std::atomic<uint64_t> nest{0};
+  std::atomic<uint64_t> first_level_root{0};
 
   template <typename Change>
   void write(Change change) {
@@ -70,11 +81,13 @@ std::optional<PasidEntry> PasidCache::lookup(uint32_t table, uint32_t pasid) {
     const uint64_t key = slot.key.load(std::memory_order_relaxed);
     const uint64_t info = slot.info.load(std::memory_order_relaxed);
     const uint64_t root = slot.root.load(std::memory_order_relaxed);
+    const uint64_t nest = slot.nest.load(std::memory_order_relaxed);
+    const uint64_t first_level_root = slot.first_level_root.load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (slot.sequence.load(std::memory_order_relaxed) != before) continue;
     if (key != want) break;
     count_lookup(true);
-    return unpack(info, root);
+    return unpack(info, root, nest, first_level_root);
   }
   count_lookup(false);
   return std::nullopt;
@@ -87,6 +100,8 @@ void PasidCache::fill(uint32_t table, uint32_t pasid, const PasidEntry& entry) {
     slot.key.store(make_key(table, pasid), std::memory_order_relaxed);
     slot.info.store(pack(entry), std::memory_order_relaxed);
     slot.root.store(entry.root, std::memory_order_relaxed);
+    slot.nest.store(pack_nest(entry), std::memory_order_relaxed);
+    slot.first_level_root.store(entry.first_level_root, std::memory_order_relaxed);
   });
 }
 

@@ -22,14 +22,21 @@ namespace ioasid::iommu {
 enum class TranslationType : uint8_t {
   kSecondLevel = 1,  // through the kernel-managed table at `root`
   kPassThrough = 2,  // IOVA = HPA
+  kNested = 3,       // the guest's first-level table, its GPAs through the second level at `root`
 };
 
 struct PasidEntry {
   uint32_t ioasid = 0;  // the owner's id of the I/O address space (0 for pass-through)
   uint16_t domain = 0;  // the IOTLB tag of the address space
   TranslationType type = TranslationType::kSecondLevel;
-  uint8_t levels = 0;
-  Hpa root = 0;
+  uint8_t levels = 0;  // of the second-level table
+  Hpa root = 0;        // the second-level table (nested: the parent's)
+  // Nested only: the parent's domain (whose dirty tracking its walks follow) and the
+  // bound first-level table; first_level_levels 0 means nothing is bound.
+  uint16_t second_level_domain = 0;
+  uint8_t first_level_levels = 0;
+  uint8_t first_level_flags = 0;  // IOASID_VTD_FL_SRE | EAFE | WPE
+  uint64_t first_level_root = 0;  // a GPA
 
   friend bool operator==(const PasidEntry&, const PasidEntry&) = default;
 };

@@ -53,6 +53,11 @@ std::optional<PasidEntry> PasidTable::clear(uint32_t pasid) {
   return old;
 }
 
+void PasidTable::invalidate_cached(uint32_t pasid) const {
+  std::lock_guard lock(mutex_);
+  cache_.invalidate(id_, pasid);
+}
+
 std::vector<std::pair<uint32_t, PasidEntry>> PasidTable::entries() const {
   std::lock_guard lock(mutex_);
   return {entries_.begin(), entries_.end()};

@@ -30,6 +30,9 @@ class PasidTable {
   std::optional<PasidEntry> set(uint32_t pasid, PasidEntry entry);
   std::optional<PasidEntry> clear(uint32_t pasid);
   std::vector<std::pair<uint32_t, PasidEntry>> entries() const;
+  // Drops the cached copy of one entry (a PASID-cache invalidation): the next request
+  // reads the table again.
+  void invalidate_cached(uint32_t pasid) const;
 
  private:
   PasidCache& cache_;

@@ -1,5 +1,6 @@
 // Iommu::translate: the request path of the emulated IOMMU.
 #include "iommu/iommu.h"
+#include "pgtable/first_level_walk.h"
 #include "pgtable/walk.h"
 
 #include <linux/ioasid.h>
@@ -14,23 +15,60 @@ Translated from_cache(const IotlbTranslation& hit, uint64_t iova, uint32_t ioasi
   return Translated{hit.hpa, page_size - (iova & (page_size - 1)), ioasid};
 }
 
+Translated pass_through(uint64_t iova, uint32_t ioasid) {
+  return Translated{iova, kPageSize - (iova & (kPageSize - 1)), ioasid};
+}
+
+// Faults a PASID entry gives before any table is read.
+std::optional<TranslationFault> entry_fault(const PasidEntry& entry, uint64_t iova, uint64_t last_iova) {
+  if (entry.type == TranslationType::kNested && entry.first_level_levels == 0)
+    return TranslationFault{.reason = IOASID_FAULT_REASON_BAD_PASID_ENTRY, .ioasid = entry.ioasid};
+  // A nested walk checks the guest's (canonical) addresses itself.
+  if (entry.type != TranslationType::kNested && iova > last_iova)
+    return TranslationFault{.reason = IOASID_FAULT_REASON_OOR_ADDRESS, .ioasid = entry.ioasid};
+  return std::nullopt;
+}
+
+// The domain whose second-level table the walk reads (and whose dirty tracking
+// applies): the entry's own, or a nested entry's parent's.
+uint16_t second_level_domain(const PasidEntry& entry) {
+  return entry.type == TranslationType::kNested ? entry.second_level_domain : entry.domain;
+}
+
 }  // namespace
+
+pgtable::WalkResult Iommu::walk(const PasidEntry& entry, const DmaRequest& request) {
+  const auto second_level_updates = dirty_tracking(second_level_domain(entry)) ? pgtable::AccessedDirty::kUpdate
+                                                                               : pgtable::AccessedDirty::kLeave;
+  if (entry.type == TranslationType::kSecondLevel)
+    return pgtable::walk_second_level(memory_, entry.root, entry.levels, request.iova, request.access,
+                                      second_level_updates);
+  const pgtable::SecondLevelGpaTranslation second_level{&memory_, entry.root, entry.levels, second_level_updates};
+  const pgtable::GpaTranslator to_host(second_level);
+  const pgtable::FirstLevelConfig config{.root = entry.first_level_root,
+                                         .levels = entry.first_level_levels,
+                                         .supervisor_requests = (entry.first_level_flags & IOASID_VTD_FL_SRE) != 0,
+                                         .write_protect = (entry.first_level_flags & IOASID_VTD_FL_WPE) != 0,
+                                         .extended_accessed = (entry.first_level_flags & IOASID_VTD_FL_EAFE) != 0};
+  return pgtable::walk_first_level(memory_, config, request.iova, request.access, request.privileged, &to_host);
+}
 
 TranslateResult Iommu::translate(const PasidTable& table, const DmaRequest& request, Iotlb* device_tlb) {
   auto entry = table.translate_lookup(request.pasid);
   if (!entry) return TranslationFault{.reason = IOASID_FAULT_REASON_PASID_INVALID};
   const uint64_t iova = request.iova;
-  if (iova > last_iova())
-    return TranslationFault{.reason = IOASID_FAULT_REASON_OOR_ADDRESS, .ioasid = entry->ioasid};
-  if (entry->type == TranslationType::kPassThrough)
-    return Translated{iova, kPageSize - (iova & (kPageSize - 1)), entry->ioasid};
+  if (auto fault = entry_fault(*entry, iova, last_iova())) return *fault;
+  if (entry->type == TranslationType::kPassThrough) return pass_through(iova, entry->ioasid);
 
+  // Cached rights are a user request's: a privileged request through a guest's table
+  // (U/S, SRE and WPE decide) always walks.
+  const bool cacheable = !(request.privileged && entry->type == TranslationType::kNested);
   const uint8_t required = permission_bits(request.access);
-  if (device_tlb)
+  if (device_tlb && cacheable)
     if (auto hit = device_tlb->lookup(entry->domain, request.pasid, iova, required))
       return from_cache(*hit, iova, entry->ioasid);
   const uint64_t device_epoch = device_tlb ? device_tlb->epoch() : 0;
-  auto cached = iotlb_.lookup(entry->domain, request.pasid, iova, required);
+  auto cached = cacheable ? iotlb_.lookup(entry->domain, request.pasid, iova, required) : std::nullopt;
   const uint64_t epoch = iotlb_.epoch();
   uint8_t shift = 0;
   uint8_t rights = 0;
@@ -43,28 +81,26 @@ TranslateResult Iommu::translate(const PasidTable& table, const DmaRequest& requ
     // Re-read inside the guard: the entry read before it may point at a table that
     // was freed meanwhile.
     const auto guard = memory_.guard_walk();
-    const auto current = table.translate_lookup(request.pasid);
-    if (!current) return TranslationFault{.reason = IOASID_FAULT_REASON_PASID_INVALID};
-    entry = current;
-    if (entry->type == TranslationType::kPassThrough)
-      return Translated{iova, kPageSize - (iova & (kPageSize - 1)), entry->ioasid};
-    const bool dirty = dirty_tracking(entry->domain);
-    const auto walk = pgtable::walk_second_level(memory_, entry->root, entry->levels, iova, request.access,
-                                                 dirty ? pgtable::AccessedDirty::kUpdate
-                                                       : pgtable::AccessedDirty::kLeave);
-    if (!walk.ok())
+    entry = table.translate_lookup(request.pasid);
+    if (!entry) return TranslationFault{.reason = IOASID_FAULT_REASON_PASID_INVALID};
+    if (auto fault = entry_fault(*entry, iova, last_iova())) return *fault;
+    if (entry->type == TranslationType::kPassThrough) return pass_through(iova, entry->ioasid);
+    const auto result = walk(*entry, request);
+    if (!result.ok())
       return TranslationFault{
-          .reason = walk.fault().reason, .ioasid = entry->ioasid, .fetch_address = walk.fault().fetch_address};
-    const auto& found = walk.translation();
+          .reason = result.fault().reason, .ioasid = entry->ioasid, .fetch_address = result.fault().fetch_address};
+    const auto& found = result.translation();
     shift = static_cast<uint8_t>(std::countr_zero(found.page_size));
     rights = permission_bits({found.permissions.read, found.permissions.write, found.permissions.exec});
     // With dirty tracking a read must not cache write rights: the first write has to
     // walk, and so set D.
-    if (dirty && !request.access.write) rights &= static_cast<uint8_t>(~kPermWrite);
+    if (!request.access.write && (dirty_tracking(second_level_domain(*entry)) || entry->type == TranslationType::kNested))
+      rights &= static_cast<uint8_t>(~kPermWrite);
     page_hpa = found.hpa & ~(found.page_size - 1);
-    iotlb_.fill_if_current(epoch, entry->domain, request.pasid, iova, shift, page_hpa, rights);
+    if (cacheable) iotlb_.fill_if_current(epoch, entry->domain, request.pasid, iova, shift, page_hpa, rights);
   }
-  if (device_tlb) device_tlb->fill_if_current(device_epoch, entry->domain, request.pasid, iova, shift, page_hpa, rights);
+  if (device_tlb && cacheable)
+    device_tlb->fill_if_current(device_epoch, entry->domain, request.pasid, iova, shift, page_hpa, rights);
   const uint64_t page_size = 1ull << shift;
   const uint64_t offset = iova & (page_size - 1);
   return Translated{page_hpa + offset, page_size - offset, entry->ioasid};

@@ -16,6 +16,7 @@ struct DmaRequest {
   uint32_t pasid = kRidPasid;  // kRidPasid: a request without PASID (the RID's route)
   uint64_t iova = 0;
   pgtable::Access access;
+  bool privileged = false;  // a supervisor request (PRIV): first-level U/S, SRE and WPE apply
 };
 
 struct Translated {

@@ -15,8 +15,10 @@
 //   WALK_EABT    setting A/D in an entry failed (the update aborted)
 // fetch_address is the HPA of the entry the walk stopped at, when there is one.
 //
-// Only the second-level format exists today; a first-level (x86) walker will sit
-// beside walk_second_level() and share these types and the walk loop.
+// The first-level (x86) walker, walk_first_level() in first_level_walk.h, shares these
+// types and the walk loop (walk_engine.h). A nested walk translates through both
+// stages; its faults say which stage faulted (WalkFault::second_stage) and name GPAs
+// where the first-level entry is in guest memory (see first_level_walk.h).
 #pragma once
 
 #include "memory/physical_memory.h"
@@ -30,17 +32,22 @@ namespace ioasid::pgtable {
 
 struct Translation {
   Hpa hpa = 0;             // the HPA the IOVA translates to (frame plus page offset)
-  uint64_t page_size = 0;  // 4K, 2M or 1G: what an IOTLB entry may cover
-  int level = 0;           // the level of the leaf (1, 2 or 3)
-  Permissions permissions;  // the effective rights: intersection of every level's
+  uint64_t page_size = 0;  // 4K, 2M or 1G: what an IOTLB entry may cover. Nested: the
+                           // smaller of the two stages' leaf sizes
+  int level = 0;           // the level of the leaf (1, 2 or 3); nested: the first-level leaf's
+  Permissions permissions;  // the effective rights: intersection of every level's (and
+                            // nested, of both stages')
   bool snoop = false;
-  Hpa leaf_entry = 0;  // the HPA of the leaf entry
+  Hpa leaf_entry = 0;  // the HPA of the leaf entry (nested: of the first-level leaf, in guest RAM)
 };
 
 struct WalkFault {
   uint32_t reason = 0;  // IOASID_FAULT_REASON_*
   int level = 0;        // the level of the entry at fault; 0 when there is none
   std::optional<Hpa> fetch_address;
+  // Nested walks only: the fault is the second stage's (the GPA -> HPA table refused a
+  // first-level entry's GPA or the final GPA). Always false for walk_second_level().
+  bool second_stage = false;
 };
 
 class WalkResult {

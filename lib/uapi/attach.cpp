@@ -30,6 +30,31 @@ Result<Target> find_target(Call& call, const ioasid_attach& attach, bool with_pa
 
 }  // namespace
 
+iommu::PasidEntry route_entry(const Ioas& ioas, uint32_t ioasid) {
+  if (!ioas.is_nested())
+    return {.ioasid = ioasid,
+            .domain = ioas.table->domain(),
+            .type = iommu::TranslationType::kSecondLevel,
+            .levels = static_cast<uint8_t>(ioas.table->levels()),
+            .root = ioas.table->root(),
+            .second_level_domain = ioas.table->domain()};
+  const Nested& nested = *ioas.nested;
+  const iommu::IoPageTable& parent = *nested.parent->table;
+  iommu::PasidEntry entry{.ioasid = ioasid,
+                          .domain = nested.domain.id(),
+                          .type = iommu::TranslationType::kNested,
+                          .levels = static_cast<uint8_t>(parent.levels()),
+                          .root = parent.root(),
+                          .second_level_domain = parent.domain()};
+  if (nested.binding) {
+    entry.first_level_levels = nested.binding->addr_width == 57 ? 5 : 4;
+    entry.first_level_flags =
+        static_cast<uint8_t>(nested.binding->flags & (IOASID_VTD_FL_SRE | IOASID_VTD_FL_EAFE | IOASID_VTD_FL_WPE));
+    entry.first_level_root = nested.binding->pgtbl_addr;
+  }
+  return entry;
+}
+
 Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   auto target = find_target(call, attach, with_pasid, /*attaching=*/true);
   IOASID_TRY(target);
@@ -61,11 +86,7 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
                 with_pasid ? fmt::format("PASID {}", target->pasid) : "RID");
   }
   ioas->users.fetch_add(1);
-  device.pasid_table().set(target->pasid, {.ioasid = attach.ioasid,
-                                           .domain = ioas->table->domain(),
-                                           .type = iommu::TranslationType::kSecondLevel,
-                                           .levels = static_cast<uint8_t>(ioas->table->levels()),
-                                           .root = ioas->table->root()});
+  device.pasid_table().set(target->pasid, route_entry(*ioas, attach.ioasid));
   if (current) {
     call.service.iommu().flush_pasid(current->domain, target->pasid);
     if (auto old = call.context.objects().find<Ioas>(current->ioasid)) old->users.fetch_sub(1);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "iommu/fault_queue.h"
+#include "iommu/page_requests.h"
 #include "ioasid/allocator.h"
 #include "uapi/device_registry.h"
 #include "uapi/ioas.h"
@@ -33,6 +34,7 @@ class Context {
   const ClientIdentity& client() const { return client_; }
   SetId pasid_set() const { return pasid_set_; }
   iommu::FaultQueue& faults() { return faults_; }
+  iommu::PageRequests& page_requests() { return page_requests_; }
   ObjectTable<Device, Ioas>& objects() { return objects_; }
   // Serializes FREE of an IOASID (check users, remove) against ATTACH to it (find,
   // count a user, route): taken before any device's attach lock.
@@ -47,6 +49,7 @@ class Context {
   const ClientIdentity client_;
   const SetId pasid_set_;
   iommu::FaultQueue faults_;
+  iommu::PageRequests page_requests_;
   ObjectTable<Device, Ioas> objects_;
   std::mutex routes_mutex_;
   const uint64_t opened_unix_ns_;

@@ -9,16 +9,17 @@ namespace ioasid::uapi {
 
 Result<long> set_dirty_tracking(Call& call, ioasid_dirty_tracking& tracking) {
   IOASID_TRY(check_flags(tracking.flags, IOASID_DIRTY_ENABLE));
-  auto ioas = call.context.objects().find<Ioas>(tracking.ioasid);
-  if (!ioas) return fail(ENOENT, "no IOASID {} in this file", tracking.ioasid);
-  IOASID_TRY(ioas->table->set_dirty_tracking(tracking.flags & IOASID_DIRTY_ENABLE));
+  auto ioas = find_kernel_managed(call, tracking.ioasid);
+  IOASID_TRY(ioas);
+  IOASID_TRY((*ioas)->table->set_dirty_tracking(tracking.flags & IOASID_DIRTY_ENABLE));
   return 0;
 }
 
 Result<long> get_dirty_bitmap(Call& call, ioasid_dirty_bitmap& request) {
   IOASID_TRY(check_flags(request.flags, IOASID_DIRTY_NO_CLEAR));
-  auto ioas = call.context.objects().find<Ioas>(request.ioasid);
-  if (!ioas) return fail(ENOENT, "no IOASID {} in this file", request.ioasid);
+  auto found = find_kernel_managed(call, request.ioasid);
+  IOASID_TRY(found);
+  const auto& ioas = *found;
   if (!ioas->table->dirty_tracking())
     return fail(EINVAL, "dirty tracking is not enabled on IOASID {}", request.ioasid);
   if (request.page_size == 0 || request.page_size % kPageSize || (request.page_size & (request.page_size - 1)))

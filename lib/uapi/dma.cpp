@@ -5,6 +5,8 @@
 #include "uapi/handlers.h"
 #include "uapi/service.h"
 
+#include <spdlog/spdlog.h>
+
 
 namespace ioasid::uapi {
 namespace {
@@ -27,6 +29,46 @@ ioasid_fault fault_record(const ioasid_device_dma& dma, const devices::DmaFault&
   record.addr = fault.address;
   record.fetch_addr = fault.fetch_address.value_or(0);
   return record;
+}
+
+// Faults the owner can resolve by mapping the page: a missing or too weak
+// translation, on a PRI-capable device, for a request with PASID.
+bool recoverable(Device& device, bool with_pasid, const devices::DmaFault& fault) {
+  return device.spec().pri && with_pasid &&
+         (fault.reason == IOASID_FAULT_REASON_ACCESS || fault.reason == IOASID_FAULT_REASON_PERMISSION);
+}
+
+void publish_fault(Call& call, const ioasid_device_dma& dma, const devices::DeviceSpec& spec,
+                   const devices::DmaFault& fault, EventType type) {
+  call.service.publish({.type = type,
+                        .context = call.context.id(),
+                        .pid = call.context.client().pid,
+                        .pasid = (dma.flags & IOASID_DMA_PASID) ? dma.pasid : 0,
+                        .device = spec.name,
+                        .dev_id = dma.dev_id,
+                        .ioasid = fault.ioasid,
+                        .address = fault.address,
+                        .reason = fault.reason});
+}
+
+void report_unrecoverable(Call& call, ioasid_device_dma& dma, const devices::DeviceSpec& spec,
+                          const devices::DmaFault& fault) {
+  dma.out_status = IOASID_DMA_FAULT;
+  call.context.faults().push(fault_record(dma, fault));
+  publish_fault(call, dma, spec, fault, EventType::Fault);
+}
+
+void raise_page_request(Call& call, const ioasid_device_dma& dma, const devices::DeviceSpec& spec,
+                        const devices::DmaFault& fault, uint32_t grpid) {
+  ioasid_fault record = fault_record(dma, fault);
+  record.type = IOASID_FAULT_PAGE_REQ;
+  // A page request names the page, not the byte; it carries no fetch address.
+  record.flags = IOASID_FAULT_PASID_VALID | IOASID_FAULT_ADDR_VALID | IOASID_FAULT_LAST_PAGE;
+  record.addr = fault.address & ~(kPageSize - 1);
+  record.fetch_addr = 0;
+  record.grpid = grpid;
+  call.context.faults().push(record);
+  publish_fault(call, dma, spec, fault, EventType::PageRequest);
 }
 
 }  // namespace
@@ -55,34 +97,83 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
   if (dma.iova + (dma.length - 1) < dma.iova)
     return fail(EOVERFLOW, "iova {:#x} + length {:#x} wraps", dma.iova, dma.length);
 
-  auto outcome = devices::run_dma(call.service.iommu(), device->pasid_table(), device->device_tlb(),
-                                  {.pasid = with_pasid ? dma.pasid : iommu::kRidPasid,
-                                   .iova = dma.iova,
-                                   .length = dma.length,
-                                   .to_memory = bool(dma.flags & IOASID_DMA_WRITE),
-                                   .buffer_memory = &call.memory,
-                                   .buffer_address = dma.buf_uptr});
-  IOASID_TRY(outcome);
-  if (!outcome->fault) {
-    dma.out_status = IOASID_DMA_OK;
-    dma.out_fault_addr = 0;
-    dma.out_fault_reason = 0;
-    return 0;
+  uint64_t done = 0;
+  for (;;) {
+    auto outcome = devices::run_dma(call.service.iommu(), device->pasid_table(), device->device_tlb(),
+                                    {.pasid = with_pasid ? dma.pasid : iommu::kRidPasid,
+                                     .iova = dma.iova + done,
+                                     .length = dma.length - done,
+                                     .to_memory = bool(dma.flags & IOASID_DMA_WRITE),
+                                     .privileged = bool(dma.flags & IOASID_DMA_PRIV),
+                                     .buffer_memory = &call.memory,
+                                     .buffer_address = dma.buf_uptr + done});
+    IOASID_TRY(outcome);
+    done += outcome->bytes_done;
+    if (!outcome->fault) {
+      dma.out_status = IOASID_DMA_OK;
+      dma.out_fault_addr = 0;
+      dma.out_fault_reason = 0;
+      return 0;
+    }
+    const auto& fault = *outcome->fault;
+    dma.out_fault_addr = fault.address;
+    dma.out_fault_reason = fault.reason;
+    if (!recoverable(*device, with_pasid, fault)) {
+      report_unrecoverable(call, dma, spec, fault);
+      return 0;
+    }
+    // A PRI device at a PASID asks the owner for the page instead of failing.
+    const bool wait = !(dma.flags & IOASID_DMA_NOWAIT);
+    auto group = call.context.page_requests().open(dma.dev_id, dma.pasid, wait);
+    if (!group) {
+      spdlog::info("ctx {}: {} has 512 page requests outstanding; this fault is unrecoverable",
+                   call.context.id(), spec.name);
+      report_unrecoverable(call, dma, spec, fault);
+      return 0;
+    }
+    raise_page_request(call, dma, spec, fault, group->grpid);
+    if (!wait) {
+      dma.out_status = IOASID_DMA_PAGE_REQ;
+      return 0;
+    }
+    call.service.before_blocking_wait();
+    const auto answer =
+        call.context.page_requests().wait(*group, call.service.config().page_response_timeout, call.interrupted);
+    if (answer == iommu::PageResponse::kInterrupted)
+      return fail(EINTR, "interrupted while {} waited for the response to page request group {}", spec.name,
+                  group->grpid);
+    if (answer != iommu::PageResponse::kSuccess) {
+      if (answer == iommu::PageResponse::kTimedOut)
+        spdlog::info("ctx {}: no PAGE_RESP for {} group {} within {} ms: the DMA fails", call.context.id(), spec.name,
+                     group->grpid, call.service.config().page_response_timeout.count());
+      dma.out_status = IOASID_DMA_FAULT;
+      return 0;
+    }
+    // SUCCESS: the device retries the access where it stopped.
   }
-  const auto& fault = *outcome->fault;
-  dma.out_status = IOASID_DMA_FAULT;
-  dma.out_fault_addr = fault.address;
-  dma.out_fault_reason = fault.reason;
-  call.context.faults().push(fault_record(dma, fault));
-  call.service.publish({.type = EventType::Fault,
+}
+
+Result<long> page_response(Call& call, ioasid_page_response& response) {
+  IOASID_TRY(check_flags(response.flags, IOASID_PAGE_RESP_PASID_VALID));
+  IOASID_TRY(check_reserved(response.__reserved, "__reserved"));
+  if (response.code > IOASID_PAGE_RESP_FAILURE)
+    return fail(EINVAL, "code {} (SUCCESS 0, INVALID 1, FAILURE 2)", response.code);
+  auto device = call.context.objects().find<Device>(response.dev_id);
+  if (!device) return fail(ENOENT, "no device with dev_id {} in this file", response.dev_id);
+  const std::optional<uint32_t> pasid =
+      (response.flags & IOASID_PAGE_RESP_PASID_VALID) ? std::optional(response.pasid) : std::nullopt;
+  if (!call.context.page_requests().respond(response.dev_id, response.grpid, pasid,
+                                            static_cast<iommu::PageResponse>(response.code)))
+    return fail(EINVAL, "{} has no outstanding page request group {}{} (never raised, or answered already)",
+                device->spec().name, response.grpid, pasid ? fmt::format(" at PASID {}", *pasid) : "");
+  call.service.publish({.type = EventType::PageResponse,
                         .context = call.context.id(),
                         .pid = call.context.client().pid,
-                        .pasid = with_pasid ? dma.pasid : 0,
-                        .device = spec.name,
-                        .dev_id = dma.dev_id,
-                        .ioasid = fault.ioasid,
-                        .address = fault.address,
-                        .reason = fault.reason});
+                        .pasid = pasid.value_or(0),
+                        .device = device->spec().name,
+                        .dev_id = response.dev_id,
+                        .grpid = response.grpid,
+                        .code = response.code});
   return 0;
 }
 

@@ -22,6 +22,8 @@ const char* to_string(EventType type) {
     case EventType::DeviceAttach: return "device_attach";
     case EventType::DeviceDetach: return "device_detach";
     case EventType::Fault: return "fault";
+    case EventType::PageRequest: return "page_request";
+    case EventType::PageResponse: return "page_response";
   }
   return "unknown";
 }
@@ -40,6 +42,8 @@ std::string to_json(const Event& event) {
   if (event.ioasid != 0) json["ioasid"] = event.ioasid;
   if (event.address) json["address"] = *event.address;
   if (event.reason) json["reason"] = *event.reason;
+  if (event.grpid) json["grpid"] = *event.grpid;
+  if (event.code) json["code"] = *event.code;
   return json.dump();
 }
 

@@ -30,6 +30,8 @@ enum class EventType : uint8_t {
   DeviceAttach,   // a route (RID or PASID) to an IOASID was set
   DeviceDetach,   // ... and removed
   Fault,          // an unrecoverable DMA fault queued to the owner
+  PageRequest,    // a page request queued to the owner (PRI)
+  PageResponse,   // the owner's answer to one
 };
 
 struct Event {
@@ -45,7 +47,9 @@ struct Event {
   uint32_t dev_id = 0;                           // DeviceBind/Unbind/Attach/Detach/Fault: the owner's id for it
   uint32_t ioasid = 0;                           // Attach/Detach/Fault
   std::optional<uint64_t> address = std::nullopt;  // Fault: the IOVA
-  std::optional<uint32_t> reason = std::nullopt;   // Fault: IOASID_FAULT_REASON_*
+  std::optional<uint32_t> reason = std::nullopt;   // Fault, PageRequest: IOASID_FAULT_REASON_*
+  std::optional<uint32_t> grpid = std::nullopt;    // PageRequest, PageResponse: the group index
+  std::optional<uint32_t> code = std::nullopt;     // PageResponse: IOASID_PAGE_RESP_*
 };
 
 const char* to_string(EventType type);  // "pasid_alloc", "context_open", ...

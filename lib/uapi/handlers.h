@@ -9,6 +9,7 @@
 
 #include <linux/ioasid.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace ioasid::uapi {
@@ -20,6 +21,8 @@ struct Call {
   Context& context;
   ClientMemory& memory;
   uint64_t arg;  // the integer argument of _IO commands
+  // Set when the caller was interrupted (a signal): a wait gives up.
+  const std::atomic<bool>* interrupted = nullptr;
 };
 
 // IOASID_FEAT_* mask of what the table serves.
@@ -35,6 +38,10 @@ Result<long> pasid_request(Call& call, ioasid_pasid_request& request);
 Result<long> pasid_lookup(Call& call, ioasid_pasid_lookup& lookup);
 
 // ioas.cpp
+// ENOENT for an id that is not an IOASID of this file; find_kernel_managed also
+// EINVAL for a nested one.
+Result<std::shared_ptr<Ioas>> find_ioas(Call& call, uint32_t ioasid);
+Result<std::shared_ptr<Ioas>> find_kernel_managed(Call& call, uint32_t ioasid);
 Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc);
 Result<long> ioas_free(Call& call, ioasid_free& free);
 Result<long> map_dma(Call& call, ioasid_map_dma& map);
@@ -43,13 +50,21 @@ Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap);
 Result<long> iova_ranges(Call& call, ioasid_iova_ranges& ranges);
 
 // attach.cpp
+// How the IOMMU translates through an IOASID (nested: with its current binding).
+iommu::PasidEntry route_entry(const Ioas& ioas, uint32_t ioasid);
 Result<long> attach_rid(Call& call, ioasid_attach& attach);
 Result<long> attach_pasid(Call& call, ioasid_attach& attach);
 Result<long> detach_rid(Call& call, ioasid_attach& attach);
 Result<long> detach_pasid(Call& call, ioasid_attach& attach);
 
+// nested.cpp
+Result<long> bind_pgtbl(Call& call, ioasid_bind_pgtbl& bind);
+Result<long> unbind_pgtbl(Call& call, ioasid_unbind_pgtbl& unbind);
+Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& invalidate);
+
 // dma.cpp
 Result<long> device_dma(Call& call, ioasid_device_dma& dma);
+Result<long> page_response(Call& call, ioasid_page_response& response);
 
 // dirty.cpp
 Result<long> set_dirty_tracking(Call& call, ioasid_dirty_tracking& tracking);

@@ -10,12 +10,6 @@
 namespace ioasid::uapi {
 namespace {
 
-Result<std::shared_ptr<Ioas>> find_ioas(Call& call, uint32_t ioasid) {
-  auto ioas = call.context.objects().find<Ioas>(ioasid);
-  if (!ioas) return fail(ENOENT, "no IOASID {} in this file", ioasid);
-  return ioas;
-}
-
 // The rules MAP_DMA and MAP_FILE share: flags, alignment, overflow.
 Result<MapAccess> check_map(uint32_t flags, uint64_t length, uint64_t iova, uint64_t base, const char* base_name) {
   IOASID_TRY(check_flags(flags, IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE | IOASID_MAP_FIXED_IOVA));
@@ -52,10 +46,37 @@ Result<pid_t> caller(Call& call) {
 
 }  // namespace
 
+Result<std::shared_ptr<Ioas>> find_ioas(Call& call, uint32_t ioasid) {
+  auto ioas = call.context.objects().find<Ioas>(ioasid);
+  if (!ioas) return fail(ENOENT, "no IOASID {} in this file", ioasid);
+  return ioas;
+}
+
+Result<std::shared_ptr<Ioas>> find_kernel_managed(Call& call, uint32_t ioasid) {
+  auto ioas = find_ioas(call, ioasid);
+  IOASID_TRY(ioas);
+  if ((*ioas)->is_nested())
+    return fail(EINVAL, "IOASID {} is nested: it has no kernel-managed table (use its parent {})", ioasid,
+                (*ioas)->nested->parent_id);
+  return ioas;
+}
+
 Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
   IOASID_TRY(check_flags(alloc.flags, IOASID_ALLOC_NESTED));
   IOASID_TRY(check_reserved(alloc.__reserved, "__reserved"));
-  if (alloc.flags & IOASID_ALLOC_NESTED) return fail(EOPNOTSUPP, "nested IOASIDs are not served by this daemon yet");
+  if (alloc.flags & IOASID_ALLOC_NESTED) {
+    std::lock_guard lock(call.context.routes_mutex());  // FREE of the parent cannot run meanwhile
+    auto parent = find_ioas(call, alloc.parent);
+    if (!parent) return fail(ENOENT, "no parent IOASID {} in this file", alloc.parent);
+    if ((*parent)->is_nested())
+      return fail(EINVAL, "parent {} is nested itself: nesting is one level deep", alloc.parent);
+    auto domain = call.service.iommu().make_domain();
+    IOASID_TRY(domain);
+    auto ioas = std::make_shared<Ioas>();
+    ioas->nested = std::make_unique<Nested>(*parent, alloc.parent, std::move(*domain));
+    alloc.out_ioasid = call.context.objects().insert(std::move(ioas));
+    return 0;
+  }
   if (alloc.parent != 0) return fail(EINVAL, "parent {} given for a kernel-managed IOASID", alloc.parent);
   auto table = iommu::IoPageTable::create(call.service.iommu());
   IOASID_TRY(table);
@@ -72,6 +93,7 @@ Result<long> ioas_free(Call& call, ioasid_free& free) {
   IOASID_TRY(ioas);
   if (const uint32_t users = (*ioas)->users.load(); users != 0)
     return fail(EBUSY, "IOASID {} has {} user(s): attached devices or nested IOASIDs", free.ioasid, users);
+  // A nested IOASID gives its parent back when the last reference to it goes.
   call.context.objects().remove<Ioas>(free.ioasid);  // mappings go with the last reference
   return 0;
 }
@@ -79,7 +101,7 @@ Result<long> ioas_free(Call& call, ioasid_free& free) {
 Result<long> map_dma(Call& call, ioasid_map_dma& map) {
   auto access = check_map(map.flags, map.length, map.iova, map.user_va, "user_va");
   IOASID_TRY(access);
-  auto ioas = find_ioas(call, map.ioasid);
+  auto ioas = find_kernel_managed(call, map.ioasid);
   IOASID_TRY(ioas);
   auto pid = caller(call);
   IOASID_TRY(pid);
@@ -93,7 +115,7 @@ Result<long> map_file(Call& call, ioasid_map_file& map) {
   IOASID_TRY(check_reserved(map.__reserved, "__reserved"));
   auto access = check_map(map.flags, map.length, map.iova, map.offset, "offset");
   IOASID_TRY(access);
-  auto ioas = find_ioas(call, map.ioasid);
+  auto ioas = find_kernel_managed(call, map.ioasid);
   IOASID_TRY(ioas);
   auto pid = caller(call);
   IOASID_TRY(pid);
@@ -106,7 +128,7 @@ Result<long> map_file(Call& call, ioasid_map_file& map) {
 
 Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap) {
   IOASID_TRY(check_flags(unmap.flags, 0));
-  auto ioas = find_ioas(call, unmap.ioasid);
+  auto ioas = find_kernel_managed(call, unmap.ioasid);
   IOASID_TRY(ioas);
   auto unmapped = (*ioas)->table->unmap(unmap.iova, unmap.length);
   IOASID_TRY(unmapped);
@@ -115,7 +137,7 @@ Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap) {
 }
 
 Result<long> iova_ranges(Call& call, ioasid_iova_ranges& ranges) {
-  auto ioas = find_ioas(call, ranges.ioasid);
+  auto ioas = find_kernel_managed(call, ranges.ioasid);
   IOASID_TRY(ioas);
   const auto allowed = (*ioas)->table->allowed_ranges();
   const uint32_t capacity = ranges.num_ranges;

@@ -1,18 +1,59 @@
-// An IOASID object of a file: today a kernel-managed I/O address space (the daemon's
-// second-level table, changed with MAP/UNMAP).
+// An IOASID object of a file. Kernel-managed: the daemon's second-level table,
+// changed with MAP/UNMAP. Nested: a guest's first-level table (bound with BIND_PGTBL)
+// whose guest-physical addresses translate through its kernel-managed parent.
 #pragma once
 
 #include "iommu/io_pagetable.h"
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 
 namespace ioasid::uapi {
 
+// What BIND_PGTBL bound: kept as given and reported by the admin.
+struct FirstLevelBinding {
+  uint64_t pgtbl_addr = 0;  // GPA of the root
+  uint32_t addr_width = 0;  // 48 or 57
+  uint64_t flags = 0;       // IOASID_VTD_FL_*
+  uint32_t pat = 0;
+  uint32_t emt = 0;
+};
+
+struct Ioas;
+
+struct Nested;
+
 struct Ioas {
-  std::unique_ptr<iommu::IoPageTable> table;
+  std::unique_ptr<iommu::IoPageTable> table;  // kernel-managed only
+  std::unique_ptr<Nested> nested;             // nested only
   // Devices attached and nested IOASIDs on top: FREE is EBUSY while any.
   std::atomic<uint32_t> users{0};
+
+  bool is_nested() const { return nested != nullptr; }
+};
+
+// A nested IOASID's own state. It counts as a user of its parent and is one of the
+// parent table's nested domains for as long as it lives.
+struct Nested {
+  Nested(std::shared_ptr<Ioas> parent_ioas, uint32_t parent, iommu::Domain own_domain)
+      : parent(std::move(parent_ioas)), parent_id(parent), domain(std::move(own_domain)) {
+    this->parent->users.fetch_add(1);
+    this->parent->table->add_nested_domain(domain.id());
+  }
+  ~Nested() {
+    parent->table->remove_nested_domain(domain.id());
+    parent->users.fetch_sub(1);
+  }
+  Nested(const Nested&) = delete;
+  Nested& operator=(const Nested&) = delete;
+
+  const std::shared_ptr<Ioas> parent;  // kernel-managed
+  const uint32_t parent_id;
+  const iommu::Domain domain;  // the IOTLB tag of its translations
+  std::optional<FirstLevelBinding> binding;  // changed under the file's routes_mutex
 };
 
 }  // namespace ioasid::uapi

@@ -101,6 +101,7 @@ Result<std::shared_ptr<Context>> Service::open(const ClientIdentity& client) {
 
 void Service::release(Context& context) {
   if (context.released_.exchange(true, std::memory_order_acq_rel)) return;
+  context.page_requests().cancel_all();  // a DMA waiting for one fails now
   for (const auto& [dev_id, device] : context.objects().all<Device>()) {
     context.objects().remove<Device>(dev_id);
     unbind_device(context, dev_id, *device);
@@ -127,12 +128,12 @@ void Service::release_all() {
 }
 
 Result<long> Service::ioctl(Context& context, uint32_t cmd, uint64_t arg, std::span<std::byte> buf,
-                            ClientMemory& memory) {
+                            ClientMemory& memory, const std::atomic<bool>* interrupted) {
   context.ioctls_.fetch_add(1, std::memory_order_relaxed);
   registry_->ioctls.fetch_add(1, std::memory_order_relaxed);
   if (context.released())
     return fail(EBADF, "ctx {} was released (daemon shutting down)", context.id());
-  Call call{*this, context, memory, arg};
+  Call call{*this, context, memory, arg, interrupted};
   auto result = dispatch(call, cmd, buf);
   if (!result) {
     registry_->ioctl_errors.fetch_add(1, std::memory_order_relaxed);
@@ -238,7 +239,12 @@ void Service::detach_locked(Context& context, uint32_t dev_id, Device& device, u
   if (!entry) return;
   iommu_.flush_pasid(entry->domain, pasid);
   if (auto ioas = context.objects().find<Ioas>(entry->ioasid)) ioas->users.fetch_sub(1);
-  if (pasid != iommu::kRidPasid) allocator_.put(pasid);
+  if (pasid != iommu::kRidPasid) {
+    context.page_requests().cancel([&](uint32_t dev, std::optional<uint32_t> requested) {
+      return dev == dev_id && requested == pasid;
+    });
+    allocator_.put(pasid);
+  }
   publish({.type = EventType::DeviceDetach,
            .context = context.id(),
            .pid = context.client().pid,
@@ -255,6 +261,7 @@ void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
     std::lock_guard lock(device.attach_mutex());
     for (const auto& [pasid, entry] : device.pasid_table().entries()) detach_locked(context, dev_id, device, pasid);
   }
+  context.page_requests().cancel([&](uint32_t dev, std::optional<uint32_t>) { return dev == dev_id; });
   devices_.unbind(device, context.id());
   publish({.type = EventType::DeviceUnbind,
            .context = context.id(),

@@ -14,7 +14,9 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -29,6 +31,8 @@ struct ServiceConfig {
   size_t fault_queue_depth = 256;
   std::vector<devices::DeviceSpec> devices = devices::default_devices();
   uint64_t pin_limit_pages = PinAccounting::kDefaultLimitPages;  // per user; 0 = unlimited
+  // How long a DMA waits for the PAGE_RESP to its page request before it fails.
+  std::chrono::milliseconds page_response_timeout{10000};
 };
 
 struct ServiceStatus {
@@ -100,8 +104,10 @@ class Service {
   // One ioctl. `buf` holds _IOC_SIZE(cmd) bytes copied from the caller and is
   // overwritten with the reply; `arg` is the integer argument of _IO commands.
   // Returns the ioctl's non-negative return value or the errno with its reason.
+  // `interrupted`, when given, is set if the caller is interrupted meanwhile (then
+  // wake context.page_requests() so a waiting DMA sees it).
   Result<long> ioctl(Context& context, uint32_t cmd, uint64_t arg, std::span<std::byte> buf,
-                     ClientMemory& memory);
+                     ClientMemory& memory, const std::atomic<bool>* interrupted = nullptr);
   // Whole fault records into `out`. EINVAL if out's size is not a multiple of
   // the record size (or 0), EAGAIN if none is queued (the caller decides to block).
   Result<size_t> read_faults(Context& context, std::span<std::byte> out);
@@ -128,6 +134,13 @@ class Service {
   // the event, after engine locks are dropped, so it must be quick.
   EventSubscription subscribe(EventSink sink);
 
+  // Run by a thread about to wait (a DMA waiting for a page response), so the daemon
+  // can make sure another thread serves the node meanwhile (the PAGE_RESP itself).
+  void set_blocking_wait_hook(std::function<void()> hook) { blocking_wait_hook_ = std::move(hook); }
+  void before_blocking_wait() {
+    if (blocking_wait_hook_) blocking_wait_hook_();
+  }
+
   Allocator& allocator() { return allocator_; }
   iommu::Iommu& iommu() { return iommu_; }
   void publish(Event event);
@@ -149,6 +162,7 @@ class Service {
   Subscription pasid_events_;
   struct Registry;
   std::unique_ptr<Registry> registry_;
+  std::function<void()> blocking_wait_hook_;
 };
 
 // Name of an ioctl command for logs ("IOASID_PASID_REQUEST"), or "unknown".

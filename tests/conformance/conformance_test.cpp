@@ -31,7 +31,7 @@ using namespace conf;
 // kIoctls answers EOPNOTSUPP unless GET_INFO.features advertises its feature; rows with
 // kCore have no feature bit (core IOAS/device ioctls): they answer EOPNOTSUPP until
 // their number is added here.
-const std::set<unsigned> kServedNrs = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24};
+const std::set<unsigned> kServedNrs = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24};
 // ====================================================================================
 
 constexpr int kCore = -1;

@@ -202,7 +202,7 @@ class DaemonEnvironment : public ::testing::Environment {
 
     std::vector<std::string> args = {bin,           "--frontend",   "fuse",       "--fuse",   g.mount_dir,
                                      "--no-netlink", "--admin-socket", g.admin_sock, "--log-file", g.log_path,
-                                     "--log-level",  "debug"};
+                                     "--log-level",  "debug", "--page-timeout", "1500"};
     std::string cmdline;
     for (auto& a : args) cmdline += a + " ";
     std::cout << "[ harness  ] starting " << cmdline << "\n";

@@ -27,11 +27,6 @@ TEST(IoasAlloc, KernelManagedOnlyAndFree) {
   const uint32_t first = alloc_ioas(node.fd());
   const uint32_t second = alloc_ioas(node.fd());
   EXPECT_NE(first, second);
-  ioasid_alloc nested{.flags = IOASID_ALLOC_NESTED, .parent = first};
-  const bool nesting = get_info(node.fd()).features & (1u << IOASID_FEAT_NESTING);
-  if (!nesting) {
-    EXPECT_EQ(ioctl_errno(node.fd(), IOASID_ALLOC, &nested), Err(EOPNOTSUPP));
-  }
   ioasid_alloc with_parent{.parent = first};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_ALLOC, &with_parent), Err(EINVAL));
   ioasid_alloc unknown{.flags = 1u << 5};

@@ -64,7 +64,7 @@ start_daemon() {
     (
         sh -c 'echo $$ >'"$DAEMON_PIDFILE"'; exec "$@"' ioasidd \
             ioasidd --frontend cuse --no-netlink --admin-socket /run/ioasidd.sock \
-            --log-level info >"$DAEMON_LOG" 2>&1 </dev/null
+            --log-level info --page-timeout 1500 >"$DAEMON_LOG" 2>&1 </dev/null
         echo $? >"$DAEMON_RCFILE"
     ) &
 }

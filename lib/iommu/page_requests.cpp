@@ -1,0 +1,80 @@
+#include "iommu/page_requests.h"
+
+namespace ioasid::iommu {
+
+std::optional<PageRequests::Group> PageRequests::open(uint32_t dev_id, std::optional<uint32_t> pasid, bool will_wait) {
+  std::lock_guard lock(mutex_);
+  uint32_t& next = next_grpid_[dev_id];
+  for (uint32_t tried = 0; tried < kGroups; ++tried) {
+    const uint32_t grpid = (next + tried) % kGroups;
+    if (pending_.try_emplace({dev_id, grpid}, Pending{pasid, std::nullopt, false, will_wait}).second) {
+      next = (grpid + 1) % kGroups;
+      return Group{dev_id, grpid};
+    }
+  }
+  return std::nullopt;
+}
+
+PageResponse PageRequests::wait(const Group& group, std::chrono::milliseconds limit,
+                                const std::atomic<bool>* interrupted) {
+  std::unique_lock lock(mutex_);
+  const Key key{group.dev_id, group.grpid};
+  auto is_interrupted = [&] { return interrupted && interrupted->load(std::memory_order_acquire); };
+  answered_.wait_for(lock, limit, [&] {
+    auto it = pending_.find(key);
+    return it == pending_.end() || it->second.answer.has_value() || is_interrupted();
+  });
+  auto it = pending_.find(key);
+  PageResponse answer = is_interrupted() ? PageResponse::kInterrupted : PageResponse::kTimedOut;
+  if (it != pending_.end()) {
+    if (it->second.answer) answer = *it->second.answer;
+    pending_.erase(it);
+  }
+  return answer;
+}
+
+void PageRequests::wake() {
+  std::lock_guard lock(mutex_);
+  answered_.notify_all();
+}
+
+bool PageRequests::respond(uint32_t dev_id, uint32_t grpid, std::optional<uint32_t> pasid, PageResponse code) {
+  std::lock_guard lock(mutex_);
+  auto it = pending_.find({dev_id, grpid});
+  if (it == pending_.end() || it->second.answered_by_owner) return false;
+  if (it->second.pasid != pasid) return false;
+  if (!it->second.waited) {
+    pending_.erase(it);
+    return true;
+  }
+  it->second.answer = code;
+  it->second.answered_by_owner = true;
+  answered_.notify_all();
+  return true;
+}
+
+void PageRequests::cancel(const std::function<bool(uint32_t, std::optional<uint32_t>)>& which) {
+  std::lock_guard lock(mutex_);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.answer || !which(it->first.first, it->second.pasid)) {
+      ++it;
+    } else if (!it->second.waited) {
+      it = pending_.erase(it);
+    } else {
+      it->second.answer = PageResponse::kInvalid;
+      ++it;
+    }
+  }
+  answered_.notify_all();
+}
+
+void PageRequests::cancel_all() {
+  cancel([](uint32_t, std::optional<uint32_t>) { return true; });
+}
+
+size_t PageRequests::outstanding() const {
+  std::lock_guard lock(mutex_);
+  return pending_.size();
+}
+
+}  // namespace ioasid::iommu

@@ -1,0 +1,662 @@
+// Nested IOASIDs, BIND_PGTBL, UNBIND_PGTBL and CACHE_INVLD: a "guest" keeps its RAM in
+// a memfd mapped at GPA 0 of a kernel-managed IOASID, builds an x86 first-level table
+// in it by hand, binds it on a nested IOASID and lets dma0 (PASID, ATS) and dma1 (RID)
+// DMA with guest virtual addresses. The tables here are written independently of the
+// daemon's own first-level code.
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+namespace conf {
+namespace {
+
+constexpr uint64_t k4K = 4096, k2M = 2ull << 20;
+constexpr uint64_t kP = 1, kRW = 2, kUS = 4, kA = 1ull << 5, kD = 1ull << 6, kXD = 1ull << 63;
+constexpr uint64_t kFrame = 0x000ffffffffff000ull;
+
+Errno free_ioas(int fd, uint32_t ioasid) {
+  ioasid_free request{.ioasid = ioasid};
+  return ioctl_errno(fd, IOASID_FREE, &request);
+}
+
+uint32_t alloc_nested(int fd, uint32_t parent, Errno expect = kOk) {
+  ioasid_alloc alloc{.flags = IOASID_ALLOC_NESTED, .parent = parent};
+  EXPECT_EQ(ioctl_errno(fd, IOASID_ALLOC, &alloc), expect) << "parent " << parent;
+  return alloc.out_ioasid;
+}
+
+ioasid_bind_pgtbl bind_request(uint32_t ioasid, uint64_t root, uint64_t flags = 0) {
+  return {.ioasid = ioasid, .format = IOASID_PGTBL_VTD_FL, .flags = flags, .pgtbl_addr = root, .addr_width = 48};
+}
+
+Errno bind(int fd, const ioasid_bind_pgtbl& request) {
+  ioasid_bind_pgtbl copy = request;
+  return ioctl_errno(fd, IOASID_BIND_PGTBL, &copy);
+}
+
+Errno unbind(int fd, uint32_t ioasid, uint32_t flags = 0) {
+  ioasid_unbind_pgtbl request{.ioasid = ioasid, .flags = flags};
+  return ioctl_errno(fd, IOASID_UNBIND_PGTBL, &request);
+}
+
+// Guest RAM at GPA 0 with a 4-level first-level table at GPA 0x1000; table pages come
+// from [0x1000, 1 MiB), data pages above.
+struct Guest {
+  explicit Guest(int fd) : node(fd), ram(kRamSize, true) {
+    parent = alloc_ioas(fd);
+    ioasid_map_file map{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE | IOASID_MAP_FIXED_IOVA,
+                        .ioasid = parent, .fd = ram.fd, .length = kRamSize, .iova = 0};
+    EXPECT_EQ(ioctl_errno(fd, IOASID_MAP_FILE, &map), kOk) << "guest RAM at GPA 0";
+    nested = alloc_nested(fd, parent);
+    root = new_table();
+  }
+  static constexpr uint64_t kRamSize = 8 * k2M;
+
+  uint64_t& word(uint64_t gpa) { return *reinterpret_cast<uint64_t*>(ram.bytes() + gpa); }
+  uint8_t* bytes(uint64_t gpa) { return ram.bytes() + gpa; }
+  uint64_t new_table() {
+    const uint64_t gpa = next_table;
+    next_table += k4K;
+    std::memset(bytes(gpa), 0, k4K);
+    return gpa;
+  }
+  // The leaf entry of gva (4 KiB pages), creating the tables on the way.
+  uint64_t& leaf(uint64_t gva) {
+    uint64_t table = root;
+    for (int level = 4; level > 1; --level) {
+      uint64_t& entry = word(table + ((gva >> (12 + 9 * (level - 1))) & 511) * 8);
+      if (!(entry & kP)) entry = new_table() | kP | kRW | kUS;
+      table = entry & kFrame;
+    }
+    return word(table + ((gva >> 12) & 511) * 8);
+  }
+  void map(uint64_t gva, uint64_t gpa, uint64_t flags = kP | kRW | kUS) { leaf(gva) = gpa | flags; }
+  Errno bind_table(uint64_t flags = 0) { return bind(node, bind_request(nested, root, flags)); }
+
+  int node;
+  Memfd ram;
+  uint32_t parent = 0, nested = 0;
+  uint64_t next_table = 0x1000;
+  uint64_t root = 0;
+};
+
+constexpr uint64_t kGva = 0x7f1234560000ull;
+constexpr uint64_t kDataGpa = 0x400000;
+
+ioasid_device_dma dma(int fd, uint32_t dev, uint64_t iova, std::span<uint8_t> buffer, uint32_t flags,
+                      uint32_t pasid = 0) {
+  ioasid_device_dma request{.dev_id = dev,
+                            .flags = flags | (pasid ? IOASID_DMA_PASID : 0u),
+                            .pasid = pasid,
+                            .iova = iova,
+                            .length = buffer.size(),
+                            .buf_uptr = reinterpret_cast<uint64_t>(buffer.data())};
+  EXPECT_EQ(ioctl_errno(fd, IOASID_DEVICE_DMA, &request), kOk);
+  return request;
+}
+
+// dma0 attached at a fresh PASID to the guest's nested IOASID.
+struct VsvaSetup {
+  VsvaSetup() : node(O_NONBLOCK), guest(node.fd()), dev(bind_device(node.fd(), "dma0")) {
+    const auto allocated = pasid_alloc(node.fd(), slot(50).lo, slot(50).hi);
+    EXPECT_EQ(allocated.err, kOk);
+    pasid = allocated.pasid;
+    ioasid_attach attach{.dev_id = dev, .ioasid = guest.nested, .pasid = pasid};
+    EXPECT_EQ(ioctl_errno(node.fd(), IOASID_ATTACH_IOASID_PASID, &attach), kOk);
+  }
+  int fd() const { return node.fd(); }
+  uint8_t read_byte(uint64_t gva, uint32_t flags = 0) {
+    uint8_t value = 0;
+    auto out = dma(fd(), dev, gva, std::span(&value, 1), flags, pasid);
+    EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_OK)) << "reason " << out.out_fault_reason;
+    return value;
+  }
+  Node node;
+  Guest guest;
+  uint32_t dev;
+  uint32_t pasid = 0;
+};
+
+std::vector<ioasid_fault> drain(int fd) {
+  std::vector<ioasid_fault> out;
+  ioasid_fault record{};
+  while (::read(fd, &record, sizeof record) == sizeof record) out.push_back(record);
+  return out;
+}
+
+TEST(NestedAlloc, Rows) {
+  Node node;
+  const uint32_t parent = alloc_ioas(node.fd());
+  const uint32_t nested = alloc_nested(node.fd(), parent);
+  alloc_nested(node.fd(), parent + 40, Err(ENOENT));
+  alloc_nested(node.fd(), nested, Err(EINVAL));  // nested on nested
+  Node other;
+  alloc_nested(other.fd(), parent, Err(ENOENT));  // another file's parent
+  EXPECT_EQ(free_ioas(node.fd(), parent), Err(EBUSY)) << "a nested IOASID uses it";
+
+  Memfd file(k4K, true);
+  ioasid_map_dma map{.flags = IOASID_MAP_READABLE, .ioasid = nested, .user_va = file.va, .length = k4K};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_MAP_DMA, &map), Err(EINVAL)) << "a nested IOASID has no kernel table";
+  ioasid_map_file map_file{.flags = IOASID_MAP_READABLE, .ioasid = nested, .fd = file.fd, .length = k4K};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_MAP_FILE, &map_file), Err(EINVAL));
+  ioasid_unmap_dma unmap{.ioasid = nested, .iova = 0, .length = ~0ull};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_UNMAP_DMA, &unmap), Err(EINVAL));
+  ioasid_dirty_tracking tracking{.ioasid = nested, .flags = IOASID_DIRTY_ENABLE};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_SET_DIRTY_TRACKING, &tracking), Err(EINVAL));
+
+  EXPECT_EQ(free_ioas(node.fd(), nested), kOk);
+  EXPECT_EQ(free_ioas(node.fd(), parent), kOk) << "free again once the nested IOASID is gone";
+  const auto info = get_info(node.fd());
+  EXPECT_TRUE(info.features & (1u << IOASID_FEAT_NESTING));
+  EXPECT_TRUE(info.features & (1u << IOASID_FEAT_BIND_PGTBL));
+  EXPECT_TRUE(info.features & (1u << IOASID_FEAT_CACHE_INVLD));
+  EXPECT_TRUE(info.pgtbl_formats & (1u << IOASID_PGTBL_VTD_FL));
+}
+
+TEST(BindPgtbl, Rows) {
+  Node node;
+  Guest guest(node.fd());
+  auto request = bind_request(guest.nested, guest.root);
+  auto with = [&](auto change) {
+    auto copy = request;
+    change(copy);
+    return bind(node.fd(), copy);
+  };
+  EXPECT_EQ(with([&](auto& r) { r.ioasid = guest.parent; }), Err(EINVAL)) << "not nested";
+  EXPECT_EQ(with([&](auto& r) { r.ioasid = guest.nested + 40; }), Err(ENOENT));
+  EXPECT_EQ(with([](auto& r) { r.format = 2; }), Err(EOPNOTSUPP)) << "unknown format";
+  EXPECT_EQ(with([](auto& r) { r.flags = 1ull << 7; }), Err(EOPNOTSUPP)) << "unknown flag";
+  EXPECT_EQ(with([](auto& r) { r.__reserved = 1; }), Err(EOPNOTSUPP));
+  EXPECT_EQ(with([](auto& r) { r.addr_width = 39; }), Err(EINVAL));
+  EXPECT_EQ(with([](auto& r) { r.pgtbl_addr += 8; }), Err(EINVAL)) << "not 4 KiB aligned";
+  EXPECT_EQ(with([](auto& r) { r.pgtbl_addr = Guest::kRamSize + k2M; }), Err(EINVAL)) << "not mapped in the parent";
+  EXPECT_EQ(with([](auto& r) { r.flags = IOASID_VTD_FL_SRE | IOASID_VTD_FL_WPE | IOASID_VTD_FL_CD; }), kOk);
+  EXPECT_EQ(bind(node.fd(), request), Err(EBUSY)) << "bound already";
+  EXPECT_EQ(unbind(node.fd(), guest.nested, 1), Err(EOPNOTSUPP));
+  EXPECT_EQ(unbind(node.fd(), guest.parent), Err(EINVAL));
+  EXPECT_EQ(unbind(node.fd(), guest.nested), kOk);
+  EXPECT_EQ(unbind(node.fd(), guest.nested), kOk) << "idempotent";
+  request.addr_width = 57;
+  EXPECT_EQ(bind(node.fd(), request), kOk) << "5 levels";
+}
+
+TEST(NestedDma, GuestVirtualAddressesReachGuestRam) {
+  VsvaSetup s;
+  s.guest.map(kGva, kDataGpa);
+  s.guest.map(kGva + k4K, kDataGpa + 3 * k4K, kP | kUS);  // read-only for the device
+  std::vector<uint8_t> data(64, 0x5c);
+
+  auto out = dma(s.fd(), s.dev, kGva, data, IOASID_DMA_WRITE, s.pasid);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT)) << "bound nothing yet";
+  EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_BAD_PASID_ENTRY));
+  EXPECT_EQ(drain(s.fd()).size(), 1u) << "an unrecoverable fault: no page request for a PASID entry";
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+
+  out = dma(s.fd(), s.dev, kGva + 100, data, IOASID_DMA_WRITE, s.pasid);
+  ASSERT_EQ(out.out_status, uint32_t(IOASID_DMA_OK)) << "reason " << out.out_fault_reason;
+  EXPECT_EQ(s.guest.bytes(kDataGpa)[100], 0x5c);
+  EXPECT_EQ(s.guest.bytes(kDataGpa)[99], 0);
+  EXPECT_EQ(s.guest.leaf(kGva) & (kA | kD), kA | kD) << "the walk set A and D in the guest's leaf";
+
+  // A read sets A only.
+  s.guest.bytes(kDataGpa + 3 * k4K)[0] = 0x77;
+  EXPECT_EQ(s.read_byte(kGva + k4K), 0x77);
+  EXPECT_EQ(s.guest.leaf(kGva + k4K) & (kA | kD), kA);
+
+  // dma0 has PRI: at a PASID a translation fault becomes a page request (NOWAIT:
+  // reported at once).
+  out = dma(s.fd(), s.dev, kGva + k4K, data, IOASID_DMA_WRITE | IOASID_DMA_NOWAIT, s.pasid);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_PAGE_REQ));
+  EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_PERMISSION)) << "R/W 0 in the guest's leaf";
+  out = dma(s.fd(), s.dev, kGva + 5 * k4K + 12, data, IOASID_DMA_NOWAIT, s.pasid);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_PAGE_REQ));
+  EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_ACCESS));
+  EXPECT_EQ(out.out_fault_addr, kGva + 5 * k4K + 12) << "the fault address is the guest virtual address";
+  auto faults = drain(s.fd());
+  ASSERT_EQ(faults.size(), 2u);
+  const ioasid_fault& request = faults.back();
+  EXPECT_EQ(request.type, uint32_t(IOASID_FAULT_PAGE_REQ));
+  EXPECT_EQ(request.flags, uint32_t(IOASID_FAULT_PASID_VALID | IOASID_FAULT_ADDR_VALID | IOASID_FAULT_LAST_PAGE));
+  EXPECT_EQ(request.addr, kGva + 5 * k4K) << "a page request names the page";
+  EXPECT_EQ(request.pasid, s.pasid);
+  EXPECT_EQ(request.ioasid, s.guest.nested);
+  EXPECT_EQ(request.perm, uint32_t(IOASID_FAULT_PERM_READ));
+  EXPECT_NE(request.grpid, faults.front().grpid) << "one group per request";
+}
+
+// Without PRI (dma1, by RID) a nested fault is unrecoverable, and its record tells
+// the guest virtual address from the guest-physical address of the entry that stopped
+// the walk.
+TEST(NestedDma, UnrecoverableFaultsNameTheFetchAddress) {
+  Node node(O_NONBLOCK);
+  Guest guest(node.fd());
+  const uint32_t dev = bind_device(node.fd(), "dma1");
+  ioasid_attach attach{.dev_id = dev, .ioasid = guest.nested};
+  ASSERT_EQ(ioctl_errno(node.fd(), IOASID_ATTACH_IOASID, &attach), kOk);
+  guest.map(kGva, kDataGpa);
+  ASSERT_EQ(guest.bind_table(), kOk);
+  std::vector<uint8_t> data(8);
+  EXPECT_EQ(dma(node.fd(), dev, kGva, data, IOASID_DMA_WRITE).out_status, uint32_t(IOASID_DMA_OK));
+  auto out = dma(node.fd(), dev, kGva + 5 * k4K, data, 0);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT));
+  EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_ACCESS));
+  const auto faults = drain(node.fd());
+  ASSERT_EQ(faults.size(), 1u);
+  const ioasid_fault& fault = faults[0];
+  EXPECT_EQ(fault.type, uint32_t(IOASID_FAULT_DMA_UNRECOV));
+  EXPECT_EQ(fault.addr, kGva + 5 * k4K);
+  ASSERT_TRUE(fault.flags & IOASID_FAULT_FETCH_ADDR_VALID);
+  // The leaf table of kGva holds the entry of kGva + 5 pages, not present.
+  const uint64_t expected = reinterpret_cast<uint8_t*>(&guest.leaf(kGva + 5 * k4K)) - guest.ram.bytes();
+  EXPECT_EQ(fault.fetch_addr, expected) << "the GPA of the guest's non-present leaf entry";
+}
+
+TEST(NestedDma, SupervisorRequestsNeedSreAndUserPagesNeedUs) {
+  VsvaSetup s;
+  s.guest.map(kGva, kDataGpa);
+  s.guest.map(kGva + k4K, kDataGpa + k4K, kP | kRW);  // supervisor only
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  std::vector<uint8_t> byte(1);
+  auto out = dma(s.fd(), s.dev, kGva, byte, IOASID_DMA_PRIV | IOASID_DMA_NOWAIT, s.pasid);
+  EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_PERMISSION)) << "PRIV without SRE";
+  out = dma(s.fd(), s.dev, kGva + k4K, byte, IOASID_DMA_NOWAIT, s.pasid);
+  EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_PERMISSION)) << "a user request to a supervisor page";
+  ASSERT_EQ(unbind(s.fd(), s.guest.nested), kOk);
+  ASSERT_EQ(s.guest.bind_table(IOASID_VTD_FL_SRE), kOk);
+  EXPECT_EQ(dma(s.fd(), s.dev, kGva + k4K, byte, IOASID_DMA_PRIV, s.pasid).out_status, uint32_t(IOASID_DMA_OK));
+  EXPECT_EQ(dma(s.fd(), s.dev, kGva + k4K, byte, IOASID_DMA_NOWAIT, s.pasid).out_fault_reason,
+            uint32_t(IOASID_FAULT_REASON_PERMISSION))
+      << "a cached supervisor translation must not serve a user request";
+}
+
+TEST(NestedDma, UnbindMakesDevicesFaultAndRebindServesAgain) {
+  VsvaSetup s;
+  s.guest.map(kGva, kDataGpa);
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  s.guest.bytes(kDataGpa)[0] = 9;
+  EXPECT_EQ(s.read_byte(kGva), 9);
+  ASSERT_EQ(unbind(s.fd(), s.guest.nested), kOk);
+  std::vector<uint8_t> byte(1);
+  EXPECT_EQ(dma(s.fd(), s.dev, kGva, byte, 0, s.pasid).out_fault_reason,
+            uint32_t(IOASID_FAULT_REASON_BAD_PASID_ENTRY))
+      << "nothing cached survives UNBIND";
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  EXPECT_EQ(s.read_byte(kGva), 9);
+}
+
+ioasid_cache_invalidate_info entry(uint8_t cache, uint8_t granularity, uint32_t pasid = 0, uint64_t addr = 0,
+                                   uint64_t nb = 0, uint16_t flags = IOASID_INV_FLAGS_PASID) {
+  return {.cache = cache, .granularity = granularity, .flags = flags, .pasid = pasid, .addr = addr,
+          .granule_size = nb ? k4K : 0, .nb_granules = nb};
+}
+
+// The guest moves a page and the device keeps the old translation until the guest
+// invalidates what caches it: the IOTLB, and dma0's device-TLB (ATS) separately.
+void expect_stale_until(VsvaSetup& s, const std::vector<ioasid_cache_invalidate_info>& wrong,
+                        const std::vector<ioasid_cache_invalidate_info>& iotlb,
+                        const std::vector<ioasid_cache_invalidate_info>& device_tlb, const char* what) {
+  auto invalidate = [&](const std::vector<ioasid_cache_invalidate_info>& entries) {
+    if (entries.empty()) return;
+    ioasid_cache_invalidate request{.ioasid = s.guest.nested,
+                                    .entry_len = sizeof(ioasid_cache_invalidate_info),
+                                    .entry_num = static_cast<uint32_t>(entries.size()),
+                                    .entries_uptr = reinterpret_cast<uint64_t>(entries.data())};
+    EXPECT_EQ(ioctl_errno(s.fd(), IOASID_CACHE_INVLD, &request), kOk) << what;
+    EXPECT_EQ(request.entry_num, entries.size());
+  };
+  s.guest.map(kGva, kDataGpa);
+  // Whatever an earlier round left cached goes first.
+  invalidate({entry(IOASID_CACHE_IOTLB | IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_PASID, s.pasid)});
+  s.guest.bytes(kDataGpa)[0] = 1;
+  s.guest.bytes(kDataGpa + k4K)[0] = 2;
+  EXPECT_EQ(s.read_byte(kGva), 1) << what;
+  s.guest.map(kGva, kDataGpa + k4K);  // the guest's edit
+  EXPECT_EQ(s.read_byte(kGva), 1) << what << ": the edit is invisible before an invalidation";
+  invalidate(wrong);
+  EXPECT_EQ(s.read_byte(kGva), 1) << what << ": an invalidation of something else changes nothing";
+  invalidate(iotlb);
+  EXPECT_EQ(s.read_byte(kGva), 1) << what << ": the device-TLB still holds it";
+  invalidate(device_tlb);
+  EXPECT_EQ(s.read_byte(kGva), 2) << what << ": both invalidated";
+}
+
+TEST(CacheInvld, StaleUntilInvalidatedAtEachGranularity) {
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  const auto other_pasid = pasid_alloc(s.fd(), slot(51).lo, slot(51).hi);
+  ASSERT_EQ(other_pasid.err, kOk);
+  expect_stale_until(s, {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, s.pasid, kGva + k4K, 1),
+                         entry(IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_ADDR, other_pasid.pasid, kGva, 1)},
+                     {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, s.pasid, kGva, 1, IOASID_INV_FLAGS_PASID |
+                                                                                        IOASID_INV_FLAGS_LEAF)},
+                     {entry(IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_ADDR, s.pasid, kGva, 1)}, "address");
+  expect_stale_until(s, {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, other_pasid.pasid)},
+                     {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, s.pasid)},
+                     {entry(IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_PASID, s.pasid)}, "PASID");
+  expect_stale_until(s, {entry(IOASID_CACHE_PASID, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, 0)},
+                     {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, 0)},
+                     {entry(IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_PASID, s.pasid)}, "domain");
+}
+
+TEST(CacheInvld, GuestPasidEntries) {
+  Node node(O_NONBLOCK);
+  Guest guest(node.fd());
+  const uint32_t dev = bind_device(node.fd(), "dma0");
+  const auto allocated = pasid_alloc_gpasid(node.fd(), slot(52).lo, slot(52).hi, 7);
+  ASSERT_EQ(allocated.err, kOk);
+  ioasid_attach attach{.dev_id = dev, .ioasid = guest.nested, .pasid = allocated.pasid};
+  ASSERT_EQ(ioctl_errno(node.fd(), IOASID_ATTACH_IOASID_PASID, &attach), kOk);
+  guest.map(kGva, kDataGpa);
+  ASSERT_EQ(guest.bind_table(), kOk);
+  guest.bytes(kDataGpa)[0] = 1;
+  guest.bytes(kDataGpa + k4K)[0] = 2;
+  uint8_t value = 0;
+  dma(node.fd(), dev, kGva, std::span(&value, 1), 0, allocated.pasid);
+  EXPECT_EQ(value, 1);
+  guest.map(kGva, kDataGpa + k4K);
+  const ioasid_cache_invalidate_info entries[] = {
+      entry(IOASID_CACHE_IOTLB | IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_PASID, 7, 0, 0,
+            IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_GPASID)};
+  ioasid_cache_invalidate request{.ioasid = guest.nested, .entry_len = sizeof entries[0], .entry_num = 1,
+                                  .entries_uptr = reinterpret_cast<uint64_t>(entries)};
+  ASSERT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), kOk);
+  dma(node.fd(), dev, kGva, std::span(&value, 1), 0, allocated.pasid);
+  EXPECT_EQ(value, 2) << "guest PASID 7 named the host PASID";
+  ioasid_cache_invalidate_info unmapped = entries[0];
+  unmapped.pasid = 8;
+  request.entry_num = 1;
+  request.entries_uptr = reinterpret_cast<uint64_t>(&unmapped);
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(ENOENT)) << "no guest PASID 8";
+}
+
+TEST(CacheInvld, Rows) {
+  Node node;
+  Guest guest(node.fd());
+  const auto mine = pasid_alloc(node.fd(), slot(53).lo, slot(53).hi);
+  Node other;
+  const auto theirs = pasid_alloc(other.fd(), slot(54).lo, slot(54).hi);
+  ASSERT_EQ(mine.err, kOk);
+  ASSERT_EQ(theirs.err, kOk);
+  const uint32_t p = mine.pasid;
+
+  auto run = [&](std::vector<ioasid_cache_invalidate_info> entries, uint32_t ioasid = 0, uint32_t entry_len = 32,
+                 uint32_t* processed = nullptr, uint64_t uptr = 1) {
+    ioasid_cache_invalidate request{.ioasid = ioasid ? ioasid : guest.nested,
+                                    .entry_len = entry_len,
+                                    .entry_num = static_cast<uint32_t>(entries.size()),
+                                    .entries_uptr = uptr == 1 ? reinterpret_cast<uint64_t>(entries.data()) : uptr};
+    const Errno err = ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request);
+    if (processed) *processed = request.entry_num;
+    return err;
+  };
+  const auto valid = entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, p);
+  EXPECT_EQ(run({}), kOk) << "probe: entry_num 0";
+  EXPECT_EQ(run({valid}, guest.parent), Err(EINVAL)) << "not nested";
+  EXPECT_EQ(run({valid}, guest.nested + 40), Err(ENOENT));
+  EXPECT_EQ(run({valid}, 0, 16), Err(EINVAL)) << "entry_len below 32";
+  EXPECT_EQ(run({valid}, 0, 32, nullptr, 0), Err(EINVAL)) << "entries_uptr 0";
+  EXPECT_EQ(run({valid}, 0, 32, nullptr, 8), Err(EFAULT)) << "entries_uptr unreadable";
+
+  struct Row {
+    ioasid_cache_invalidate_info info;
+    Errno err;
+    const char* what;
+  };
+  const Row rows[] = {
+      {entry(0, IOASID_INV_GRANU_PASID, p), Err(EINVAL), "cache 0"},
+      {entry(1u << 3, IOASID_INV_GRANU_PASID, p), Err(EINVAL), "unknown cache bit"},
+      {entry(IOASID_CACHE_IOTLB, 3, p), Err(EINVAL), "granularity 3"},
+      {entry(IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, 0), Err(EINVAL), "DOMAIN with DEV_IOTLB"},
+      {entry(IOASID_CACHE_PASID, IOASID_INV_GRANU_ADDR, p, 0, 1), Err(EINVAL), "ADDR with the PASID cache"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, p, 0, 0, 0), Err(EINVAL), "PASID without the flag"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, p, 0, 1, 0), Err(EINVAL), "ADDR without the flag"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, p, 0x1000, 0), Err(EINVAL), "nb_granules 0"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, p, 0x1800, 1), Err(EINVAL), "addr not aligned"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, p, ~0ull - 0xfff, 2), Err(EINVAL), "overflow"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, p, 0, 0, 1u << 5), Err(EOPNOTSUPP), "unknown flag"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, slot(53).hi), Err(ENOENT), "unallocated PASID"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, theirs.pasid), Err(EACCES), "another file's PASID"},
+      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, 99, 0, 0, IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_GPASID),
+       Err(ENOENT), "unmapped guest PASID"},
+  };
+  for (const Row& row : rows) {
+    uint32_t processed = 99;
+    EXPECT_EQ(run({valid, valid, row.info, valid}, 0, 32, &processed), row.err) << row.what;
+    EXPECT_EQ(processed, 2u) << row.what << ": entry_num is the index of the bad entry";
+  }
+  auto granule = entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, p, 0, 1);
+  granule.granule_size = 8192;
+  EXPECT_EQ(run({granule}), Err(EINVAL)) << "granule_size 8K";
+  granule.granule_size = k2M;
+  EXPECT_EQ(run({granule}), kOk) << "granule_size 2M";
+
+  // Every valid pair.
+  std::vector<ioasid_cache_invalidate_info> all = {
+      entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, 0),
+      entry(IOASID_CACHE_PASID, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, 0),
+      entry(IOASID_CACHE_IOTLB | IOASID_CACHE_DEV_IOTLB | IOASID_CACHE_PASID, IOASID_INV_GRANU_PASID, p),
+      entry(IOASID_CACHE_IOTLB | IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_ADDR, p, 0x10000, 16,
+            IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_LEAF)};
+  uint32_t processed = 0;
+  EXPECT_EQ(run(all, 0, 32, &processed), kOk);
+  EXPECT_EQ(processed, all.size());
+
+  // Longer entries: the tail must be zero.
+  std::vector<uint8_t> wide(2 * 40, 0);
+  std::memcpy(wide.data(), &valid, sizeof valid);
+  std::memcpy(wide.data() + 40, &valid, sizeof valid);
+  ioasid_cache_invalidate request{.ioasid = guest.nested, .entry_len = 40, .entry_num = 2,
+                                  .entries_uptr = reinterpret_cast<uint64_t>(wide.data())};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), kOk);
+  wide[40 + 35] = 1;
+  request.entry_num = 2;
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(E2BIG));
+  EXPECT_EQ(request.entry_num, 1u);
+}
+
+// ---- page requests: dma0 (PRI) at a PASID asks the owner for missing pages ----
+
+Errno respond(int fd, uint32_t dev, uint32_t grpid, uint32_t code, std::optional<uint32_t> pasid,
+              uint32_t flags_extra = 0) {
+  ioasid_page_response response{.dev_id = dev,
+                                .flags = (pasid ? IOASID_PAGE_RESP_PASID_VALID : 0u) | flags_extra,
+                                .pasid = pasid.value_or(0),
+                                .grpid = grpid,
+                                .code = code};
+  return ioctl_errno(fd, IOASID_PAGE_RESP, &response);
+}
+
+// The next page request record, waiting up to 5 s for it.
+std::optional<ioasid_fault> next_page_request(int fd) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) == 1) {
+      ioasid_fault record{};
+      if (::read(fd, &record, sizeof record) == sizeof record && record.type == IOASID_FAULT_PAGE_REQ)
+        return record;
+    }
+  }
+  return std::nullopt;
+}
+
+TEST(PageResp, Rows) {
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  std::vector<uint8_t> data(8);
+  ASSERT_EQ(dma(s.fd(), s.dev, kGva, data, IOASID_DMA_NOWAIT, s.pasid).out_status, uint32_t(IOASID_DMA_PAGE_REQ));
+  const auto request = next_page_request(s.fd());
+  ASSERT_TRUE(request);
+  const uint32_t g = request->grpid;
+  EXPECT_EQ(respond(s.fd(), s.dev, g, 3, s.pasid), Err(EINVAL)) << "code 3";
+  EXPECT_EQ(respond(s.fd(), s.dev, g, 0, s.pasid, 1u << 4), Err(EOPNOTSUPP)) << "unknown flag";
+  ioasid_page_response reserved{.dev_id = s.dev, .flags = IOASID_PAGE_RESP_PASID_VALID, .pasid = s.pasid,
+                                .grpid = g, .__reserved = 1};
+  EXPECT_EQ(ioctl_errno(s.fd(), IOASID_PAGE_RESP, &reserved), Err(EOPNOTSUPP));
+  EXPECT_EQ(respond(s.fd(), s.dev + 40, g, 0, s.pasid), Err(ENOENT)) << "no such dev_id";
+  EXPECT_EQ(respond(s.fd(), s.dev, (g + 1) % 512, 0, s.pasid), Err(EINVAL)) << "no such group";
+  EXPECT_EQ(respond(s.fd(), s.dev, g, 0, s.pasid + 1), Err(EINVAL)) << "another PASID";
+  EXPECT_EQ(respond(s.fd(), s.dev, g, 0, std::nullopt), Err(EINVAL)) << "the request had a PASID";
+  EXPECT_EQ(respond(s.fd(), s.dev, g, IOASID_PAGE_RESP_SUCCESS, s.pasid), kOk);
+  EXPECT_EQ(respond(s.fd(), s.dev, g, IOASID_PAGE_RESP_SUCCESS, s.pasid), Err(EINVAL)) << "answered already";
+}
+
+struct WaitingDma {
+  WaitingDma(VsvaSetup& s, uint64_t gva, size_t length, uint32_t flags)
+      : data(length, 0x3c), thread([this, &s, gva, flags] {
+          const auto start = std::chrono::steady_clock::now();
+          ioasid_device_dma request{.dev_id = s.dev, .flags = flags | IOASID_DMA_PASID, .pasid = s.pasid,
+                                    .iova = gva, .length = data.size(),
+                                    .buf_uptr = reinterpret_cast<uint64_t>(data.data())};
+          err = ioctl_errno(s.fd(), IOASID_DEVICE_DMA, &request);
+          result = request;
+          elapsed = std::chrono::steady_clock::now() - start;
+          done = true;
+        }) {}
+  ~WaitingDma() { thread.join(); }
+  std::vector<uint8_t> data;
+  std::atomic<bool> done{false};
+  Errno err;
+  ioasid_device_dma result{};
+  std::chrono::steady_clock::duration elapsed{};
+  std::thread thread;
+};
+
+TEST(PageRequest, SuccessRetriesTheDmaWhereItStopped) {
+  VsvaSetup s;
+  s.guest.map(kGva, kDataGpa);
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  {
+    WaitingDma waiter(s, kGva + k4K - 16, 32, IOASID_DMA_WRITE);  // the second page is missing
+    const auto request = next_page_request(s.fd());
+    ASSERT_TRUE(request);
+    EXPECT_EQ(request->addr, kGva + k4K);
+    EXPECT_EQ(request->perm, uint32_t(IOASID_FAULT_PERM_WRITE));
+    std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(waiter.done) << "the DMA waits for the response";
+    s.guest.map(kGva + k4K, kDataGpa + 2 * k4K);  // the "guest" maps the page
+    ASSERT_EQ(respond(s.fd(), s.dev, request->grpid, IOASID_PAGE_RESP_SUCCESS, s.pasid), kOk);
+    ASSERT_TRUE(eventually([&] { return waiter.done.load(); }, 5s));
+    EXPECT_EQ(waiter.err, kOk);
+    EXPECT_EQ(waiter.result.out_status, uint32_t(IOASID_DMA_OK));
+  }
+  EXPECT_EQ(s.guest.bytes(kDataGpa + k4K - 16)[0], 0x3c) << "the first part";
+  EXPECT_EQ(s.guest.bytes(kDataGpa + 2 * k4K)[15], 0x3c) << "the retried part";
+}
+
+TEST(PageRequest, InvalidTimeoutAndDetachFailTheDma) {
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  {
+    WaitingDma waiter(s, kGva, 8, 0);
+    const auto request = next_page_request(s.fd());
+    ASSERT_TRUE(request);
+    ASSERT_EQ(respond(s.fd(), s.dev, request->grpid, IOASID_PAGE_RESP_INVALID, s.pasid), kOk);
+    ASSERT_TRUE(eventually([&] { return waiter.done.load(); }, 5s));
+    EXPECT_EQ(waiter.result.out_status, uint32_t(IOASID_DMA_FAULT)) << "INVALID";
+    EXPECT_EQ(waiter.result.out_fault_addr, kGva);
+  }
+  {
+    WaitingDma waiter(s, kGva, 8, 0);
+    ASSERT_TRUE(next_page_request(s.fd()));
+    ASSERT_TRUE(eventually([&] { return waiter.done.load(); }, 20s)) << "the daemon's page-response limit";
+    EXPECT_EQ(waiter.result.out_status, uint32_t(IOASID_DMA_FAULT)) << "no response";
+  }
+  {
+    WaitingDma waiter(s, kGva, 8, 0);
+    ASSERT_TRUE(next_page_request(s.fd()));
+    ioasid_attach detach{.dev_id = s.dev, .ioasid = s.guest.nested, .pasid = s.pasid};
+    ASSERT_EQ(ioctl_errno(s.fd(), IOASID_DETACH_IOASID_PASID, &detach), kOk);
+    ASSERT_TRUE(eventually([&] { return waiter.done.load(); }, 5s));
+    EXPECT_EQ(waiter.result.out_status, uint32_t(IOASID_DMA_FAULT)) << "detached";
+    EXPECT_LT(waiter.elapsed, 1200ms) << "answered by the detach, not by the time limit";
+  }
+}
+
+void ignore_signal(int) {}
+
+TEST(PageRequest, ASignalInterruptsTheWait) {
+  struct sigaction action{};
+  action.sa_handler = ignore_signal;  // no SA_RESTART
+  struct sigaction previous{};
+  ASSERT_EQ(::sigaction(SIGUSR1, &action, &previous), 0);
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  {
+    WaitingDma waiter(s, kGva, 8, 0);
+    ASSERT_TRUE(next_page_request(s.fd()));
+    ::pthread_kill(waiter.thread.native_handle(), SIGUSR1);
+    ASSERT_TRUE(eventually([&] { return waiter.done.load(); }, 5s));
+    EXPECT_EQ(waiter.err, Err(EINTR));
+    EXPECT_LT(waiter.elapsed, 1200ms) << "ended by the signal, not by the time limit";
+  }
+  ::sigaction(SIGUSR1, &previous, nullptr);
+}
+
+TEST(PageRequest, SeveralWaitersAtOnceAreAllServed) {
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  constexpr int kWaiters = 4;  // more than the daemon's default session threads
+  std::vector<std::unique_ptr<WaitingDma>> waiters;
+  for (int i = 0; i < kWaiters; ++i)
+    waiters.push_back(std::make_unique<WaitingDma>(s, kGva + uint64_t(i) * k4K, 8, IOASID_DMA_WRITE));
+  std::vector<ioasid_fault> requests;
+  for (int i = 0; i < kWaiters; ++i) {
+    auto request = next_page_request(s.fd());
+    ASSERT_TRUE(request) << "request " << i;
+    requests.push_back(*request);
+  }
+  for (const auto& request : requests) {
+    s.guest.map(request.addr, kDataGpa + (request.addr - kGva));
+    EXPECT_EQ(respond(s.fd(), s.dev, request.grpid, IOASID_PAGE_RESP_SUCCESS, s.pasid), kOk);
+  }
+  for (auto& waiter : waiters) {
+    ASSERT_TRUE(eventually([&] { return waiter->done.load(); }, 5s));
+    EXPECT_EQ(waiter->result.out_status, uint32_t(IOASID_DMA_OK));
+  }
+}
+
+TEST(PageRequest, AKilledWaiterReleasesEverything) {
+  ChildGuard guard;
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    VsvaSetup s;
+    if (s.guest.bind_table() != kOk) ::_exit(1);
+    char go = 1;
+    if (::write(ready[1], &go, 1) != 1) ::_exit(2);
+    uint8_t byte = 0;
+    ioasid_device_dma request{.dev_id = s.dev, .flags = IOASID_DMA_PASID, .pasid = s.pasid, .iova = kGva,
+                              .length = 1, .buf_uptr = reinterpret_cast<uint64_t>(&byte)};
+    for (;;) ::ioctl(s.fd(), IOASID_DEVICE_DMA, &request);  // waits, again and again
+  }
+  guard.add(child);
+  char go = 0;
+  ASSERT_EQ(::read(ready[0], &go, 1), 1);
+  std::this_thread::sleep_for(200ms);  // inside the wait
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_TRUE(wait_pid_for(child, 5s, &status));
+  guard.reaped(child);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  expect_daemon_alive();
+  Node node;
+  EXPECT_EQ(ioctl_value(node.fd(), IOASID_GET_API_VERSION, 0), IOASID_API_VERSION);
+  EXPECT_NE(bind_device(node.fd(), "dma0"), 0u) << "the dead client's device came back";
+}
+
+}  // namespace
+}  // namespace conf
