@@ -212,7 +212,15 @@ void Iotlb::invalidate_range(uint16_t domain, uint32_t pasid, uint64_t iova, uin
     for (const uint8_t shift : kPageShifts) {
       const uint64_t want = make_tag(domain, pasid, shift);
       for (uint64_t page = iova >> shift; page <= (last >> shift); ++page) {
-        set_for(domain, pasid, page, shift).write([&](Set& set) {
+        Set& candidate = set_for(domain, pasid, page, shift);
+        // Unlocked look first: a fill racing with it is undone by the epoch (see
+        // fill_if_current), so a set without the page needs no lock.
+        bool present = false;
+        for (const auto& way : candidate.ways)
+          present = present || (way.tag.load(std::memory_order_relaxed) == want &&
+                                way.page.load(std::memory_order_relaxed) == page);
+        if (!present) continue;
+        candidate.write([&](Set& set) {
           for (auto& way : set.ways) {
             if (way.tag.load(std::memory_order_relaxed) == want && way.page.load(std::memory_order_relaxed) == page) {
               way.tag.store(0, std::memory_order_relaxed);

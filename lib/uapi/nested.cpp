@@ -147,7 +147,9 @@ Result<Invalidation> check_entry(Call& call, const ioasid_cache_invalidate_info&
 // Applies one invalidation to the caches of the nested IOASID's domain: the IOTLB,
 // the device-TLBs of this file's devices, the PASID cache. Nothing else is flushed:
 // what the guest does not invalidate stays cached, as in hardware.
-void apply(Call& call, uint16_t domain, const Invalidation& inv) {
+using Devices = std::vector<std::pair<uint32_t, std::shared_ptr<Device>>>;
+
+void apply(Call& call, const Devices& devices, uint16_t domain, const Invalidation& inv) {
   iommu::Iommu& iommu = call.service.iommu();
   auto flush = [&](iommu::Iotlb& tlb) {
     switch (inv.granularity) {
@@ -158,7 +160,7 @@ void apply(Call& call, uint16_t domain, const Invalidation& inv) {
   };
   if (inv.cache & IOASID_CACHE_IOTLB) flush(iommu.iotlb());
   if (inv.cache & (IOASID_CACHE_DEV_IOTLB | IOASID_CACHE_PASID)) {
-    for (const auto& [dev_id, device] : call.context.objects().all<Device>()) {
+    for (const auto& [dev_id, device] : devices) {
       if ((inv.cache & IOASID_CACHE_DEV_IOTLB) && device->device_tlb()) flush(*device->device_tlb());
       if ((inv.cache & IOASID_CACHE_PASID) && inv.granularity == IOASID_INV_GRANU_PASID)
         device->pasid_table().invalidate_cached(inv.pasid);
@@ -185,6 +187,7 @@ Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& request) {
                 sizeof(ioasid_cache_invalidate_info));
   if (request.entries_uptr == 0) return fail(EINVAL, "entries_uptr 0 with {} entries", count);
   const uint16_t domain = (*ioas)->nested->domain.id();
+  const Devices devices = call.context.objects().all<Device>();
   std::vector<std::byte> batch;
   for (uint32_t first = 0; first < count; first += kEntriesPerRead) {
     const uint32_t n = std::min(kEntriesPerRead, count - first);
@@ -199,7 +202,7 @@ Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& request) {
       std::memcpy(&info, raw, sizeof info);
       auto checked = check_entry(call, info);
       if (!checked) return fail(checked.code(), "entry {}: {}", first + i, checked.error().why);
-      apply(call, domain, *checked);
+      apply(call, devices, domain, *checked);
       request.entry_num = first + i + 1;
     }
   }

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -28,6 +29,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -329,6 +331,124 @@ void BM_Daemon_DmaMemfdRead1MiB(benchmark::State& state) { run_dma_bench(state, 
 void BM_Daemon_DmaProcMemWrite1MiB(benchmark::State& state) { run_dma_bench(state, false, true); }
 void BM_Daemon_DmaProcMemRead1MiB(benchmark::State& state) { run_dma_bench(state, false, false); }
 
+// ---- guest SVA through the node: CACHE_INVLD batches and a page request answered ----
+
+// A file with guest RAM (a memfd at GPA 0 of a kernel-managed IOASID), a nested
+// IOASID bound to a 4-level first-level table in it mapping one page at kGva, and
+// dma0 (PRI, ATS) attached at a PASID.
+struct GuestSetup {
+  static constexpr uint64_t kRam = 4u << 20, kGva = 0x7f0000000000ull, kPage = 0x200000;
+  int fd = -1, memfd = -1;
+  uint8_t* ram = nullptr;
+  uint32_t dev = 0, nested = 0, pasid = 0;
+  uint64_t leaf_gpa = 0;
+
+  uint64_t& word(uint64_t gpa) { return *reinterpret_cast<uint64_t*>(ram + gpa); }
+  bool open() {
+    fd = ::open(g_daemon.node.c_str(), O_RDWR | O_NONBLOCK);
+    memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(memfd, kRam) != 0) return false;
+    ram = static_cast<uint8_t*>(mmap(nullptr, kRam, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
+    ioasid_device_bind bind{};
+    std::snprintf(bind.name, sizeof bind.name, "dma0");
+    for (int i = 0; i < 300 && ioctl(fd, IOASID_DEVICE_BIND, &bind) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    dev = bind.out_dev_id;
+    ioasid_alloc parent{};
+    if (ram == MAP_FAILED || dev == 0 || ioctl(fd, IOASID_ALLOC, &parent) != 0) return false;
+    ioasid_map_file map{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE | IOASID_MAP_FIXED_IOVA,
+                        .ioasid = parent.out_ioasid, .fd = memfd, .length = kRam, .iova = 0};
+    ioasid_alloc child{.flags = IOASID_ALLOC_NESTED, .parent = parent.out_ioasid};
+    if (ioctl(fd, IOASID_MAP_FILE, &map) != 0 || ioctl(fd, IOASID_ALLOC, &child) != 0) return false;
+    nested = child.out_ioasid;
+    // Tables at GPA 0x1000.. (levels 4, 3, 2, 1), the page at kPage.
+    constexpr uint64_t kTable = 0x1000, kUser = 0x7;  // P | R/W | U/S
+    for (int level = 4; level > 1; --level) {
+      const uint64_t table = kTable * (5 - level), next = kTable * (6 - level);
+      word(table + ((kGva >> (12 + 9 * (level - 1))) & 511) * 8) = next | kUser;
+    }
+    leaf_gpa = kTable * 4 + ((kGva >> 12) & 511) * 8;
+    word(leaf_gpa) = kPage | kUser;
+    ioasid_bind_pgtbl bind_table{.ioasid = nested, .format = IOASID_PGTBL_VTD_FL, .pgtbl_addr = kTable,
+                                 .addr_width = 48};
+    ioasid_pasid_request request{.flags = IOASID_PASID_ALLOC, .min = 1, .max = (1u << 20) - 1};
+    if (ioctl(fd, IOASID_BIND_PGTBL, &bind_table) != 0 || ioctl(fd, IOASID_PASID_REQUEST, &request) != 0)
+      return false;
+    pasid = request.pasid;
+    ioasid_attach attach{.dev_id = dev, .ioasid = nested, .pasid = pasid};
+    return ioctl(fd, IOASID_ATTACH_IOASID_PASID, &attach) == 0;
+  }
+  // ADDR invalidations of `count` distinct pages (IOTLB and device-TLB) in one call.
+  bool invalidate(uint32_t count) {
+    std::vector<ioasid_cache_invalidate_info> entries(count);
+    for (uint32_t i = 0; i < count; ++i)
+      entries[i] = {.cache = IOASID_CACHE_IOTLB | IOASID_CACHE_DEV_IOTLB, .granularity = IOASID_INV_GRANU_ADDR,
+                    .flags = IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_LEAF, .pasid = pasid,
+                    .addr = kGva + uint64_t(i) * 4096, .granule_size = 4096, .nb_granules = 1};
+    ioasid_cache_invalidate request{.ioasid = nested, .entry_len = sizeof entries[0], .entry_num = count,
+                                    .entries_uptr = reinterpret_cast<uint64_t>(entries.data())};
+    return ioctl(fd, IOASID_CACHE_INVLD, &request) == 0 && request.entry_num == count;
+  }
+  ~GuestSetup() {
+    if (fd >= 0) ::close(fd);
+    if (ram && ram != MAP_FAILED) munmap(ram, kRam);
+    if (memfd >= 0) ::close(memfd);
+  }
+};
+
+void BM_Daemon_CacheInvld(benchmark::State& state) {
+  GuestSetup guest;
+  if (!guest.open()) return state.SkipWithError("guest setup failed");
+  const auto count = static_cast<uint32_t>(state.range(0));
+  for (auto _ : state)
+    if (!guest.invalidate(count)) state.SkipWithError("CACHE_INVLD failed");
+  state.SetItemsProcessed(state.iterations() * count);
+}
+
+// A DMA at a page the guest has not mapped raises a page request; the "guest" reads
+// it from the fd, maps the page and answers SUCCESS; the DMA retries and completes.
+// Timed: from the DMA's start to its completion. Untimed: the guest unmapping the page
+// again and invalidating it.
+void BM_Daemon_PageRequestToRetriedDma(benchmark::State& state) {
+  GuestSetup guest;
+  if (!guest.open()) return state.SkipWithError("guest setup failed");
+  const uint64_t mapped = guest.word(guest.leaf_gpa);
+  std::atomic<int> go{0}, finished{0};
+  std::atomic<bool> quit{false}, failed{false};
+  std::thread device([&] {
+    uint8_t byte = 0;
+    for (int round = 1;; ++round) {
+      while (go.load() < round && !quit.load()) std::this_thread::yield();
+      if (quit.load()) return;
+      ioasid_device_dma dma{.dev_id = guest.dev, .flags = IOASID_DMA_PASID, .pasid = guest.pasid,
+                            .iova = GuestSetup::kGva, .length = 1, .buf_uptr = reinterpret_cast<uint64_t>(&byte)};
+      if (ioctl(guest.fd, IOASID_DEVICE_DMA, &dma) != 0 || dma.out_status != IOASID_DMA_OK) failed = true;
+      finished.store(round);
+    }
+  });
+  int round = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    guest.word(guest.leaf_gpa) = 0;
+    if (!guest.invalidate(1)) failed = true;
+    state.ResumeTiming();
+    go.store(++round);
+    ioasid_fault record{};
+    pollfd p{guest.fd, POLLIN, 0};
+    while (::read(guest.fd, &record, sizeof record) != sizeof record) ::poll(&p, 1, 1000);
+    guest.word(guest.leaf_gpa) = mapped;
+    ioasid_page_response response{.dev_id = guest.dev, .flags = IOASID_PAGE_RESP_PASID_VALID,
+                                  .pasid = guest.pasid, .grpid = record.grpid, .code = IOASID_PAGE_RESP_SUCCESS};
+    if (ioctl(guest.fd, IOASID_PAGE_RESP, &response) != 0) failed = true;
+    while (finished.load() < round) std::this_thread::yield();
+  }
+  quit = true;
+  device.join();
+  if (failed) state.SkipWithError("a step of the page request failed");
+}
+
+BENCHMARK(BM_Daemon_CacheInvld)->Arg(1)->Arg(512)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_Daemon_PageRequestToRetriedDma)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Memcpy1MiB)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Memcpy1MiBCold)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_ProcessVmReadv1MiB)->MinTime(0.5)->UseRealTime();
@@ -366,6 +486,10 @@ class RatioReporter : public benchmark::ConsoleReporter {
       ratio((std::string(dma + 10) + " bandwidth / memcpy").c_str(), "BM_Memcpy1MiB", dma, times_);
     for (const char* dma : {"BM_Daemon_DmaMemfdWrite1MiB", "BM_Daemon_DmaProcMemWrite1MiB"})
       ratio((std::string(dma + 10) + " bandwidth / cold memcpy").c_str(), "BM_Memcpy1MiBCold", dma, times_);
+    ratio("CACHE_INVLD of 512 entries / of 1", "BM_Daemon_CacheInvld512", "BM_Daemon_CacheInvld1", times_);
+    if (times_.count("BM_Daemon_PageRequestToRetriedDma") && times_.count("BM_Null_TwoStructIoctls"))
+      std::printf("ratio %-45s %.3f\n", "page request to retried DMA / two null round trips",
+                  times_.at("BM_Daemon_PageRequestToRetriedDma") / times_.at("BM_Null_TwoStructIoctls"));
     ratio("process_vm_readv bandwidth / memcpy", "BM_Memcpy1MiB", "BM_ProcessVmReadv1MiB", times_);
     ratio("DmaMemfdWrite1MiB bandwidth / process_vm_readv", "BM_ProcessVmReadv1MiB", "BM_Daemon_DmaMemfdWrite1MiB",
           times_);
