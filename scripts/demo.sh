@@ -9,7 +9,7 @@ build=$root/build
 run=$(mktemp -d /tmp/ioasid-demo.XXXXXX)
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo
+cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo mini-vmm
 
 daemon_pid=
 cleanup() {
@@ -35,5 +35,6 @@ export IOASID_DEV=/dev/ioasid
 echo; echo "== ioasid-info"; "$build/examples/ioasid-info"
 echo; echo "== pasid-demo"; "$build/examples/pasid-demo"
 echo; echo "== dma-demo"; "$build/examples/dma-demo"
+echo; echo "== mini-vmm"; "$build/examples/mini-vmm"
 echo; echo "== ioasidctl status"; "$build/examples/ioasidctl" --socket "$run/admin.sock" status
 echo; echo "== daemon log"; cat "$run/ioasidd.log"

@@ -38,6 +38,10 @@ struct PasidEntry {
   uint8_t first_level_flags = 0;  // IOASID_VTD_FL_SRE | EAFE | WPE
   uint64_t first_level_root = 0;  // a GPA
 
+  // A guest table is bound: requests translate through it (BIND/UNBIND are announced
+  // for the PASIDs routed to it).
+  bool bound_first_level() const { return type == TranslationType::kNested && first_level_levels != 0; }
+
   friend bool operator==(const PasidEntry&, const PasidEntry&) = default;
 };
 

@@ -86,7 +86,12 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
                 with_pasid ? fmt::format("PASID {}", target->pasid) : "RID");
   }
   ioas->users.fetch_add(1);
-  device.pasid_table().set(target->pasid, route_entry(*ioas, attach.ioasid));
+  const iommu::PasidEntry route = route_entry(*ioas, attach.ioasid);
+  device.pasid_table().set(target->pasid, route);
+  // The PASID's guest table changes with the route: UNBIND for the old, BIND for the new.
+  if (with_pasid && current && current->bound_first_level())
+    (void)allocator.notify(target->pasid, PasidEvent::Unbind);
+  if (with_pasid && route.bound_first_level()) (void)allocator.notify(target->pasid, PasidEvent::Bind);
   if (current) {
     call.service.iommu().flush_pasid(current->domain, target->pasid);
     if (auto old = call.context.objects().find<Ioas>(current->ioasid)) old->users.fetch_sub(1);

@@ -39,7 +39,7 @@ bool recoverable(Device& device, bool with_pasid, const devices::DmaFault& fault
 }
 
 void publish_fault(Call& call, const ioasid_device_dma& dma, const devices::DeviceSpec& spec,
-                   const devices::DmaFault& fault, EventType type) {
+                   const devices::DmaFault& fault, EventType type, std::optional<uint32_t> grpid = std::nullopt) {
   call.service.publish({.type = type,
                         .context = call.context.id(),
                         .pid = call.context.client().pid,
@@ -48,7 +48,8 @@ void publish_fault(Call& call, const ioasid_device_dma& dma, const devices::Devi
                         .dev_id = dma.dev_id,
                         .ioasid = fault.ioasid,
                         .address = fault.address,
-                        .reason = fault.reason});
+                        .reason = fault.reason,
+                        .grpid = grpid});
 }
 
 void report_unrecoverable(Call& call, ioasid_device_dma& dma, const devices::DeviceSpec& spec,
@@ -68,7 +69,7 @@ void raise_page_request(Call& call, const ioasid_device_dma& dma, const devices:
   record.fetch_addr = 0;
   record.grpid = grpid;
   call.context.faults().push(record);
-  publish_fault(call, dma, spec, fault, EventType::PageRequest);
+  publish_fault(call, dma, spec, fault, EventType::PageRequest, grpid);
 }
 
 }  // namespace

@@ -240,6 +240,7 @@ void Service::detach_locked(Context& context, uint32_t dev_id, Device& device, u
   iommu_.flush_pasid(entry->domain, pasid);
   if (auto ioas = context.objects().find<Ioas>(entry->ioasid)) ioas->users.fetch_sub(1);
   if (pasid != iommu::kRidPasid) {
+    if (entry->bound_first_level()) (void)allocator_.notify(pasid, PasidEvent::Unbind);
     context.page_requests().cancel([&](uint32_t dev, std::optional<uint32_t> requested) {
       return dev == dev_id && requested == pasid;
     });
