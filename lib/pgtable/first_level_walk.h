@@ -69,7 +69,8 @@ namespace ioasid::pgtable {
 
 // What the PASID entry says about the first-level table.
 struct FirstLevelConfig {
-  uint64_t root = 0;                 // GPA (HPA when not nested) of the PML4 or PML5 table
+  uint64_t root = 0;                 // GPA (HPA when not nested) of the PML4 or PML5 table;
+                                     // bits 11:0 and 63:52 are ignored
   int levels = 4;                    // 4 (48-bit addresses) or 5 (57-bit)
   bool supervisor_requests = false;  // SRE: privileged requests allowed
   bool write_protect = false;        // WPE: supervisor writes honour R/W
