@@ -121,6 +121,9 @@ void Iotlb::fill(uint16_t domain, uint32_t pasid, uint64_t iova, uint8_t page_sh
                  uint8_t permissions) {
   const uint64_t page = iova >> page_shift;
   const uint64_t tag = make_tag(domain, pasid, page_shift);
+  for (size_t i = 0; i < std::size(kPageShifts); ++i)
+    if (kPageShifts[i] == page_shift && !size_used_[i].load(std::memory_order_relaxed))
+      size_used_[i].store(true, std::memory_order_seq_cst);
   const uint64_t value = (page_hpa & ~((1ull << page_shift) - 1)) | (permissions & kPermissionMask);
   bool evicted = false;
   set_for(domain, pasid, page, page_shift).write([&](Set& set) {
@@ -200,16 +203,22 @@ void Iotlb::invalidate_pasid(uint16_t domain, uint32_t pasid) {
   });
 }
 
-void Iotlb::invalidate_range(uint16_t domain, uint32_t pasid, uint64_t iova, uint64_t length) {
+void Iotlb::begin_invalidations() {
+  epoch_.fetch_add(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+void Iotlb::invalidate_range(uint16_t domain, uint32_t pasid, uint64_t iova, uint64_t length, Epoch epoch) {
   // A small range (a guest's page invalidations) visits only the sets its pages hash
   // to, at each page size, instead of the whole IOTLB.
   constexpr uint64_t kProbedPages = 64;
   if (length != 0 && length <= kProbedPages * (1ull << kPageShifts[0]) && iova + (length - 1) >= iova) {
-    epoch_.fetch_add(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (epoch == Epoch::kBump) begin_invalidations();
     uint64_t removed = 0;
     const uint64_t last = iova + (length - 1);
-    for (const uint8_t shift : kPageShifts) {
+    for (size_t size = 0; size < std::size(kPageShifts); ++size) {
+      if (!size_used_[size].load(std::memory_order_relaxed)) continue;
+      const uint8_t shift = kPageShifts[size];
       const uint64_t want = make_tag(domain, pasid, shift);
       for (uint64_t page = iova >> shift; page <= (last >> shift); ++page) {
         Set& candidate = set_for(domain, pasid, page, shift);

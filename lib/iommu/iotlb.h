@@ -67,8 +67,12 @@ class Iotlb {
   void invalidate_all();
   void invalidate_domain(uint16_t domain);
   void invalidate_pasid(uint16_t domain, uint32_t pasid);
-  // Every entry of (domain, pasid) overlapping [iova, iova + length).
-  void invalidate_range(uint16_t domain, uint32_t pasid, uint64_t iova, uint64_t length);
+  // Every entry of (domain, pasid) overlapping [iova, iova + length). A batch of them
+  // (a guest's queue of page invalidations) may announce itself once with
+  // begin_invalidations() and pass kAnnounced: the epoch is then bumped once, not per range.
+  enum class Epoch : bool { kBump, kAnnounced };
+  void invalidate_range(uint16_t domain, uint32_t pasid, uint64_t iova, uint64_t length, Epoch epoch = Epoch::kBump);
+  void begin_invalidations();
   // Every entry of domain overlapping the range, whatever its PASID.
   void invalidate_domain_range(uint16_t domain, uint64_t iova, uint64_t length);
 
@@ -85,6 +89,10 @@ class Iotlb {
   size_t set_count_;
   std::unique_ptr<Set[]> sets_;
   std::atomic<uint64_t> epoch_{0};
+  // Page sizes (4K, 2M, 1G) ever cached: a range invalidation skips the sets of a size
+  // never filled. Set before the entry is stored, so a fill the epoch lets stand is
+  // always seen (see fill_if_current).
+  std::array<std::atomic<bool>, 3> size_used_{};
   mutable ShardedCounters<5> counters_;
 };
 

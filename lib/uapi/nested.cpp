@@ -155,7 +155,7 @@ void apply(Call& call, const Devices& devices, uint16_t domain, const Invalidati
     switch (inv.granularity) {
       case IOASID_INV_GRANU_DOMAIN: tlb.invalidate_domain(domain); break;
       case IOASID_INV_GRANU_PASID: tlb.invalidate_pasid(domain, inv.pasid); break;
-      default: tlb.invalidate_range(domain, inv.pasid, inv.addr, inv.length); break;
+      default: tlb.invalidate_range(domain, inv.pasid, inv.addr, inv.length, iommu::Iotlb::Epoch::kAnnounced); break;
     }
   };
   if (inv.cache & IOASID_CACHE_IOTLB) flush(iommu.iotlb());
@@ -188,6 +188,10 @@ Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& request) {
   if (request.entries_uptr == 0) return fail(EINVAL, "entries_uptr 0 with {} entries", count);
   const uint16_t domain = (*ioas)->nested->domain.id();
   const Devices devices = call.context.objects().all<Device>();
+  // One epoch bump per cache for the whole batch (see Iotlb::invalidate_range).
+  call.service.iommu().iotlb().begin_invalidations();
+  for (const auto& [dev_id, device] : devices)
+    if (device->device_tlb()) device->device_tlb()->begin_invalidations();
   std::vector<std::byte> batch;
   for (uint32_t first = 0; first < count; first += kEntriesPerRead) {
     const uint32_t n = std::min(kEntriesPerRead, count - first);
