@@ -714,6 +714,20 @@ json AdminServer::Impl::stats() const {
               {"pinned_pages", {{"by_uid", pinned}, {"limit_per_uid", iommu.pins().limit_pages()}}}};
 }
 
+namespace {
+
+// A nested IOASID's parent and binding, or null for a kernel-managed one.
+json nested_json(const std::optional<uapi::NestedDump>& nested) {
+  if (!nested) return nullptr;
+  json binding = nullptr;
+  if (const auto& bound = nested->binding)
+    binding = json{{"pgtbl_addr", bound->pgtbl_addr}, {"addr_width", bound->addr_width}, {"flags", bound->flags},
+                   {"pat", bound->pat}, {"emt", bound->emt}};
+  return json{{"parent", nested->parent}, {"binding", std::move(binding)}};
+}
+
+}  // namespace
+
 json AdminServer::Impl::pgtable(const json& request) const {
   Result<uint32_t> context = u32_field(request, "context");
   if (!context) return error_reply(context.error());
@@ -747,7 +761,8 @@ json AdminServer::Impl::pgtable(const json& request) const {
                        {"routes", std::move(routes)},
                        {"dump", std::move(dump->lines)},
                        {"dump_lines", total},
-                       {"truncated", total > kMaxPgtableLines}});
+                       {"truncated", total > kMaxPgtableLines},
+                       {"nested", nested_json(dump->nested)}});
 }
 
 json AdminServer::Impl::device_add(AdminSession& session, const json& request) {

@@ -189,6 +189,21 @@ void print_pgtable(const json& t) {
                           pasid.is_null() ? std::string("RID") : "PASID " + text(pasid));
   }
   fmt::print("attached    {}\n", routes.empty() ? "nothing" : routes);
+  if (const json nested = t.value("nested", json()); nested.is_object()) {
+    const json binding = nested.value("binding", json());
+    if (binding.is_object()) {
+      static const char* const kFlags[] = {"SRE", "EAFE", "WPE", "PCD", "PWT", "EMTE", "CD"};
+      std::string flags;
+      for (size_t bit = 0; bit < std::size(kFlags); ++bit)
+        if (binding.value("flags", uint64_t{0}) & (1ull << bit)) flags += (flags.empty() ? "" : "|") + std::string(kFlags[bit]);
+      fmt::print("nested      on IOASID {}: guest first-level table at GPA {}, {}-bit, flags {}, "
+                 "pat {}, emt {}\n",
+                 text(nested.at("parent")), hex(binding.at("pgtbl_addr")), text(binding.at("addr_width")),
+                 flags.empty() ? "none" : flags, hex(binding.at("pat")), text(binding.at("emt")));
+    } else {
+      fmt::print("nested      on IOASID {}: no guest table bound (its devices fault)\n", text(nested.at("parent")));
+    }
+  }
 
   std::vector<std::vector<std::string>> cells;
   for (const json& a : t.value("areas", json::array())) {

@@ -286,8 +286,13 @@ Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid) {
   if (!context) return fail(ENOENT, "no context {}", context_id);
   auto ioas = context->objects().find<Ioas>(ioasid);
   if (!ioas) return fail(ENOENT, "context {} has no IOASID {}", context_id, ioasid);
-  if (!ioas->table) return fail(EINVAL, "IOASID {} of context {} has no kernel-managed table", ioasid, context_id);
-  const iommu::IoPageTable& table = *ioas->table;  // kept alive by `ioas` even if freed meanwhile
+  std::optional<NestedDump> nested;
+  if (ioas->is_nested()) {
+    std::lock_guard lock(context->routes_mutex());  // BIND/UNBIND change the binding under it
+    nested = NestedDump{.parent = ioas->nested->parent_id, .binding = ioas->nested->binding};
+  }
+  // Kept alive by `ioas` even if freed meanwhile; a nested IOASID shows its parent's table.
+  const iommu::IoPageTable& table = ioas->is_nested() ? *ioas->nested->parent->table : *ioas->table;
   IoasDump dump{.context = context_id,
                 .ioasid = ioasid,
                 .domain = table.domain(),
@@ -297,11 +302,18 @@ Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid) {
                 .dirty_tracking = table.dirty_tracking(),
                 .areas = table.areas(),
                 .routes = {},
-                .lines = {}};
+                .lines = {},
+                .nested = nested};
+  if (nested) {
+    dump.domain = ioas->nested->domain.id();
+    dump.areas.clear();
+  }
   // Table words are read lock-free, as the IOMMU's own walks read them.
-  auto lines = pgtable::dump_second_level(iommu_.memory(), dump.root, dump.levels);
-  IOASID_TRY(lines);
-  dump.lines = std::move(*lines);
+  if (!nested) {
+    auto lines = pgtable::dump_second_level(iommu_.memory(), dump.root, dump.levels);
+    IOASID_TRY(lines);
+    dump.lines = std::move(*lines);
+  }
   for (const auto& [dev_id, device] : context->objects().all<Device>())
     for (const auto& [pasid, entry] : device->pasid_table().entries())
       if (entry.ioasid == ioasid) dump.routes.push_back({device->spec().name, dev_id, pasid});

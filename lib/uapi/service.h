@@ -72,6 +72,12 @@ struct IoasRoute {
   uint32_t pasid;   // iommu::kRidPasid (0): the device's RID
 };
 
+// A nested IOASID: its parent and what BIND_PGTBL bound (flags as given).
+struct NestedDump {
+  uint32_t parent;
+  std::optional<FirstLevelBinding> binding;
+};
+
 struct IoasDump {
   uint32_t context;
   uint32_t ioasid;
@@ -83,6 +89,7 @@ struct IoasDump {
   std::vector<iommu::AreaInfo> areas;
   std::vector<IoasRoute> routes;
   std::vector<std::string> lines;  // pgtable::dump_second_level, runs coalesced
+  std::optional<NestedDump> nested;  // nested: no table of its own (levels/root: the parent's)
 };
 
 class Service {

@@ -531,17 +531,8 @@ TEST(DeviceDma, AdminShowsTheTableAndTheCaches) {
   run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);
   run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);
 
-  // This file's context: the entry of `contexts` with our pid (keys are sorted).
-  const std::string contexts = admin_request(R"({"cmd":"contexts"})");
-  const std::string pid_field = "\"pid\":" + std::to_string(::getpid());
-  size_t at = contexts.find(pid_field);
-  while (at != std::string::npos && contexts[at + pid_field.size()] != ',' && contexts[at + pid_field.size()] != '}')
-    at = contexts.find(pid_field, at + 1);
-  ASSERT_NE(at, std::string::npos) << contexts;
-  const size_t object = contexts.rfind('{', at);
-  const size_t id = contexts.find("\"id\":", object);
-  ASSERT_LT(id, at) << contexts;
-  const std::string context = std::to_string(std::stoul(contexts.substr(id + 5)));
+  const std::string context = own_context_id();
+  ASSERT_FALSE(context.empty());
   const std::string dump = admin_request(R"({"cmd":"pgtable","context":)" + context +
                                          R"(,"ioasid":)" + std::to_string(s.ioasid) + "}");
   EXPECT_NE(dump.find("\"ok\":true"), std::string::npos) << dump;

@@ -541,6 +541,19 @@ void ChildGuard::reaped(pid_t pid) { pids_.erase(std::remove(pids_.begin(), pids
 
 // ---------------------------------------------------------------- objects
 
+std::string own_context_id() {
+  // The entry of `contexts` with our pid (the daemon's JSON keys are sorted: id first).
+  const std::string contexts = admin_request(R"({"cmd":"contexts"})");
+  const std::string pid_field = "\"pid\":" + std::to_string(::getpid());
+  size_t at = contexts.find(pid_field);
+  while (at != std::string::npos && contexts[at + pid_field.size()] != ',' && contexts[at + pid_field.size()] != '}')
+    at = contexts.find(pid_field, at + 1);
+  if (at == std::string::npos) return {};
+  const size_t id = contexts.find("\"id\":", contexts.rfind('{', at));
+  if (id == std::string::npos || id > at) return {};
+  return std::to_string(std::stoul(contexts.substr(id + 5)));
+}
+
 uint32_t alloc_ioas(int fd) {
   ioasid_alloc alloc{};
   EXPECT_EQ(ioctl_errno(fd, IOASID_ALLOC, &alloc), kOk);

@@ -41,6 +41,9 @@ std::string fuse_mount_dir();
 std::string admin_socket_path();
 // One admin request (a JSON object, one line); returns the reply line, or empty on error.
 std::string admin_request(const std::string& json_line);
+// The admin's id of this process's open file (its only one), from `contexts`; empty
+// if there is none or no admin socket.
+std::string own_context_id();
 // Opens path and asks for the API version; true when it answers 1.
 bool node_is_live(const std::string& path);
 

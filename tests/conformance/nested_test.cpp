@@ -658,5 +658,23 @@ TEST(PageRequest, AKilledWaiterReleasesEverything) {
   EXPECT_NE(bind_device(node.fd(), "dma0"), 0u) << "the dead client's device came back";
 }
 
+TEST(BindPgtbl, TheAdminReportsTheBindingAsGiven) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
+  Node node;
+  Guest guest(node.fd());
+  auto request = bind_request(guest.nested, guest.root, IOASID_VTD_FL_SRE | IOASID_VTD_FL_CD);
+  request.pat = 0x00070406;
+  request.emt = 3;
+  ASSERT_EQ(bind(node.fd(), request), kOk);
+  const std::string context = own_context_id();
+  ASSERT_FALSE(context.empty());
+  const std::string dump = admin_request(R"({"cmd":"pgtable","context":)" + context + R"(,"ioasid":)" +
+                                         std::to_string(guest.nested) + "}");
+  EXPECT_NE(dump.find("\"flags\":65"), std::string::npos) << "SRE|CD kept: " << dump;
+  EXPECT_NE(dump.find("\"pgtbl_addr\":" + std::to_string(guest.root)), std::string::npos) << dump;
+  EXPECT_NE(dump.find("\"emt\":3"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("\"parent\":" + std::to_string(guest.parent)), std::string::npos) << dump;
+}
+
 }  // namespace
 }  // namespace conf
