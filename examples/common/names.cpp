@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <initializer_list>
+#include <utility>
 #include <cstring>
 
 namespace ioasid::examples {
@@ -74,6 +76,41 @@ std::string fault_type_name(uint32_t type) {
     case IOASID_FAULT_LOST: return "LOST";
     default: return fmt::format("TYPE{}", type);
   }
+}
+
+namespace {
+
+// The names of the set bits, "|"-separated; "0" when none is set.
+std::string bit_list(uint32_t value, std::initializer_list<std::pair<uint32_t, const char*>> names) {
+  std::string list;
+  for (const auto& [bit, name] : names)
+    if (value & bit) list += (list.empty() ? "" : "|") + std::string(name);
+  return list.empty() ? "0" : list;
+}
+
+}  // namespace
+
+std::string fault_flag_list(uint32_t flags) {
+  return bit_list(flags, {{IOASID_FAULT_PASID_VALID, "PASID_VALID"},
+                          {IOASID_FAULT_ADDR_VALID, "ADDR_VALID"},
+                          {IOASID_FAULT_FETCH_ADDR_VALID, "FETCH_ADDR_VALID"},
+                          {IOASID_FAULT_LAST_PAGE, "LAST_PAGE"}});
+}
+
+std::string fault_perm_list(uint32_t perm) {
+  return bit_list(perm, {{IOASID_FAULT_PERM_READ, "READ"},
+                         {IOASID_FAULT_PERM_WRITE, "WRITE"},
+                         {IOASID_FAULT_PERM_EXEC, "EXEC"},
+                         {IOASID_FAULT_PERM_PRIV, "PRIV"}});
+}
+
+const char* dma_status_name(uint32_t status) {
+  switch (status) {
+    case IOASID_DMA_OK: return "OK";
+    case IOASID_DMA_FAULT: return "FAULT";
+    case IOASID_DMA_PAGE_REQ: return "PAGE_REQ";
+  }
+  return "?";
 }
 
 }  // namespace ioasid::examples

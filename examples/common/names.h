@@ -20,5 +20,11 @@ int errno_from_name(const std::string& name);
 std::string fault_reason_name(uint32_t reason);
 // "DMA_UNRECOV", "PAGE_REQ", "LOST" for an IOASID_FAULT_* record type; "TYPE<n>" else.
 std::string fault_type_name(uint32_t type);
+// "PASID_VALID|ADDR_VALID" for a fault record's flags; "0" when none.
+std::string fault_flag_list(uint32_t flags);
+// "READ|PRIV" for a fault record's perm; "0" when none.
+std::string fault_perm_list(uint32_t perm);
+// "OK", "FAULT", "PAGE_REQ" for DEVICE_DMA's out_status; "?" else.
+const char* dma_status_name(uint32_t status);
 
 }  // namespace ioasid::examples

@@ -9,6 +9,7 @@
 #include "common/cli.h"
 #include "common/names.h"
 #include "common/node.h"
+#include "common/steps.h"
 
 #include <fmt/format.h>
 #include <poll.h>
@@ -33,14 +34,6 @@ namespace {
 constexpr uint64_t kBufferSize = 2ull << 20;  // the memfd the device reads and writes
 constexpr uint64_t kPasidOffset = 1ull << 20;  // where the DMA at a PASID writes into it
 
-int step_number = 0;
-
-// Prints one step: "[3] what happened".
-template <typename... Args>
-void step(fmt::format_string<Args...> format, Args&&... args) {
-  fmt::print("[{}] {}\n", ++step_number, fmt::format(format, std::forward<Args>(args)...));
-  std::fflush(stdout);
-}
 
 // A pattern that differs from page to page, so a page landing in the wrong place shows.
 void fill_pattern(std::span<std::byte> buffer) {
@@ -52,39 +45,6 @@ std::string first_bytes(const std::byte* data) {
   std::string text;
   for (int i = 0; i < 8; ++i) text += fmt::format("{}{:02x}", i ? " " : "", std::to_integer<unsigned>(data[i]));
   return text;
-}
-
-const char* dma_status_name(uint32_t status) {
-  switch (status) {
-    case IOASID_DMA_OK: return "OK";
-    case IOASID_DMA_FAULT: return "FAULT";
-    case IOASID_DMA_PAGE_REQ: return "PAGE_REQ";
-  }
-  return "?";
-}
-
-std::string fault_flag_list(uint32_t flags) {
-  std::string list;
-  const auto add = [&](uint32_t bit, const char* name) {
-    if (flags & bit) list += (list.empty() ? "" : "|") + std::string(name);
-  };
-  add(IOASID_FAULT_PASID_VALID, "PASID_VALID");
-  add(IOASID_FAULT_ADDR_VALID, "ADDR_VALID");
-  add(IOASID_FAULT_FETCH_ADDR_VALID, "FETCH_ADDR_VALID");
-  add(IOASID_FAULT_LAST_PAGE, "LAST_PAGE");
-  return list.empty() ? "0" : list;
-}
-
-std::string fault_perm_list(uint32_t perm) {
-  std::string list;
-  const auto add = [&](uint32_t bit, const char* name) {
-    if (perm & bit) list += (list.empty() ? "" : "|") + std::string(name);
-  };
-  add(IOASID_FAULT_PERM_READ, "READ");
-  add(IOASID_FAULT_PERM_WRITE, "WRITE");
-  add(IOASID_FAULT_PERM_EXEC, "EXEC");
-  add(IOASID_FAULT_PERM_PRIV, "PRIV");
-  return list.empty() ? "0" : list;
 }
 
 // The device moves `buffer.size()` bytes at `iova`: from the buffer into memory with

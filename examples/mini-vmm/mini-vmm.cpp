@@ -17,6 +17,7 @@
 #include "common/cli.h"
 #include "common/names.h"
 #include "common/node.h"
+#include "common/steps.h"
 #include "pgtable/first_level_builder.h"
 
 #include <fmt/format.h>
@@ -62,35 +63,6 @@ constexpr uint64_t gpa_of_page(uint64_t page) { return kBufferGpa + page * kPage
 constexpr int kExitFailed = 1;
 constexpr int kExitUnsupported = 2;
 
-int step_number = 0;
-
-// Prints one step: "[3] what happened".
-template <typename... Args>
-void step(fmt::format_string<Args...> format, Args&&... args) {
-  fmt::print("[{}] {}\n", ++step_number, fmt::format(format, std::forward<Args>(args)...));
-  std::fflush(stdout);
-}
-
-const char* dma_status_name(uint32_t status) {
-  switch (status) {
-    case IOASID_DMA_OK: return "OK";
-    case IOASID_DMA_FAULT: return "FAULT";
-    case IOASID_DMA_PAGE_REQ: return "PAGE_REQ";
-  }
-  return "?";
-}
-
-std::string fault_perm_list(uint32_t perm) {
-  std::string list;
-  const auto add = [&](uint32_t bit, const char* name) {
-    if (perm & bit) list += (list.empty() ? "" : "|") + std::string(name);
-  };
-  add(IOASID_FAULT_PERM_READ, "READ");
-  add(IOASID_FAULT_PERM_WRITE, "WRITE");
-  add(IOASID_FAULT_PERM_EXEC, "EXEC");
-  add(IOASID_FAULT_PERM_PRIV, "PRIV");
-  return list.empty() ? "0" : list;
-}
 
 // "OK", or "FAULT at 0x7f0000002000, reason ACCESS" for a DMA that did not complete.
 std::string dma_outcome(const ioasid_device_dma& dma) {

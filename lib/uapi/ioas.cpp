@@ -44,6 +44,23 @@ Result<pid_t> caller(Call& call) {
   return call.memory.pid();
 }
 
+// MAP_DMA and MAP_FILE: the shared checks, then the backing `make` opens for the caller,
+// mapped at `iova` (in: with FIXED_IOVA; out: where it went).
+template <typename MakeBacking>
+Result<long> map_into(Call& call, uint32_t ioasid, uint32_t flags, uint64_t length, __u64& iova, uint64_t base,
+                      const char* base_name, MakeBacking make) {
+  auto access = check_map(flags, length, iova, base, base_name);
+  IOASID_TRY(access);
+  auto ioas = find_kernel_managed(call, ioasid);
+  IOASID_TRY(ioas);
+  auto pid = caller(call);
+  IOASID_TRY(pid);
+  auto mapped = map_backing(call, **ioas, make(*pid, *access), flags, iova);
+  IOASID_TRY(mapped);
+  iova = *mapped;
+  return 0;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<Ioas>> find_ioas(Call& call, uint32_t ioasid) {
@@ -99,31 +116,16 @@ Result<long> ioas_free(Call& call, ioasid_free& free) {
 }
 
 Result<long> map_dma(Call& call, ioasid_map_dma& map) {
-  auto access = check_map(map.flags, map.length, map.iova, map.user_va, "user_va");
-  IOASID_TRY(access);
-  auto ioas = find_kernel_managed(call, map.ioasid);
-  IOASID_TRY(ioas);
-  auto pid = caller(call);
-  IOASID_TRY(pid);
-  auto iova = map_backing(call, **ioas, backing_for_range(*pid, map.user_va, map.length, *access), map.flags, map.iova);
-  IOASID_TRY(iova);
-  map.iova = *iova;
-  return 0;
+  return map_into(call, map.ioasid, map.flags, map.length, map.iova, map.user_va, "user_va",
+                  [&](pid_t pid, MapAccess access) { return backing_for_range(pid, map.user_va, map.length, access); });
 }
 
 Result<long> map_file(Call& call, ioasid_map_file& map) {
   IOASID_TRY(check_reserved(map.__reserved, "__reserved"));
-  auto access = check_map(map.flags, map.length, map.iova, map.offset, "offset");
-  IOASID_TRY(access);
-  auto ioas = find_kernel_managed(call, map.ioasid);
-  IOASID_TRY(ioas);
-  auto pid = caller(call);
-  IOASID_TRY(pid);
-  auto iova = map_backing(call, **ioas, backing_for_file(*pid, map.fd, map.offset, map.length, *access), map.flags,
-                          map.iova);
-  IOASID_TRY(iova);
-  map.iova = *iova;
-  return 0;
+  return map_into(call, map.ioasid, map.flags, map.length, map.iova, map.offset, "offset",
+                  [&](pid_t pid, MapAccess access) {
+                    return backing_for_file(pid, map.fd, map.offset, map.length, access);
+                  });
 }
 
 Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap) {

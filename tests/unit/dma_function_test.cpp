@@ -5,7 +5,7 @@
 #include "iommu/io_pagetable.h"
 #include "memory/client_memory.h"
 #include "memory/remote_backing.h"
-#include "translation_support.h"
+#include "routed_table_test.h"
 
 #include <gtest/gtest.h>
 #include <linux/ioasid.h>
@@ -35,19 +35,8 @@ constexpr uint64_t kIova = 0x20'0000'0000;
 
 std::vector<std::byte> zeros(size_t size) { return std::vector<std::byte>(size); }
 
-class DmaFunctionTest : public ::testing::Test {
+class DmaFunctionTest : public iommu::test_support::RoutedTableTest<4 * k2M, kPasid, kIoasid> {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(memory_.ok());
-    auto table = IoPageTable::create(iommu_);
-    ASSERT_TRUE(table.ok()) << table.error().why;
-    table_ = std::move(*table);
-    pasids_.set(kPasid, second_level_entry(*table_, kIoasid));
-  }
-
-  Result<uint64_t> map(uint64_t offset, uint64_t length, uint64_t iova, bool writeable = true) {
-    return memory_.map(iommu_, *table_, offset, length, iova, /*readable=*/true, writeable);
-  }
   // Moves data.size() bytes between `data` (the client's buffer) and the IOVA range.
   Result<DmaOutcome> dma(uint64_t iova, bool to_memory, std::span<std::byte> data, Iotlb* device_tlb = nullptr,
                          uint32_t pasid = kPasid) {
@@ -60,10 +49,6 @@ class DmaFunctionTest : public ::testing::Test {
                     .buffer_address = reinterpret_cast<uint64_t>(data.data())});
   }
 
-  Iommu iommu_;
-  MemfdMemory memory_{4 * k2M};
-  std::unique_ptr<IoPageTable> table_;
-  PasidTable pasids_{iommu_.pasid_cache()};
   ProcessMemory client_{getpid()};
 };
 
@@ -148,7 +133,7 @@ TEST_F(DmaFunctionTest, NoRouteIsPasidInvalidWithNothingDone) {
 }
 
 TEST_F(DmaFunctionTest, AWriteIntoAReadOnlyAreaIsAPermissionFaultButAReadWorks) {
-  ASSERT_TRUE(map(0, k4K, kIova, /*writeable=*/false).ok());
+  ASSERT_TRUE(map(0, k4K, kIova, /*readable=*/true, /*writeable=*/false).ok());
   const auto client = pattern(128, 8);
   ASSERT_TRUE(memory_.write(0x40, client));
   std::vector<std::byte> back(client.size());

@@ -6,7 +6,7 @@
 #include "iommu/iommu.h"
 #include "iommu/pasid_cache.h"
 #include "iommu/pasid_table.h"
-#include "translation_support.h"
+#include "routed_table_test.h"
 
 #include <gtest/gtest.h>
 #include <linux/ioasid.h>
@@ -205,22 +205,10 @@ TEST(PasidTable, DestroyingATableInvalidatesItsCachedEntries) {
 // ---------------------------------------------------------------------------------
 // Iommu::translate over an IoPageTable
 
-class TranslateTest : public ::testing::Test {
+class TranslateTest : public test_support::RoutedTableTest<8 * k2M, kPasid, kIoasid> {
  protected:
   static constexpr uint64_t kIova = 0x1000'0000;  // 2M aligned: 4K areas here use 4K pages
 
-  void SetUp() override {
-    ASSERT_TRUE(memory_.ok());
-    auto table = IoPageTable::create(iommu_);
-    ASSERT_TRUE(table.ok()) << table.error().why;
-    table_ = std::move(*table);
-    pasids_.set(kPasid, second_level_entry(*table_, kIoasid));
-  }
-
-  Result<uint64_t> map(uint64_t offset, uint64_t length, std::optional<uint64_t> iova, bool readable = true,
-                       bool writeable = true) {
-    return memory_.map(iommu_, *table_, offset, length, iova, readable, writeable);
-  }
   TranslateResult translate(uint64_t iova, pgtable::Access access = kRead, Iotlb* device_tlb = nullptr,
                             uint32_t pasid = kPasid) {
     return iommu_.translate(pasids_, {.pasid = pasid, .iova = iova, .access = access}, device_tlb);
@@ -232,12 +220,6 @@ class TranslateTest : public ::testing::Test {
     EXPECT_TRUE(read.ok()) << read.error().why;
     return bitmap[0];
   }
-
-  // Destroyed in reverse: the PASID table, the I/O page table, then the IOMMU.
-  Iommu iommu_;
-  MemfdMemory memory_{8 * k2M};
-  std::unique_ptr<IoPageTable> table_;
-  PasidTable pasids_{iommu_.pasid_cache()};
 };
 
 TEST_F(TranslateTest, TheHpaReachesTheMappedBytesAndRunsToThePageEnd) {
