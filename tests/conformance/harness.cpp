@@ -330,6 +330,58 @@ std::string admin_request(const std::string& json_line) {
   ::close(fd);
   return reply;
 }
+AdminEvents::AdminEvents() {
+  const std::string path = admin_socket_path();
+  sockaddr_un address{};
+  if (path.empty() || path.size() >= sizeof address.sun_path) return;
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const std::string request = "{\"cmd\":\"events\"}\n";
+  if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      ::write(fd_, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    return;
+  }
+  const auto reply = line(std::chrono::steady_clock::now() + 5s);  // {"ok":true,"result":{"stream":...}}
+  if (!reply || reply->find("\"ok\":true") == std::string::npos) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+AdminEvents::~AdminEvents() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::optional<std::string> AdminEvents::line(std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    if (const size_t end = pending_.find('\n'); end != std::string::npos) {
+      std::string out = pending_.substr(0, end);
+      pending_.erase(0, end + 1);
+      return out;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fd_, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return std::nullopt;
+    char chunk[4096];
+    const ssize_t got = ::read(fd_, chunk, sizeof chunk);
+    if (got <= 0) return std::nullopt;
+    pending_.append(chunk, static_cast<size_t>(got));
+  }
+}
+
+std::string AdminEvents::wait_for(std::initializer_list<std::string> needles, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (auto event = line(deadline)) {
+    if (std::all_of(needles.begin(), needles.end(),
+                    [&](const std::string& needle) { return event->find(needle) != std::string::npos; }))
+      return *event;
+  }
+  return {};
+}
+
 bool node_is_live(const std::string& path) { return node_answers(path); }
 
 const std::string& node_path() { return g.node; }

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <algorithm>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -41,6 +42,24 @@ std::string fuse_mount_dir();
 std::string admin_socket_path();
 // One admin request (a JSON object, one line); returns the reply line, or empty on error.
 std::string admin_request(const std::string& json_line);
+// The admin socket's event stream ({"cmd":"events"}), one JSON line per event.
+class AdminEvents {
+ public:
+  AdminEvents();  // connects and subscribes; ok() tells whether it worked
+  ~AdminEvents();
+  AdminEvents(const AdminEvents&) = delete;
+  AdminEvents& operator=(const AdminEvents&) = delete;
+  bool ok() const { return fd_ >= 0; }
+  // The next event line containing every one of `needles`, waiting up to `timeout`;
+  // empty if none came.
+  std::string wait_for(std::initializer_list<std::string> needles, std::chrono::milliseconds timeout);
+
+ private:
+  std::optional<std::string> line(std::chrono::steady_clock::time_point deadline);
+  int fd_ = -1;
+  std::string pending_;
+};
+
 // The admin's id of this process's open file (its only one), from `contexts`; empty
 // if there is none or no admin socket.
 std::string own_context_id();

@@ -142,6 +142,8 @@ TEST(NestedAlloc, Rows) {
   alloc_nested(node.fd(), nested, Err(EINVAL));  // nested on nested
   Node other;
   alloc_nested(other.fd(), parent, Err(ENOENT));  // another file's parent
+  ioasid_iova_ranges ranges{.ioasid = nested};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_IOVA_RANGES, &ranges), Err(EINVAL)) << "IOVA_RANGES of a nested IOASID";
   EXPECT_EQ(free_ioas(node.fd(), parent), Err(EBUSY)) << "a nested IOASID uses it";
 
   Memfd file(k4K, true);
@@ -674,6 +676,19 @@ TEST(BindPgtbl, TheAdminReportsTheBindingAsGiven) {
   EXPECT_NE(dump.find("\"pgtbl_addr\":" + std::to_string(guest.root)), std::string::npos) << dump;
   EXPECT_NE(dump.find("\"emt\":3"), std::string::npos) << dump;
   EXPECT_NE(dump.find("\"parent\":" + std::to_string(guest.parent)), std::string::npos) << dump;
+}
+
+// BIND_PGTBL and UNBIND_PGTBL announce BIND and UNBIND for every PASID attached.
+TEST(BindPgtbl, SubscribersSeeBindAndUnbindForAttachedPasids) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
+  AdminEvents events;
+  ASSERT_TRUE(events.ok());
+  VsvaSetup s;
+  const std::string pasid = "\"pasid\":" + std::to_string(s.pasid) + ",";
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  EXPECT_FALSE(events.wait_for({"\"event\":\"pasid_bind\"", pasid}, 3s).empty()) << "BIND for PASID " << s.pasid;
+  ASSERT_EQ(unbind(s.fd(), s.guest.nested), kOk);
+  EXPECT_FALSE(events.wait_for({"\"event\":\"pasid_unbind\"", pasid}, 3s).empty()) << "UNBIND for PASID " << s.pasid;
 }
 
 }  // namespace
