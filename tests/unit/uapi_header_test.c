@@ -29,6 +29,8 @@ SIZE_IS(ioasid_device_dma, 56);
 SIZE_IS(ioasid_wq_config, 32);
 SIZE_IS(ioasid_device_submit, 80);
 SIZE_IS(ioasid_fault, 64);
+SIZE_IS(ioasid_dsa_desc, 64);
+SIZE_IS(ioasid_dsa_completion, 32);
 
 /* Ioctl numbers: type 'i', base 100, both directions for every struct command. */
 _Static_assert(_IOC_TYPE(IOASID_GET_API_VERSION) == 'i', "type");
@@ -39,5 +41,11 @@ _Static_assert(_IOC_DIR(IOASID_GET_INFO) == (_IOC_READ | _IOC_WRITE), "_IOWR");
 _Static_assert(_IOC_SIZE(IOASID_DEVICE_SUBMIT) == 80, "size");
 _Static_assert(offsetof(struct ioasid_info, pgsize_bitmap) == 24, "natural alignment");
 _Static_assert(offsetof(struct ioasid_fault, addr) == 32, "natural alignment");
+/* The DSA layout: where the device finds each field. */
+_Static_assert(offsetof(struct ioasid_dsa_desc, completion_addr) == 8, "dsa layout");
+_Static_assert(offsetof(struct ioasid_dsa_desc, xfer_size) == 32, "dsa layout");
+_Static_assert(offsetof(struct ioasid_dsa_desc, crc_seed) == 40, "dsa layout");
+_Static_assert(offsetof(struct ioasid_dsa_completion, fault_addr) == 8, "dsa layout");
+_Static_assert(offsetof(struct ioasid_dsa_completion, crc_val) == 16, "dsa layout");
 
 int main(void) { return 0; }

@@ -294,6 +294,85 @@ struct ioasid_device_submit {
 	__u8 desc[64];
 };
 
+/*
+ * The DSA descriptor carried in ioasid_device_submit.desc and the completion record
+ * the device writes, in the layout of Intel DSA (the kernel's dsa_hw_desc and
+ * dsa_completion_record), without bit-fields.
+ */
+#define IOASID_DSA_OPCODE_NOOP 0x00
+#define IOASID_DSA_OPCODE_BATCH 0x01
+#define IOASID_DSA_OPCODE_DRAIN 0x02
+#define IOASID_DSA_OPCODE_MEMMOVE 0x03
+#define IOASID_DSA_OPCODE_MEMFILL 0x04
+#define IOASID_DSA_OPCODE_COMPARE 0x05
+#define IOASID_DSA_OPCODE_COMPVAL 0x06
+#define IOASID_DSA_OPCODE_CRCGEN 0x10
+
+/* ioasid_dsa_desc.pasid */
+#define IOASID_DSA_PASID_MASK 0xfffffu
+#define IOASID_DSA_PRIV (1u << 31)
+
+/* ioasid_dsa_desc.opflags: flags in bits 0-23, the opcode in bits 24-31 */
+#define IOASID_DSA_FLAG_FENCE (1u << 0)
+#define IOASID_DSA_FLAG_BOF (1u << 1)  /* block on fault (when the WQ allows it) */
+#define IOASID_DSA_FLAG_CRAV (1u << 2) /* completion_addr is valid */
+#define IOASID_DSA_FLAG_RCR (1u << 3)  /* write a completion record on success too */
+#define IOASID_DSA_FLAG_CR (1u << 7)   /* check result against expected_res */
+#define IOASID_DSA_FLAG_CC (1u << 8)   /* destination cache hint (accepted, no effect) */
+#define IOASID_DSA_OPCODE_SHIFT 24
+#define IOASID_DSA_OPFLAGS(opcode, flags) (((__u32)(opcode) << IOASID_DSA_OPCODE_SHIFT) | (flags))
+
+struct ioasid_dsa_desc {
+	__u32 pasid;           /* PASID in bits 0-19, PRIV bit 31, the rest zero */
+	__u32 opflags;         /* IOASID_DSA_OPFLAGS(opcode, flags) */
+	__u64 completion_addr; /* 32-byte aligned, in the PASID's address space */
+	__u64 src;             /* source; MEMFILL: the 8-byte pattern; BATCH: descriptor list */
+	__u64 dst;             /* destination; COMPARE: second source; COMPVAL: the pattern */
+	__u32 xfer_size;       /* bytes; BATCH: descriptor count */
+	__u16 int_handle;      /* zero: completion interrupts are not modelled */
+	__u16 __reserved1;
+	union {
+		__u8 expected_res; /* COMPARE, COMPVAL with IOASID_DSA_FLAG_CR */
+		__u32 crc_seed;    /* CRCGEN */
+	};
+	__u32 __reserved2;
+	__u64 __reserved3[2];
+};
+
+/* ioasid_dsa_completion.status: the code in bits 0-6; bit 7 says a fault was a write */
+#define IOASID_DSA_COMP_NONE 0x00
+#define IOASID_DSA_COMP_SUCCESS 0x01
+#define IOASID_DSA_COMP_SUCCESS_PRED 0x02
+#define IOASID_DSA_COMP_PAGE_FAULT_NOBOF 0x03
+#define IOASID_DSA_COMP_PAGE_FAULT_IR 0x04
+#define IOASID_DSA_COMP_BATCH_FAIL 0x05
+#define IOASID_DSA_COMP_BATCH_PAGE_FAULT 0x06
+#define IOASID_DSA_COMP_BAD_OPCODE 0x10
+#define IOASID_DSA_COMP_INVALID_FLAGS 0x11
+#define IOASID_DSA_COMP_NOZERO_RESERVE 0x12
+#define IOASID_DSA_COMP_XFER_ERANGE 0x13
+#define IOASID_DSA_COMP_DESC_CNT_ERANGE 0x14
+#define IOASID_DSA_COMP_DESCLIST_ALIGN 0x18
+#define IOASID_DSA_COMP_INT_HANDLE_INVAL 0x19
+#define IOASID_DSA_COMP_PRIV_BAD 0x1d
+#define IOASID_DSA_COMP_TRANSLATION_FAIL 0x22
+#define IOASID_DSA_COMP_STATUS_MASK 0x7f
+#define IOASID_DSA_COMP_STATUS_WRITE 0x80
+
+struct ioasid_dsa_completion {
+	__u8 status;
+	__u8 result;           /* COMPARE, COMPVAL: 0 equal, 1 different */
+	__u16 __reserved1;
+	__u32 bytes_completed; /* bytes before a fault or the first difference; BATCH: descriptors */
+	__u64 fault_addr;      /* the address that faulted */
+	union {
+		__u32 invalid_flags; /* INVALID_FLAGS: the flag bits at fault */
+		__u32 crc_val;       /* CRCGEN */
+	};
+	__u32 __reserved2;
+	__u64 __reserved3;
+};
+
 #define IOASID_FAULT_DMA_UNRECOV 1
 #define IOASID_FAULT_PAGE_REQ 2
 #define IOASID_FAULT_LOST 3
