@@ -118,6 +118,13 @@ std::vector<DeviceSpec> default_devices() {
   return {
       DeviceSpec{.name = "dma0", .type = DeviceType::Dma, .rid = 0x18, .pasid_bits = 20, .pri = true, .ats = true},
       DeviceSpec{.name = "dma1", .type = DeviceType::Dma, .rid = 0x20},
+      DeviceSpec{.name = "dsa0",
+                 .type = DeviceType::Dsa,
+                 .rid = 0x28,
+                 .pasid_bits = 20,
+                 .pri = true,
+                 .ats = true,
+                 .num_wqs = kDsaDefaultWorkQueues},
   };
 }
 

@@ -17,15 +17,10 @@ std::span<std::byte> staging() {
   return {buffer.get(), kStagingBytes};
 }
 
-struct Run {
-  uint64_t offset;  // from the start of the transfer
-  HpaRange range;
-};
-
 // Moves [run.offset + from, run end) through the staging buffer; the returned count is
 // what reached its destination. A memory failure ends it early without an error; a
 // client buffer failure is the error.
-Result<uint64_t> move_staged(HpaSpace& memory, const DmaTransfer& transfer, const Run& run, uint64_t from) {
+Result<uint64_t> move_staged(HpaSpace& memory, const DmaTransfer& transfer, const TranslatedRun& run, uint64_t from) {
   uint64_t moved = from;
   while (moved < run.range.size) {
     const auto bounce = staging().first(std::min<uint64_t>(kStagingBytes, run.range.size - moved));
@@ -49,48 +44,57 @@ Result<uint64_t> move_staged(HpaSpace& memory, const DmaTransfer& transfer, cons
 
 }  // namespace
 
+TranslatedRange translate_range(iommu::Iommu& iommu, const iommu::PasidTable& table, iommu::Iotlb* device_tlb,
+                                uint32_t pasid, uint64_t iova, uint64_t length, pgtable::Access access,
+                                bool privileged) {
+  TranslatedRange out;
+  while (out.bytes < length) {
+    const uint64_t address = iova + out.bytes;
+    const auto result = iommu.translate(
+        table, {.pasid = pasid, .iova = address, .access = access, .privileged = privileged}, device_tlb);
+    if (!result.ok()) {
+      const auto& fault = result.fault();
+      out.fault = DmaFault{address, fault.reason, fault.ioasid, fault.fetch_address};
+      break;
+    }
+    const auto& target = result.translated();
+    out.ioasid = target.ioasid;
+    const uint64_t chunk = std::min(target.contiguous, length - out.bytes);
+    if (!out.runs.empty() && out.runs.back().range.hpa + out.runs.back().range.size == target.hpa)
+      out.runs.back().range.size += chunk;
+    else
+      out.runs.push_back({out.bytes, {target.hpa, chunk}});
+    out.bytes += chunk;
+  }
+  return out;
+}
+
 Result<DmaOutcome> run_dma(iommu::Iommu& iommu, const iommu::PasidTable& table, iommu::Iotlb* device_tlb,
                            const DmaTransfer& transfer) {
   DmaOutcome outcome;
   const pgtable::Access access{.read = !transfer.to_memory, .write = transfer.to_memory};
-  std::vector<Run> runs;
-  uint64_t translated = 0;
-  uint32_t ioasid = 0;
-  while (translated < transfer.length) {
-    const uint64_t iova = transfer.iova + translated;
-    const auto result = iommu.translate(
-        table, {.pasid = transfer.pasid, .iova = iova, .access = access, .privileged = transfer.privileged}, device_tlb);
-    if (!result.ok()) {
-      const auto& fault = result.fault();
-      outcome.fault = DmaFault{iova, fault.reason, fault.ioasid, fault.fetch_address};
-      break;
-    }
-    const auto& target = result.translated();
-    ioasid = target.ioasid;
-    const uint64_t chunk = std::min(target.contiguous, transfer.length - translated);
-    if (!runs.empty() && runs.back().range.hpa + runs.back().range.size == target.hpa)
-      runs.back().range.size += chunk;
-    else
-      runs.push_back({translated, {target.hpa, chunk}});
-    translated += chunk;
-  }
+  TranslatedRange translated = translate_range(iommu, table, device_tlb, transfer.pasid, transfer.iova,
+                                               transfer.length, access, transfer.privileged);
+  outcome.fault = translated.fault;
+  const std::vector<TranslatedRun>& runs = translated.runs;
+  const uint32_t ioasid = translated.ioasid;
 
   // One copy, kernel to the daemon's mappings, when all of it is mapped here.
   HpaSpace& memory = iommu.memory();
   std::vector<HpaRange> ranges;
-  for (const Run& run : runs) ranges.push_back(run.range);
+  for (const TranslatedRun& run : runs) ranges.push_back(run.range);
   size_t direct = 0;
   const auto copied = memory.with_mapped(ranges, transfer.to_memory, [&](std::span<const std::span<std::byte>> spans) {
     return transfer.to_memory ? transfer.buffer_memory->gather(transfer.buffer_address, spans, direct)
                               : transfer.buffer_memory->scatter(transfer.buffer_address, spans, direct);
   });
   if (copied.ok() && *copied) {
-    outcome.bytes_done = translated;
+    outcome.bytes_done = translated.bytes;
     return outcome;
   }
   // Otherwise (or for what a short vectored copy left) run by run through staging,
   // which tells a failing buffer from failing memory.
-  for (const Run& run : runs) {
+  for (const TranslatedRun& run : runs) {
     if (direct >= run.offset + run.range.size) continue;
     const uint64_t from = direct > run.offset ? direct - run.offset : 0;
     auto moved = move_staged(memory, transfer, run, from);
@@ -103,7 +107,7 @@ Result<DmaOutcome> run_dma(iommu::Iommu& iommu, const iommu::PasidTable& table, 
       return outcome;
     }
   }
-  outcome.bytes_done = translated;
+  outcome.bytes_done = translated.bytes;
   return outcome;
 }
 

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 namespace ioasid::devices {
 
@@ -33,6 +34,22 @@ struct DmaFault {
   uint32_t ioasid = 0;   // the route's IOASID, 0 when there was none
   std::optional<Hpa> fetch_address;
 };
+
+// A range as the device sees it after translation, page by page, pages contiguous in
+// HPA merged into runs, up to the first byte that would not translate.
+struct TranslatedRun {
+  uint64_t offset;  // from the start of the range
+  HpaRange range;
+};
+struct TranslatedRange {
+  std::vector<TranslatedRun> runs;
+  uint64_t bytes = 0;    // leading bytes translated
+  uint32_t ioasid = 0;   // the route's IOASID (for faults found past the walk)
+  std::optional<DmaFault> fault;  // what stopped it short
+};
+TranslatedRange translate_range(iommu::Iommu& iommu, const iommu::PasidTable& table, iommu::Iotlb* device_tlb,
+                                uint32_t pasid, uint64_t iova, uint64_t length, pgtable::Access access,
+                                bool privileged);
 
 struct DmaOutcome {
   uint64_t bytes_done = 0;  // leading bytes transferred

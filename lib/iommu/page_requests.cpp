@@ -1,15 +1,41 @@
 #include "iommu/page_requests.h"
 
+#include <vector>
+
 namespace ioasid::iommu {
 
 std::optional<PageRequests::Group> PageRequests::open(uint32_t dev_id, std::optional<uint32_t> pasid, bool will_wait) {
   std::lock_guard lock(mutex_);
+  return open_locked(dev_id, Pending{pasid, std::nullopt, false, will_wait, {}});
+}
+
+std::optional<PageRequests::Group> PageRequests::open_async(uint32_t dev_id, std::optional<uint32_t> pasid,
+                                                            OnAnswer on_answer) {
+  std::lock_guard lock(mutex_);
+  return open_locked(dev_id, Pending{pasid, std::nullopt, false, false, std::move(on_answer)});
+}
+
+bool PageRequests::expire(const Group& group) {
+  OnAnswer on_answer;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = pending_.find({group.dev_id, group.grpid});
+    if (it == pending_.end() || !it->second.on_answer || it->second.serial != group.serial) return false;
+    on_answer = std::move(it->second.on_answer);
+    pending_.erase(it);
+  }
+  on_answer(PageResponse::kTimedOut);
+  return true;
+}
+
+std::optional<PageRequests::Group> PageRequests::open_locked(uint32_t dev_id, Pending pending) {
   uint32_t& next = next_grpid_[dev_id];
   for (uint32_t tried = 0; tried < kGroups; ++tried) {
     const uint32_t grpid = (next + tried) % kGroups;
-    if (pending_.try_emplace({dev_id, grpid}, Pending{pasid, std::nullopt, false, will_wait}).second) {
+    pending.serial = next_serial_;
+    if (pending_.try_emplace({dev_id, grpid}, std::move(pending)).second) {
       next = (grpid + 1) % kGroups;
-      return Group{dev_id, grpid};
+      return Group{dev_id, grpid, next_serial_++};
     }
   }
   return std::nullopt;
@@ -39,10 +65,17 @@ void PageRequests::wake() {
 }
 
 bool PageRequests::respond(uint32_t dev_id, uint32_t grpid, std::optional<uint32_t> pasid, PageResponse code) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   auto it = pending_.find({dev_id, grpid});
   if (it == pending_.end() || it->second.answered_by_owner) return false;
   if (it->second.pasid != pasid) return false;
+  if (it->second.on_answer) {
+    OnAnswer on_answer = std::move(it->second.on_answer);
+    pending_.erase(it);
+    lock.unlock();
+    on_answer(code);
+    return true;
+  }
   if (!it->second.waited) {
     pending_.erase(it);
     return true;
@@ -54,10 +87,14 @@ bool PageRequests::respond(uint32_t dev_id, uint32_t grpid, std::optional<uint32
 }
 
 void PageRequests::cancel(const std::function<bool(uint32_t, std::optional<uint32_t>)>& which) {
-  std::lock_guard lock(mutex_);
+  std::vector<OnAnswer> parked;
+  std::unique_lock lock(mutex_);
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->second.answer || !which(it->first.first, it->second.pasid)) {
       ++it;
+    } else if (it->second.on_answer) {
+      parked.push_back(std::move(it->second.on_answer));
+      it = pending_.erase(it);
     } else if (!it->second.waited) {
       it = pending_.erase(it);
     } else {
@@ -66,6 +103,8 @@ void PageRequests::cancel(const std::function<bool(uint32_t, std::optional<uint3
     }
   }
   answered_.notify_all();
+  lock.unlock();
+  for (auto& on_answer : parked) on_answer(PageResponse::kInvalid);
 }
 
 void PageRequests::cancel_all() {

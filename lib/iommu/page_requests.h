@@ -36,6 +36,7 @@ class PageRequests {
   struct Group {
     uint32_t dev_id;
     uint32_t grpid;
+    uint64_t serial = 0;  // tells this request from a later one given the same grpid
   };
 
   // Opens a group for a device's request at `pasid` (std::nullopt: without PASID).
@@ -46,6 +47,13 @@ class PageRequests {
   // Waits until the group is answered, `limit` passes or *interrupted is set (then
   // kInterrupted); the group is closed after.
   PageResponse wait(const Group& group, std::chrono::milliseconds limit, const std::atomic<bool>* interrupted);
+  // A group for a device that does not wait in a thread (a DSA work queue parks
+  // instead): the answer — the owner's, a cancel's INVALID, expire()'s kTimedOut — is
+  // given to on_answer exactly once, on the answering thread, with no lock held.
+  using OnAnswer = std::function<void(PageResponse)>;
+  std::optional<Group> open_async(uint32_t dev_id, std::optional<uint32_t> pasid, OnAnswer on_answer);
+  // Answers an async group kTimedOut if it is still outstanding (then true).
+  bool expire(const Group& group);
   // Makes waiters look at their interrupted flag.
   void wake();
   // The owner's PAGE_RESP: EINVAL-worthy (false) when no such group is outstanding,
@@ -62,12 +70,16 @@ class PageRequests {
     std::optional<PageResponse> answer;
     bool answered_by_owner = false;  // a second PAGE_RESP is an error
     bool waited = false;             // a DMA waits for it and closes it
+    OnAnswer on_answer;              // open_async
+    uint64_t serial = 0;
   };
+  std::optional<Group> open_locked(uint32_t dev_id, Pending pending);
   using Key = std::pair<uint32_t, uint32_t>;  // dev_id, grpid
   mutable std::mutex mutex_;
   std::condition_variable answered_;
   std::map<Key, Pending> pending_;
   std::map<uint32_t, uint32_t> next_grpid_;  // per dev_id
+  uint64_t next_serial_ = 1;
 };
 
 }  // namespace ioasid::iommu

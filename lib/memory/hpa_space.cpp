@@ -190,14 +190,15 @@ Result<void> HpaSpace::transfer(Hpa hpa, Span data, size_t* bytes_done, const ch
   return result;
 }
 
-Result<bool> HpaSpace::with_mapped(std::span<const HpaRange> ranges, bool for_write, const MappedIo& io) {
+Result<bool> HpaSpace::with_mapped(std::span<const HpaRange> ranges, size_t writable_from, const MappedIo& io) {
   std::vector<std::span<std::byte>> spans;
   spans.reserve(ranges.size());
   std::shared_lock lock(segments_mutex_);
-  for (const HpaRange& range : ranges) {
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const HpaRange& range = ranges[i];
     const Segment* segment = segment_at(range.hpa);
     if (segment == nullptr || range.size > segment->end() - range.hpa) return false;
-    auto span = segment->backing->mapped(range.hpa - segment->base, range.size, for_write);
+    auto span = segment->backing->mapped(range.hpa - segment->base, range.size, i >= writable_from);
     if (span.size() != range.size) return false;
     spans.push_back(span);
   }

@@ -103,7 +103,11 @@ class HpaSpace final : public PhysicalMemory {
   // against removal while `io` runs. Returns false, without calling io, when a range
   // is not inside one mapped (zero-copy) segment: the caller then uses read()/write().
   using MappedIo = std::function<Result<void>(std::span<const std::span<std::byte>>)>;
-  Result<bool> with_mapped(std::span<const HpaRange> ranges, bool for_write, const MappedIo& io);
+  Result<bool> with_mapped(std::span<const HpaRange> ranges, bool for_write, const MappedIo& io) {
+    return with_mapped(ranges, for_write ? 0 : ranges.size(), io);
+  }
+  // The same with ranges[writable_from...] written and the ones before only read.
+  Result<bool> with_mapped(std::span<const HpaRange> ranges, size_t writable_from, const MappedIo& io);
 
   HpaSpaceStats stats() const;
   const TablePool& tables() const { return tables_; }

@@ -77,6 +77,10 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
     return fail(ENOENT, "no device with dev_id {} in this file", attach.dev_id);
   }
   const auto current = device.pasid_table().lookup(target->pasid);
+  if (const uint32_t holder = device.route_owner(target->pasid); current && holder != call.context.id()) {
+    if (with_pasid) allocator.put(target->pasid);
+    return fail(EBUSY, "the RID of shared {} is attached by ctx {}", device.spec().name, holder);
+  }
   const bool replace = attach.flags & IOASID_ATTACH_REPLACE;
   if (current.has_value() != replace) {
     if (with_pasid) allocator.put(target->pasid);
@@ -88,6 +92,7 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   ioas->users.fetch_add(1);
   const iommu::PasidEntry route = route_entry(*ioas, attach.ioasid);
   device.pasid_table().set(target->pasid, route);
+  device.set_route_owner(target->pasid, call.context.id());
   // The PASID's guest table changes with the route: UNBIND for the old, BIND for the new.
   if (with_pasid && current && current->bound_first_level())
     (void)allocator.notify(target->pasid, PasidEvent::Unbind);

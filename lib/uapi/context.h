@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <cstdint>
 
@@ -23,7 +24,7 @@ struct ClientIdentity {
   gid_t gid = 0;
 };
 
-class Context {
+class Context : public std::enable_shared_from_this<Context> {
  public:
   Context(uint32_t id, ClientIdentity client, SetId pasid_set, size_t fault_queue_depth,
           uint64_t opened_unix_ns)

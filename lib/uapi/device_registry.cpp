@@ -7,12 +7,37 @@ namespace ioasid::uapi {
 // An ATS device caches far fewer translations than the IOMMU.
 constexpr size_t kDeviceTlbEntries = 256;
 
-Device::Device(devices::DeviceSpec spec, iommu::Iommu& iommu)
+Device::Device(devices::DeviceSpec spec, iommu::Iommu& iommu, Executor& executor)
     : spec_(std::move(spec)), pasid_table_(iommu.pasid_cache()) {
   if (spec_.ats) {
     device_tlb_ = std::make_unique<iommu::Iotlb>(kDeviceTlbEntries);
     device_tlb_registration_ = iommu.register_device_tlb(*device_tlb_);
   }
+  if (spec_.type == devices::DeviceType::Dsa)
+    engine_ = std::make_unique<devices::dsa::Engine>(spec_.name, iommu, pasid_table_, device_tlb_.get(),
+                                                     spec_.num_wqs, executor);
+}
+
+std::vector<uint32_t> Device::bound_by() const {
+  std::lock_guard lock(bindings_mutex_);
+  return bound_by_;
+}
+
+uint32_t Device::owner() const {
+  std::lock_guard lock(bindings_mutex_);
+  return bound_by_.empty() ? 0 : bound_by_.front();
+}
+
+uint32_t Device::route_owner(uint32_t pasid) const {
+  auto it = route_owners_.find(pasid);
+  return it == route_owners_.end() ? 0 : it->second;
+}
+
+void Device::set_route_owner(uint32_t pasid, uint32_t context) {
+  if (context == 0)
+    route_owners_.erase(pasid);
+  else
+    route_owners_[pasid] = context;
 }
 
 std::shared_ptr<Device> DeviceRegistry::find_locked(std::string_view name_or_pci) const {
@@ -30,7 +55,7 @@ Result<std::shared_ptr<Device>> DeviceRegistry::add(devices::DeviceSpec spec) {
     if (device->spec().rid == spec.rid)
       return fail(EEXIST, "{} already has PCI address {}", device->spec().name, devices::pci_address(spec.rid));
   }
-  devices_.push_back(std::make_shared<Device>(std::move(spec), iommu_));
+  devices_.push_back(std::make_shared<Device>(std::move(spec), iommu_, executor_));
   return devices_.back();
 }
 
@@ -47,15 +72,19 @@ Result<std::shared_ptr<Device>> DeviceRegistry::bind(std::string_view name_or_pc
   std::lock_guard lock(mutex_);
   auto device = find_locked(name_or_pci);
   if (!device) return fail(ENOENT, "no device '{}'", name_or_pci);
-  uint32_t free = 0;
-  if (!device->owner_.compare_exchange_strong(free, context, std::memory_order_acq_rel))
-    return fail(EBUSY, "{} is bound by ctx {}", device->spec().name, free);
+  std::lock_guard binding(device->bindings_mutex_);
+  auto& holders = device->bound_by_;
+  if (std::find(holders.begin(), holders.end(), context) != holders.end())
+    return fail(EBUSY, "{} is bound by this file already", device->spec().name);
+  if (!holders.empty() && !device->shared())
+    return fail(EBUSY, "{} is bound by ctx {}", device->spec().name, holders.front());
+  holders.push_back(context);
   return device;
 }
 
 void DeviceRegistry::unbind(Device& device, uint32_t context) {
-  uint32_t owner = context;
-  device.owner_.compare_exchange_strong(owner, 0, std::memory_order_acq_rel);
+  std::lock_guard binding(device.bindings_mutex_);
+  std::erase(device.bound_by_, context);
 }
 
 std::vector<std::shared_ptr<Device>> DeviceRegistry::list() const {

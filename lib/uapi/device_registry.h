@@ -1,12 +1,16 @@
 // The emulated devices the daemon offers, and who has bound each. Binding is
-// exclusive; a device the admin removes leaves the registry at once, and its owner's
-// binding stays behind answering ENODEV until it is unbound.
+// exclusive, except for Scalable IOV devices, which are shared at PASID granularity;
+// a device the admin removes leaves the registry at once, and its holders' bindings
+// stay behind answering ENODEV until they are unbound.
 #pragma once
 
+#include "base/executor.h"
 #include "devices/device_spec.h"
+#include "devices/dsa/engine.h"
 #include "iommu/iommu.h"
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -16,10 +20,19 @@ namespace ioasid::uapi {
 
 class Device {
  public:
-  Device(devices::DeviceSpec spec, iommu::Iommu& iommu);
+  Device(devices::DeviceSpec spec, iommu::Iommu& iommu, Executor& executor);
   const devices::DeviceSpec& spec() const { return spec_; }
   bool removed() const { return removed_.load(std::memory_order_acquire); }
-  uint32_t owner() const { return owner_.load(std::memory_order_acquire); }  // context id, 0: free
+  bool shared() const { return spec_.type == devices::DeviceType::Dsa; }  // SIOV
+  // The contexts that bound it (one at most unless shared()), in binding order.
+  std::vector<uint32_t> bound_by() const;
+  uint32_t owner() const;  // the first of bound_by(), 0: free
+  // Which context made the route at `pasid` (iommu::kRidPasid: the RID's), 0: none.
+  // Changed with the route, under attach_mutex().
+  uint32_t route_owner(uint32_t pasid) const;
+  void set_route_owner(uint32_t pasid, uint32_t context);
+  // The work queues of a dsa device; null for others.
+  devices::dsa::Engine* engine() { return engine_.get(); }
   // Where its requests go; changed by its owner's ATTACH/DETACH under attach_mutex().
   iommu::PasidTable& pasid_table() { return pasid_table_; }
   std::mutex& attach_mutex() { return attach_mutex_; }
@@ -29,23 +42,27 @@ class Device {
  private:
   friend class DeviceRegistry;
   const devices::DeviceSpec spec_;
-  std::atomic<uint32_t> owner_{0};
+  mutable std::mutex bindings_mutex_;
+  std::vector<uint32_t> bound_by_;
   std::atomic<bool> removed_{false};
+  std::map<uint32_t, uint32_t> route_owners_;  // pasid -> context, under attach_mutex_
   iommu::PasidTable pasid_table_;
   std::mutex attach_mutex_;
   std::unique_ptr<iommu::Iotlb> device_tlb_;
   iommu::Iommu::DeviceTlbRegistration device_tlb_registration_;
+  std::unique_ptr<devices::dsa::Engine> engine_;  // last: its queues use the rest
 };
 
 class DeviceRegistry {
  public:
-  explicit DeviceRegistry(iommu::Iommu& iommu) : iommu_(iommu) {}
+  DeviceRegistry(iommu::Iommu& iommu, Executor& executor) : iommu_(iommu), executor_(executor) {}
   // EEXIST for a name or PCI address already present.
   Result<std::shared_ptr<Device>> add(devices::DeviceSpec spec);
   // Takes the device out of the registry; returns it (its owner() says who still
   // holds it). ENOENT if unknown.
   Result<std::shared_ptr<Device>> remove(std::string_view name_or_pci);
-  // ENOENT if no such device, EBUSY if another file (or this one) has bound it.
+  // ENOENT if no such device; EBUSY if this file has bound it, or another file has
+  // and it is not shared.
   Result<std::shared_ptr<Device>> bind(std::string_view name_or_pci, uint32_t context);
   void unbind(Device& device, uint32_t context);
   std::vector<std::shared_ptr<Device>> list() const;
@@ -53,6 +70,7 @@ class DeviceRegistry {
  private:
   std::shared_ptr<Device> find_locked(std::string_view name_or_pci) const;
   iommu::Iommu& iommu_;
+  Executor& executor_;
   mutable std::mutex mutex_;
   std::vector<std::shared_ptr<Device>> devices_;
 };

@@ -1,6 +1,6 @@
 // The ioctl table: every command of UAPI.md is one row naming its struct, its
 // feature bits and its handler. The generic rules (ENOTTY, EINVAL below the v1
-// size, E2BIG on a non-zero tail, EOPNOTSUPP for what is not served) live here
+// size, E2BIG on a non-zero tail) live here
 // once; handlers see a decoded struct of the size they know.
 #include "uapi/dispatcher.h"
 
@@ -21,8 +21,6 @@ struct Op {
   const char* name;
   uint32_t cmd;       // the number as the header defines it
   uint32_t features;  // IOASID_FEAT_* bits this command serves
-  bool served;        // false: answered EOPNOTSUPP (a constant: sanitizers keep
-                      // function pointers out of constant expressions)
   Runner run;
 };
 
@@ -43,10 +41,8 @@ Result<long> run_plain(Call& call, std::span<std::byte>) {
 
 constexpr uint32_t feat(int index) { return 1u << index; }
 
-#define IOCTL_PLAIN(cmd, handler) Op{#cmd, cmd, 0, true, &run_plain<handler>}
-#define IOCTL_STRUCT(cmd, type, handler, features) \
-  Op{#cmd, cmd, features, true, &run_struct<type, handler>}
-#define IOCTL_NOT_SERVED(cmd, features) Op{#cmd, cmd, features, false, nullptr}
+#define IOCTL_PLAIN(cmd, handler) Op{#cmd, cmd, 0, &run_plain<handler>}
+#define IOCTL_STRUCT(cmd, type, handler, features) Op{#cmd, cmd, features, &run_struct<type, handler>}
 
 constexpr std::array kOps = {
     IOCTL_PLAIN(IOASID_GET_API_VERSION, get_api_version),
@@ -78,8 +74,8 @@ constexpr std::array kOps = {
                  feat(IOASID_FEAT_DIRTY_TRACKING)),
     IOCTL_STRUCT(IOASID_GET_DIRTY_BITMAP, ioasid_dirty_bitmap, get_dirty_bitmap, feat(IOASID_FEAT_DIRTY_TRACKING)),
     IOCTL_STRUCT(IOASID_DEVICE_DMA, ioasid_device_dma, device_dma, 0),
-    IOCTL_NOT_SERVED(IOASID_WQ_CONFIG, feat(IOASID_FEAT_SIOV)),
-    IOCTL_NOT_SERVED(IOASID_DEVICE_SUBMIT, feat(IOASID_FEAT_SIOV)),
+    IOCTL_STRUCT(IOASID_WQ_CONFIG, ioasid_wq_config, wq_config, feat(IOASID_FEAT_SIOV)),
+    IOCTL_STRUCT(IOASID_DEVICE_SUBMIT, ioasid_device_submit, device_submit, feat(IOASID_FEAT_SIOV)),
 };
 
 constexpr bool table_is_indexed_by_number() {
@@ -89,12 +85,11 @@ constexpr bool table_is_indexed_by_number() {
 }
 static_assert(table_is_indexed_by_number(), "row i of kOps must be command IOASID_BASE + i");
 
-// A feature is served when some row carries it and every row carrying it is served.
+// A feature is served when a row of the table carries it.
 constexpr uint32_t compute_served_features() {
   uint32_t offered = 0;
-  uint32_t missing = 0;
-  for (const Op& op : kOps) (op.served ? offered : missing) |= op.features;
-  return offered & ~missing;
+  for (const Op& op : kOps) offered |= op.features;
+  return offered;
 }
 constexpr uint32_t kServedFeatures = compute_served_features();
 
@@ -142,7 +137,6 @@ Result<long> dispatch(Call& call, uint32_t cmd, std::span<std::byte> buf) {
   if (auto bad = std::ranges::find_if(tail, [](std::byte b) { return b != std::byte{0}; }); bad != tail.end())
     return fail(E2BIG, "{}: size {} has non-zero byte at offset {} beyond the {} bytes known", op->name,
                 buf.size(), known + (bad - tail.begin()), known);
-  if (!op->served) return fail(EOPNOTSUPP, "{} is not served by this daemon yet", op->name);
   return op->run(call, buf.first(known));
 }
 

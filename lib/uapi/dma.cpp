@@ -2,6 +2,7 @@
 // with or without a PASID, through the IOMMU. The ioctl succeeds whenever the device
 // ran; a fault stops the transfer, is reported in the struct and queued to the file.
 #include "devices/dma_function.h"
+#include "uapi/fault_reports.h"
 #include "uapi/handlers.h"
 #include "uapi/service.h"
 
@@ -14,23 +15,6 @@ namespace {
 // The longest transfer one request may ask for (a device's maximum transfer size).
 constexpr uint64_t kMaxDmaLength = 64ull << 20;
 
-ioasid_fault fault_record(const ioasid_device_dma& dma, const devices::DmaFault& fault) {
-  const bool with_pasid = dma.flags & IOASID_DMA_PASID;
-  ioasid_fault record{};
-  record.type = IOASID_FAULT_DMA_UNRECOV;
-  record.flags = IOASID_FAULT_ADDR_VALID | (with_pasid ? IOASID_FAULT_PASID_VALID : 0) |
-                 (fault.fetch_address ? IOASID_FAULT_FETCH_ADDR_VALID : 0);
-  record.dev_id = dma.dev_id;
-  record.pasid = with_pasid ? dma.pasid : 0;
-  record.ioasid = fault.ioasid;
-  record.reason = fault.reason;
-  record.perm = ((dma.flags & IOASID_DMA_WRITE) ? IOASID_FAULT_PERM_WRITE : IOASID_FAULT_PERM_READ) |
-                ((dma.flags & IOASID_DMA_PRIV) ? IOASID_FAULT_PERM_PRIV : 0);
-  record.addr = fault.address;
-  record.fetch_addr = fault.fetch_address.value_or(0);
-  return record;
-}
-
 // Faults the owner can resolve by mapping the page: a missing or too weak
 // translation, on a PRI-capable device, for a request with PASID.
 bool recoverable(Device& device, bool with_pasid, const devices::DmaFault& fault) {
@@ -38,38 +22,18 @@ bool recoverable(Device& device, bool with_pasid, const devices::DmaFault& fault
          (fault.reason == IOASID_FAULT_REASON_ACCESS || fault.reason == IOASID_FAULT_REASON_PERMISSION);
 }
 
-void publish_fault(Call& call, const ioasid_device_dma& dma, const devices::DeviceSpec& spec,
-                   const devices::DmaFault& fault, EventType type, std::optional<uint32_t> grpid = std::nullopt) {
-  call.service.publish({.type = type,
-                        .context = call.context.id(),
-                        .pid = call.context.client().pid,
-                        .pasid = (dma.flags & IOASID_DMA_PASID) ? dma.pasid : 0,
-                        .device = spec.name,
-                        .dev_id = dma.dev_id,
-                        .ioasid = fault.ioasid,
-                        .address = fault.address,
-                        .reason = fault.reason,
-                        .grpid = grpid});
+FaultSource source_of(const ioasid_device_dma& dma, const devices::DeviceSpec& spec) {
+  return {.dev_id = dma.dev_id,
+          .device = spec.name,
+          .pasid = (dma.flags & IOASID_DMA_PASID) ? std::optional(dma.pasid) : std::nullopt,
+          .perm = ((dma.flags & IOASID_DMA_WRITE) ? IOASID_FAULT_PERM_WRITE : IOASID_FAULT_PERM_READ) |
+                  ((dma.flags & IOASID_DMA_PRIV) ? IOASID_FAULT_PERM_PRIV : 0)};
 }
 
-void report_unrecoverable(Call& call, ioasid_device_dma& dma, const devices::DeviceSpec& spec,
-                          const devices::DmaFault& fault) {
+void fail_transfer(Call& call, ioasid_device_dma& dma, const devices::DeviceSpec& spec,
+                   const devices::DmaFault& fault) {
   dma.out_status = IOASID_DMA_FAULT;
-  call.context.faults().push(fault_record(dma, fault));
-  publish_fault(call, dma, spec, fault, EventType::Fault);
-}
-
-void raise_page_request(Call& call, const ioasid_device_dma& dma, const devices::DeviceSpec& spec,
-                        const devices::DmaFault& fault, uint32_t grpid) {
-  ioasid_fault record = fault_record(dma, fault);
-  record.type = IOASID_FAULT_PAGE_REQ;
-  // A page request names the page, not the byte; it carries no fetch address.
-  record.flags = IOASID_FAULT_PASID_VALID | IOASID_FAULT_ADDR_VALID | IOASID_FAULT_LAST_PAGE;
-  record.addr = fault.address & ~(kPageSize - 1);
-  record.fetch_addr = 0;
-  record.grpid = grpid;
-  call.context.faults().push(record);
-  publish_fault(call, dma, spec, fault, EventType::PageRequest, grpid);
+  report_unrecoverable(call.service, call.context, source_of(dma, spec), fault);
 }
 
 }  // namespace
@@ -120,7 +84,7 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
     dma.out_fault_addr = fault.address;
     dma.out_fault_reason = fault.reason;
     if (!recoverable(*device, with_pasid, fault)) {
-      report_unrecoverable(call, dma, spec, fault);
+      fail_transfer(call, dma, spec, fault);
       return 0;
     }
     // A PRI device at a PASID asks the owner for the page instead of failing.
@@ -129,10 +93,10 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
     if (!group) {
       spdlog::info("ctx {}: {} has 512 page requests outstanding; this fault is unrecoverable",
                    call.context.id(), spec.name);
-      report_unrecoverable(call, dma, spec, fault);
+      fail_transfer(call, dma, spec, fault);
       return 0;
     }
-    raise_page_request(call, dma, spec, fault, group->grpid);
+    report_page_request(call.service, call.context, source_of(dma, spec), fault, group->grpid);
     if (!wait) {
       dma.out_status = IOASID_DMA_PAGE_REQ;
       return 0;

@@ -34,6 +34,10 @@ Result<long> check_extension(Call& call);
 Result<long> get_info(Call& call, ioasid_info& info);
 
 // pasid.cpp
+// The host PASID a request names: with `guest`, a guest PASID mapped by this file
+// (ENOENT if not); else one of this file's PASIDs (ENOENT unallocated, EACCES
+// another file's).
+Result<uint32_t> own_pasid(Call& call, uint32_t pasid, bool guest);
 Result<long> pasid_request(Call& call, ioasid_pasid_request& request);
 Result<long> pasid_lookup(Call& call, ioasid_pasid_lookup& lookup);
 
@@ -65,6 +69,10 @@ Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& invalidate);
 // dma.cpp
 Result<long> device_dma(Call& call, ioasid_device_dma& dma);
 Result<long> page_response(Call& call, ioasid_page_response& response);
+
+// dsa.cpp
+Result<long> wq_config(Call& call, ioasid_wq_config& config);
+Result<long> device_submit(Call& call, ioasid_device_submit& submit);
 
 // dirty.cpp
 Result<long> set_dirty_tracking(Call& call, ioasid_dirty_tracking& tracking);

@@ -130,17 +130,9 @@ Result<Invalidation> check_entry(Call& call, const ioasid_cache_invalidate_info&
     out.length = info.nb_granules * info.granule_size;
   }
   if (!has_pasid) return out;
-  Allocator& allocator = call.service.allocator();
-  if (info.flags & IOASID_INV_FLAGS_GPASID) {
-    auto host = allocator.find_by_spid(call.context.pasid_set(), info.pasid);
-    if (!host) return fail(ENOENT, "no guest PASID {} in this file", info.pasid);
-    out.pasid = *host;
-  } else if (auto owned = allocator.find(call.context.pasid_set(), info.pasid); !owned) {
-    if (owned.code() == EACCES) return fail(EACCES, "PASID {} belongs to another file", info.pasid);
-    return fail(ENOENT, "PASID {} is not allocated by this file", info.pasid);
-  } else {
-    out.pasid = info.pasid;
-  }
+  auto host = own_pasid(call, info.pasid, info.flags & IOASID_INV_FLAGS_GPASID);
+  IOASID_TRY(host);
+  out.pasid = *host;
   return out;
 }
 

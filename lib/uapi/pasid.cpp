@@ -73,4 +73,18 @@ Result<long> pasid_lookup(Call& call, ioasid_pasid_lookup& lookup) {
   return 0;
 }
 
+Result<uint32_t> own_pasid(Call& call, uint32_t pasid, bool guest) {
+  Allocator& allocator = call.service.allocator();
+  if (guest) {
+    auto host = allocator.find_by_spid(call.context.pasid_set(), pasid);
+    if (!host) return fail(ENOENT, "no guest PASID {} in this file", pasid);
+    return *host;
+  }
+  if (auto owned = allocator.find(call.context.pasid_set(), pasid); !owned) {
+    if (owned.code() == EACCES) return fail(EACCES, "PASID {} belongs to another file", pasid);
+    return fail(ENOENT, "PASID {} is not allocated by this file", pasid);
+  }
+  return pasid;
+}
+
 }  // namespace ioasid::uapi

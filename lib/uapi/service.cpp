@@ -52,7 +52,9 @@ Service::Service(ServiceConfig config)
     : config_(config),
       allocator_(config.pasid_bits),
       iommu_({.addr_width = config.addr_width, .pin_limit_pages = config.pin_limit_pages}),
-      devices_(iommu_),
+      own_executor_(config.executor ? nullptr : std::make_unique<ThreadPoolExecutor>(2)),
+      executor_(config.executor ? config.executor : own_executor_.get()),
+      devices_(iommu_, *executor_),
       registry_(std::make_unique<Registry>()) {
   for (const auto& spec : config_.devices)
     if (auto added = devices_.add(spec); !added) spdlog::error("device {}: {}", spec.name, added.error().why);
@@ -235,7 +237,9 @@ void Service::detach(Context& context, uint32_t dev_id, Device& device, uint32_t
 }
 
 void Service::detach_locked(Context& context, uint32_t dev_id, Device& device, uint32_t pasid) {
+  if (device.route_owner(pasid) != context.id()) return;  // not this file's route (a shared device)
   const auto entry = device.pasid_table().clear(pasid);
+  device.set_route_owner(pasid, 0);
   if (!entry) return;
   iommu_.flush_pasid(entry->domain, pasid);
   if (auto ioas = context.objects().find<Ioas>(entry->ioasid)) ioas->users.fetch_sub(1);
@@ -263,6 +267,12 @@ void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
     for (const auto& [pasid, entry] : device.pasid_table().entries()) detach_locked(context, dev_id, device, pasid);
   }
   context.page_requests().cancel([&](uint32_t dev, std::optional<uint32_t>) { return dev == dev_id; });
+  if (auto* engine = device.engine()) {
+    for (uint32_t wq = 0; wq < engine->num_wqs(); ++wq) {
+      const auto state = engine->state(wq);
+      if (state.config && state.config->owner == context.id()) engine->disable(wq);
+    }
+  }
   devices_.unbind(device, context.id());
   publish({.type = EventType::DeviceUnbind,
            .context = context.id(),

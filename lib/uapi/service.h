@@ -3,6 +3,7 @@
 // ClientMemory, so tests and fuzzers drive it in-process.
 #pragma once
 
+#include "base/executor.h"
 #include "base/result.h"
 #include "ioasid/allocator.h"
 #include "iommu/iommu.h"
@@ -33,6 +34,9 @@ struct ServiceConfig {
   uint64_t pin_limit_pages = PinAccounting::kDefaultLimitPages;  // per user; 0 = unlimited
   // How long a DMA waits for the PAGE_RESP to its page request before it fails.
   std::chrono::milliseconds page_response_timeout{10000};
+  // Where devices run their work (the daemon's Asio pool); null: two threads of the
+  // service's own. Must outlive the Service.
+  Executor* executor = nullptr;
 };
 
 struct ServiceStatus {
@@ -150,6 +154,7 @@ class Service {
 
   Allocator& allocator() { return allocator_; }
   iommu::Iommu& iommu() { return iommu_; }
+  Executor& executor() { return *executor_; }
   void publish(Event event);
 
   // Admin view of one IOASID of a context: its kernel-managed table (areas, a readable
@@ -165,7 +170,9 @@ class Service {
   Allocator allocator_;
   iommu::Iommu iommu_;
   EventBus events_;
-  DeviceRegistry devices_;
+  std::unique_ptr<Executor> own_executor_;
+  Executor* executor_;
+  DeviceRegistry devices_;  // after the executor: device engines drain into it
   Subscription pasid_events_;
   struct Registry;
   std::unique_ptr<Registry> registry_;

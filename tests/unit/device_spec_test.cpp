@@ -36,12 +36,17 @@ TEST(DeviceSpec, RejectsWhatCannotExist) {
     EXPECT_EQ(parse_device_spec(bad).code(), EINVAL) << bad;
 }
 
-TEST(DeviceSpec, DefaultsAreAPasidPriAtsFunctionAndAPlainOne) {
+TEST(DeviceSpec, DefaultsAreAPasidPriAtsFunctionAPlainOneAndADsaEngine) {
   const auto defaults = default_devices();
-  ASSERT_EQ(defaults.size(), 2u);
+  ASSERT_EQ(defaults.size(), 3u);
   EXPECT_EQ(defaults[0].capability_flags(), IOASID_DEVICE_PASID | IOASID_DEVICE_PRI | IOASID_DEVICE_ATS);
   EXPECT_EQ(defaults[1].capability_flags(), 0u);
+  EXPECT_EQ(defaults[2].capability_flags(),
+            IOASID_DEVICE_PASID | IOASID_DEVICE_PRI | IOASID_DEVICE_ATS | IOASID_DEVICE_SIOV);
+  EXPECT_EQ(defaults[2].num_wqs, 8u);
+  EXPECT_EQ(describe(defaults[2]), "dsa,name=dsa0,pci=0000:00:05.0,pasid=20,pri,ats,wqs=8");
   EXPECT_NE(defaults[0].rid, defaults[1].rid);
+  EXPECT_NE(defaults[1].rid, defaults[2].rid);
 }
 
 }  // namespace

@@ -1,0 +1,131 @@
+// The DSA-like Scalable IOV engine of one device: work queues, dedicated to one PASID
+// or shared by clients at their own PASIDs (ENQCMD: accepted, or RETRY when full),
+// whose descriptors run on the daemon's executor — each WQ in submission order, WQs
+// side by side — with their data and completion records moved by DMA through the
+// IOMMU at the descriptor's PASID.
+//
+// A descriptor that faults with block-on-fault raises a page request through its
+// submitter and parks its WQ without holding a thread; the answer resumes it where it
+// stopped.
+#pragma once
+
+#include "base/executor.h"
+#include "base/result.h"
+#include "devices/dma_function.h"
+#include "devices/dsa/descriptor.h"
+#include "devices/dsa/operations.h"
+#include "iommu/iommu.h"
+#include "iommu/page_requests.h"
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ioasid::devices::dsa {
+
+inline constexpr uint32_t kMaxWqSize = 128;
+inline constexpr uint32_t kMaxWqPriority = 15;
+
+// The open file a descriptor came from, as the engine needs it. A file that is gone
+// still has its descriptors run; its submitter then reports nothing.
+class Submitter {
+ public:
+  virtual ~Submitter() = default;
+  // The completion record of a descriptor could not be written (the record itself
+  // cannot say so): a fault record for the file.
+  virtual void completion_unreachable(uint32_t pasid, const DmaFault& fault) = 0;
+  // Raises a page request for `fault`; `resume` gets the answer exactly once, on any
+  // thread. False when none can be raised (the fault is then unrecoverable).
+  virtual bool request_page(uint32_t pasid, const DmaFault& fault, bool write,
+                            std::function<void(iommu::PageResponse)> resume) = 0;
+};
+
+struct WqConfig {
+  bool shared = false;
+  bool block_on_fault = false;
+  uint32_t pasid = 0;  // a dedicated WQ's
+  uint32_t size = 0;
+  uint32_t priority = 0;
+  uint32_t owner = 0;  // the context that enabled it
+};
+
+struct WqState {
+  std::optional<WqConfig> config;  // nullopt: disabled
+  uint32_t queued = 0;             // accepted and not completed, the running one included
+  bool waiting_for_page = false;
+  uint64_t accepted = 0;
+  uint64_t retried = 0;
+  uint64_t completed = 0;
+};
+
+enum class Enqueued { kAccepted, kRetry, kDisabled };
+
+class Engine {
+ public:
+  Engine(std::string name, iommu::Iommu& iommu, const iommu::PasidTable& routes, iommu::Iotlb* device_tlb,
+         uint32_t num_wqs, Executor& executor);
+  // Every WQ must be disabled by then (their owners' unbind does it).
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  uint32_t num_wqs() const { return static_cast<uint32_t>(wqs_.size()); }
+  // EBUSY when the WQ is enabled (by anyone).
+  Result<void> enable(uint32_t wq, const WqConfig& config);
+  // Stops accepting, waits for what was accepted to complete, then frees the WQ.
+  void disable(uint32_t wq);
+  WqState state(uint32_t wq) const;
+
+  // ENQCMD (shared) or MOVDIR64B (dedicated: `pasid` is the WQ's): queues the
+  // descriptor to run at `pasid`.
+  Enqueued submit(uint32_t wq, const ioasid_dsa_desc& desc, uint32_t pasid, std::shared_ptr<Submitter> submitter);
+
+ private:
+  struct Job {
+    ioasid_dsa_desc desc;
+    uint32_t pasid;
+    std::shared_ptr<Submitter> submitter;
+    bool block_on_fault;  // the WQ's setting when it was accepted
+    Progress progress;  // of the descriptor, or of the batch's current one
+    std::optional<Stopped> waiting;  // the fault a page request was raised for
+    std::optional<iommu::PageResponse> answer;
+    // A batch: its descriptors once fetched, the next to run, how many ran, a failure.
+    std::vector<ioasid_dsa_desc> batch;
+    size_t batch_next = 0;
+    bool batch_failed = false;
+  };
+  struct Wq {
+    mutable std::mutex mutex;
+    std::condition_variable idle;
+    WqState state;
+    std::deque<Job> jobs;  // the front one runs
+    bool scheduled = false;  // a runner is posted, running or parked
+    bool parked = false;     // the front job waits for a page response
+  };
+
+  void run(uint32_t wq);
+  // Runs the front job; false when it parked.
+  bool execute(uint32_t index, Job& job);
+  // One descriptor (the job's own or a batch's) to its completion; nullopt when parked.
+  std::optional<Completion> execute_descriptor(uint32_t index, Job& job, const ioasid_dsa_desc& desc);
+  std::optional<Completion> execute_batch(uint32_t index, Job& job);
+  std::optional<Completion> on_fault(uint32_t index, Job& job, const ioasid_dsa_desc& desc, const Stopped& stopped);
+  void resume(uint32_t wq, iommu::PageResponse answer);
+  void complete(const Job& job, const ioasid_dsa_desc& desc, const Completion& completion);
+  Port port(uint32_t pasid) const { return Port{iommu_, routes_, device_tlb_, pasid}; }
+
+  const std::string name_;
+  iommu::Iommu& iommu_;
+  const iommu::PasidTable& routes_;
+  iommu::Iotlb* const device_tlb_;
+  Executor& executor_;
+  std::vector<std::unique_ptr<Wq>> wqs_;
+};
+
+}  // namespace ioasid::devices::dsa

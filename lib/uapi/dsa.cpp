@@ -1,0 +1,155 @@
+// WQ_CONFIG and DEVICE_SUBMIT: the work queues of a dsa engine. A file enables a WQ —
+// dedicated to one of its PASIDs, or shared — and owns it; descriptors run on the
+// daemon's executor at a PASID of the file that submitted them, never another's.
+#include "devices/dsa/engine.h"
+#include "uapi/fault_reports.h"
+#include "uapi/handlers.h"
+#include "uapi/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+namespace ioasid::uapi {
+namespace {
+
+using devices::dsa::Engine;
+
+struct WorkQueue {
+  std::shared_ptr<Device> device;
+  Engine& engine;
+};
+
+Result<WorkQueue> find_work_queue(Call& call, uint32_t dev_id, uint32_t wq) {
+  auto device = call.context.objects().find<Device>(dev_id);
+  if (!device) return fail(ENOENT, "no device with dev_id {} in this file", dev_id);
+  const std::string& name = device->spec().name;
+  if (device->removed()) return fail(ENODEV, "{} was removed by the admin", name);
+  Engine* engine = device->engine();
+  if (!engine) return fail(EOPNOTSUPP, "{} has no work queues (a dma function takes DEVICE_DMA)", name);
+  if (wq >= engine->num_wqs()) return fail(EINVAL, "wq {}: {} has {} work queues", wq, name, engine->num_wqs());
+  return WorkQueue{std::move(device), *engine};
+}
+
+// The submitting file as the engine sees it: where its faults and page requests go.
+class FileSubmitter final : public devices::dsa::Submitter {
+ public:
+  FileSubmitter(Service& service, Context& context, uint32_t dev_id, std::string device)
+      : service_(service), context_(context.weak_from_this()), dev_id_(dev_id), device_(std::move(device)) {}
+
+  void completion_unreachable(uint32_t pasid, const devices::DmaFault& fault) override {
+    if (auto context = live()) report_unrecoverable(service_, *context, source(pasid, true), fault);
+  }
+
+  bool request_page(uint32_t pasid, const devices::DmaFault& fault, bool write,
+                    std::function<void(iommu::PageResponse)> resume) override {
+    auto context = live();
+    if (!context) return false;
+    auto group = context->page_requests().open_async(dev_id_, pasid, std::move(resume));
+    if (!group) {
+      spdlog::info("ctx {}: {} has 512 page requests outstanding; this fault is unrecoverable", context->id(),
+                   device_);
+      return false;
+    }
+    report_page_request(service_, *context, source(pasid, write), fault, group->grpid);
+    const auto limit = service_.config().page_response_timeout;
+    service_.executor().post_after(limit, [weak = context_, group = *group, device = device_, limit] {
+      if (auto context = weak.lock(); context && context->page_requests().expire(group))
+        spdlog::info("ctx {}: no PAGE_RESP for {} group {} within {} ms: the descriptor fails", context->id(),
+                     device, group.grpid, limit.count());
+    });
+    return true;
+  }
+
+ private:
+  std::shared_ptr<Context> live() const {
+    auto context = context_.lock();
+    return context && !context->released() ? context : nullptr;
+  }
+  FaultSource source(uint32_t pasid, bool write) const {
+    return {.dev_id = dev_id_,
+            .device = device_,
+            .pasid = pasid,
+            .perm = write ? IOASID_FAULT_PERM_WRITE : IOASID_FAULT_PERM_READ};
+  }
+
+  Service& service_;
+  const std::weak_ptr<Context> context_;
+  const uint32_t dev_id_;
+  const std::string device_;
+};
+
+Result<long> disable(Call& call, const ioasid_wq_config& config, Engine& engine, const std::string& name) {
+  if (config.flags || config.pasid || config.size || config.priority)
+    return fail(EINVAL, "disabling {} wq {} takes flags, pasid, size and priority 0", name, config.wq);
+  const auto state = engine.state(config.wq);
+  if (!state.config) return 0;
+  if (state.config->owner != call.context.id())
+    return fail(EBUSY, "{} wq {} was enabled by ctx {}", name, config.wq, state.config->owner);
+  engine.disable(config.wq);
+  return 0;
+}
+
+}  // namespace
+
+Result<long> wq_config(Call& call, ioasid_wq_config& config) {
+  IOASID_TRY(check_flags(config.flags, IOASID_WQ_ENABLE | IOASID_WQ_SHARED | IOASID_WQ_BOF));
+  IOASID_TRY(check_reserved(config.__reserved, "__reserved"));
+  auto target = find_work_queue(call, config.dev_id, config.wq);
+  IOASID_TRY(target);
+  const devices::DeviceSpec& spec = target->device->spec();
+  if (!(config.flags & IOASID_WQ_ENABLE)) return disable(call, config, target->engine, spec.name);
+  if (config.size == 0 || config.size > devices::dsa::kMaxWqSize)
+    return fail(EINVAL, "size {} (1..{})", config.size, devices::dsa::kMaxWqSize);
+  if (config.priority == 0 || config.priority > devices::dsa::kMaxWqPriority)
+    return fail(EINVAL, "priority {} (1..{})", config.priority, devices::dsa::kMaxWqPriority);
+  const bool shared = config.flags & IOASID_WQ_SHARED;
+  if (shared && config.pasid != 0)
+    return fail(EINVAL, "a shared WQ runs each descriptor at its own PASID: pasid must be 0, not {}", config.pasid);
+  if (!shared) IOASID_TRY(own_pasid(call, config.pasid, /*guest=*/false));
+  const bool block_on_fault = config.flags & IOASID_WQ_BOF;
+  if (block_on_fault && !spec.pri)
+    return fail(EINVAL, "{} has no PRI: blocking on a fault needs page requests", spec.name);
+  IOASID_TRY(target->engine.enable(config.wq, {.shared = shared,
+                                               .block_on_fault = block_on_fault,
+                                               .pasid = shared ? 0 : config.pasid,
+                                               .size = config.size,
+                                               .priority = config.priority,
+                                               .owner = call.context.id()}));
+  return 0;
+}
+
+Result<long> device_submit(Call& call, ioasid_device_submit& submit) {
+  IOASID_TRY(check_flags(submit.flags, IOASID_SUBMIT_GPASID));
+  auto target = find_work_queue(call, submit.dev_id, submit.wq);
+  IOASID_TRY(target);
+  const std::string& name = target->device->spec().name;
+  const auto state = target->engine.state(submit.wq);
+  if (!state.config) return fail(EINVAL, "{} wq {} is not enabled", name, submit.wq);
+  ioasid_dsa_desc desc;
+  std::memcpy(&desc, submit.desc, sizeof desc);
+  const bool guest = submit.flags & IOASID_SUBMIT_GPASID;
+  uint32_t pasid = state.config->pasid;
+  if (!state.config->shared) {
+    if (state.config->owner != call.context.id())
+      return fail(EACCES, "{} wq {} is dedicated to a PASID of ctx {}", name, submit.wq, state.config->owner);
+    if (guest) return fail(EINVAL, "GPASID on dedicated {} wq {}: it runs everything at PASID {}", name, submit.wq, pasid);
+  } else {
+    // What ENQCMD's PASID (and a VM's PASID translation) guarantee: a client names
+    // only its own address spaces.
+    auto host = own_pasid(call, desc.pasid & IOASID_DSA_PASID_MASK, guest);
+    IOASID_TRY(host);
+    pasid = *host;
+  }
+  if (devices::dsa::wants(desc, IOASID_DSA_FLAG_CRAV) && desc.completion_addr % devices::dsa::kCompletionAlign)
+    return fail(EINVAL, "completion_addr {:#x} is not 32-byte aligned", desc.completion_addr);
+  auto submitter = std::make_shared<FileSubmitter>(call.service, call.context, submit.dev_id, name);
+  switch (target->engine.submit(submit.wq, desc, pasid, std::move(submitter))) {
+    case devices::dsa::Enqueued::kAccepted: submit.out_status = IOASID_SUBMIT_ACCEPTED; return 0;
+    case devices::dsa::Enqueued::kRetry: submit.out_status = IOASID_SUBMIT_RETRY; return 0;
+    case devices::dsa::Enqueued::kDisabled: break;
+  }
+  return fail(EINVAL, "{} wq {} was disabled meanwhile", name, submit.wq);
+}
+
+}  // namespace ioasid::uapi
