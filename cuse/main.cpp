@@ -4,6 +4,7 @@
 #include <boost/asio.hpp>
 
 #include "admin_server.h"
+#include "asio_executor.h"
 #include "event_relay.h"
 #include "frontend.h"
 #include "netlink_publisher.h"
@@ -85,7 +86,10 @@ void set_termination_signals_blocked(bool blocked) {
 
 int run(const Options& options) {
   set_termination_signals_blocked(true);
-  uapi::Service service(options.service);
+  AsioExecutor device_executor(options.workers);  // outlives the service: its engines drain into it
+  uapi::ServiceConfig config = options.service;
+  config.executor = &device_executor;
+  uapi::Service service(config);
   boost::asio::io_context io;
   EventRelay relay(io, service);
 
