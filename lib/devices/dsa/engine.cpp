@@ -42,8 +42,13 @@ Result<void> Engine::enable(uint32_t index, const WqConfig& config) {
 void Engine::disable(uint32_t index) {
   Wq& wq = *wqs_.at(index);
   std::unique_lock lock(wq.mutex);
-  wq.state.config.reset();
+  if (!wq.state.config) return;
+  // Still enabled while it drains, so nobody else can enable it and queue work that
+  // this disable would then wait for.
+  wq.state.draining = true;
   wq.idle.wait(lock, [&] { return wq.jobs.empty() && !wq.scheduled; });
+  wq.state.config.reset();
+  wq.state.draining = false;
 }
 
 WqState Engine::state(uint32_t index) const {
@@ -57,7 +62,7 @@ Enqueued Engine::submit(uint32_t index, const ioasid_dsa_desc& desc, uint32_t pa
   Wq& wq = *wqs_.at(index);
   {
     std::lock_guard lock(wq.mutex);
-    if (!wq.state.config) return Enqueued::kDisabled;
+    if (!wq.state.config || wq.state.draining) return Enqueued::kDisabled;
     if (wq.jobs.size() >= wq.state.config->size) {
       ++wq.state.retried;
       return Enqueued::kRetry;

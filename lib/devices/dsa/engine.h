@@ -57,6 +57,7 @@ struct WqConfig {
 
 struct WqState {
   std::optional<WqConfig> config;  // nullopt: disabled
+  bool draining = false;           // being disabled: takes nothing, cannot be re-enabled yet
   uint32_t queued = 0;             // accepted and not completed, the running one included
   bool waiting_for_page = false;
   uint64_t accepted = 0;
