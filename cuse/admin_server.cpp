@@ -27,6 +27,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -112,6 +113,19 @@ const char* state_name(PasidState state) {
   return "unknown";
 }
 
+const char* translation_type_name(iommu::TranslationType type) {
+  switch (type) {
+    case iommu::TranslationType::kSecondLevel: return "second_level";
+    case iommu::TranslationType::kPassThrough: return "pass_through";
+    case iommu::TranslationType::kNested: return "nested";
+  }
+  return "unknown";
+}
+
+// A route's PASID as replies show it: null for the device's RID (RID_PASID).
+json pasid_or_rid(uint32_t pasid) { return pasid == iommu::kRidPasid ? json(nullptr) : json(pasid); }
+
+
 // The client's command name, for the contexts table. Best effort: "" if it is gone.
 std::string process_name(pid_t pid) {
   if (pid <= 0) return {};
@@ -172,9 +186,10 @@ struct CommandHelp {
 constexpr CommandHelp kCommands[] = {
     {"status", "", "engine counters and daemon facts (frontend, node, pid, netlink)"},
     {"contexts", "", "open files of the node: id, client pid/uid/gid/comm, quota, PASIDs"},
-    {"pasids", "", "allocated PASIDs: owner context, gpasid, state, refcount"},
+    {"pasids", "", "allocated PASIDs: owner context and its pid, gpasid, state, refcount"},
     {"set-quota", "\"context\":N, \"quota\":Q", "set a context's PASID quota"},
-    {"devices", "", "emulated devices: type, PCI address, capabilities, owner context"},
+    {"devices", "",
+     "emulated devices: type, PCI address, capabilities, the contexts that bound them, their routes"},
     {"stats", "",
      "IOMMU counters: IOTLB, PASID cache, device-TLBs of ATS devices, HPA segments, table pages, pinned pages"},
     {"pgtable", "\"context\":N, \"ioasid\":M",
@@ -211,7 +226,8 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   json devices() const;
   json stats() const;
   json pgtable(const json& request) const;
-  json device_row(const uapi::Device& device) const;
+  json device_row(uapi::Device& device) const;
+  json opener_pid(uint32_t context) const;  // null if no such context
   json device_add(AdminSession& session, const json& request);
   json device_remove(AdminSession& session, const json& request);
 
@@ -633,11 +649,22 @@ json AdminServer::Impl::contexts() const {
   return rows;
 }
 
+json AdminServer::Impl::opener_pid(uint32_t context) const {
+  if (context != 0)
+    for (const uapi::ContextInfo& c : service.contexts())
+      if (c.id == context) return c.client.pid;
+  return nullptr;
+}
+
 json AdminServer::Impl::pasids() const {
+  std::unordered_map<uint32_t, pid_t> openers;  // one look at the contexts, not one per PASID
+  for (const uapi::ContextInfo& c : service.contexts()) openers.emplace(c.id, c.client.pid);
   json rows = json::array();
   for (const uapi::PasidOwnerInfo& p : service.pasids()) {
+    const auto opener = openers.find(p.context);
     rows.push_back(json{{"pasid", p.pasid},
                         {"context", p.context},
+                        {"pid", opener != openers.end() ? json(opener->second) : json(nullptr)},
                         {"gpasid", p.gpasid ? json(*p.gpasid) : json(nullptr)},
                         {"state", state_name(p.state)},
                         {"refcount", p.refcount}});
@@ -645,13 +672,43 @@ json AdminServer::Impl::pasids() const {
   return rows;
 }
 
-json AdminServer::Impl::device_row(const uapi::Device& device) const {
+json AdminServer::Impl::device_row(uapi::Device& device) const {
   const devices::DeviceSpec& spec = device.spec();
   const uint32_t owner = device.owner();
-  json owner_pid = nullptr;
-  if (owner != 0) {
-    for (const uapi::ContextInfo& c : service.contexts())
-      if (c.id == owner) owner_pid = c.client.pid;
+  const json owner_id = owner != 0 ? json(owner) : json(nullptr);
+  json routes = json::array();
+  {
+    std::lock_guard lock(device.attach_mutex());  // routes and their owners change under it
+    for (const auto& [pasid, entry] : device.pasid_table().entries()) {
+      const uint32_t context = device.route_owner(pasid);
+      routes.push_back(json{{"pasid", pasid_or_rid(pasid)},
+                            {"context", context != 0 ? json(context) : json(nullptr)},
+                            {"ioasid", entry.ioasid},
+                            {"type", translation_type_name(entry.type)}});
+    }
+  }
+  json wqs = json::array();
+  if (devices::dsa::Engine* engine = device.engine()) {
+    for (uint32_t wq = 0; wq < engine->num_wqs(); ++wq) {
+      const devices::dsa::WqState state = engine->state(wq);
+      json row{{"wq", wq},
+               {"enabled", state.config.has_value()},
+               {"queued", state.queued},
+               {"accepted", state.accepted},
+               {"retried", state.retried},
+               {"completed", state.completed},
+               {"waiting_for_page", state.waiting_for_page},
+               {"draining", state.draining}};
+      if (state.config) {
+        row["mode"] = state.config->shared ? "shared" : "dedicated";
+        row["pasid"] = state.config->shared ? json(nullptr) : json(state.config->pasid);
+        row["size"] = state.config->size;
+        row["priority"] = state.config->priority;
+        row["block_on_fault"] = state.config->block_on_fault;
+        row["owner"] = state.config->owner;
+      }
+      wqs.push_back(std::move(row));
+    }
   }
   return json{{"name", spec.name},
               {"type", device_type_name(spec.type)},
@@ -663,8 +720,11 @@ json AdminServer::Impl::device_row(const uapi::Device& device) const {
               {"num_wqs", spec.num_wqs},
               {"capability_flags", spec.capability_flags()},
               {"spec", devices::describe(spec)},
-              {"owner", owner != 0 ? json(owner) : json(nullptr)},
-              {"owner_pid", std::move(owner_pid)}};
+              {"owner", owner_id},
+              {"owner_pid", opener_pid(owner)},
+              {"bound_by", device.bound_by()},
+              {"routes", std::move(routes)},
+              {"wqs", std::move(wqs)}};
 }
 
 json AdminServer::Impl::devices() const {
@@ -747,7 +807,7 @@ json AdminServer::Impl::pgtable(const json& request) const {
   for (const uapi::IoasRoute& route : dump->routes)
     routes.push_back(json{{"device", route.device},
                           {"dev_id", route.dev_id},
-                          {"pasid", route.pasid == iommu::kRidPasid ? json(nullptr) : json(route.pasid)}});
+                          {"pasid", pasid_or_rid(route.pasid)}});
   const size_t total = dump->lines.size();
   if (total > kMaxPgtableLines) dump->lines.resize(kMaxPgtableLines);
   return ok_reply(json{{"context", dump->context},
@@ -787,7 +847,8 @@ json AdminServer::Impl::device_remove(AdminSession& session, const json& request
     return error_reply(removed.error());
   if (!device) {  // added and removed between our look and the removal
     spdlog::info("admin: uid {} pid {} removed device {}", session.peer().uid, session.peer().pid, *which);
-    return ok_reply(json{{"name", *which}, {"owner", nullptr}, {"owner_pid", nullptr}});
+    return ok_reply(json{{"name", *which}, {"owner", nullptr}, {"owner_pid", nullptr},
+                         {"bound_by", json::array()}, {"routes", json::array()}});
   }
   json row = device_row(*device);
   spdlog::info("admin: uid {} pid {} removed device {}{}", session.peer().uid, session.peer().pid,

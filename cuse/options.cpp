@@ -14,17 +14,27 @@ namespace {
 
 constexpr const char* kUsage = R"(ioasidd - serves /dev/ioasid, an emulated VT-d style IOMMU, from user space.
 
-Usage: ioasidd [options]
+Usage: ioasidd [OPTION]...
 
-Front ends: CUSE creates a real character device /dev/<devname> (needs root and a
-kernel with CUSE). The FUSE fallback mounts a file system at --fuse DIR holding one
-file node DIR/ioasid that answers the same ioctls; as root it can also bind-mount
-that node onto a path such as /dev/ioasid (--bind-node). --frontend auto picks CUSE
-when /dev/cuse exists and says which one it chose.
+Front ends: with CUSE the node is a real character device, /dev/DEVNAME (needs
+root and the cuse module). The FUSE fallback mounts a file system at DIR
+(--fuse) holding one file, DIR/ioasid, that answers the same ioctls; as root it
+can also bind-mount that file onto a path such as /dev/ioasid (--bind-node). The
+default, --frontend auto, picks CUSE when /dev/cuse exists, else FUSE, and logs
+its choice. Programs find the node through IOASID_DEV (default /dev/ioasid);
+ioasidctl and ioasid-monitor talk to the admin socket.
 
-Stop with SIGINT, SIGTERM or SIGHUP: every open file is released, the node removed, exit 0.
+SIGINT, SIGTERM and SIGHUP stop the daemon: every open file is released, the
+node removed, the admin socket unlinked; exit 0. More in ioasidd(8).
 
 Options)";
+
+// An option taking a value shown as `name` in --help, whose default is what `variable`
+// holds now.
+template <typename T>
+po::typed_value<T>* with_default(T& variable, const char* name) {
+  return po::value(&variable)->value_name(name)->default_value(variable);
+}
 
 std::optional<gid_t> group_id(const std::string& name) {
   if (name.empty()) return std::nullopt;
@@ -45,52 +55,60 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   uint64_t pin_limit_mib = (PinAccounting::kDefaultLimitPages * kPageSize) >> 20;
   uint64_t page_timeout_ms = static_cast<uint64_t>(options.service.page_response_timeout.count());
 
-  po::options_description desc(kUsage);
+  // The default devices are named from the list itself, so the help cannot go stale.
+  std::string device_help =
+      "add an emulated device; repeatable. SPEC is TYPE,name=NAME,pci=BB:DD.F and any of ,pasid=BITS ,pri ,ats "
+      ",wqs=N; TYPE is dma or dsa (dsa defaults to pasid=20,wqs=8). Without --device:";
+  for (const devices::DeviceSpec& device : devices::default_devices()) device_help += " " + device.name;
+  device_help += " (ioasidctl devices shows them)";
+
+  // Descriptions get 48 of the 80 columns; option names longer than the rest get a line
+  // of their own.
+  po::options_description desc(kUsage, 80, 48);
   desc.add_options()
       ("help,h", "print this help and exit")
       ("version", "print the version and exit")
-      ("frontend", po::value(&frontend)->default_value(frontend),
-       "auto | cuse | fuse")
-      ("devname", po::value(&options.devname)->default_value(options.devname),
-       "CUSE device name: the node is /dev/<devname>")
-      ("fuse", po::value(&options.fuse_dir)->default_value(options.fuse_dir),
-       "FUSE fallback: mount directory; the node is DIR/ioasid")
-      ("bind-node", po::value(&options.bind_node),
-       "FUSE fallback: also bind-mount the node onto this path (e.g. /dev/ioasid); "
-       "the file is created if missing and removed on exit")
-      ("node-mode", po::value(&node_mode)->default_value(node_mode),
-       "FUSE fallback: permission bits of the node (octal)")
-      ("node-group", po::value(&node_group),
-       "FUSE fallback: group owning the node (CUSE: use a udev rule)")
-      ("threads", po::value(&options.session_threads)->default_value(options.session_threads),
-       "threads serving requests from the kernel")
-      ("workers", po::value(&options.workers)->default_value(options.workers),
-       "threads of the event loop (signals, admin socket, events)")
-      ("device", po::value(&device_specs)->composing(),
-       "an emulated device, repeatable: dma|dsa,name=N,pci=BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N]; "
-       "without any, dma0 (00:03.0, PASID 20 bits, PRI, ATS) and a plain dma1 (00:04.0)")
-      ("pin-limit", po::value(&pin_limit_mib)->default_value(pin_limit_mib),
-       "MiB of client memory each user may have pinned by MAP_DMA/MAP_FILE (ENOMEM past it); 0: no limit")
-      ("pasid-quota", po::value(&options.service.default_pasid_quota)->default_value(options.service.default_pasid_quota),
+      ("frontend", with_default(frontend, "KIND"),
+       "how to serve the node: cuse, fuse, or auto (CUSE when /dev/cuse exists, else FUSE)")
+      ("devname", with_default(options.devname, "NAME"), "CUSE: the node is /dev/NAME")
+      ("fuse", with_default(options.fuse_dir, "DIR"),
+       "FUSE: mount the node's file system at DIR (created if missing); the node is DIR/ioasid")
+      ("bind-node", po::value(&options.bind_node)->value_name("PATH"),
+       "FUSE: also bind-mount the node onto PATH, e.g. /dev/ioasid (needs root); a PATH created for it "
+       "is removed on exit")
+      ("node-mode", with_default(node_mode, "MODE"),
+       "FUSE: the node's permission bits, in octal (CUSE: the udev rule sets them)")
+      ("node-group", po::value(&node_group)->value_name("GROUP"),
+       "FUSE: the group owning the node (CUSE: the udev rule sets it)")
+      ("threads", with_default(options.session_threads, "N"),
+       "session threads reading the node's requests from the kernel; more are started while DMAs wait for "
+       "page responses")
+      ("workers", with_default(options.workers, "N"),
+       "threads of the event loop: signals, the admin socket, event publishing")
+      ("device", po::value(&device_specs)->value_name("SPEC")->composing(),
+       device_help.c_str())
+      ("pin-limit", with_default(pin_limit_mib, "MIB"),
+       "MiB of client memory each uid may have pinned by MAP_DMA/MAP_FILE; past it they fail with ENOMEM. "
+       "0: no limit")
+      ("pasid-quota", with_default(options.service.default_pasid_quota, "N"),
        "PASIDs each open file may hold (ioasidctl set-quota changes one file's)")
-      ("pasid-bits", po::value(&options.service.pasid_bits)->default_value(options.service.pasid_bits),
-       "width of the system PASID space, 1..20")
-      ("addr-width", po::value(&options.service.addr_width)->default_value(options.service.addr_width),
-       "IOVA width of the emulated IOMMU: 48 (4-level) or 57 (5-level)")
-      ("fault-queue", po::value(&options.service.fault_queue_depth)->default_value(options.service.fault_queue_depth),
-       "fault records queued per open file before a LOST record")
-      ("page-timeout", po::value(&page_timeout_ms)->default_value(page_timeout_ms),
+      ("pasid-bits", with_default(options.service.pasid_bits, "BITS"),
+       "width of the system PASID space, 1..20: PASIDs 1 to 2^BITS-1")
+      ("addr-width", with_default(options.service.addr_width, "BITS"),
+       "IOVA width of the emulated IOMMU: 48 (4-level tables) or 57 (5-level)")
+      ("fault-queue", with_default(options.service.fault_queue_depth, "N"),
+       "fault records queued per open file; past that, one LOST record stands for those dropped")
+      ("page-timeout", with_default(page_timeout_ms, "MS"),
        "milliseconds a DMA waits for the PAGE_RESP to its page request before it fails")
-      ("admin-socket", po::value(&options.admin_socket)->default_value(options.admin_socket),
-       "unix socket for ioasidctl; 'none' disables it")
-      ("admin-group", po::value(&admin_group),
-       "group whose members may use the admin socket besides root")
-      ("netlink-group", po::value(&options.netlink_group)->default_value(options.netlink_group),
-       "NETLINK_USERSOCK multicast group for events, 1..32; 0 disables")
-      ("no-netlink", po::bool_switch(&no_netlink), "publish no netlink events (same as --netlink-group 0)")
-      ("log-level", po::value(&options.log_level)->default_value(options.log_level),
-       "trace | debug | info | warn | error | off")
-      ("log-file", po::value(&options.log_file), "append logs to this file instead of stderr");
+      ("admin-socket", with_default(options.admin_socket, "PATH"),
+       "the unix socket ioasidctl and ioasid-monitor use; 'none': no admin socket")
+      ("admin-group", po::value(&admin_group)->value_name("GROUP"),
+       "also admit members of GROUP to the admin socket (root and the daemon's own uid always are)")
+      ("netlink-group", with_default(options.netlink_group, "N"),
+       "NETLINK_USERSOCK multicast group the events go to, 1..32; 0: none")
+      ("no-netlink", po::bool_switch(&no_netlink), "publish no netlink events (--netlink-group 0)")
+      ("log-level", with_default(options.log_level, "LEVEL"), "trace, debug, info, warn, error or off")
+      ("log-file", po::value(&options.log_file)->value_name("PATH"), "append the log to PATH instead of stderr");
 
   try {
     po::variables_map vm;

@@ -1,6 +1,7 @@
-// ioasidctl: talks to ioasidd's admin socket (docs/ADMIN.md).
-//   ioasidctl [--socket P] [--json] status|contexts|pasids|set-quota CTX QUOTA|devices|
-//             device-add SPEC|device-remove NAME|PCI|stats|pgtable CTX IOASID|events|help
+// ioasidctl: talks to ioasidd's admin socket (docs/ADMIN.md, docs/man/ioasidctl.8).
+//   ioasidctl [--socket PATH] [--json] COMMAND [ARGS]
+// One table (commands()) says what each command takes, prints and means; --help,
+// `help COMMAND`, the usage errors and the man page check all read it.
 #include "common/admin_client.h"
 #include "common/cli.h"
 #include "common/event_format.h"
@@ -9,11 +10,15 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace po = boost::program_options;
@@ -22,9 +27,19 @@ using json = nlohmann::json;
 
 namespace {
 
+constexpr size_t kScreenWidth = 80;
+
 std::string text(const json& value) {
   if (value.is_null()) return "-";
   return value.is_string() ? value.get<std::string>() : value.dump();
+}
+
+// One field of a reply row as a table cell; "-" when absent or null.
+std::string cell(const json& row, const char* key) { return text(row.value(key, json())); }
+
+// "0x1000" for an unsigned number, the value as is otherwise.
+std::string hex(const json& value) {
+  return value.is_number_unsigned() ? fmt::format("{:#x}", value.get<uint64_t>()) : text(value);
 }
 
 // Left-aligned columns sized to their widest cell.
@@ -43,6 +58,28 @@ void print_table(const std::vector<std::string>& header, const std::vector<std::
   for (const auto& row : rows) print_row(row);
 }
 
+// `words` filled into lines of at most `width` columns. The text starts at column
+// `column` (what the caller printed before it); later lines are indented by `indent`.
+std::string wrap(std::string_view words, size_t indent, size_t column, size_t width = kScreenWidth) {
+  std::string out;
+  while (!words.empty()) {
+    const size_t space = words.find(' ');
+    const std::string_view word = words.substr(0, space);
+    words = space == std::string_view::npos ? std::string_view() : words.substr(space + 1);
+    if (word.empty()) continue;
+    if (!out.empty() && column + 1 + word.size() > width) {
+      out += "\n" + std::string(indent, ' ');
+      column = indent;
+    } else if (!out.empty()) {
+      out += ' ';
+      ++column;
+    }
+    out += word;
+    column += word.size();
+  }
+  return out;
+}
+
 std::string age(uint64_t opened_unix_ns) {
   const int64_t seconds = static_cast<int64_t>(std::time(nullptr)) - static_cast<int64_t>(opened_unix_ns / 1'000'000'000);
   if (seconds < 0) return "0s";
@@ -50,6 +87,8 @@ std::string age(uint64_t opened_unix_ns) {
   if (seconds < 7200) return fmt::format("{}m", seconds / 60);
   return fmt::format("{}h", seconds / 3600);
 }
+
+// ---------------------------------------------------------------- readable output
 
 void print_status(const json& s) {
   auto get = [&](const char* key) { return s.contains(key) ? text(s[key]) : std::string("?"); };
@@ -84,10 +123,8 @@ void print_status(const json& s) {
 void print_contexts(const json& rows) {
   std::vector<std::vector<std::string>> cells;
   for (const json& c : rows)
-    cells.push_back({text(c.value("id", json())), text(c.value("pid", json())), text(c.value("comm", json())),
-                     text(c.value("uid", json())), text(c.value("gid", json())),
-                     fmt::format("{}/{}", text(c.value("pasids_allocated", json())), text(c.value("pasid_quota", json()))),
-                     text(c.value("ioctls", json())),
+    cells.push_back({cell(c, "id"), cell(c, "pid"), cell(c, "comm"), cell(c, "uid"), cell(c, "gid"),
+                     fmt::format("{}/{}", cell(c, "pasids_allocated"), cell(c, "pasid_quota")), cell(c, "ioctls"),
                      c.contains("opened_unix_ns") ? age(c["opened_unix_ns"].get<uint64_t>()) : "-"});
   if (cells.empty()) {
     fmt::print("no open contexts\n");
@@ -99,21 +136,27 @@ void print_contexts(const json& rows) {
 void print_pasids(const json& rows) {
   std::vector<std::vector<std::string>> cells;
   for (const json& p : rows)
-    cells.push_back({text(p.value("pasid", json())), text(p.value("context", json())), text(p.value("gpasid", json())),
-                     text(p.value("state", json())), text(p.value("refcount", json()))});
+    cells.push_back({cell(p, "pasid"), cell(p, "context"), cell(p, "pid"), cell(p, "gpasid"), cell(p, "state"),
+                     cell(p, "refcount")});
   if (cells.empty()) {
     fmt::print("no PASIDs allocated\n");
     return;
   }
-  print_table({"PASID", "CONTEXT", "GPASID", "STATE", "REFS"}, cells);
+  print_table({"PASID", "CONTEXT", "PID", "GPASID", "STATE", "REFS"}, cells);
 }
 
-// "ctx 3 (pid 1234)", "-" when free.
-std::string owner_text(const json& d) {
+// "ctx 3 (pid 1234)" for each context that bound the device, "-" when none.
+std::string bound_by_text(const json& d) {
   const json owner = d.value("owner", json());
-  if (owner.is_null()) return "-";
-  const json pid = d.value("owner_pid", json());
-  return pid.is_null() ? fmt::format("ctx {}", text(owner)) : fmt::format("ctx {} (pid {})", text(owner), text(pid));
+  json contexts = d.value("bound_by", json::array());
+  if (!d.contains("bound_by") && !owner.is_null()) contexts.push_back(owner);  // an older daemon
+  std::string out;
+  for (const json& context : contexts) {
+    const json pid = context == owner ? d.value("owner_pid", json()) : json();
+    out += fmt::format("{}ctx {}{}", out.empty() ? "" : ", ", text(context),
+                       pid.is_null() ? std::string() : fmt::format(" (pid {})", text(pid)));
+  }
+  return out.empty() ? "-" : out;
 }
 
 std::string capability_text(const json& d) {
@@ -128,23 +171,45 @@ std::string capability_text(const json& d) {
   return caps.empty() ? "-" : caps;
 }
 
+// "RID" or "PASID 5": which of a device's requests a route is for.
+std::string requests_text(const json& route) {
+  const json pasid = route.value("pasid", json());
+  return pasid.is_null() ? std::string("RID") : "PASID " + text(pasid);
+}
+
 void print_devices(const json& rows) {
-  std::vector<std::vector<std::string>> cells;
-  for (const json& d : rows)
-    cells.push_back({text(d.value("name", json())), text(d.value("type", json())), text(d.value("pci", json())),
-                     capability_text(d), owner_text(d)});
-  if (cells.empty()) {
+  std::vector<std::vector<std::string>> devices, routes, wqs;
+  for (const json& d : rows) {
+    devices.push_back({cell(d, "name"), cell(d, "type"), cell(d, "pci"), capability_text(d), bound_by_text(d)});
+    for (const json& r : d.value("routes", json::array()))
+      routes.push_back({"  " + cell(d, "name"), requests_text(r), cell(r, "context"), cell(r, "ioasid"),
+                        cell(r, "type")});
+    for (const json& w : d.value("wqs", json::array())) {
+      if (!w.value("enabled", false)) continue;
+      const std::string mode = w.value("mode", "") == "shared" ? "shared" : "dedicated, PASID " + cell(w, "pasid");
+      wqs.push_back({"  " + cell(d, "name"), cell(w, "wq"), mode + (w.value("block_on_fault", false) ? ", bof" : ""),
+                     cell(w, "owner"), fmt::format("{}/{}", text(w.at("queued")), text(w.at("size"))),
+                     cell(w, "priority"), cell(w, "accepted"), cell(w, "retried"), cell(w, "completed"),
+                     w.value("draining", false)           ? "draining"
+                     : w.value("waiting_for_page", false) ? "waiting for a page"
+                                                          : "-"});
+    }
+  }
+  if (devices.empty()) {
     fmt::print("no devices\n");
     return;
   }
-  print_table({"DEVICE", "TYPE", "PCI", "CAPABILITIES", "OWNER"}, cells);
-}
-
-std::optional<uint32_t> parse_u32(const std::string& word) {
-  uint32_t value = 0;
-  auto [end, error] = std::from_chars(word.data(), word.data() + word.size(), value);
-  if (error != std::errc() || end != word.data() + word.size()) return std::nullopt;
-  return value;
+  print_table({"DEVICE", "TYPE", "PCI", "CAPABILITIES", "BOUND BY"}, devices);
+  if (routes.empty()) {
+    fmt::print("routes      none (no device is attached to an IOASID)\n");
+  } else {
+    fmt::print("routes      (where each device's requests translate)\n");
+    print_table({"  DEVICE", "REQUESTS", "CONTEXT", "IOASID", "TYPE"}, routes);
+  }
+  if (wqs.empty()) return;
+  fmt::print("work queues (enabled ones)\n");
+  print_table({"  DEVICE", "WQ", "MODE", "OWNER", "QUEUED", "PRIORITY", "ACCEPTED", "RETRIED", "COMPLETED", "STATE"},
+              wqs);
 }
 
 void print_stats(const json& stats) {
@@ -172,22 +237,15 @@ void print_stats(const json& stats) {
   for (const auto& [uid, pages] : pinned.at("by_uid").items()) fmt::print("  uid {:<8} {} pages\n", uid, text(pages));
 }
 
-// "0x1000" for an unsigned number, the value as is otherwise.
-std::string hex(const json& value) {
-  return value.is_number_unsigned() ? fmt::format("{:#x}", value.get<uint64_t>()) : text(value);
-}
-
 void print_pgtable(const json& t) {
   fmt::print("context {}, IOASID {}: domain {}, {}-level table at hpa {}, {} table page(s), dirty tracking {}\n",
              text(t.at("context")), text(t.at("ioasid")), text(t.at("domain")), text(t.at("levels")), hex(t.at("root")),
              text(t.at("table_pages")), t.value("dirty_tracking", false) ? "on" : "off");
 
   std::string routes;
-  for (const json& r : t.value("routes", json::array())) {
-    const json pasid = r.value("pasid", json());
+  for (const json& r : t.value("routes", json::array()))
     routes += fmt::format("{}{} (dev_id {}) {}", routes.empty() ? "" : ", ", text(r.at("device")), text(r.at("dev_id")),
-                          pasid.is_null() ? std::string("RID") : "PASID " + text(pasid));
-  }
+                          requests_text(r));
   fmt::print("attached    {}\n", routes.empty() ? "nothing" : routes);
   if (const json nested = t.value("nested", json()); nested.is_object()) {
     const json binding = nested.value("binding", json());
@@ -209,8 +267,7 @@ void print_pgtable(const json& t) {
   for (const json& a : t.value("areas", json::array())) {
     const std::string rights =
         std::string(a.value("readable", false) ? "R" : "-") + (a.value("writeable", false) ? "W" : "-");
-    cells.push_back(
-        {"  " + hex(a.at("iova")), hex(a.at("length")), hex(a.at("hpa")), rights, text(a.value("source", json()))});
+    cells.push_back({"  " + hex(a.at("iova")), hex(a.at("length")), hex(a.at("hpa")), rights, cell(a, "source")});
   }
   if (cells.empty()) {
     fmt::print("areas       none mapped\n");
@@ -228,6 +285,206 @@ void print_pgtable(const json& t) {
   for (const json& line : lines) fmt::print("  {}\n", text(line));
   if (t.value("truncated", false))
     fmt::print("  ... {} more line(s) not sent by the daemon\n", t.value("dump_lines", lines.size()) - lines.size());
+}
+
+void print_quota(const json& result) {
+  fmt::print("context {}: PASID quota set to {}\n", cell(result, "context"), cell(result, "quota"));
+}
+
+void print_added(const json& device) {
+  fmt::print("added {}\n", text(device.value("spec", device.value("name", json()))));
+}
+
+void print_removed(const json& device) {
+  const std::string holders = bound_by_text(device);
+  if (holders == "-")
+    fmt::print("removed {}\n", cell(device, "name"));
+  else
+    fmt::print("removed {}; {} still holds it (its I/O fails with ENODEV until it unbinds)\n", cell(device, "name"),
+               holders);
+}
+
+// ---------------------------------------------------------------- arguments
+
+// Turns the words after the command into the request's fields, or says what is wrong.
+using ArgumentParser = std::function<ioasid::Result<json>(const std::vector<std::string>& words)>;
+
+ArgumentParser no_arguments() {
+  return [](const std::vector<std::string>& words) -> ioasid::Result<json> {
+    if (!words.empty()) return ioasid::fail(EINVAL, "takes no arguments");
+    return json::object();
+  };
+}
+
+// Unsigned 32-bit numbers, one per field. The usage shows each field in capitals.
+ArgumentParser numbers(std::vector<std::string> fields) {
+  return [fields](const std::vector<std::string>& words) -> ioasid::Result<json> {
+    if (words.size() != fields.size())
+      return ioasid::fail(EINVAL, "takes {} numbers, {} given", fields.size(), words.size());
+    json request = json::object();
+    for (size_t i = 0; i < words.size(); ++i) {
+      uint32_t value = 0;
+      const std::string& word = words[i];
+      auto [end, error] = std::from_chars(word.data(), word.data() + word.size(), value);
+      if (error != std::errc() || end != word.data() + word.size() || word.empty()) {
+        std::string name = fields[i];
+        std::transform(name.begin(), name.end(), name.begin(), ::toupper);
+        return ioasid::fail(EINVAL, "{} must be a number in 0..4294967295, not '{}'", name, word);
+      }
+      request[fields[i]] = value;
+    }
+    return request;
+  };
+}
+
+ArgumentParser one_word(std::string field) {
+  return [field](const std::vector<std::string>& words) -> ioasid::Result<json> {
+    if (words.size() != 1 || words[0].empty())
+      return ioasid::fail(EINVAL, "takes one argument, {} given", words.size());
+    return json{{field, words[0]}};
+  };
+}
+
+// ---------------------------------------------------------------- the commands
+
+struct Command {
+  std::string name;
+  std::string args;     // the usage of its arguments, "" for none
+  std::string about;    // one line
+  std::string details;  // a paragraph for `help COMMAND`
+  std::string example;
+  ArgumentParser parse;
+  std::function<void(const json& result)> print;  // null: handled by control() (events, help)
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> kCommands = {
+      {"status", "", "daemon facts and engine counters",
+       "The daemon's version, pid, front end and node; the netlink group its events go to; the uAPI version "
+       "and features served; PASIDs allocated of the capacity, the capacity not yet carved into quotas and "
+       "the default quota; open contexts; ioctls served and failed; events relayed and dropped; admin "
+       "connections.",
+       "ioasidctl status", no_arguments(), print_status},
+      {"contexts", "", "open files of the node: opener, PASIDs, ioctls, age",
+       "One row per open file of the node (a context): its id, the pid, command, uid and gid of the process "
+       "that opened it, the PASIDs it holds of its quota, the ioctls it made and how long ago it was opened. "
+       "CONTEXT in other commands is this id.",
+       "ioasidctl contexts", no_arguments(), print_contexts},
+      {"pasids", "", "allocated PASIDs: owner, guest PASID, state",
+       "One row per allocated PASID: the context that owns it and that context's pid, the guest PASID mapped "
+       "to it (- if none), its state (idle; active: users hold references; free_pending: freed, waiting for "
+       "the last user) and its reference count.",
+       "ioasidctl pasids", no_arguments(), print_pasids},
+      {"set-quota", "CONTEXT QUOTA", "set one context's PASID quota",
+       "Sets the PASID quota of context CONTEXT (see ioasidctl contexts) to QUOTA PASIDs. Refused with EINVAL "
+       "below the PASIDs it already holds, ENOSPC beyond the capacity not yet carved into quotas, ENOENT for "
+       "no such context.",
+       "ioasidctl set-quota 3 64", numbers({"context", "quota"}), print_quota},
+      {"devices", "", "emulated devices, who bound them, and their routes",
+       "One row per emulated device: name, type (dma or dsa), PCI address, capabilities (PASID width, PRI, "
+       "ATS, work queues) and the contexts that bound it. Then one row per route: the device's RID or one of "
+       "its PASIDs, the context and IOASID its requests translate through, and the entry's type "
+       "(second_level: the IOASID's own table; nested: a guest's first-level table over its parent's; "
+       "pass_through).",
+       "ioasidctl devices", no_arguments(), print_devices},
+      {"device-add", "SPEC", "add an emulated device (SPEC as ioasidd --device)",
+       "Adds a device. SPEC is TYPE,name=NAME,pci=[0000:]BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N] with TYPE "
+       "dma or dsa (dsa defaults to pasid=20,wqs=8), as ioasidd --device takes it. Refused with EINVAL for a "
+       "SPEC that does not parse, EEXIST for a name or PCI address a device already has.",
+       "ioasidctl device-add dma,name=dma2,pci=00:06.0,pasid=20,pri,ats", one_word("spec"), print_added},
+      {"device-remove", "NAME|PCI", "remove a device; a bound one stays with its holder",
+       "Removes the device with that name or PCI address (00:06.0 or 0000:00:06.0). It leaves the list at "
+       "once. A context that has it bound keeps its binding, but its I/O on the device fails with ENODEV "
+       "until it unbinds it or closes the file.",
+       "ioasidctl device-remove dma2", one_word("device"), print_removed},
+      {"stats", "", "IOTLB, PASID cache, device-TLB and memory counters",
+       "Counters since the daemon started: the IOTLB (entries, hits, misses, fills, evictions, invalidated), "
+       "the PASID cache (hits, misses, invalidated), the device-TLB of each ATS device, the pinned client "
+       "segments and page-table pages of the HPA space, and the pages pinned per uid.",
+       "ioasidctl stats", no_arguments(), print_stats},
+      {"pgtable", "CONTEXT IOASID", "one IOASID's page table, readable",
+       "IOASID IOASID of context CONTEXT: its domain, table levels and root, the devices attached to it, the "
+       "areas MAP_DMA/MAP_FILE mapped (IOVA, length, HPA, rights, the client memory behind it) and the leaves "
+       "of its second-level table, alike runs coalesced. For a nested IOASID: its parent and the guest table "
+       "bound. IOASID is the number IOASID_ALLOC returned to that file.",
+       "ioasidctl pgtable 2 2", numbers({"context", "ioasid"}), print_pgtable},
+      {"events", "", "print the daemon's events as they happen",
+       "Streams the daemon's events (context open and close, PASID alloc, free, bind, unbind, quota changes, "
+       "device bind, unbind, attach, detach, removal, faults) until Ctrl-C or the daemon closes the stream. "
+       "With --json, one JSON object per line (docs/EVENTS.md).",
+       "ioasidctl --json events", no_arguments(), nullptr},
+      {"help", "[COMMAND]", "this list, or one command in detail",
+       "Without COMMAND: every command with its arguments and an example. With COMMAND: what it does and "
+       "prints. Needs no daemon. With --json: the same as JSON.",
+       "ioasidctl help pgtable", nullptr, nullptr},
+  };
+  return kCommands;
+}
+
+const Command* find_command(std::string_view name) {
+  for (const Command& command : commands())
+    if (command.name == name) return &command;
+  return nullptr;
+}
+
+std::string usage(const Command& command) {
+  return fmt::format("ioasidctl [--socket PATH] [--json] {}{}{}", command.name, command.args.empty() ? "" : " ",
+                     command.args);
+}
+
+std::string command_names() {
+  std::string names;
+  for (const Command& command : commands()) names += (names.empty() ? "" : ", ") + command.name;
+  return names;
+}
+
+json command_json(const Command& command) {
+  return json{{"cmd", command.name}, {"args", command.args}, {"about", command.about},
+              {"details", command.details}, {"example", command.example}};
+}
+
+void print_overview(const po::options_description& options) {
+  fmt::print("Usage: ioasidctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+             "Administers a running ioasidd through its admin socket (root, or members of its\n"
+             "--admin-group).\n\nCommands:\n");
+  size_t width = 0;
+  for (const Command& command : commands()) width = std::max(width, command.name.size() + 1 + command.args.size());
+  for (const Command& command : commands())
+    fmt::print("  {:<{}}  {}\n", command.name + " " + command.args, width,
+               wrap(command.about, width + 4, width + 4));
+  fmt::print("\n'ioasidctl help COMMAND' or 'ioasidctl COMMAND --help' describes one command.\n\nExamples:\n");
+  for (const Command& command : commands()) fmt::print("  {}\n", command.example);
+  std::cout << "\n" << options << "\n";
+  fmt::print("Exit status: 0 on success, 1 when the daemon or the socket said no (the reason\n"
+             "is printed), 2 for a usage error.\n");
+}
+
+void print_command_help(const Command& command) {
+  fmt::print("ioasidctl {}: {}\n\nUsage: {}\n\n{}\n\nExample:\n  {}\n", command.name, command.about,
+             usage(command), wrap(command.details, 0, 0), command.example);
+}
+
+// `help [COMMAND]`, answered here: it needs no daemon.
+int help(const std::vector<std::string>& words, bool as_json, const po::options_description& options) {
+  if (words.size() > 1) {
+    std::cerr << "ioasidctl: help takes at most one command\nusage: " << usage(*find_command("help")) << "\n";
+    return 2;
+  }
+  const Command* command = words.empty() ? nullptr : find_command(words[0]);
+  if (!words.empty() && !command) {
+    std::cerr << fmt::format("ioasidctl: no command '{}' (commands: {})\n", words[0], command_names());
+    return 2;
+  }
+  if (as_json) {
+    json all = json::array();
+    for (const Command& each : commands()) all.push_back(command_json(each));
+    std::cout << (command ? command_json(*command) : json{{"commands", all}}).dump(2) << "\n";
+  } else if (command) {
+    print_command_help(*command);
+  } else {
+    print_overview(options);
+  }
+  return 0;
 }
 
 int fail_with(const ioasid::Error& error) {
@@ -254,135 +511,59 @@ int stream_events(AdminClient& client, bool as_json) {
 int control(int argc, char** argv) {
   std::string socket_path = kDefaultAdminSocket;
   bool as_json = false;
-  std::string command;
-  std::vector<std::string> args;
+  std::string name;
+  std::vector<std::string> words;
 
-  po::options_description visible(
-      "Usage: ioasidctl [--socket PATH] [--json] COMMAND [ARGS]\n"
-      "Administers a running ioasidd through its admin socket.\n\n"
-      "Commands:\n"
-      "  status                  daemon facts and engine counters\n"
-      "  contexts                open files of the node (pid, quota, PASIDs, ioctls)\n"
-      "  pasids                  allocated PASIDs with owner, gpasid, state, refcount\n"
-      "  set-quota CTX QUOTA     set context CTX's PASID quota (not below what it holds)\n"
-      "  devices                 emulated devices: type, PCI address, capabilities, owner\n"
-      "  device-add SPEC         add a device, SPEC as ioasidd --device:\n"
-      "                            dma|dsa,name=NAME,pci=BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N]\n"
-      "  device-remove NAME|PCI  remove a device (a bound one stays with its owner, answering\n"
-      "                            ENODEV until unbound)\n"
-      "  stats                   IOMMU counters: IOTLB, PASID cache, device-TLBs (ATS devices), HPA\n"
-      "                            segments, page-table pages, pinned pages\n"
-      "  pgtable CTX IOASID      IOASID IOASID of context CTX: mapped areas, attached devices and the\n"
-      "                            leaves of its second-level page table\n"
-      "  events                  print daemon events as they happen (Ctrl-C to stop)\n"
-      "  help                    the commands the daemon itself lists\n\n"
-      "Options");
-  visible.add_options()
-      ("help,h", "show this help and exit")
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help (after a command: that command's) and exit")
       ("socket,s", po::value(&socket_path)->value_name("PATH")->default_value(socket_path),
        "the daemon's admin socket (ioasidd --admin-socket)")
       ("json,j", po::bool_switch(&as_json), "print the raw JSON result (events: one JSON object per line)");
   po::options_description hidden;
   hidden.add_options()
-      ("command", po::value(&command))
-      ("args", po::value(&args)->multitoken());
+      ("command", po::value(&name))
+      ("args", po::value(&words)->multitoken());
   po::positional_options_description positional;
   positional.add("command", 1).add("args", -1);
   po::variables_map vm;
-  if (auto exit_code = parse_command_line(argc, argv, "ioasidctl", visible, vm, &hidden, &positional))
+  auto print_help = [&options](const po::variables_map& values) {
+    const Command* command = values.count("command") ? find_command(values["command"].as<std::string>()) : nullptr;
+    if (command)
+      print_command_help(*command);
+    else
+      print_overview(options);
+  };
+  if (auto exit_code =
+          parse_command_line(argc, argv, "ioasidctl", options, vm, &hidden, &positional, print_help))
     return *exit_code;
-  if (command.empty()) {
-    std::cerr << "ioasidctl: which command? (status, contexts, pasids, set-quota, devices, device-add, "
-                 "device-remove, stats, pgtable, events, help)\n";
+  if (name.empty()) {
+    std::cerr << fmt::format("ioasidctl: which command? ({}; see ioasidctl --help)\n", command_names());
     return 2;
   }
-
-  const bool takes_args =
-      command == "set-quota" || command == "pgtable" || command == "device-add" || command == "device-remove";
-  if (!takes_args && !args.empty()) {
-    std::cerr << "ioasidctl: " << command << " takes no arguments\n";
+  const Command* command = find_command(name);
+  if (!command) {
+    std::cerr << fmt::format("ioasidctl: unknown command '{}' (commands: {}; see ioasidctl --help)\n", name,
+                             command_names());
     return 2;
   }
-  json request_args = json::object();
-  if (command == "set-quota") {
-    std::optional<uint32_t> context = args.size() == 2 ? parse_u32(args[0]) : std::nullopt;
-    std::optional<uint32_t> quota = args.size() == 2 ? parse_u32(args[1]) : std::nullopt;
-    if (!context || !quota) {
-      std::cerr << "ioasidctl: usage: set-quota CONTEXT QUOTA (two unsigned numbers; see `ioasidctl contexts`)\n";
-      return 2;
-    }
-    request_args = {{"context", *context}, {"quota", *quota}};
-  } else if (command == "pgtable") {
-    std::optional<uint32_t> context = args.size() == 2 ? parse_u32(args[0]) : std::nullopt;
-    std::optional<uint32_t> ioasid = args.size() == 2 ? parse_u32(args[1]) : std::nullopt;
-    if (!context || !ioasid) {
-      std::cerr << "ioasidctl: usage: pgtable CONTEXT IOASID (two unsigned numbers; see `ioasidctl contexts`)\n";
-      return 2;
-    }
-    request_args = {{"context", *context}, {"ioasid", *ioasid}};
-  } else if (command == "device-add") {
-    if (args.size() != 1 || args[0].empty()) {
-      std::cerr << "ioasidctl: usage: device-add SPEC (e.g. dma,name=dma2,pci=00:06.0,pasid=20,pri,ats)\n";
-      return 2;
-    }
-    request_args = {{"spec", args[0]}};
-  } else if (command == "device-remove") {
-    if (args.size() != 1 || args[0].empty()) {
-      std::cerr << "ioasidctl: usage: device-remove NAME|PCI (see `ioasidctl devices`)\n";
-      return 2;
-    }
-    request_args = {{"device", args[0]}};
-  } else if (command != "status" && command != "contexts" && command != "pasids" && command != "devices" &&
-             command != "stats" && command != "events" && command != "help") {
-    std::cerr << "ioasidctl: unknown command '" << command << "' (try --help)\n";
+  if (command->name == "help") return help(words, as_json, options);
+  auto request = command->parse(words);
+  if (!request) {
+    std::cerr << fmt::format("ioasidctl: {}: {}\nusage: {}\nexample: {}\n", command->name, request.error().why,
+                             usage(*command), command->example);
     return 2;
   }
 
   auto client = AdminClient::connect(socket_path);
   if (!client) return fail_with(client.error());
-  if (command == "events") return stream_events(*client, as_json);
-
-  auto result = client->call(command, request_args);
+  if (command->name == "events") return stream_events(*client, as_json);
+  auto result = client->call(command->name, std::move(*request));
   if (!result) return fail_with(result.error());
-  if (as_json) {
+  if (as_json)
     std::cout << result->dump(2) << "\n";
-    return 0;
-  }
-  if (command == "status") {
-    print_status(*result);
-  } else if (command == "contexts") {
-    print_contexts(*result);
-  } else if (command == "pasids") {
-    print_pasids(*result);
-  } else if (command == "set-quota") {
-    fmt::print("context {}: PASID quota set to {}\n", text((*result)["context"]), text((*result)["quota"]));
-  } else if (command == "devices") {
-    print_devices(*result);
-  } else if (command == "stats") {
-    print_stats(*result);
-  } else if (command == "pgtable") {
-    print_pgtable(*result);
-  } else if (command == "device-add") {
-    fmt::print("added {}\n", text(result->value("spec", result->value("name", json()))));
-  } else if (command == "device-remove") {
-    const std::string name = text(result->value("name", json()));
-    if (result->value("owner", json()).is_null())
-      fmt::print("removed {}\n", name);
-    else
-      fmt::print("removed {}; {} still holds it (its I/O fails with ENODEV until it unbinds)\n", name,
-                 owner_text(*result));
-  } else {  // help
-    const json commands = result->value("commands", json::array());
-    size_t cmd_width = 0, args_width = 0;
-    for (const json& entry : commands) {
-      cmd_width = std::max(cmd_width, text(entry.value("cmd", json())).size());
-      args_width = std::max(args_width, text(entry.value("args", json())).size());
-    }
-    for (const json& entry : commands)
-      fmt::print("  {:<{}}  {:<{}}  {}\n", text(entry.value("cmd", json())), cmd_width,
-                 entry.value("args", "") == "" ? std::string() : text(entry["args"]), args_width,
-                 text(entry.value("about", json())));
-  }
+  else
+    command->print(*result);
   return 0;
 }
 

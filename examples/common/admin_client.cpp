@@ -23,10 +23,13 @@ Result<AdminClient> AdminClient::connect(const std::string& path) {
   if (!fd) return fail(errno, "socket(AF_UNIX): {}", std::strerror(errno));
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
     const int code = errno;
+    // ENOENT: no daemon made the socket; ECONNREFUSED: a file left by one that is gone.
     const char* hint =
-        code == ENOENT || code == ECONNREFUSED ? " (is ioasidd running? its --admin-socket, our --socket)"
-        : code == EACCES                        ? " (root only, or members of ioasidd's --admin-group)"
-                                                : "";
+        code == ENOENT || code == ECONNREFUSED
+            ? "; is ioasidd running? Start it (ioasidd, or systemctl start ioasidd), or give --socket the path "
+              "of its --admin-socket"
+        : code == EACCES ? "; the admin socket admits root and members of ioasidd's --admin-group"
+                         : "";
     return fail(code, "connect {}: {}{}", path, std::strerror(code), hint);
   }
   return AdminClient(path, std::move(fd));

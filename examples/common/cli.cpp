@@ -10,7 +10,8 @@ std::optional<int> parse_command_line(int argc, char** argv, const char* program
                                       const po::options_description& visible,
                                       po::variables_map& values,
                                       const po::options_description* hidden,
-                                      const po::positional_options_description* positional) {
+                                      const po::positional_options_description* positional,
+                                      const HelpPrinter& print_help) {
   po::options_description all;
   all.add(visible);
   if (hidden) all.add(*hidden);
@@ -20,7 +21,10 @@ std::optional<int> parse_command_line(int argc, char** argv, const char* program
     if (positional) parser.positional(*positional);
     po::store(parser.run(), values);
     if (values.count("help")) {
-      std::cout << visible << "\n";
+      if (print_help)
+        print_help(values);
+      else
+        std::cout << visible << "\n";
       return 0;
     }
     po::notify(values);

@@ -3,9 +3,14 @@
 
 #include <boost/program_options.hpp>
 
+#include <functional>
 #include <optional>
 
 namespace ioasid::examples {
+
+// Prints the help for --help; it sees the parsed values (a command named beside
+// --help, say). Without one, --help prints `visible`.
+using HelpPrinter = std::function<void(const boost::program_options::variables_map& values)>;
 
 // Parses argv into `values`. Every options description must contain "help".
 // Returns an exit code when the program should stop now: 0 after printing the help,
@@ -15,6 +20,7 @@ std::optional<int> parse_command_line(
     const boost::program_options::options_description& visible,
     boost::program_options::variables_map& values,
     const boost::program_options::options_description* hidden = nullptr,
-    const boost::program_options::positional_options_description* positional = nullptr);
+    const boost::program_options::positional_options_description* positional = nullptr,
+    const HelpPrinter& print_help = nullptr);
 
 }  // namespace ioasid::examples

@@ -1,0 +1,67 @@
+#!/bin/sh
+# The man pages against the programs: fails when an option `ioasidd --help` prints has
+# no entry in ioasidd.8's OPTIONS, a command ioasidctl's help lists has none in
+# ioasidctl.8's COMMANDS, or a page documents one the program no longer has, or
+# ioasidd.8 misses a default device; and, where groff is installed, when a page draws
+# a groff warning.
+#   check-man.sh IOASIDD IOASIDCTL MANDIR
+set -eu
+if [ $# -ne 3 ]; then
+  echo "usage: $0 IOASIDD IOASIDCTL MANDIR" >&2
+  exit 2
+fi
+ioasidd=$1 ioasidctl=$2 mandir=$3
+failures=0
+
+fail() {
+  echo "check-man: $*" >&2
+  failures=$((failures + 1))
+}
+
+# The tags of a section's .TP entries (the line after each .TP), roff's \- and font
+# escapes removed: ".BI --fuse \" DIR\"", ".B status".
+entry_tags() {  # PAGE SECTION
+  sed -e 's/\\-/-/g' -e 's/\\f[BIRP]//g' "$1" |
+    awk -v name="$2" '/^\.SH / { in_section = ($2 == name) } in_section && previous == ".TP" { print } { previous = $0 }'
+}
+
+# Every word of `expected` must be in `documented` and the other way round.
+compare() {  # WHAT PAGE EXPECTED DOCUMENTED
+  for word in $3; do
+    echo "$4" | grep -qxF -e "$word" || fail "$2 has no entry for $1 $word"
+  done
+  for word in $4; do
+    echo "$3" | grep -qxF -e "$word" || fail "$2 documents $1 $word, which the program does not have"
+  done
+}
+
+page=$mandir/ioasidd.8
+options=$("$ioasidd" --help | grep -oE -e '^ +(-[a-zA-Z] \[ )?--[a-z0-9-]+' | grep -oE -e '--[a-z0-9-]+$')
+documented=$(entry_tags "$page" OPTIONS | grep -oE -e '(^|[ "])--[a-z0-9-]+' | grep -oE -e '--[a-z0-9-]+')
+[ -n "$options" ] || fail "found no options in $ioasidd --help"
+compare option "$page" "$options" "$documented"
+# The devices served without --device (they change as device models are added).
+defaults=$("$ioasidd" --help | tr -s ' \n' '  ' | sed -n 's/.*Without --device:\([a-z0-9 ]*\)(.*/\1/p')
+[ -n "$defaults" ] || fail "found no default devices in $ioasidd --help"
+for device in $defaults; do
+  grep -qx -e "\.B $device" "$page" || fail "$page does not name the default device $device"
+done
+
+page=$mandir/ioasidctl.8
+commands=$("$ioasidctl" --json help | grep -oE -e '"cmd": *"[^"]+"' | cut -d'"' -f4)
+documented=$(entry_tags "$page" COMMANDS | awk '{ print $2 }')
+[ -n "$commands" ] || fail "found no commands in $ioasidctl --json help"
+compare command "$page" "$commands" "$documented"
+
+if command -v groff >/dev/null; then
+  for page in "$mandir"/*.8; do
+    warnings=$(groff -man -ww -z "$page" 2>&1)
+    [ -z "$warnings" ] || fail "groff warns about $page: $warnings"
+  done
+fi
+
+if [ "$failures" -ne 0 ]; then
+  echo "check-man: $failures problem(s)" >&2
+  exit 1
+fi
+echo "check-man: every option and command is documented"
