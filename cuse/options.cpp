@@ -84,7 +84,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
        "session threads reading the node's requests from the kernel; more are started while DMAs wait for "
        "page responses")
       ("workers", with_default(options.workers, "N"),
-       "threads of the event loop: signals, the admin socket, event publishing")
+       "threads of the event loop (signals, the admin socket, event publishing), and as many again running "
+       "device work (dsa work queues)")
       ("device", po::value(&device_specs)->value_name("SPEC")->composing(),
        device_help.c_str())
       ("pin-limit", with_default(pin_limit_mib, "MIB"),
