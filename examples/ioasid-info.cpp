@@ -56,22 +56,22 @@ std::string format_list(uint32_t formats) {
   return list.empty() ? "none" : list;
 }
 
-int run(const Node& node, bool as_json) {
+int run(const client::File& node, bool as_json) {
   auto version = node.api_version();
   if (!version) {
-    std::cerr << "ioasid-info: " << version.error().why << "\n";
+    std::cerr << "ioasid-info: " << version.error().what << "\n";
     return 1;
   }
   auto info = node.info();
   if (!info) {
-    std::cerr << "ioasid-info: " << info.error().why << "\n";
+    std::cerr << "ioasid-info: " << info.error().what << "\n";
     return 1;
   }
   std::vector<std::pair<uint32_t, bool>> extensions;
   for (uint32_t index = 0; index < IOASID_FEAT_COUNT; ++index) {
-    auto offered = node.has_extension(index);
+    auto offered = node.check_extension(index);
     if (!offered) {
-      std::cerr << "ioasid-info: " << offered.error().why << "\n";
+      std::cerr << "ioasid-info: " << offered.error().what << "\n";
       return 1;
     }
     extensions.emplace_back(index, *offered);
@@ -136,9 +136,9 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   if (auto exit_code = parse_command_line(argc, argv, "ioasid-info", options, vm)) return *exit_code;
 
-  auto node = Node::open(resolve_node_path(dev));
+  auto node = client::File::open(node_path(dev));
   if (!node) {
-    std::cerr << "ioasid-info: " << node.error().why << "\n";
+    std::cerr << "ioasid-info: " << node.error().what << "\n";
     return 1;
   }
   return run(*node, as_json);

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -20,38 +21,29 @@ int step_number = 0;
 void step(const std::string& title) { fmt::print("\n[{}] {}\n", ++step_number, title); }
 
 // Prints a failed call the way a user should read it: errno name and reason.
-void show_error(const ioasid::Error& error) {
-  fmt::print("    -> failed: {} ({})\n", errno_name(error.code), error.why);
+void show_error(const client::Error& error) {
+  fmt::print("    -> failed: {} ({})\n", errno_name(error.code), error.what);
 }
 
 struct Demo {
-  const Node& node;
+  const client::File& node;
   uint32_t first;   // the PASID range the demo allocates in
   uint32_t last;
   uint32_t count;
   uint32_t gpasid;
 };
 
-ioasid::Result<uint32_t> allocate(const Node& node, uint32_t min, uint32_t max,
-                                  std::optional<uint32_t> gpasid) {
-  ioasid_pasid_request request{};
-  request.flags = IOASID_PASID_ALLOC | (gpasid ? IOASID_PASID_GPASID : 0);
-  request.min = min;
-  request.max = max;
-  request.gpasid = gpasid.value_or(0);
-  if (auto rc = node.call(IOASID_PASID_REQUEST, request, "IOASID_PASID_REQUEST"); !rc)
-    return std::move(rc).error();
-  return request.pasid;
-}
-
-void show_quota(const Node& node) {
+void show_quota(const client::File& node) {
   auto info = node.info();
   if (!info) return show_error(info.error());
   fmt::print("    -> this file holds {} of its quota of {} PASIDs\n", info->pasids_allocated, info->pasid_quota);
 }
 
-int run(const Demo& demo) {
-  const Node& node = demo.node;
+// `held` keeps the PASIDs the demo allocates (each one FREEd when destroyed), so that
+// --pause can show them before the program ends.
+int run(const Demo& demo, std::vector<client::Pasid>& held) {
+  const client::File& node = demo.node;
+  const client::PasidRange range{demo.first, demo.last};
 
   step("IOASID_GET_INFO: what does the IOMMU offer?");
   auto info = node.info();
@@ -73,36 +65,36 @@ int run(const Demo& demo) {
                    demo.count, demo.first, demo.last));
   std::vector<uint32_t> pasids;
   for (uint32_t i = 0; i < demo.count; ++i) {
-    auto pasid = allocate(node, demo.first, demo.last, std::nullopt);
+    auto pasid = client::Pasid::allocate(node, range);
     if (!pasid) {
       show_error(pasid.error());
       break;
     }
-    fmt::print("    -> PASID {}\n", *pasid);
-    pasids.push_back(*pasid);
+    fmt::print("    -> PASID {}\n", pasid->value());
+    pasids.push_back(pasid->value());
+    held.push_back(*std::move(pasid));
   }
 
   const bool has_gpasid = info->features & (1u << IOASID_FEAT_GPASID);
   if (has_gpasid) {
     step(fmt::format("IOASID_PASID_REQUEST ALLOC|GPASID gpasid={}: a guest's PASID backed by a host PASID",
                      demo.gpasid));
-    auto pasid = allocate(node, demo.first, demo.last, demo.gpasid);
-    if (pasid)
-      fmt::print("    -> host PASID {} now stands for guest PASID {} in this file\n", *pasid, demo.gpasid);
-    else
+    if (auto pasid = client::Pasid::allocate(node, range, demo.gpasid)) {
+      fmt::print("    -> host PASID {} now stands for guest PASID {} in this file\n", pasid->value(), demo.gpasid);
+      held.push_back(*std::move(pasid));
+    } else {
       show_error(pasid.error());
+    }
 
     step(fmt::format("IOASID_PASID_LOOKUP gpasid={}: the host PASID a guest's ENQCMD would use", demo.gpasid));
-    ioasid_pasid_lookup lookup{};
-    lookup.gpasid = demo.gpasid;
-    if (auto rc = node.call(IOASID_PASID_LOOKUP, lookup, "IOASID_PASID_LOOKUP"); rc)
-      fmt::print("    -> gpasid {} -> host PASID {}\n", demo.gpasid, lookup.out_pasid);
+    if (auto host = client::Pasid::lookup(node, demo.gpasid))
+      fmt::print("    -> gpasid {} -> host PASID {}\n", demo.gpasid, *host);
     else
-      show_error(rc.error());
+      show_error(host.error());
 
     step(fmt::format("IOASID_PASID_REQUEST ALLOC|GPASID gpasid={} again: one mapping per guest PASID", demo.gpasid));
-    if (auto again = allocate(node, demo.first, demo.last, demo.gpasid); again)
-      fmt::print("    -> unexpectedly got PASID {}\n", *again);
+    if (auto again = client::Pasid::allocate(node, range, demo.gpasid))
+      fmt::print("    -> unexpectedly got PASID {}\n", again->value());
     else
       show_error(again.error());
   } else {
@@ -114,45 +106,44 @@ int run(const Demo& demo) {
 
   if (pasids.size() >= 2) {
     const uint32_t low = pasids[0];
-    const uint32_t high = pasids[pasids.size() / 2];
-    step(fmt::format("IOASID_PASID_REQUEST FREE [{}, {}]: frees every PASID this file owns in the range", low,
-                     std::max(low, high)));
-    ioasid_pasid_request request{};
-    request.flags = IOASID_PASID_FREE;
-    request.min = low;
-    request.max = std::max(low, high);
-    if (auto rc = node.call(IOASID_PASID_REQUEST, request, "IOASID_PASID_REQUEST"); rc)
-      fmt::print("    -> {} PASID(s) freed\n", request.pasid);
-    else
-      show_error(rc.error());
+    const uint32_t high = std::max(low, pasids[pasids.size() / 2]);
+    step(fmt::format("IOASID_PASID_REQUEST FREE [{}, {}]: frees every PASID this file owns in the range", low, high));
+    if (auto freed = client::free_pasids(node, {low, high})) {
+      fmt::print("    -> {} PASID(s) freed\n", *freed);
+      // Those PASIDs are gone: their objects let go of them rather than FREE them again.
+      std::erase_if(held, [&](client::Pasid& pasid) {
+        const bool in_range = pasid.value() >= low && pasid.value() <= high;
+        if (in_range) pasid.release();
+        return in_range;
+      });
+    } else {
+      show_error(freed.error());
+    }
     show_quota(node);
   }
 
   step("IOASID_PASID_REQUEST ALLOC with min 0: PASID 0 is never handed out");
-  if (auto bad = allocate(node, 0, demo.last, std::nullopt); bad)
-    fmt::print("    -> unexpectedly got PASID {}\n", *bad);
+  if (auto bad = client::Pasid::allocate(node, client::PasidRange{0, demo.last}))
+    fmt::print("    -> unexpectedly got PASID {}\n", bad->value());
   else
     show_error(bad.error());
 
   step("IOASID_PASID_REQUEST with both ALLOC and FREE: exactly one is allowed");
-  ioasid_pasid_request both{};
-  both.flags = IOASID_PASID_ALLOC | IOASID_PASID_FREE;
-  both.min = demo.first;
-  both.max = demo.last;
-  if (auto rc = node.call(IOASID_PASID_REQUEST, both, "IOASID_PASID_REQUEST"); rc)
+  ioasid_pasid_request both{.flags = IOASID_PASID_ALLOC | IOASID_PASID_FREE, .min = demo.first, .max = demo.last};
+  if (auto rc = node.call(IOASID_PASID_REQUEST, both))  // libioasid would not build this request: the raw ioctl
     fmt::print("    -> unexpectedly succeeded\n");
   else
     show_error(rc.error());
 
   step("IOASID_PASID_LOOKUP of a guest PASID never mapped");
-  ioasid_pasid_lookup missing{};
-  missing.gpasid = demo.gpasid + 1000;
-  if (auto rc = node.call(IOASID_PASID_LOOKUP, missing, "IOASID_PASID_LOOKUP"); rc)
-    fmt::print("    -> unexpectedly found host PASID {}\n", missing.out_pasid);
+  if (auto missing = client::Pasid::lookup(node, demo.gpasid + 1000))
+    fmt::print("    -> unexpectedly found host PASID {}\n", *missing);
   else
-    show_error(rc.error());
+    show_error(missing.error());
 
-  step("close(): the daemon frees whatever this file still owns");
+  step(fmt::format("leaving: the {} Pasid object(s) still held FREE their PASIDs, then close() - the daemon frees "
+                   "whatever a file still owns when it closes",
+                   held.size()));
   fmt::print("    -> watch it with `ioasid-monitor` or `ioasidctl pasids` in another terminal\n");
   return 0;
 }
@@ -186,13 +177,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto node = Node::open(resolve_node_path(dev));
+  auto node = client::File::open(node_path(dev));
   if (!node) {
-    std::cerr << "pasid-demo: " << node.error().why << "\n";
+    std::cerr << "pasid-demo: " << node.error().what << "\n";
     return 1;
   }
   fmt::print("pasid-demo: opened {}\n", node->path());
-  const int status = run(Demo{*node, first, first + 63, count, gpasid});
+  std::vector<client::Pasid> held;  // after the File: destroyed before it closes
+  const int status = run(Demo{*node, first, first + 63, count, gpasid}, held);
   if (pause) {
     fmt::print("\npress Enter to close {} ...", node->path());
     std::fflush(stdout);

@@ -9,7 +9,7 @@ build=$root/build
 run=$(mktemp -d /tmp/ioasid-demo.XXXXXX)
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo mini-vmm
+cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove
 
 daemon_pid=
 cleanup() {
@@ -36,5 +36,6 @@ echo; echo "== ioasid-info"; "$build/examples/ioasid-info"
 echo; echo "== pasid-demo"; "$build/examples/pasid-demo"
 echo; echo "== dma-demo"; "$build/examples/dma-demo"
 echo; echo "== mini-vmm"; "$build/examples/mini-vmm"
+echo; echo "== dsa-memmove"; "$build/examples/dsa-memmove"
 echo; echo "== ioasidctl status"; "$build/examples/ioasidctl" --socket "$run/admin.sock" status
 echo; echo "== daemon log"; cat "$run/ioasidd.log"

@@ -1,48 +1,26 @@
-// The /dev/ioasid node as the example programs use it: which path, open, ioctl.
+// The node as the example programs open it, and their errors in libioasid's terms.
 #pragma once
 
-#include "base/result.h"
-#include "base/unique_fd.h"
+#include <ioasid/client.hpp>
 
-#include <linux/ioasid.h>
-#include <sys/ioctl.h>
+#include <fmt/format.h>
 
-#include <cerrno>
-#include <cstring>
 #include <string>
-#include <string_view>
+#include <utility>
 
 namespace ioasid::examples {
 
-inline constexpr const char* kDefaultNodePath = "/dev/ioasid";
+namespace client = ioasid::client;
 
 // The node to open: the --dev option if given, else $IOASID_DEV, else /dev/ioasid.
-std::string resolve_node_path(const std::string& dev_option);
+inline std::string node_path(const std::string& dev_option) {
+  return dev_option.empty() ? client::default_path() : dev_option;
+}
 
-class Node {
- public:
-  // Opens read-write (the ioctls need it). The error says what to try next.
-  static Result<Node> open(const std::string& path);
-
-  const std::string& path() const { return path_; }
-  int fd() const { return fd_.get(); }
-
-  Result<uint32_t> api_version() const;
-  Result<bool> has_extension(uint32_t feature_index) const;
-  Result<ioasid_info> info() const;
-
-  // One struct ioctl; the error carries the errno and the command's name.
-  template <typename Arg>
-  Result<long> call(unsigned long cmd, Arg& arg, std::string_view name) const {
-    long rc = ::ioctl(fd_.get(), cmd, &arg);
-    if (rc < 0) return fail(errno, "{}: {}", name, std::strerror(errno));
-    return rc;
-  }
-
- private:
-  Node(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
-  std::string path_;
-  UniqueFd fd_;
-};
+// A libioasid error with a formatted reason: return fail(EIO, "DMA ended {}", status);
+template <typename... Args>
+[[nodiscard]] client::Error fail(int code, fmt::format_string<Args...> format, Args&&... args) {
+  return client::Error{code, fmt::format(format, std::forward<Args>(args)...)};
+}
 
 }  // namespace ioasid::examples

@@ -4,15 +4,15 @@
 // 2 MiB memfd mapped in, and lets the device write and read that memory through the
 // IOMMU: first with its RID (requests without PASID), then at a PASID. Then it unmaps
 // the memory and shows the DMA fault that follows, both as DEVICE_DMA reports it and
-// as the fault record read(2) returns. Only the uAPI header is used
-// (uapi/linux/ioasid.h; docs/UAPI.md explains every ioctl).
+// as the fault record read(2) returns. It uses libioasid (lib/client, <ioasid/client.hpp>),
+// whose objects undo their ioctls when they go out of scope; docs/UAPI.md explains every ioctl.
 #include "common/cli.h"
 #include "common/names.h"
 #include "common/node.h"
+#include "common/shared_memory.h"
 #include "common/steps.h"
 
 #include <fmt/format.h>
-#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -20,14 +20,14 @@
 #include <cstdint>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 namespace po = boost::program_options;
 using namespace ioasid::examples;
-using ioasid::Result;
-using ioasid::fail;
+using client::Result;
 
 namespace {
 
@@ -47,46 +47,11 @@ std::string first_bytes(const std::byte* data) {
   return text;
 }
 
-// The device moves `buffer.size()` bytes at `iova`: from the buffer into memory with
-// IOASID_DMA_WRITE, else from memory into the buffer. With `pasid` (not 0) the
-// requests carry that PASID. The ioctl succeeds whenever the device ran; out_status
-// says how the transfer ended.
-Result<ioasid_device_dma> device_dma(const Node& node, uint32_t dev_id, bool write, uint32_t pasid, uint64_t iova,
-                                     std::span<std::byte> buffer) {
-  ioasid_device_dma dma{};
-  dma.dev_id = dev_id;
-  dma.flags = (write ? IOASID_DMA_WRITE : 0) | (pasid ? IOASID_DMA_PASID : 0);
-  dma.pasid = pasid;
-  dma.iova = iova;
-  dma.length = buffer.size();
-  dma.buf_uptr = reinterpret_cast<uintptr_t>(buffer.data());
-  IOASID_TRY(node.call(IOASID_DEVICE_DMA, dma, "IOASID_DEVICE_DMA"));
-  return dma;
-}
-
-// A memfd of `size` bytes, also mapped in this process (so we can look at it).
-struct SharedBuffer {
-  ioasid::UniqueFd fd;
-  std::byte* data = nullptr;
-  size_t size = 0;
-  SharedBuffer() = default;
-  SharedBuffer(const SharedBuffer&) = delete;
-  SharedBuffer& operator=(const SharedBuffer&) = delete;
-  ~SharedBuffer() {
-    if (data) ::munmap(data, size);
-  }
-};
-
-Result<void> create_buffer(SharedBuffer& buffer, size_t size) {
-  buffer.fd = ioasid::UniqueFd(::memfd_create("dma-demo", MFD_CLOEXEC));
-  if (!buffer.fd) return fail(errno, "memfd_create: {}", std::strerror(errno));
-  if (::ftruncate(buffer.fd.get(), static_cast<off_t>(size)) != 0)
-    return fail(errno, "ftruncate of the memfd to {} bytes: {}", size, std::strerror(errno));
-  void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, buffer.fd.get(), 0);
-  if (data == MAP_FAILED) return fail(errno, "mmap of the memfd: {}", std::strerror(errno));
-  buffer.data = static_cast<std::byte*>(data);
-  buffer.size = size;
-  return ioasid::success();
+// "FAULT at 0x200000, reason ACCESS" for a DMA that did not complete.
+std::string dma_outcome(const client::DmaOutcome& dma) {
+  if (dma.ok()) return "OK";
+  return fmt::format("{} at {:#x}, reason {}", dma_status_name(dma.status), dma.fault_addr,
+                     fault_reason_name(dma.fault_reason));
 }
 
 struct Options {
@@ -94,174 +59,149 @@ struct Options {
   bool pause = false;
 };
 
-Result<void> run(const Node& node, const Options& options) {
+// Every object below undoes its ioctl when run() returns, in reverse order: DETACH,
+// FREE of the PASID, UNMAP, FREE of the IOASID, DEVICE_UNBIND.
+Result<void> run(const client::File& node, const Options& options) {
   // What the daemon serves.
   auto info = node.info();
-  IOASID_TRY(info);
+  IOASID_CLIENT_TRY(info);
   if (!(info->features & (1u << IOASID_FEAT_MAP_FILE)))
     return fail(EOPNOTSUPP, "this daemon does not offer MAP_FILE (features: {})", feature_list(info->features));
 
   // 1. The device becomes this file's: dev_id names it from now on.
-  ioasid_device_bind bind{};
-  if (options.device.size() >= sizeof bind.name) return fail(EINVAL, "device name \"{}\" is too long", options.device);
-  std::memcpy(bind.name, options.device.data(), options.device.size());
-  if (auto bound = node.call(IOASID_DEVICE_BIND, bind, "IOASID_DEVICE_BIND"); !bound) {
-    const ioasid::Error& error = bound.error();
+  auto device = client::Device::bind(node, options.device);
+  if (!device) {
+    const client::Error& error = device.error();
     if (error.code == ENOENT)
-      return fail(ENOENT, "{}: the daemon has no device {} (see `ioasidctl devices`)", error.why, options.device);
-    if (error.code == EBUSY) return fail(EBUSY, "{}: another open file has bound {}", error.why, options.device);
+      return fail(ENOENT, "{}: the daemon has no device {} (see `ioasidctl devices`)", error.what, options.device);
+    if (error.code == EBUSY) return fail(EBUSY, "{}: another open file has bound {}", error.what, options.device);
     return error;
   }
-  const uint32_t dev_id = bind.out_dev_id;
-  ioasid_device_info device{};
-  device.dev_id = dev_id;
-  IOASID_TRY(node.call(IOASID_DEVICE_GET_INFO, device, "IOASID_DEVICE_GET_INFO"));
-  if (device.type != IOASID_DEVICE_TYPE_DMA)
-    return fail(EOPNOTSUPP, "{} is not a dma device (type {}): pick one with --device", options.device, device.type);
-  const bool has_pasid = device.flags & IOASID_DEVICE_PASID;
-  step("DEVICE_BIND {} -> dev_id {}: rid {:#06x}, {} PASID bits{}{}", options.device, dev_id, device.rid,
-       device.pasid_bits, (device.flags & IOASID_DEVICE_PRI) ? ", PRI" : "",
-       (device.flags & IOASID_DEVICE_ATS) ? ", ATS (it caches translations in its device-TLB)" : "");
+  auto device_info = device->info();
+  IOASID_CLIENT_TRY(device_info);
+  if (device_info->type != IOASID_DEVICE_TYPE_DMA)
+    return fail(EOPNOTSUPP, "{} is not a dma device (type {}): pick one with --device", options.device,
+                device_info->type);
+  const bool has_pasid = device_info->flags & IOASID_DEVICE_PASID;
+  step("DEVICE_BIND {} -> dev_id {}: rid {:#06x}, {} PASID bits{}{}", options.device, device->id(), device_info->rid,
+       device_info->pasid_bits, (device_info->flags & IOASID_DEVICE_PRI) ? ", PRI" : "",
+       (device_info->flags & IOASID_DEVICE_ATS) ? ", ATS (it caches translations in its device-TLB)" : "");
 
   // 2. An empty I/O address space; the daemon keeps its second-level page table.
-  ioasid_alloc alloc{};
-  IOASID_TRY(node.call(IOASID_ALLOC, alloc, "IOASID_ALLOC"));
-  const uint32_t ioasid = alloc.out_ioasid;
+  auto ioas = client::Ioas::allocate(node);
+  IOASID_CLIENT_TRY(ioas);
   step("ALLOC -> IOASID {}: an empty I/O address space (a file's ids count up across devices and IOASIDs)",
-       ioasid);
+       ioas->id());
 
   // 3. The memory the device will reach: a memfd, mapped here too so we can look at it.
-  SharedBuffer memory;
-  IOASID_TRY(create_buffer(memory, kBufferSize));
+  auto memory = SharedMemory::create("dma-demo", kBufferSize);
+  IOASID_CLIENT_TRY(memory);
   step("memfd_create + ftruncate {} MiB, mmap'd in this process at {}", kBufferSize >> 20,
-       static_cast<const void*>(memory.data));
+       static_cast<const void*>(memory->data()));
 
   // 4. Put the memfd into the address space; the daemon picks the IOVA.
-  ioasid_map_file map{};
-  map.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE;
-  map.ioasid = ioasid;
-  map.fd = memory.fd.get();
-  map.offset = 0;
-  map.length = kBufferSize;
-  IOASID_TRY(node.call(IOASID_MAP_FILE, map, "IOASID_MAP_FILE"));
-  const uint64_t iova = map.iova;
-  step("MAP_FILE memfd [0, {:#x}) READABLE|WRITEABLE into IOASID {} -> iova {:#x}", kBufferSize, ioasid, iova);
+  auto mapping = client::Mapping::map_file(*ioas, memory->fd(), 0, kBufferSize);
+  IOASID_CLIENT_TRY(mapping);
+  const uint64_t iova = mapping->iova();
+  step("MAP_FILE memfd [0, {:#x}) READABLE|WRITEABLE into IOASID {} -> iova {:#x}", kBufferSize, ioas->id(), iova);
 
   // 5. Route the device's own requests (its RID, no PASID) to the address space.
-  ioasid_attach attach{};
-  attach.dev_id = dev_id;
-  attach.ioasid = ioasid;
-  IOASID_TRY(node.call(IOASID_ATTACH_IOASID, attach, "IOASID_ATTACH_IOASID"));
+  auto rid_route = client::Attachment::attach(*device, *ioas);
+  IOASID_CLIENT_TRY(rid_route);
   step("ATTACH_IOASID {} -> IOASID {}: its requests without PASID now translate through it", options.device,
-       ioasid);
+       ioas->id());
 
   // 6. The device writes a pattern into memory; the memfd shows it.
   std::vector<std::byte> pattern(kBufferSize);
   fill_pattern(pattern);
-  auto written = device_dma(node, dev_id, true, 0, iova, pattern);
-  IOASID_TRY(written);
-  if (written->out_status != IOASID_DMA_OK)
-    return fail(EIO, "DEVICE_DMA WRITE ended {} at {:#x}, reason {}", dma_status_name(written->out_status),
-                written->out_fault_addr, fault_reason_name(written->out_fault_reason));
-  if (std::memcmp(memory.data, pattern.data(), kBufferSize) != 0)
+  auto written = device->dma_write(iova, pattern);
+  IOASID_CLIENT_TRY(written);
+  if (!written->ok()) return fail(EIO, "DEVICE_DMA WRITE ended {}", dma_outcome(*written));
+  if (std::memcmp(memory->data(), pattern.data(), kBufferSize) != 0)
     return fail(EIO, "the DMA reported OK but the memfd does not hold the pattern");
   step("DEVICE_DMA WRITE {} bytes at iova {:#x}: {}; the memfd now holds them ({} ...)", kBufferSize, iova,
-       dma_status_name(written->out_status), first_bytes(memory.data));
+       dma_outcome(*written), first_bytes(memory->data()));
 
   // 7. The device reads the memory back into another buffer.
   std::vector<std::byte> readback(kBufferSize);
-  auto read = device_dma(node, dev_id, false, 0, iova, readback);
-  IOASID_TRY(read);
-  if (read->out_status != IOASID_DMA_OK)
-    return fail(EIO, "DEVICE_DMA read ended {} at {:#x}, reason {}", dma_status_name(read->out_status),
-                read->out_fault_addr, fault_reason_name(read->out_fault_reason));
+  auto read = device->dma_read(iova, readback);
+  IOASID_CLIENT_TRY(read);
+  if (!read->ok()) return fail(EIO, "DEVICE_DMA read ended {}", dma_outcome(*read));
   if (readback != pattern) return fail(EIO, "the DMA read reported OK but returned other bytes than were written");
   step("DEVICE_DMA read {} bytes at iova {:#x}: {}; they equal what the device wrote", kBufferSize, iova,
-       dma_status_name(read->out_status));
+       dma_outcome(*read));
 
   // 8-10. The same address space at a PASID: requests tagged with it translate the same way.
-  uint32_t pasid = 0;
+  std::optional<client::Pasid> pasid;
+  std::optional<client::Attachment> pasid_route;
   if (!has_pasid || !(info->features & (1u << IOASID_FEAT_PASID))) {
     step("{} has no PASID capability: skipping the PASID steps (try --device dma0)", options.device);
   } else {
-    const uint32_t bits = std::min(device.pasid_bits, info->pasid_bits);
-    ioasid_pasid_request request{};
-    request.flags = IOASID_PASID_ALLOC;
-    request.min = 1;
-    request.max = bits >= 32 ? UINT32_MAX : (1u << bits) - 1;
-    IOASID_TRY(node.call(IOASID_PASID_REQUEST, request, "IOASID_PASID_REQUEST"));
-    pasid = request.pasid;
-    step("PASID_REQUEST ALLOC in [{}, {}] -> PASID {}", request.min, request.max, pasid);
+    const uint32_t bits = std::min(device_info->pasid_bits, info->pasid_bits);
+    const client::PasidRange range{1, bits >= 32 ? UINT32_MAX : (1u << bits) - 1};
+    auto allocated = client::Pasid::allocate(node, range);
+    IOASID_CLIENT_TRY(allocated);
+    pasid = *std::move(allocated);
+    step("PASID_REQUEST ALLOC in [{}, {}] -> PASID {}", range.min, range.max, pasid->value());
 
-    ioasid_attach at_pasid{};
-    at_pasid.dev_id = dev_id;
-    at_pasid.ioasid = ioasid;
-    at_pasid.pasid = pasid;
-    IOASID_TRY(node.call(IOASID_ATTACH_IOASID_PASID, at_pasid, "IOASID_ATTACH_IOASID_PASID"));
+    auto attached = client::Attachment::attach_pasid(*device, *ioas, pasid->value());
+    IOASID_CLIENT_TRY(attached);
+    pasid_route = *std::move(attached);
     step("ATTACH_IOASID_PASID {} PASID {} -> IOASID {}: requests with PASID {} translate through it too",
-         options.device, pasid, ioasid, pasid);
+         options.device, pasid->value(), ioas->id(), pasid->value());
 
     std::vector<std::byte> message(4096);
-    const std::string text = fmt::format("hello from {} at PASID {}", options.device, pasid);
+    const std::string text = fmt::format("hello from {} at PASID {}", options.device, pasid->value());
     std::memcpy(message.data(), text.data(), text.size());
-    auto tagged = device_dma(node, dev_id, true, pasid, iova + kPasidOffset, message);
-    IOASID_TRY(tagged);
-    if (tagged->out_status != IOASID_DMA_OK)
-      return fail(EIO, "DEVICE_DMA WRITE|PASID ended {} at {:#x}, reason {}", dma_status_name(tagged->out_status),
-                  tagged->out_fault_addr, fault_reason_name(tagged->out_fault_reason));
-    if (std::memcmp(memory.data + kPasidOffset, message.data(), message.size()) != 0)
-      return fail(EIO, "the DMA at PASID {} reported OK but the memfd does not hold its bytes", pasid);
-    step("DEVICE_DMA WRITE|PASID pasid {} {} bytes at iova {:#x}: {}; memfd offset {:#x} now reads \"{}\"", pasid,
-         message.size(), iova + kPasidOffset, dma_status_name(tagged->out_status), kPasidOffset,
-         reinterpret_cast<const char*>(memory.data + kPasidOffset));
+    auto tagged = device->dma_write(iova + kPasidOffset, message, {.pasid = pasid->value()});
+    IOASID_CLIENT_TRY(tagged);
+    if (!tagged->ok()) return fail(EIO, "DEVICE_DMA WRITE|PASID ended {}", dma_outcome(*tagged));
+    if (std::memcmp(memory->data() + kPasidOffset, message.data(), message.size()) != 0)
+      return fail(EIO, "the DMA at PASID {} reported OK but the memfd does not hold its bytes", pasid->value());
+    step("DEVICE_DMA WRITE|PASID pasid {} {} bytes at iova {:#x}: {}; memfd offset {:#x} now reads \"{}\"",
+         pasid->value(), message.size(), iova + kPasidOffset, dma_outcome(*tagged), kPasidOffset,
+         reinterpret_cast<const char*>(memory->data() + kPasidOffset));
   }
 
   if (options.pause) {
     fmt::print("    paused before UNMAP: look with `ioasidctl contexts` (pid {}) and `ioasidctl pgtable CONTEXT {}`;"
                " press Enter to go on ...",
-               ::getpid(), ioasid);
+               ::getpid(), ioas->id());
     std::fflush(stdout);
     std::string line;
     std::getline(std::cin, line);
   }
 
   // 11. Take the memory out of the address space.
-  ioasid_unmap_dma unmap{};
-  unmap.ioasid = ioasid;
-  unmap.iova = iova;
-  unmap.length = kBufferSize;
-  IOASID_TRY(node.call(IOASID_UNMAP_DMA, unmap, "IOASID_UNMAP_DMA"));
+  auto unmapped = mapping->unmap();
+  IOASID_CLIENT_TRY(unmapped);
   step("UNMAP_DMA iova {:#x} length {:#x} -> {} bytes unmapped; every IOTLB and device-TLB forgot them", iova,
-       kBufferSize, unmap.length);
+       kBufferSize, *unmapped);
 
   // 12. The same DMA now faults: the IOMMU finds nothing mapped at the IOVA.
-  auto faulted = device_dma(node, dev_id, true, 0, iova, std::span(pattern).first(4096));
-  IOASID_TRY(faulted);
-  if (faulted->out_status != IOASID_DMA_FAULT)
-    return fail(EIO, "DEVICE_DMA after UNMAP ended {}, expected FAULT", dma_status_name(faulted->out_status));
+  auto faulted = device->dma_write(iova, std::span(pattern).first(4096));
+  IOASID_CLIENT_TRY(faulted);
+  if (faulted->status != IOASID_DMA_FAULT)
+    return fail(EIO, "DEVICE_DMA after UNMAP ended {}, expected FAULT", dma_outcome(*faulted));
   step("DEVICE_DMA WRITE 4096 bytes at iova {:#x}: out_status {}, out_fault_addr {:#x}, out_fault_reason {}({})",
-       iova, dma_status_name(faulted->out_status), faulted->out_fault_addr,
-       fault_reason_name(faulted->out_fault_reason), faulted->out_fault_reason);
+       iova, dma_status_name(faulted->status), faulted->fault_addr, fault_reason_name(faulted->fault_reason),
+       faulted->fault_reason);
 
   // 13. The fault was also queued to this file: poll says POLLIN, read() returns it.
-  pollfd ready{.fd = node.fd(), .events = POLLIN, .revents = 0};
-  const int polled = ::poll(&ready, 1, 2000);
-  if (polled < 0) return fail(errno, "poll: {}", std::strerror(errno));
-  if (polled == 0 || !(ready.revents & POLLIN)) return fail(ETIMEDOUT, "no fault record is readable after 2 s");
-  ioasid_fault record{};
-  const ssize_t got = ::read(node.fd(), &record, sizeof record);
-  if (got < 0) return fail(errno, "read of a fault record: {}", std::strerror(errno));
-  if (got != sizeof record) return fail(EIO, "read returned {} bytes, expected {}", got, sizeof record);
+  auto record = node.next_fault(std::chrono::seconds(2));
+  IOASID_CLIENT_TRY(record);
   std::string fetch;  // the HPA of the page-table entry the walk stopped at
-  if (record.flags & IOASID_FAULT_FETCH_ADDR_VALID) fetch = fmt::format(", fetch_addr {:#x}", record.fetch_addr);
+  if (record->flags & IOASID_FAULT_FETCH_ADDR_VALID) fetch = fmt::format(", fetch_addr {:#x}", record->fetch_addr);
   step("poll -> POLLIN; read() -> {}-byte fault record: type {}, flags {}, dev_id {}, pasid {}, ioasid {}, "
        "reason {}({}), perm {}, addr {:#x}{}",
-       got, fault_type_name(record.type), fault_flag_list(record.flags), record.dev_id, record.pasid, record.ioasid,
-       fault_reason_name(record.reason), record.reason, fault_perm_list(record.perm), record.addr, fetch);
+       sizeof *record, fault_type_name(record->type), fault_flag_list(record->flags), record->dev_id, record->pasid,
+       record->ioasid, fault_reason_name(record->reason), record->reason, fault_perm_list(record->perm),
+       record->addr, fetch);
 
-  fmt::print("close(): the daemon detaches {}, unbinds it and frees IOASID {}{}\n", options.device, ioasid,
-             pasid ? fmt::format(" and PASID {}", pasid) : std::string());
-  return ioasid::success();
+  fmt::print("leaving run(): libioasid undoes the rest in reverse order: {}FREE IOASID {}, DEVICE_UNBIND {}\n",
+             pasid ? fmt::format("DETACH_IOASID_PASID, PASID_REQUEST FREE {}, ", pasid->value()) : std::string(),
+             ioas->id(), options.device);
+  return {};
 }
 
 }  // namespace
@@ -286,16 +226,16 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   if (auto exit_code = parse_command_line(argc, argv, "dma-demo", description, vm)) return *exit_code;
 
-  auto node = Node::open(resolve_node_path(dev));
+  auto node = client::File::open(node_path(dev));
   if (!node) {
-    std::cerr << "dma-demo: " << node.error().why << "\n";
+    std::cerr << "dma-demo: " << node.error().what << "\n";
     return 1;
   }
   fmt::print("dma-demo: opened {} (pid {})\n", node->path(), ::getpid());
   std::fflush(stdout);
   if (auto done = run(*node, options); !done) {
     std::fflush(stdout);
-    std::cerr << fmt::format("dma-demo: step [{}] failed: {} ({})\n", step_number + 1, done.error().why,
+    std::cerr << fmt::format("dma-demo: step [{}] failed: {} ({})\n", step_number + 1, done.error().what,
                              errno_name(done.error().code));
     return 1;
   }

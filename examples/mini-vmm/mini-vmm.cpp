@@ -11,17 +11,17 @@
 // invalidations named by the guest's own PASID number (CACHE_INVLD), and page requests
 // (read from the fd) that the guest answers after mapping the page (PAGE_RESP).
 //
-// Besides the uAPI header (uapi/linux/ioasid.h; docs/UAPI.md explains every ioctl) it
-// uses one piece of the project's library: the first-level table builder
+// It drives the node through libioasid (lib/client, <ioasid/client.hpp>; docs/UAPI.md
+// explains every ioctl) and uses one piece of the engine: the first-level table builder
 // (lib/pgtable/first_level_builder.h), standing in for the guest kernel's page-table code.
 #include "common/cli.h"
 #include "common/names.h"
 #include "common/node.h"
+#include "common/shared_memory.h"
 #include "common/steps.h"
 #include "pgtable/first_level_builder.h"
 
 #include <fmt/format.h>
-#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -35,12 +35,12 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace po = boost::program_options;
 using namespace ioasid::examples;
-using ioasid::Result;
-using ioasid::fail;
+using client::Result;
 namespace fl = ioasid::pgtable::first_level;
 
 namespace {
@@ -65,10 +65,21 @@ constexpr int kExitUnsupported = 2;
 
 
 // "OK", or "FAULT at 0x7f0000002000, reason ACCESS" for a DMA that did not complete.
-std::string dma_outcome(const ioasid_device_dma& dma) {
-  if (dma.out_status == IOASID_DMA_OK) return "OK";
-  return fmt::format("{} at {:#x}, reason {}", dma_status_name(dma.out_status), dma.out_fault_addr,
-                     fault_reason_name(dma.out_fault_reason));
+std::string dma_outcome(const client::DmaOutcome& dma) {
+  if (dma.ok()) return "OK";
+  return fmt::format("{} at {:#x}, reason {}", dma_status_name(dma.status), dma.fault_addr,
+                     fault_reason_name(dma.fault_reason));
+}
+
+// The page-table builder is the engine's and reports ioasid::Error; the VMM's steps
+// report libioasid's.
+template <typename T>
+Result<T> from_engine(ioasid::Result<T> result) {
+  if (!result) return client::Error{result.code(), std::move(result).error().why};
+  if constexpr (std::is_void_v<T>)
+    return {};
+  else
+    return *std::move(result);
 }
 
 // ---- the guest's memory, as the VMM sees it ----
@@ -76,62 +87,49 @@ std::string dma_outcome(const ioasid_device_dma& dma) {
 // Guest RAM: a memfd, mapped in the VMM (to play the guest) and into the stage-2 IOASID.
 class GuestRam {
  public:
-  GuestRam() = default;
-  GuestRam(const GuestRam&) = delete;
-  GuestRam& operator=(const GuestRam&) = delete;
-  ~GuestRam() {
-    if (data_) ::munmap(data_, size_);
-  }
-
   Result<void> create(uint64_t size) {
-    fd_ = ioasid::UniqueFd(::memfd_create("mini-vmm-guest-ram", MFD_CLOEXEC));
-    if (!fd_) return fail(errno, "memfd_create: {}", std::strerror(errno));
-    if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0)
-      return fail(errno, "ftruncate of guest RAM to {} bytes: {}", size, std::strerror(errno));
-    void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
-    if (data == MAP_FAILED) return fail(errno, "mmap of guest RAM: {}", std::strerror(errno));
-    data_ = static_cast<std::byte*>(data);
-    size_ = size;
-    return ioasid::success();
+    auto memory = SharedMemory::create("mini-vmm-guest-ram", size);
+    IOASID_CLIENT_TRY(memory);
+    memory_.emplace(std::move(*memory));
+    return {};
   }
 
-  int fd() const { return fd_.get(); }
-  const void* host_address() const { return data_; }
-  std::byte* at(uint64_t gpa) { return data_ + gpa; }
+  int fd() const { return memory_->fd(); }
+  const void* host_address() const { return memory_->data(); }
+  std::byte* at(uint64_t gpa) { return memory_->data() + gpa; }
   // The NUL-terminated text at a GPA (at most `limit` bytes).
   std::string text(uint64_t gpa, size_t limit = 128) {
     const char* start = reinterpret_cast<const char*>(at(gpa));
     return std::string(start, ::strnlen(start, limit));
   }
   // Page-table entries are shared with the IOMMU, which sets A/D bits in them while it
-  // walks: every access is one atomic 64-bit load or store.
-  Result<uint64_t> read64(uint64_t gpa) {
+  // walks: every access is one atomic 64-bit load or store. (The engine's Result: these
+  // serve the table builder.)
+  ioasid::Result<uint64_t> read64(uint64_t gpa) {
     IOASID_TRY(check(gpa));
     return std::atomic_ref(*reinterpret_cast<uint64_t*>(at(gpa))).load();
   }
-  Result<void> write64(uint64_t gpa, uint64_t value) {
+  ioasid::Result<void> write64(uint64_t gpa, uint64_t value) {
     IOASID_TRY(check(gpa));
     std::atomic_ref(*reinterpret_cast<uint64_t*>(at(gpa))).store(value);
     return ioasid::success();
   }
 
  private:
-  Result<void> check(uint64_t gpa) const {
-    if (gpa % 8 || gpa >= size_) return fail(EFAULT, "GPA {:#x} is not an aligned word of guest RAM", gpa);
+  ioasid::Result<void> check(uint64_t gpa) const {
+    if (gpa % 8 || gpa >= memory_->size()) return ioasid::fail(EFAULT, "GPA {:#x} is not an aligned word of guest RAM", gpa);
     return ioasid::success();
   }
 
-  ioasid::UniqueFd fd_;
-  std::byte* data_ = nullptr;
-  size_t size_ = 0;
+  std::optional<SharedMemory> memory_;
 };
 
 // The guest kernel's page-table memory: zeroed pages from [1 MiB, 2 MiB) of its RAM,
 // reached through the VMM's mmap.
 ioasid::pgtable::GuestTableMemory guest_table_memory(GuestRam& ram, uint64_t& next_page) {
   return {
-      .alloc_page = [&ram, &next_page]() -> Result<uint64_t> {
-        if (next_page >= kTablePagesEnd) return fail(ENOMEM, "the guest's page-table pages are used up");
+      .alloc_page = [&ram, &next_page]() -> ioasid::Result<uint64_t> {
+        if (next_page >= kTablePagesEnd) return ioasid::fail(ENOMEM, "the guest's page-table pages are used up");
         const uint64_t gpa = next_page;
         next_page += kPage;
         std::memset(ram.at(gpa), 0, kPage);
@@ -145,53 +143,22 @@ ioasid::pgtable::GuestTableMemory guest_table_memory(GuestRam& ram, uint64_t& ne
 
 // ---- ioctls ----
 
-// The device moves `buffer.size()` bytes at guest virtual address `gva`, its requests
-// tagged with `pasid`: into guest memory with IOASID_DMA_WRITE, else out of it.
-Result<ioasid_device_dma> device_dma(const Node& node, uint32_t dev_id, uint32_t flags, uint32_t pasid, uint64_t gva,
-                                     std::span<std::byte> buffer) {
-  ioasid_device_dma dma{};
-  dma.dev_id = dev_id;
-  dma.flags = flags | IOASID_DMA_PASID;
-  dma.pasid = pasid;
-  dma.iova = gva;
-  dma.length = buffer.size();
-  dma.buf_uptr = reinterpret_cast<uintptr_t>(buffer.data());
-  IOASID_TRY(node.call(IOASID_DEVICE_DMA, dma, "IOASID_DEVICE_DMA"));
-  return dma;
-}
-
-// DEVICE_BIND -> dev_id. A device whose owner has just closed its file can still be
-// bound for a moment (FUSE sends the release after close() returns), so EBUSY is
-// retried for up to 2 s before it counts.
-Result<uint32_t> bind_device(const Node& node, const std::string& name) {
-  ioasid_device_bind bind{};
-  if (name.size() >= sizeof bind.name) return fail(EINVAL, "device name \"{}\" is too long", name);
-  std::memcpy(bind.name, name.data(), name.size());
+// DEVICE_BIND. A device whose owner has just closed its file can still be bound for a
+// moment (FUSE sends the release after close() returns), so EBUSY is retried for up to
+// 2 s before it counts.
+Result<client::Device> bind_device(const client::File& node, const std::string& name) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   for (;;) {
-    auto bound = node.call(IOASID_DEVICE_BIND, bind, "IOASID_DEVICE_BIND");
-    if (bound) return bind.out_dev_id;
-    if (bound.code() != EBUSY || std::chrono::steady_clock::now() >= deadline) return std::move(bound).error();
+    auto bound = client::Device::bind(node, name);
+    if (bound || bound.code() != EBUSY || std::chrono::steady_clock::now() >= deadline) return bound;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 
-// The next fault record queued to the file: poll for POLLIN, then read(2) one record.
-Result<ioasid_fault> read_fault(const Node& node) {
-  pollfd ready{.fd = node.fd(), .events = POLLIN, .revents = 0};
-  const int polled = ::poll(&ready, 1, 5000);
-  if (polled < 0) return fail(errno, "poll: {}", std::strerror(errno));
-  if (polled == 0 || !(ready.revents & POLLIN)) return fail(ETIMEDOUT, "no fault record is readable after 5 s");
-  ioasid_fault record{};
-  const ssize_t got = ::read(node.fd(), &record, sizeof record);
-  if (got < 0) return fail(errno, "read of a fault record: {}", std::strerror(errno));
-  if (got != sizeof record) return fail(EIO, "read returned {} bytes, expected {}", got, sizeof record);
-  return record;
-}
-
-Result<ioasid_fault> read_page_request(const Node& node) {
-  auto record = read_fault(node);
-  IOASID_TRY(record);
+// The next record queued to the file, which must be a page request.
+Result<ioasid_fault> read_page_request(const client::File& node) {
+  auto record = node.next_fault(std::chrono::seconds(5));
+  IOASID_CLIENT_TRY(record);
   if (record->type != IOASID_FAULT_PAGE_REQ)
     return fail(EIO, "read a {} record (reason {}, addr {:#x}), expected a PAGE_REQ", fault_type_name(record->type),
                 fault_reason_name(record->reason), record->addr);
@@ -202,16 +169,6 @@ std::string describe_page_request(const ioasid_fault& record) {
   return fmt::format("type {}, grpid {}, dev_id {}, pasid {}, ioasid {}, addr {:#x}, perm {}, reason {}",
                      fault_type_name(record.type), record.grpid, record.dev_id, record.pasid, record.ioasid,
                      record.addr, fault_perm_list(record.perm), fault_reason_name(record.reason));
-}
-
-Result<long> page_response(const Node& node, uint32_t dev_id, uint32_t pasid, uint32_t grpid, uint32_t code) {
-  ioasid_page_response response{};
-  response.dev_id = dev_id;
-  response.flags = IOASID_PAGE_RESP_PASID_VALID;
-  response.pasid = pasid;
-  response.grpid = grpid;
-  response.code = code;
-  return node.call(IOASID_PAGE_RESP, response, "IOASID_PAGE_RESP");
 }
 
 // ---- the flow ----
@@ -230,81 +187,68 @@ std::string missing_features(uint32_t features) {
   return missing;
 }
 
-// Everything from opening the node to closing it. `unsupported` is set when the daemon
-// lacks a feature (exit 2 rather than 1).
-Result<void> run(const std::string& path, const Options& options, bool& unsupported) {
-  std::optional<Node> node;
-  {
-    auto opened = Node::open(path);
-    IOASID_TRY(opened);
-    node.emplace(std::move(*opened));
-  }
+// What the guest session leaves for close() to free; the last step names it.
+struct LeftToClose {
+  uint32_t pasid = 0;
+  uint32_t nested = 0;
+  uint32_t stage2 = 0;
+};
 
+// Every step on one open file, from GET_INFO to the teardown. `unsupported` is set when
+// the daemon lacks a feature (exit 2 rather than 1). On an error, the objects made so
+// far undo their ioctls as they go out of scope.
+Result<LeftToClose> run_guest(const client::File& node, const Options& options, bool& unsupported) {
   // ---- what the daemon offers ----
-  auto info = node->info();
-  IOASID_TRY(info);
+  auto info = node.info();
+  IOASID_CLIENT_TRY(info);
   std::string missing = missing_features(info->features);
   if (!(info->pgtbl_formats & (1u << IOASID_PGTBL_VTD_FL)))
     missing += (missing.empty() ? "" : " ") + std::string("page-table format VTD_FL");
   if (!missing.empty()) {
     unsupported = true;
-    return fail(EOPNOTSUPP, "{} does not offer what guest SVA needs: missing {} (features: {})", path, missing,
+    return fail(EOPNOTSUPP, "{} does not offer what guest SVA needs: missing {} (features: {})", node.path(), missing,
                 feature_list(info->features));
   }
-  step("open {} + GET_INFO -> API {}, {} PASID bits, features {}: guest SVA has all it needs", path,
+  step("open {} + GET_INFO -> API {}, {} PASID bits, features {}: guest SVA has all it needs", node.path(),
        info->api_version, info->pasid_bits, feature_list(info->features));
 
   // ---- guest RAM and the stage-2 IOASID ----
   GuestRam ram;
-  IOASID_TRY(ram.create(kRamSize));
-  ioasid_alloc stage2{};
-  IOASID_TRY(node->call(IOASID_ALLOC, stage2, "IOASID_ALLOC"));
-  ioasid_map_file map{};
-  map.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE | IOASID_MAP_FIXED_IOVA;
-  map.ioasid = stage2.out_ioasid;
-  map.fd = ram.fd();
-  map.offset = 0;
-  map.length = kRamSize;
-  map.iova = 0;
-  IOASID_TRY(node->call(IOASID_MAP_FILE, map, "IOASID_MAP_FILE"));
+  IOASID_CLIENT_TRY(ram.create(kRamSize));
+  auto stage2 = client::Ioas::allocate(node);
+  IOASID_CLIENT_TRY(stage2);
+  auto guest_ram = client::Mapping::map_file(*stage2, ram.fd(), 0, kRamSize, {.iova = 0});
+  IOASID_CLIENT_TRY(guest_ram);
   step("guest RAM: memfd of {} MiB, mmap'd by the VMM at {}; ALLOC -> IOASID {} (stage 2); MAP_FILE FIXED_IOVA "
        "at iova {:#x} -> 0: IOVA = GPA for [0, {:#x})",
-       kRamSize >> 20, ram.host_address(), stage2.out_ioasid, map.iova, kRamSize);
+       kRamSize >> 20, ram.host_address(), stage2->id(), guest_ram->iova(), kRamSize);
 
   // ---- the nested IOASID the guest's table will be bound on ----
-  ioasid_alloc nested{};
-  nested.flags = IOASID_ALLOC_NESTED;
-  nested.parent = stage2.out_ioasid;
-  IOASID_TRY(node->call(IOASID_ALLOC, nested, "IOASID_ALLOC NESTED"));
-  const uint32_t nested_id = nested.out_ioasid;
+  auto nested = client::Ioas::allocate_nested(*stage2);
+  IOASID_CLIENT_TRY(nested);
   step("ALLOC NESTED parent {} -> IOASID {}: its first stage will be the guest's table, its GPAs translate "
        "through IOASID {}",
-       stage2.out_ioasid, nested_id, stage2.out_ioasid);
+       stage2->id(), nested->id(), stage2->id());
 
   // ---- the guest's PASID and the host PASID behind it ----
-  ioasid_pasid_request request{};
-  request.flags = IOASID_PASID_ALLOC | IOASID_PASID_GPASID;
-  request.min = 1;
-  request.max = info->pasid_bits >= 32 ? UINT32_MAX : (1u << info->pasid_bits) - 1;
-  request.gpasid = options.gpasid;
-  IOASID_TRY(node->call(IOASID_PASID_REQUEST, request, "IOASID_PASID_REQUEST ALLOC|GPASID"));
-  const uint32_t pasid = request.pasid;
-  ioasid_pasid_lookup lookup{};
-  lookup.gpasid = options.gpasid;
-  IOASID_TRY(node->call(IOASID_PASID_LOOKUP, lookup, "IOASID_PASID_LOOKUP"));
-  if (lookup.out_pasid != pasid)
-    return fail(EIO, "PASID_LOOKUP of guest PASID {} answered {}, ALLOC gave {}", options.gpasid, lookup.out_pasid,
-                pasid);
+  const client::PasidRange range{1, info->pasid_bits >= 32 ? UINT32_MAX : (1u << info->pasid_bits) - 1};
+  auto pasid = client::Pasid::allocate(node, range, options.gpasid);
+  IOASID_CLIENT_TRY(pasid);
+  auto looked_up = client::Pasid::lookup(node, options.gpasid);
+  IOASID_CLIENT_TRY(looked_up);
+  if (*looked_up != pasid->value())
+    return fail(EIO, "PASID_LOOKUP of guest PASID {} answered {}, ALLOC gave {}", options.gpasid, *looked_up,
+                pasid->value());
   step("guest allocates PASID {}: PASID_REQUEST ALLOC|GPASID gpasid {} in [{}, {}] -> host PASID {}; "
        "PASID_LOOKUP gpasid {} -> {}",
-       options.gpasid, options.gpasid, request.min, request.max, pasid, options.gpasid, lookup.out_pasid);
+       options.gpasid, options.gpasid, range.min, range.max, pasid->value(), options.gpasid, *looked_up);
 
   // ---- the guest kernel's page table, bound on the nested IOASID ----
   uint64_t next_table_page = kTablePages;
-  auto builder = ioasid::pgtable::FirstLevelBuilder::create(guest_table_memory(ram, next_table_page), 4);
-  IOASID_TRY(builder);
+  auto builder = from_engine(ioasid::pgtable::FirstLevelBuilder::create(guest_table_memory(ram, next_table_page), 4));
+  IOASID_CLIENT_TRY(builder);
   const fl::LeafFlags user_data{.writable = true, .user = true, .execute_disable = true};
-  IOASID_TRY(builder->map(kBufferGva, kBufferGpa, kBufferPages * kPage, user_data));
+  IOASID_CLIENT_TRY(from_engine(builder->map(kBufferGva, kBufferGpa, kBufferPages * kPage, user_data)));
   step("guest kernel: 4-level table in its RAM, root at GPA {:#x} ({} table pages); GVA [{:#x}, {:#x}) -> "
        "GPA [{:#x}, {:#x}), user read/write, no-execute",
        builder->root(), (next_table_page - kTablePages) / kPage, gva_of_page(0), gva_of_page(kBufferPages),
@@ -312,48 +256,39 @@ Result<void> run(const std::string& path, const Options& options, bool& unsuppor
 
   // A Linux guest sharing a process's memory (user SVA) leaves SRE off: the device may
   // make user requests only. WPE matters only with SRE (supervisor writes honour R/W).
-  ioasid_bind_pgtbl bind{};
-  bind.ioasid = nested_id;
-  bind.format = IOASID_PGTBL_VTD_FL;
-  bind.flags = 0;
-  bind.pgtbl_addr = builder->root();
-  bind.addr_width = 48;
-  IOASID_TRY(node->call(IOASID_BIND_PGTBL, bind, "IOASID_BIND_PGTBL"));
+  auto binding = client::PgtblBinding::bind(*nested, {.root_gpa = builder->root(), .addr_width = 48, .flags = 0});
+  IOASID_CLIENT_TRY(binding);
   step("BIND_PGTBL IOASID {} format VTD_FL root GPA {:#x} addr_width 48, flags 0 (user SVA as Linux binds a "
        "process: no SRE, so no WPE) -> 0",
-       nested_id, bind.pgtbl_addr);
+       nested->id(), builder->root());
 
   // ---- the device, at the host PASID ----
-  auto bound = bind_device(*node, options.device);
-  if (!bound) {
-    const ioasid::Error& error = bound.error();
+  auto device = bind_device(node, options.device);
+  if (!device) {
+    const client::Error& error = device.error();
     if (error.code == ENOENT)
-      return fail(ENOENT, "{}: the daemon has no device {} (see `ioasidctl devices`)", error.why, options.device);
+      return fail(ENOENT, "{}: the daemon has no device {} (see `ioasidctl devices`)", error.what, options.device);
     if (error.code == EBUSY)
       return fail(EBUSY, "{}: {} is bound by another open file (`ioasidctl contexts` shows who); wait for it to "
                   "close, or pick another device with --device",
-                  error.why, options.device);
+                  error.what, options.device);
     return error;
   }
-  const uint32_t dev_id = *bound;
-  ioasid_device_info device{};
-  device.dev_id = dev_id;
-  IOASID_TRY(node->call(IOASID_DEVICE_GET_INFO, device, "IOASID_DEVICE_GET_INFO"));
-  if (device.type != IOASID_DEVICE_TYPE_DMA)
-    return fail(EOPNOTSUPP, "{} is not a dma device (type {}): try --device dma0", options.device, device.type);
-  if (!(device.flags & IOASID_DEVICE_PASID) || !(device.flags & IOASID_DEVICE_PRI))
+  auto device_info = device->info();
+  IOASID_CLIENT_TRY(device_info);
+  if (device_info->type != IOASID_DEVICE_TYPE_DMA)
+    return fail(EOPNOTSUPP, "{} is not a dma device (type {}): try --device dma0", options.device, device_info->type);
+  if (!(device_info->flags & IOASID_DEVICE_PASID) || !(device_info->flags & IOASID_DEVICE_PRI))
     return fail(EOPNOTSUPP, "{} has {}: guest SVA needs PASID and PRI (try --device dma0)", options.device,
-                !(device.flags & IOASID_DEVICE_PASID) ? "no PASID capability" : "PASID but no PRI");
-  const bool has_ats = device.flags & IOASID_DEVICE_ATS;
-  ioasid_attach attach{};
-  attach.dev_id = dev_id;
-  attach.ioasid = nested_id;
-  attach.pasid = pasid;
-  IOASID_TRY(node->call(IOASID_ATTACH_IOASID_PASID, attach, "IOASID_ATTACH_IOASID_PASID"));
+                !(device_info->flags & IOASID_DEVICE_PASID) ? "no PASID capability" : "PASID but no PRI");
+  const bool has_ats = device_info->flags & IOASID_DEVICE_ATS;
+  auto route = client::Attachment::attach_pasid(*device, *nested, pasid->value());
+  IOASID_CLIENT_TRY(route);
   step("DEVICE_BIND {} -> dev_id {} (PASID, PRI{}); ATTACH_IOASID_PASID PASID {} -> IOASID {}: its requests at "
        "PASID {} now walk the guest's table",
-       options.device, dev_id, has_ats ? ", ATS" : "", pasid, nested_id, pasid);
+       options.device, device->id(), has_ats ? ", ATS" : "", pasid->value(), nested->id(), pasid->value());
   const std::string caches = has_ats ? "the IOTLB and the device-TLB" : "the IOTLB";
+  const client::DmaOptions at_pasid{.pasid = pasid->value()};
 
   // ---- DMA with guest virtual addresses ----
   std::vector<std::byte> pages(kBufferPages * kPage);
@@ -362,90 +297,84 @@ Result<void> run(const std::string& path, const Options& options, bool& unsuppor
                                          gva_of_page(page), options.gpasid);
     std::memcpy(pages.data() + page * kPage, text.data(), text.size());
   }
-  auto written = device_dma(*node, dev_id, IOASID_DMA_WRITE, pasid, kBufferGva, pages);
-  IOASID_TRY(written);
-  if (written->out_status != IOASID_DMA_OK)
-    return fail(EIO, "DEVICE_DMA WRITE at GVA {:#x}: {}", kBufferGva, dma_outcome(*written));
+  auto written = device->dma_write(kBufferGva, pages, at_pasid);
+  IOASID_CLIENT_TRY(written);
+  if (!written->ok()) return fail(EIO, "DEVICE_DMA WRITE at GVA {:#x}: {}", kBufferGva, dma_outcome(*written));
   if (std::memcmp(ram.at(kBufferGpa), pages.data(), pages.size()) != 0)
     return fail(EIO, "the DMA reported OK but guest RAM at GPA {:#x} does not hold the bytes", kBufferGpa);
   step("DEVICE_DMA WRITE pasid {} GVA {:#x} {} bytes -> {}; the guest reads at GPA {:#x}: \"{}\" (each of the {} "
        "pages starts with its own line)",
-       pasid, kBufferGva, pages.size(), dma_outcome(*written), kBufferGpa, ram.text(kBufferGpa), kBufferPages);
+       pasid->value(), kBufferGva, pages.size(), dma_outcome(*written), kBufferGpa, ram.text(kBufferGpa),
+       kBufferPages);
 
-  auto leaf = builder->entry_gpa(kBufferGva, 1);
-  IOASID_TRY(leaf);
-  auto pte = ram.read64(*leaf);
-  IOASID_TRY(pte);
+  auto leaf = from_engine(builder->entry_gpa(kBufferGva, 1));
+  IOASID_CLIENT_TRY(leaf);
+  auto pte = from_engine(ram.read64(*leaf));
+  IOASID_CLIENT_TRY(pte);
   std::vector<std::byte> readback(pages.size());
-  auto read = device_dma(*node, dev_id, 0, pasid, kBufferGva, readback);
-  IOASID_TRY(read);
-  if (read->out_status != IOASID_DMA_OK)
-    return fail(EIO, "DEVICE_DMA read at GVA {:#x}: {}", kBufferGva, dma_outcome(*read));
+  auto read = device->dma_read(kBufferGva, readback, at_pasid);
+  IOASID_CLIENT_TRY(read);
+  if (!read->ok()) return fail(EIO, "DEVICE_DMA read at GVA {:#x}: {}", kBufferGva, dma_outcome(*read));
   if (readback != pages) return fail(EIO, "the DMA read reported OK but returned other bytes than were written");
   step("DEVICE_DMA read pasid {} GVA {:#x} {} bytes -> {}: the same bytes; the walk set A{} in the guest's PTE "
        "(GPA {:#x} = {:#x})",
-       pasid, kBufferGva, readback.size(), dma_outcome(*read), (*pte & fl::kDirty) ? " and D" : "", *leaf, *pte);
+       pasid->value(), kBufferGva, readback.size(), dma_outcome(*read), (*pte & fl::kDirty) ? " and D" : "", *leaf,
+       *pte);
 
   // ---- the guest unmaps a page: stale until invalidated, then a page request ----
   const uint64_t stale_gva = gva_of_page(kUnmappedPage);
   const uint64_t stale_gpa = gpa_of_page(kUnmappedPage);
-  auto stale_pte = builder->entry_gpa(stale_gva, 1);
-  IOASID_TRY(stale_pte);
-  auto unmapped = builder->unmap(stale_gva, kPage);
-  IOASID_TRY(unmapped);
+  auto stale_pte = from_engine(builder->entry_gpa(stale_gva, 1));
+  IOASID_CLIENT_TRY(stale_pte);
+  auto unmapped = from_engine(builder->unmap(stale_gva, kPage));
+  IOASID_CLIENT_TRY(unmapped);
   step("guest unmaps GVA {:#x} ({} bytes): its PTE at GPA {:#x} is 0 now, and it does not invalidate yet", stale_gva,
        *unmapped, *stale_pte);
 
   std::vector<std::byte> stale(64);
   const std::string stale_text = "a stale write through a forgotten translation";
   std::memcpy(stale.data(), stale_text.data(), stale_text.size());
-  auto stale_write = device_dma(*node, dev_id, IOASID_DMA_WRITE, pasid, stale_gva, stale);
-  IOASID_TRY(stale_write);
-  if (stale_write->out_status != IOASID_DMA_OK || ram.text(stale_gpa) != stale_text)
+  auto stale_write = device->dma_write(stale_gva, stale, at_pasid);
+  IOASID_CLIENT_TRY(stale_write);
+  if (!stale_write->ok() || ram.text(stale_gpa) != stale_text)
     return fail(EIO, "DEVICE_DMA WRITE at the just-unmapped GVA {:#x} ended {}, guest RAM at GPA {:#x} holds \"{}\": "
                 "expected the stale translation to be used",
                 stale_gva, dma_outcome(*stale_write), stale_gpa, ram.text(stale_gpa));
   step("DEVICE_DMA WRITE pasid {} GVA {:#x} -> {}: still reaches the old page, GPA {:#x} reads \"{}\" ({} kept "
        "the translation)",
-       pasid, stale_gva, dma_outcome(*stale_write), stale_gpa, ram.text(stale_gpa), caches);
+       pasid->value(), stale_gva, dma_outcome(*stale_write), stale_gpa, ram.text(stale_gpa), caches);
 
   // As a Linux guest does after clearing a PTE of a process sharing its memory: a
   // PASID-based IOTLB invalidation (with the leaf hint) and a device-TLB invalidation,
   // the PASID being the guest's own number, which the vIOMMU passes on with GPASID.
-  ioasid_cache_invalidate_info entries[2] = {};
+  const ioasid_cache_invalidate_info page_at_guest_pasid{
+      .granularity = IOASID_INV_GRANU_ADDR,
+      .flags = IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_GPASID,
+      .pasid = options.gpasid,
+      .addr = stale_gva,
+      .granule_size = kPage,
+      .nb_granules = 1,
+  };
+  ioasid_cache_invalidate_info entries[2] = {page_at_guest_pasid, page_at_guest_pasid};
   entries[0].cache = IOASID_CACHE_IOTLB;
-  entries[0].flags = IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_GPASID | IOASID_INV_FLAGS_LEAF;
+  entries[0].flags |= IOASID_INV_FLAGS_LEAF;
   entries[1].cache = IOASID_CACHE_DEV_IOTLB;
-  entries[1].flags = IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_GPASID;
-  for (auto& entry : entries) {
-    entry.granularity = IOASID_INV_GRANU_ADDR;
-    entry.pasid = options.gpasid;
-    entry.addr = stale_gva;
-    entry.granule_size = kPage;
-    entry.nb_granules = 1;
-  }
-  ioasid_cache_invalidate invalidate{};
-  invalidate.ioasid = nested_id;
-  invalidate.entry_len = sizeof entries[0];
-  invalidate.entry_num = 2;
-  invalidate.entries_uptr = reinterpret_cast<uintptr_t>(entries);
-  if (auto done = node->call(IOASID_CACHE_INVLD, invalidate, "IOASID_CACHE_INVLD"); !done)
-    return fail(done.code(), "{} (entries processed: {})", done.error().why, invalidate.entry_num);
+  IOASID_CLIENT_TRY(nested->invalidate_caches(entries));
   step("guest invalidates: CACHE_INVLD IOASID {} [IOTLB ADDR {:#x} x1 4K PASID|GPASID|LEAF gpasid {}, DEV_IOTLB "
        "ADDR {:#x} x1 4K PASID|GPASID gpasid {}] -> 0, entry_num {}",
-       nested_id, stale_gva, options.gpasid, stale_gva, options.gpasid, invalidate.entry_num);
+       nested->id(), stale_gva, options.gpasid, stale_gva, options.gpasid, std::size(entries));
 
-  auto nowait = device_dma(*node, dev_id, IOASID_DMA_WRITE | IOASID_DMA_NOWAIT, pasid, stale_gva, stale);
-  IOASID_TRY(nowait);
-  if (nowait->out_status != IOASID_DMA_PAGE_REQ)
+  auto nowait = device->dma_write(stale_gva, stale, {.pasid = pasid->value(), .nowait = true});
+  IOASID_CLIENT_TRY(nowait);
+  if (nowait->status != IOASID_DMA_PAGE_REQ)
     return fail(EIO, "DEVICE_DMA WRITE|NOWAIT at GVA {:#x} after the invalidation ended {}, expected PAGE_REQ",
                 stale_gva, dma_outcome(*nowait));
   step("DEVICE_DMA WRITE|NOWAIT pasid {} GVA {:#x} -> out_status {}, out_fault_addr {:#x}, out_fault_reason {}: "
        "{} has PRI, so the fault is a page request",
-       pasid, stale_gva, dma_status_name(nowait->out_status), nowait->out_fault_addr,
-       fault_reason_name(nowait->out_fault_reason), options.device);
-  auto unanswered = read_page_request(*node);
-  IOASID_TRY(unanswered);
+       pasid->value(), stale_gva, dma_status_name(nowait->status), nowait->fault_addr,
+       fault_reason_name(nowait->fault_reason), options.device);
+  auto unanswered = read_page_request(node);
+  IOASID_CLIENT_TRY(unanswered);
   step("poll -> POLLIN; read() -> {}", describe_page_request(*unanswered));
 
   // ---- a page request the guest answers while the DMA waits ----
@@ -455,25 +384,24 @@ Result<void> run(const std::string& path, const Options& options, bool& unsuppor
   const std::string message_text = "written across a page boundary, half of it after a page request";
   std::memcpy(message.data(), message_text.data(), std::min(message_text.size(), message.size() - 1));
   const uint64_t message_gva = gva_of_page(kDemandPage) - message.size() / 2;
-  auto waiting = std::async(std::launch::async, [&] {
-    return device_dma(*node, dev_id, IOASID_DMA_WRITE, pasid, message_gva, message);
-  });
-  auto demand = read_page_request(*node);
+  auto waiting = std::async(std::launch::async,
+                            [&] { return device->dma_write(message_gva, message, at_pasid); });
+  auto demand = read_page_request(node);
   if (!demand) return std::move(demand).error();  // the DMA gives up at the daemon's time limit
   const bool still_waiting = waiting.wait_for(std::chrono::milliseconds(100)) == std::future_status::timeout;
-  step("DEVICE_DMA WRITE pasid {} GVA {:#x} {} bytes on a thread; poll + read() -> {}{}", pasid, message_gva,
-       message.size(), describe_page_request(*demand),
+  step("DEVICE_DMA WRITE pasid {} GVA {:#x} {} bytes on a thread; poll + read() -> {}{}", pasid->value(),
+       message_gva, message.size(), describe_page_request(*demand),
        still_waiting ? "; the DMA waits for the answer" : "; but the DMA has ended already");
 
-  IOASID_TRY(builder->map(demand->addr, gpa_of_page(kDemandPage), kPage, user_data));
-  IOASID_TRY(page_response(*node, dev_id, demand->pasid, demand->grpid, IOASID_PAGE_RESP_SUCCESS));
+  IOASID_CLIENT_TRY(from_engine(builder->map(demand->addr, gpa_of_page(kDemandPage), kPage, user_data)));
+  IOASID_CLIENT_TRY(device->page_response(*demand, IOASID_PAGE_RESP_SUCCESS));
   step("guest maps GVA {:#x} -> GPA {:#x}; PAGE_RESP dev_id {} pasid {} grpid {} SUCCESS -> 0", demand->addr,
-       gpa_of_page(kDemandPage), dev_id, demand->pasid, demand->grpid);
+       gpa_of_page(kDemandPage), device->id(), demand->pasid, demand->grpid);
 
   auto completed = waiting.get();
-  IOASID_TRY(completed);
+  IOASID_CLIENT_TRY(completed);
   const uint64_t message_gpa = gpa_of_page(kDemandPage) - message.size() / 2;
-  if (completed->out_status != IOASID_DMA_OK || std::memcmp(ram.at(message_gpa), message.data(), message.size()) != 0)
+  if (!completed->ok() || std::memcmp(ram.at(message_gpa), message.data(), message.size()) != 0)
     return fail(EIO, "the waiting DMA ended {}; guest RAM at GPA {:#x} reads \"{}\"", dma_outcome(*completed),
                 message_gpa, ram.text(message_gpa));
   step("the waiting DEVICE_DMA returns out_status {}: the device retried where it stopped; GPA {:#x} reads \"{}\"",
@@ -483,37 +411,49 @@ Result<void> run(const std::string& path, const Options& options, bool& unsuppor
   // Its group stays outstanding (one of the device's 512) until a PAGE_RESP closes it
   // or the file closes. The guest unmapped that page on purpose: it answers INVALID, as
   // Linux does for an address the process has no mapping at.
-  IOASID_TRY(page_response(*node, dev_id, unanswered->pasid, unanswered->grpid, IOASID_PAGE_RESP_INVALID));
-  auto again = page_response(*node, dev_id, unanswered->pasid, unanswered->grpid, IOASID_PAGE_RESP_INVALID);
+  IOASID_CLIENT_TRY(device->page_response(*unanswered, IOASID_PAGE_RESP_INVALID));
+  auto again = device->page_response(*unanswered, IOASID_PAGE_RESP_INVALID);
   if (again) return fail(EIO, "a second PAGE_RESP for group {} was accepted", unanswered->grpid);
   step("PAGE_RESP grpid {} INVALID (the NOWAIT request of GVA {:#x}, which the guest unmapped) -> 0: the group is "
        "closed; the same PAGE_RESP again -> {}",
        unanswered->grpid, unanswered->addr, errno_name(again.code()));
 
   // ---- teardown ----
-  ioasid_unbind_pgtbl unbind{};
-  unbind.ioasid = nested_id;
-  IOASID_TRY(node->call(IOASID_UNBIND_PGTBL, unbind, "IOASID_UNBIND_PGTBL"));
-  auto unbound = device_dma(*node, dev_id, 0, pasid, kBufferGva, std::span(readback).first(8));
-  IOASID_TRY(unbound);
-  if (unbound->out_status != IOASID_DMA_FAULT)
+  IOASID_CLIENT_TRY(binding->unbind());
+  auto unbound = device->dma_read(kBufferGva, std::span(readback).first(8), at_pasid);
+  IOASID_CLIENT_TRY(unbound);
+  if (unbound->status != IOASID_DMA_FAULT)
     return fail(EIO, "DEVICE_DMA after UNBIND_PGTBL ended {}, expected FAULT", dma_outcome(*unbound));
-  step("UNBIND_PGTBL IOASID {} -> 0; DEVICE_DMA read pasid {} GVA {:#x} -> {} (nothing cached survives)", nested_id,
-       pasid, kBufferGva, dma_outcome(*unbound));
+  step("UNBIND_PGTBL IOASID {} -> 0; DEVICE_DMA read pasid {} GVA {:#x} -> {} (nothing cached survives)",
+       nested->id(), pasid->value(), kBufferGva, dma_outcome(*unbound));
 
-  ioasid_attach detach = attach;
-  IOASID_TRY(node->call(IOASID_DETACH_IOASID_PASID, detach, "IOASID_DETACH_IOASID_PASID"));
-  step("DETACH_IOASID_PASID {} PASID {} -> 0", options.device, pasid);
+  IOASID_CLIENT_TRY(route->detach());
+  step("DETACH_IOASID_PASID {} PASID {} -> 0", options.device, pasid->value());
 
-  node.reset();
-  auto reopened = Node::open(path);
-  IOASID_TRY(reopened);
+  // The rest is left to close(): release() hands each object over to the daemon.
+  guest_ram->release();
+  device->release();
+  return LeftToClose{pasid->release(), nested->release(), stage2->release()};
+}
+
+Result<void> run(const std::string& path, const Options& options, bool& unsupported) {
+  LeftToClose left;
+  {
+    auto node = client::File::open(path);
+    IOASID_CLIENT_TRY(node);
+    auto guest = run_guest(*node, options, unsupported);
+    IOASID_CLIENT_TRY(guest);
+    left = *guest;
+  }  // close()
+
+  auto reopened = client::File::open(path);
+  IOASID_CLIENT_TRY(reopened);
   auto rebound = bind_device(*reopened, options.device);
-  if (!rebound) return fail(rebound.code(), "{} in a new open file: {}", options.device, rebound.error().why);
+  if (!rebound) return fail(rebound.code(), "{} in a new open file: {}", options.device, rebound.error().what);
   step("close(): the daemon frees PASID {} (gpasid {}), IOASIDs {} and {}, unbinds {}; a new open file binds {} "
        "again -> dev_id {}",
-       pasid, options.gpasid, nested_id, stage2.out_ioasid, options.device, options.device, *rebound);
-  return ioasid::success();
+       left.pasid, options.gpasid, left.nested, left.stage2, options.device, options.device, rebound->id());
+  return {};
 }
 
 }  // namespace
@@ -538,13 +478,13 @@ int main(int argc, char** argv) {
   po::variables_map vm;
   if (auto exit_code = parse_command_line(argc, argv, "mini-vmm", description, vm)) return *exit_code;
 
-  const std::string path = resolve_node_path(dev);
+  const std::string path = node_path(dev);
   fmt::print("mini-vmm: guest SVA through {} (pid {})\n", path, ::getpid());
   std::fflush(stdout);
   bool unsupported = false;
   if (auto done = run(path, options, unsupported); !done) {
     std::fflush(stdout);
-    std::cerr << fmt::format("mini-vmm: step [{}] failed: {} ({})\n", step_number + 1, done.error().why,
+    std::cerr << fmt::format("mini-vmm: step [{}] failed: {} ({})\n", step_number + 1, done.error().what,
                              errno_name(done.error().code));
     return unsupported ? kExitUnsupported : kExitFailed;
   }

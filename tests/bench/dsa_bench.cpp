@@ -182,7 +182,8 @@ class FigureReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
       if (run.run_type == Run::RT_Aggregate && run.aggregate_name != "median") continue;
-      const std::string name = run.run_name.function_name + run.run_name.args;
+      const std::string& args = run.run_name.args;
+      const std::string name = run.run_name.function_name + (args.empty() ? "" : "/" + args);
       times_[name] = run.GetAdjustedRealTime();
       if (run.counters.count("items_per_second")) rates_[name] = run.counters.at("items_per_second");
     }

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Installs a build tree into a temporary prefix (cmake --install --prefix) and checks
+# what landed there: the programs, libioasid with its headers and pkg-config file, the
+# systemd unit, the udev rule, the sysusers.d snippet and the manual pages. Then builds
+# a small application against the installed library with pkg-config alone and runs it:
+# it opens a node that does not exist and must print the ENOENT error (no daemon needed).
+#
+#   tests/install/check-install.sh BUILD_DIR [REPORT.json]
+#
+# Each check is one test case of a GoogleTest-style JSON report (default
+# BUILD_DIR/test-results/unit-install.json), so scripts/count-results.sh counts them.
+set -uo pipefail
+
+build=$(cd "${1:?usage: check-install.sh BUILD_DIR [REPORT.json]}" && pwd)
+report=${2:-$build/test-results/unit-install.json}
+source_dir=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d /tmp/ioasid-install.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+# DESTDIR as well as the prefix: directories configured as absolute paths land in
+# the temporary tree too, never in the system.
+destdir=$work/root
+prefix=$destdir$work/prefix
+
+cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"; }
+version=$(sed -n 's/^project([^ ]* VERSION \([0-9.]*\).*/\1/p' "$source_dir/CMakeLists.txt")
+
+cases=()    # JSON objects, one per check
+failures=0
+record() {  # name, ok (0/1), message
+  local name=$1 ok=$2 message=${3:-}
+  if [ "$ok" -eq 0 ]; then
+    echo "ok      $name"
+    cases+=("$(jq -cn --arg n "$name" '{name: $n, status: "RUN", result: "COMPLETED"}')")
+  else
+    echo "FAILED  $name: $message"
+    failures=$((failures + 1))
+    cases+=("$(jq -cn --arg n "$name" --arg m "$message" \
+      '{name: $n, status: "RUN", result: "COMPLETED", failures: [{failure: $m, type: ""}]}')")
+  fi
+}
+installed() {  # a configured directory or file: absolute, or relative to the prefix
+  case $1 in /*) echo "$destdir$1" ;; *) echo "$prefix/$1" ;; esac
+}
+check_file() {  # a path, absolute or relative to the prefix
+  local path
+  path=$(installed "$1")
+  if [ -f "$path" ]; then record "installs $1" 0; else record "installs $1" 1 "$path is missing"; fi
+}
+write_report() {
+  mkdir -p "$(dirname "$report")"
+  printf '%s\n' "${cases[@]}" | jq -s --argjson f "$failures" \
+    '{tests: length, failures: $f, errors: 0, name: "AllTests",
+      testsuites: [{name: "install", tests: length, failures: $f, testsuite: .}]}' >"$report"
+}
+
+# ---- cmake --install
+if DESTDIR=$destdir cmake --install "$build" --prefix "$work/prefix" >"$work/install.log" 2>&1; then
+  record "cmake --install" 0
+else
+  record "cmake --install" 1 "$(tail -20 "$work/install.log")"
+  write_report
+  exit 1
+fi
+
+# GNUInstallDirs picks lib or lib/<multiarch>; the pkg-config file says which.
+pc=$(find "$prefix" -name ioasid.pc -path '*/pkgconfig/*' | head -1)
+if [ -z "$pc" ]; then
+  record "installs ioasid.pc" 1 "no pkgconfig/ioasid.pc under $prefix"
+  write_report
+  exit 1
+fi
+libdir=$(dirname "$(dirname "$pc")")
+libdir_rel=${libdir#"$prefix"/}
+record "installs ioasid.pc ($libdir_rel/pkgconfig)" 0
+
+# ---- the files
+for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm; do
+  check_file "bin/$program"
+done
+check_file sbin/ioasidd
+check_file "$libdir_rel/libioasid.so"
+check_file "$libdir_rel/libioasid.so.0"
+check_file "$libdir_rel/libioasid.so.$version"
+check_file include/ioasid-cuse/ioasid/client.hpp
+check_file include/ioasid-cuse/linux/ioasid.h
+if [ -e "$prefix/include/linux/ioasid.h" ]; then
+  record "leaves include/linux to the kernel headers" 1 "include/linux/ioasid.h was installed"
+else
+  record "leaves include/linux to the kernel headers" 0
+fi
+unit=$(cache_value IOASID_SYSTEMD_UNITDIR)/ioasidd.service
+rule=$(cache_value IOASID_UDEV_RULESDIR)/60-ioasid.rules
+sysusers=$(cache_value IOASID_SYSUSERSDIR)/ioasid.conf
+check_file "$unit"
+check_file "$rule"
+check_file "$sysusers"
+for page in "$source_dir"/docs/man/*.[18]; do
+  [ -f "$page" ] || continue
+  name=$(basename "$page")
+  check_file "share/man/man${name##*.}/$name"
+done
+
+# ---- what the system files say
+group=$(cache_value IOASID_GROUP)
+sbindir=$(cache_value CMAKE_INSTALL_SBINDIR)
+[[ $sbindir == /* ]] || sbindir=$(cache_value CMAKE_INSTALL_PREFIX)/$sbindir
+unit=$(installed "$unit")
+if grep -qxF "ExecStart=$sbindir/ioasidd \$IOASIDD_OPTIONS" "$unit" 2>/dev/null &&
+   grep -qxF "Restart=on-failure" "$unit"; then
+  record "ioasidd.service starts $sbindir/ioasidd" 0
+else
+  record "ioasidd.service starts $sbindir/ioasidd" 1 "$(grep -E '^(ExecStart|Restart)=' "$unit" 2>&1)"
+fi
+rule=$(installed "$rule")
+if grep -qxF "SUBSYSTEM==\"cuse\", KERNEL==\"ioasid\", GROUP=\"$group\", MODE=\"0660\"" "$rule" 2>/dev/null; then
+  record "60-ioasid.rules gives /dev/ioasid to group $group" 0
+else
+  record "60-ioasid.rules gives /dev/ioasid to group $group" 1 "$(grep -v '^#' "$rule" 2>&1)"
+fi
+sysusers=$(installed "$sysusers")
+if grep -qxF "g $group -" "$sysusers" 2>/dev/null; then
+  record "sysusers.d creates group $group" 0
+else
+  record "sysusers.d creates group $group" 1 "$(cat "$sysusers" 2>&1)"
+fi
+
+# ---- an application built against the installed library with pkg-config alone
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+if flags=$(pkg-config --cflags --libs ioasid 2>&1) && [[ "$flags" == *"-lioasid"* ]] && [ "$(pkg-config --modversion ioasid)" = "$version" ]; then
+  record "pkg-config --cflags --libs ioasid" 0
+else
+  record "pkg-config --cflags --libs ioasid" 1 "$flags"
+fi
+
+cat >"$work/app.cpp" <<'EOF'
+// An application of libioasid: opens a node, reports the error.
+#include <ioasid/client.hpp>
+#include <linux/ioasid.h>
+
+#include <cerrno>
+#include <cstdio>
+
+int main(int argc, char** argv) {
+  if (argc != 2) return 2;
+  auto file = ioasid::client::File::open(argv[1]);
+  if (file) {
+    std::printf("unexpectedly opened %s\n", file->path().c_str());
+    return 1;
+  }
+  std::printf("%s\n", file.error().what.c_str());
+  const ioasid_dsa_desc copy = ioasid::client::dsa::memmove(0x2000, 0x1000, 64);
+  return file.error().code == ENOENT && copy.xfer_size == 64 ? 0 : 1;
+}
+EOF
+read -ra pc_flags <<<"$flags"
+sanitize=()
+# shellcheck disable=SC2054  # one option whose value has a comma
+case "$(cache_value IOASID_SANITIZE)" in
+  address) sanitize=(-fsanitize=address,undefined) ;;
+  thread) sanitize=(-fsanitize=thread) ;;
+esac
+compiler=$(cache_value CMAKE_CXX_COMPILER)
+if "${compiler:-c++}" -std=c++20 -Wall -Wextra -Werror "${sanitize[@]}" -o "$work/app" "$work/app.cpp" \
+     "${pc_flags[@]}" >"$work/compile.log" 2>&1; then
+  record "an application compiles and links with pkg-config" 0
+else
+  record "an application compiles and links with pkg-config" 1 "$(head -20 "$work/compile.log")"
+fi
+
+missing_node=$work/no-such-dir/ioasid
+if [ -x "$work/app" ]; then
+  output=$(LD_LIBRARY_PATH=$libdir "$work/app" "$missing_node" 2>&1)
+  status=$?
+  if [ $status -eq 0 ] && [[ "$output" == "open $missing_node: No such file or directory"* ]]; then
+    record "the application runs on the installed libioasid.so and reports ENOENT" 0
+  else
+    record "the application runs on the installed libioasid.so and reports ENOENT" 1 "exit $status: $output"
+  fi
+  resolved=$(LD_LIBRARY_PATH=$libdir ldd "$work/app" | awk '/libioasid\.so/ {print $3}')
+  if [ "$resolved" = "$libdir/libioasid.so.0" ]; then
+    record "the application loads libioasid.so.0 from the prefix" 0
+  else
+    record "the application loads libioasid.so.0 from the prefix" 1 "ldd: ${resolved:-not found}"
+  fi
+fi
+
+# The installed examples find the library by themselves (RUNPATH $ORIGIN/../lib...).
+output=$(env -u LD_LIBRARY_PATH "$prefix/bin/ioasid-info" --dev "$missing_node" 2>&1)
+status=$?
+if [ $status -eq 1 ] && [[ "$output" == *"open $missing_node: No such file or directory"* ]]; then
+  record "installed ioasid-info runs and reports ENOENT" 0
+else
+  record "installed ioasid-info runs and reports ENOENT" 1 "exit $status: $output"
+fi
+
+write_report
+echo "check-install: ${#cases[@]} checks, $failures failed"
+[ "$failures" -eq 0 ]
