@@ -21,7 +21,9 @@ namespace {
 
 constexpr uint64_t kBlock = 1u << 20;
 constexpr int kRecordSlots = 64;                  // completion records, 32 bytes each
-constexpr uint64_t kMemory = 2 * kBlock + 4096;   // source, destination, records
+// Source, destination, records: 4 MiB, so the daemon maps it with 2 MiB IOPTEs as a
+// VMM's guest RAM would be (4 KiB ones cost a translation per page, ~10 µs per MiB).
+constexpr uint64_t kMemory = 4 * kBlock;
 constexpr uint32_t kSharedWq = 0;
 
 Server g_daemon;

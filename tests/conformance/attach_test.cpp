@@ -17,8 +17,8 @@ Errno free_ioas(int fd, uint32_t ioasid) {
 
 TEST(AttachRid, RowsAndReplace) {
   Node node;
-  const uint32_t dev = bind_device(node.fd(), "dma1");
-  const uint32_t first = alloc_ioas(node.fd()), second = alloc_ioas(node.fd());
+  const uint32_t dev = bind_device(node, "dma1");
+  const uint32_t first = alloc_ioas(node), second = alloc_ioas(node);
   EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, first, 5), Err(EINVAL)) << "pasid must be 0";
   EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dev, first, 0, IOASID_ATTACH_REPLACE), Err(ENOENT))
       << "REPLACE with nothing attached";
@@ -40,27 +40,24 @@ TEST(AttachRid, RowsAndReplace) {
 
 TEST(AttachPasid, Rows) {
   Node node, other;
-  const uint32_t dma0 = bind_device(node.fd(), "dma0"), dma1 = bind_device(node.fd(), "dma1");
-  const uint32_t ioasid = alloc_ioas(node.fd());
+  const uint32_t dma0 = bind_device(node, "dma0"), dma1 = bind_device(node, "dma1");
+  const uint32_t ioasid = alloc_ioas(node);
   const Range range = slot(40);
-  const auto mine = pasid_alloc(node.fd(), range.lo, range.hi);
-  const auto theirs = pasid_alloc(other.fd(), range.lo, range.hi);
-  ASSERT_EQ(mine.err, kOk);
-  ASSERT_EQ(theirs.err, kOk);
-  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma1, ioasid, mine.pasid), Err(EOPNOTSUPP))
+  const uint32_t mine = alloc_pasid(node, range), theirs = alloc_pasid(other, range);
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma1, ioasid, mine), Err(EOPNOTSUPP))
       << "dma1 has no PASID capability";
   EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, 1u << 20), Err(EINVAL)) << "beyond 20 bits";
   EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, range.hi), Err(ENOENT)) << "unallocated";
-  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, theirs.pasid), Err(EACCES))
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, theirs), Err(EACCES))
       << "another file's PASID";
-  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, mine.pasid), kOk);
-  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, mine.pasid), Err(EBUSY));
-  const uint32_t second = alloc_ioas(node.fd());
-  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, second, mine.pasid, IOASID_ATTACH_REPLACE), kOk);
+  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, mine), kOk);
+  EXPECT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, mine), Err(EBUSY));
+  const uint32_t second = alloc_ioas(node);
+  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, second, mine, IOASID_ATTACH_REPLACE), kOk);
   EXPECT_EQ(free_ioas(node.fd(), ioasid), kOk);
   EXPECT_EQ(free_ioas(node.fd(), second), Err(EBUSY));
-  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 0, mine.pasid), kOk);
-  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 0, mine.pasid), kOk);
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 0, mine), kOk);
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 0, mine), kOk);
   EXPECT_EQ(free_ioas(node.fd(), second), kOk);
 }
 
@@ -68,12 +65,11 @@ TEST(AttachPasid, Rows) {
 // and the IOASID is no longer busy.
 TEST(AttachPasid, FreeingAnAttachedPasidDetachesIt) {
   Node node;
-  const uint32_t dma0 = bind_device(node.fd(), "dma0");
-  const uint32_t ioasid = alloc_ioas(node.fd());
+  const uint32_t dma0 = bind_device(node, "dma0");
+  const uint32_t ioasid = alloc_ioas(node);
   const Range range = slot(41);
-  const auto pasid = pasid_alloc(node.fd(), range.lo, range.lo);
-  ASSERT_EQ(pasid.err, kOk);
-  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, pasid.pasid), kOk);
+  const uint32_t pasid = alloc_pasid(node, {range.lo, range.lo});
+  ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, pasid), kOk);
   EXPECT_EQ(free_ioas(node.fd(), ioasid), Err(EBUSY));
   const auto freed = pasid_free(node.fd(), range.lo, range.lo);
   ASSERT_EQ(freed.err, kOk);
@@ -88,22 +84,22 @@ TEST(AttachPasid, UnbindAndCloseDetachEverything) {
   const Range range = slot(42);
   {
     Node node;
-    const uint32_t dma0 = bind_device(node.fd(), "dma0");
-    const uint32_t ioasid = alloc_ioas(node.fd());
-    const auto pasid = pasid_alloc(node.fd(), range.lo, range.lo);
+    const uint32_t dma0 = bind_device(node, "dma0");
+    const uint32_t ioasid = alloc_ioas(node);
+    const uint32_t pasid = alloc_pasid(node, {range.lo, range.lo});
     ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID, dma0, ioasid, 0), kOk);
-    ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, pasid.pasid), kOk);
+    ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, dma0, ioasid, pasid), kOk);
     ioasid_device_unbind unbind{.dev_id = dma0};
     ASSERT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
     EXPECT_EQ(free_ioas(node.fd(), ioasid), kOk) << "unbind detached the RID and the PASID";
-    const uint32_t again = bind_device(node.fd(), "dma0");
-    const uint32_t other_ioas = alloc_ioas(node.fd());
-    ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, again, other_ioas, pasid.pasid), kOk);
+    const uint32_t again = bind_device(node, "dma0");
+    const uint32_t other_ioas = alloc_ioas(node);
+    ASSERT_EQ(call(node.fd(), IOASID_ATTACH_IOASID_PASID, again, other_ioas, pasid), kOk);
   }  // closed while attached
   Node later;
   EXPECT_EQ(pasid_alloc_retry(later.fd(), range.lo, range.lo).err, kOk)
       << "the PASID of a closed file is reclaimed even though it was attached";
-  const uint32_t dma0 = bind_device(later.fd(), "dma0");
+  const uint32_t dma0 = bind_device(later, "dma0");
   EXPECT_NE(dma0, 0u);
 }
 

@@ -18,14 +18,14 @@ ioasid_device_bind bind_request(const char* name) {
 TEST(DeviceBind, ByNameOrPciAddressAndExclusive) {
   Node a, b;
   ASSERT_TRUE(a.ok() && b.ok());
-  const uint32_t dev_id = bind_device(a.fd(), "dma0");
+  const uint32_t dev_id = bind_device(a, "dma0");
   EXPECT_NE(dev_id, 0u);
   ioasid_device_bind again = bind_request("dma0");
   EXPECT_EQ(ioctl_errno(b.fd(), IOASID_DEVICE_BIND, &again), Err(EBUSY));
   EXPECT_EQ(ioctl_errno(a.fd(), IOASID_DEVICE_BIND, &again), Err(EBUSY));
   ioasid_device_bind by_address = bind_request("0000:00:03.0");
   EXPECT_EQ(ioctl_errno(b.fd(), IOASID_DEVICE_BIND, &by_address), Err(EBUSY));  // the same device
-  const uint32_t dma1 = bind_device(b.fd(), "0000:00:04.0");
+  const uint32_t dma1 = bind_device(b, "0000:00:04.0");
   EXPECT_NE(dma1, 0u);
 }
 
@@ -51,7 +51,7 @@ TEST(DeviceBind, ErrorRows) {
 TEST(DeviceInfo, DescribesTheDefaultDevices) {
   Node node;
   ASSERT_TRUE(node.ok());
-  ioasid_device_info dma0{.dev_id = bind_device(node.fd(), "dma0")};
+  ioasid_device_info dma0{.dev_id = bind_device(node, "dma0")};
   ASSERT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_GET_INFO, &dma0), kOk);
   EXPECT_EQ(dma0.flags, IOASID_DEVICE_PASID | IOASID_DEVICE_PRI | IOASID_DEVICE_ATS);
   EXPECT_EQ(dma0.rid, 0x18u);  // 00:03.0
@@ -59,7 +59,7 @@ TEST(DeviceInfo, DescribesTheDefaultDevices) {
   EXPECT_EQ(dma0.type, static_cast<uint32_t>(IOASID_DEVICE_TYPE_DMA));
   EXPECT_EQ(dma0.num_wqs, 0u);
   EXPECT_STREQ(dma0.name, "dma0");
-  ioasid_device_info dma1{.dev_id = bind_device(node.fd(), "dma1")};
+  ioasid_device_info dma1{.dev_id = bind_device(node, "dma1")};
   ASSERT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_GET_INFO, &dma1), kOk);
   EXPECT_EQ(dma1.flags, 0u);
   EXPECT_EQ(dma1.rid, 0x20u);
@@ -69,7 +69,7 @@ TEST(DeviceInfo, DescribesTheDefaultDevices) {
 TEST(DeviceBind, IdsArePerFileAndNeverReused) {
   Node a, b;
   ASSERT_TRUE(a.ok() && b.ok());
-  const uint32_t first = bind_device(a.fd(), "dma0");
+  const uint32_t first = bind_device(a, "dma0");
   ioasid_device_info foreign{.dev_id = first};
   EXPECT_EQ(ioctl_errno(b.fd(), IOASID_DEVICE_GET_INFO, &foreign), Err(ENOENT));
   ioasid_device_unbind foreign_unbind{.dev_id = first};
@@ -79,9 +79,9 @@ TEST(DeviceBind, IdsArePerFileAndNeverReused) {
   EXPECT_EQ(ioctl_errno(a.fd(), IOASID_DEVICE_UNBIND, &unbind), Err(ENOENT));
   ioasid_device_info gone{.dev_id = first};
   EXPECT_EQ(ioctl_errno(a.fd(), IOASID_DEVICE_GET_INFO, &gone), Err(ENOENT));
-  const uint32_t in_b = bind_device(b.fd(), "dma0");  // free again at once
+  const uint32_t in_b = bind_device(b, "dma0");  // free again at once
   EXPECT_NE(in_b, 0u);
-  const uint32_t second = bind_device(a.fd(), "dma1");
+  const uint32_t second = bind_device(a, "dma1");
   EXPECT_GT(second, first);
 }
 
@@ -126,7 +126,7 @@ TEST(DeviceBind, ClosingOrKillingTheOwnerFreesTheDevice) {
 TEST(DeviceRemoved, ItsOwnerGetsEnodevAndCanUnbind) {
   if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
   Node node;
-  const uint32_t dev_id = bind_device(node.fd(), "dma1");
+  const uint32_t dev_id = bind_device(node, "dma1");
   ioasid_alloc alloc{};
   ASSERT_EQ(ioctl_errno(node.fd(), IOASID_ALLOC, &alloc), kOk);
   ioasid_attach attached{.dev_id = dev_id, .ioasid = alloc.out_ioasid};

@@ -36,31 +36,9 @@ ioasid_device_dma run_dma(int fd, uint32_t dev_id, uint64_t iova, std::span<uint
   return dma;
 }
 
-uint64_t map_file(int fd, uint32_t ioasid, int file, uint64_t length, uint32_t flags = kMapRW,
-                  std::optional<uint64_t> iova = std::nullopt) {
-  ioasid_map_file map{.flags = flags | (iova ? IOASID_MAP_FIXED_IOVA : 0u),
-                      .ioasid = ioasid,
-                      .fd = file,
-                      .length = length,
-                      .iova = iova.value_or(0)};
-  EXPECT_EQ(ioctl_errno(fd, IOASID_MAP_FILE, &map), kOk);
-  return map.iova;
-}
-
-uint64_t map_va(int fd, uint32_t ioasid, const void* va, uint64_t length, uint32_t flags = kMapRW) {
-  ioasid_map_dma map{.flags = flags, .ioasid = ioasid, .user_va = reinterpret_cast<uint64_t>(va), .length = length};
-  EXPECT_EQ(ioctl_errno(fd, IOASID_MAP_DMA, &map), kOk);
-  return map.iova;
-}
-
 Errno unmap(int fd, uint32_t ioasid, uint64_t iova, uint64_t length) {
   ioasid_unmap_dma request{.ioasid = ioasid, .iova = iova, .length = length};
   return ioctl_errno(fd, IOASID_UNMAP_DMA, &request);
-}
-
-Errno attach(int fd, uint32_t dev_id, uint32_t ioasid, uint32_t pasid = 0) {
-  ioasid_attach request{.dev_id = dev_id, .ioasid = ioasid, .pasid = pasid};
-  return ioctl_errno(fd, pasid ? IOASID_ATTACH_IOASID_PASID : IOASID_ATTACH_IOASID, &request);
 }
 
 std::vector<uint8_t> pattern(size_t size, uint8_t seed) {
@@ -69,33 +47,26 @@ std::vector<uint8_t> pattern(size_t size, uint8_t seed) {
   return bytes;
 }
 
-// Every fault record queued on a non-blocking fd.
-std::vector<ioasid_fault> drain_faults(int fd) {
-  std::vector<ioasid_fault> out;
-  ioasid_fault records[8];
-  for (;;) {
-    const ssize_t got = ::read(fd, records, sizeof records);
-    if (got <= 0) break;
-    out.insert(out.end(), records, records + got / sizeof(ioasid_fault));
-  }
-  return out;
-}
-
-// A file with dma1 (no PASID) attached by RID to a fresh IOASID.
+// A file (O_NONBLOCK unless `flags` say otherwise) with dma1 (no PASID) attached by RID
+// to a fresh IOASID, which the tests map memory in.
 struct RidSetup {
-  RidSetup() : node(O_NONBLOCK), dev(bind_device(node.fd(), "dma1")), ioasid(alloc_ioas(node.fd())) {
-    EXPECT_EQ(attach(node.fd(), dev, ioasid), kOk);
+  explicit RidSetup(int flags = O_NONBLOCK)
+      : node(flags), ioas(must(client::Ioas::allocate(node.file()))), ioasid(ioas.id()) {
+    auto dma1 = bound_device(node, "dma1");
+    must(client::Attachment::attach(dma1, ioas)).release();
+    dev = dma1.release();
   }
   int fd() const { return node.fd(); }
   Node node;
-  uint32_t dev;
+  client::Ioas ioas;
   uint32_t ioasid;
+  uint32_t dev = 0;
 };
 
 TEST(DeviceDma, Rows) {
   RidSetup s;
   Memfd file(k4K);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, k4K);
+  const uint64_t iova = map_memfd(s.ioas, file);
   std::vector<uint8_t> buffer(k4K);
   auto expect = [&](ioasid_device_dma dma, Errno err, const char* why) {
     EXPECT_EQ(ioctl_errno(s.fd(), IOASID_DEVICE_DMA, &dma), err) << why;
@@ -116,10 +87,10 @@ TEST(DeviceDma, Rows) {
   auto bad_buffer = dma_request(s.dev, iova, buffer, IOASID_DMA_WRITE);
   bad_buffer.buf_uptr = 8;
   expect(bad_buffer, Err(EFAULT), "device write from an unmapped buffer");
-  EXPECT_TRUE(drain_faults(s.fd()).empty()) << "errors queue no fault";
+  EXPECT_TRUE(drain_faults(s.node).empty()) << "errors queue no fault";
 
   Node other;
-  const uint32_t dma0 = bind_device(other.fd(), "dma0");
+  const uint32_t dma0 = bind_device(other, "dma0");
   ioasid_device_dma pasid0 = dma_request(dma0, iova, buffer, IOASID_DMA_PASID, 0);
   EXPECT_EQ(ioctl_errno(other.fd(), IOASID_DEVICE_DMA, &pasid0), Err(EINVAL)) << "PASID 0 is RID_PASID";
   ioasid_device_dma too_wide = dma_request(dma0, iova, buffer, IOASID_DMA_PASID, 1u << 20);
@@ -149,20 +120,20 @@ void expect_byte_exact(const RidSetup& s, uint64_t iova, uint8_t* client, size_t
   EXPECT_TRUE(std::all_of(client + k4K - 17, client + k4K - 17 + piece.size(), [](uint8_t b) { return b == 0xa5; }));
   EXPECT_EQ(client[k4K - 18], fresh[k4K - 18]) << "the byte before the piece is untouched";
   EXPECT_EQ(client[k4K - 17 + piece.size()], fresh[k4K - 17 + piece.size()]) << "and the byte after";
-  EXPECT_TRUE(drain_faults(s.fd()).empty());
+  EXPECT_TRUE(drain_faults(s.node).empty());
 }
 
 TEST(DeviceDma, MemfdByteExactBothWaysAndCoherent) {
   RidSetup s;
   Memfd file(2 * k2M, true);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  const uint64_t iova = map_memfd(s.ioas, file);
   expect_byte_exact(s, iova, file.bytes(), file.size);
 }
 
 TEST(DeviceDma, SharedMappingByteExactThroughMapDma) {
   RidSetup s;
   Memfd file(8 * k4K, true);
-  const uint64_t iova = map_va(s.fd(), s.ioasid, file.bytes(), file.size);
+  const uint64_t iova = map_memory(s.ioas, file.mapped());
   expect_byte_exact(s, iova, file.bytes(), file.size);
 }
 
@@ -172,7 +143,7 @@ TEST(DeviceDma, PrivateAnonymousByteExactBothWays) {
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(p, MAP_FAILED);
   std::memset(p, 0, size);
-  const uint64_t iova = map_va(s.fd(), s.ioasid, p, size);
+  const uint64_t iova = map_memory(s.ioas, {static_cast<std::byte*>(p), size});
   expect_byte_exact(s, iova, static_cast<uint8_t*>(p), size);
   munmap(p, size);
 }
@@ -180,7 +151,7 @@ TEST(DeviceDma, PrivateAnonymousByteExactBothWays) {
 TEST(DeviceDma, StopsAtTheFirstFaultWithEverythingBeforeItDone) {
   RidSetup s;
   Memfd file(2 * k4K, true);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  const uint64_t iova = map_memfd(s.ioas, file);
   // Three pages from the mapping's start: the third is not mapped (an IOVA hole:
   // the areas are placed with gaps, or nothing follows).
   auto data = pattern(3 * k4K, 0x11);
@@ -190,7 +161,7 @@ TEST(DeviceDma, StopsAtTheFirstFaultWithEverythingBeforeItDone) {
   EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_ACCESS));
   EXPECT_TRUE(std::equal(data.begin(), data.begin() + 2 * k4K, file.bytes())) << "the two mapped pages were written";
 
-  const auto faults = drain_faults(s.fd());
+  const auto faults = drain_faults(s.node);
   ASSERT_EQ(faults.size(), 1u);
   const ioasid_fault& f = faults[0];
   EXPECT_EQ(f.type, uint32_t(IOASID_FAULT_DMA_UNRECOV));
@@ -210,7 +181,7 @@ TEST(DeviceDma, StopsAtTheFirstFaultWithEverythingBeforeItDone) {
   EXPECT_EQ(out.out_fault_addr, iova + 2 * k4K);
   EXPECT_TRUE(std::equal(in.begin(), in.begin() + k4K, data.begin() + k4K));
   EXPECT_EQ(in[k4K], 0xee) << "nothing past the fault";
-  const auto read_faults = drain_faults(s.fd());
+  const auto read_faults = drain_faults(s.node);
   ASSERT_EQ(read_faults.size(), 1u);
   EXPECT_EQ(read_faults[0].perm, uint32_t(IOASID_FAULT_PERM_READ));
 }
@@ -218,7 +189,7 @@ TEST(DeviceDma, StopsAtTheFirstFaultWithEverythingBeforeItDone) {
 TEST(DeviceDma, AfterUnmapFaultsAndTouchesNothing) {
   RidSetup s;
   Memfd file(4 * k4K, true);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  const uint64_t iova = map_memfd(s.ioas, file);
   auto data = pattern(file.size, 0x21);
   EXPECT_EQ(run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE).out_status, uint32_t(IOASID_DMA_OK));
   std::vector<uint8_t> warm(file.size);
@@ -231,7 +202,7 @@ TEST(DeviceDma, AfterUnmapFaultsAndTouchesNothing) {
   EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_ACCESS));
   EXPECT_TRUE(std::all_of(file.bytes(), file.bytes() + file.size, [](uint8_t b) { return b == 0; }))
       << "no byte reached the unmapped memory";
-  const auto faults = drain_faults(s.fd());
+  const auto faults = drain_faults(s.node);
   ASSERT_GE(faults.size(), 1u);
   EXPECT_EQ(faults.back().addr, iova);
 }
@@ -239,7 +210,7 @@ TEST(DeviceDma, AfterUnmapFaultsAndTouchesNothing) {
 TEST(DeviceDma, WriteToReadOnlyMappingIsPermissionFault) {
   RidSetup s;
   Memfd file(k4K, true);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size, IOASID_MAP_READABLE);
+  const uint64_t iova = map_memfd(s.ioas, file, {.flags = IOASID_MAP_READABLE});
   std::vector<uint8_t> data(64, 0x5a);
   auto out = run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);
   EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT));
@@ -250,44 +221,44 @@ TEST(DeviceDma, WriteToReadOnlyMappingIsPermissionFault) {
 
 TEST(DeviceDma, NoRouteIsPasidInvalid) {
   Node node(O_NONBLOCK);
-  const uint32_t dev = bind_device(node.fd(), "dma0");
+  const auto dma0 = bound_device(node, "dma0");
+  const uint32_t dev = dma0.id();
   std::vector<uint8_t> data(64);
   auto out = run_dma(node.fd(), dev, 0x100000, data);
   EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT));
   EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_PASID_INVALID));
-  auto faults = drain_faults(node.fd());
+  auto faults = drain_faults(node);
   ASSERT_EQ(faults.size(), 1u);
   EXPECT_EQ(faults[0].ioasid, 0u);
   EXPECT_EQ(faults[0].flags, uint32_t(IOASID_FAULT_ADDR_VALID));
 
   // At a PASID: attached, DMA runs; detached, it faults with the PASID in the record.
-  const auto pasid = pasid_alloc(node.fd(), slot(40).lo, slot(40).hi);
-  ASSERT_EQ(pasid.err, kOk);
-  const uint32_t ioasid = alloc_ioas(node.fd());
+  const uint32_t pasid = alloc_pasid(node, slot(40));
+  const auto ioas = must(client::Ioas::allocate(node.file()));
   Memfd file(k4K, true);
-  const uint64_t iova = map_file(node.fd(), ioasid, file.fd, file.size);
-  ASSERT_EQ(attach(node.fd(), dev, ioasid, pasid.pasid), kOk);
+  const uint64_t iova = map_memfd(ioas, file);
+  must(client::Attachment::attach_pasid(dma0, ioas, pasid)).release();
   data.assign(64, 0x42);
-  EXPECT_EQ(run_dma(node.fd(), dev, iova, data, IOASID_DMA_WRITE | IOASID_DMA_PASID, pasid.pasid).out_status,
+  EXPECT_EQ(run_dma(node.fd(), dev, iova, data, IOASID_DMA_WRITE | IOASID_DMA_PASID, pasid).out_status,
             uint32_t(IOASID_DMA_OK));
   EXPECT_EQ(file.bytes()[63], 0x42);
   out = run_dma(node.fd(), dev, iova, data, IOASID_DMA_WRITE);
   EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_PASID_INVALID)) << "the RID has no route";
-  ioasid_attach detach{.dev_id = dev, .ioasid = ioasid, .pasid = pasid.pasid};
+  ioasid_attach detach{.dev_id = dev, .ioasid = ioas.id(), .pasid = pasid};
   ASSERT_EQ(ioctl_errno(node.fd(), IOASID_DETACH_IOASID_PASID, &detach), kOk);
-  out = run_dma(node.fd(), dev, iova, data, IOASID_DMA_PASID | IOASID_DMA_PRIV, pasid.pasid);
+  out = run_dma(node.fd(), dev, iova, data, IOASID_DMA_PASID | IOASID_DMA_PRIV, pasid);
   EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_PASID_INVALID));
-  faults = drain_faults(node.fd());
+  faults = drain_faults(node);
   ASSERT_EQ(faults.size(), 2u);
   EXPECT_EQ(faults[1].flags, uint32_t(IOASID_FAULT_ADDR_VALID | IOASID_FAULT_PASID_VALID));
-  EXPECT_EQ(faults[1].pasid, pasid.pasid);
+  EXPECT_EQ(faults[1].pasid, pasid);
   EXPECT_EQ(faults[1].perm, uint32_t(IOASID_FAULT_PERM_READ | IOASID_FAULT_PERM_PRIV));
 }
 
 TEST(DeviceDma, TruncatedFileFaultsAndTheDaemonLives) {
   RidSetup s;
   Memfd file(4 * k4K);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  const uint64_t iova = map_memfd(s.ioas, file);
   std::vector<uint8_t> data(file.size, 0x12);
   ASSERT_EQ(run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE).out_status, uint32_t(IOASID_DMA_OK));
   ASSERT_EQ(ftruncate(file.fd, 2 * k4K), 0);  // the last two pages are gone under the mapping
@@ -303,7 +274,7 @@ TEST(DeviceDma, TruncatedFileFaultsAndTheDaemonLives) {
 TEST(DeviceDma, ABufferThatEndsEarlyIsEfault) {
   RidSetup s;
   Memfd file(4 * k4K);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  const uint64_t iova = map_memfd(s.ioas, file);
   // Two pages of buffer followed by an unmapped page.
   auto* buffer = static_cast<uint8_t*>(mmap(nullptr, 3 * k4K, PROT_READ | PROT_WRITE,
                                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -313,14 +284,14 @@ TEST(DeviceDma, ABufferThatEndsEarlyIsEfault) {
     auto dma = dma_request(s.dev, iova, std::span(buffer, 3 * k4K), flags);
     EXPECT_EQ(ioctl_errno(s.fd(), IOASID_DEVICE_DMA, &dma), Err(EFAULT)) << "flags " << flags;
   }
-  EXPECT_TRUE(drain_faults(s.fd()).empty()) << "a bad buffer is the caller's error, not a device fault";
+  EXPECT_TRUE(drain_faults(s.node).empty()) << "a bad buffer is the caller's error, not a device fault";
   munmap(buffer, 2 * k4K);
 }
 
 TEST(DeviceDma, IovaBeyondTheAddressWidthIsOutOfRange) {
   RidSetup s;
   Memfd file(k4K);
-  map_file(s.fd(), s.ioasid, file.fd, file.size);
+  map_memfd(s.ioas, file);
   std::vector<uint8_t> data(64);
   const uint64_t beyond = 1ull << get_info(s.fd()).addr_width;
   auto out = run_dma(s.fd(), s.dev, beyond, data);
@@ -329,10 +300,9 @@ TEST(DeviceDma, IovaBeyondTheAddressWidthIsOutOfRange) {
 }
 
 TEST(DeviceDma, FaultsWakeABlockedReaderAndPoll) {
-  Node node;  // blocking reads
-  const uint32_t dev = bind_device(node.fd(), "dma1");
-  const uint32_t ioasid = alloc_ioas(node.fd());
-  ASSERT_EQ(attach(node.fd(), dev, ioasid), kOk);
+  const RidSetup s(0);  // blocking reads
+  const Node& node = s.node;
+  const uint32_t dev = s.dev;
   pollfd p{node.fd(), POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, 0), 0) << "nothing queued yet";
 
@@ -454,7 +424,7 @@ Bitmap get_bitmap(int fd, uint32_t ioasid, uint64_t iova, uint64_t length, uint6
 TEST(DirtyTracking, Rows) {
   RidSetup s;
   Memfd file(8 * k4K);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  const uint64_t iova = map_memfd(s.ioas, file);
   EXPECT_EQ(set_tracking(s.fd(), s.ioasid, 1u << 3), Err(EOPNOTSUPP)) << "unknown flag";
   EXPECT_EQ(set_tracking(s.fd(), s.ioasid + 40, IOASID_DIRTY_ENABLE), Err(ENOENT));
   EXPECT_EQ(get_bitmap(s.fd(), s.ioasid, iova, file.size).err, Err(EINVAL)) << "tracking not enabled";
@@ -477,7 +447,7 @@ TEST(DirtyTracking, Rows) {
 TEST(DirtyTracking, DeviceWritesAreReportedAndCleared) {
   RidSetup s;
   Memfd file(8 * k4K, true);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  const uint64_t iova = map_memfd(s.ioas, file);
   std::vector<uint8_t> data(100, 0x44);
   run_dma(s.fd(), s.dev, iova + 6 * k4K, data, IOASID_DMA_WRITE);  // before tracking: not reported
   ASSERT_EQ(set_tracking(s.fd(), s.ioasid, IOASID_DIRTY_ENABLE), kOk);
@@ -506,8 +476,8 @@ TEST(DirtyTracking, LargerPagesAndAreasSideBySide) {
   RidSetup s;
   Memfd first(k2M), second(k2M);
   const uint64_t iova = 1ull << 32;
-  map_file(s.fd(), s.ioasid, first.fd, k2M, kMapRW, iova);
-  map_file(s.fd(), s.ioasid, second.fd, k2M, kMapRW, iova + k2M);
+  map_memfd(s.ioas, first, {.iova = iova});
+  map_memfd(s.ioas, second, {.iova = iova + k2M});
   ASSERT_EQ(set_tracking(s.fd(), s.ioasid, IOASID_DIRTY_ENABLE), kOk);
   std::vector<uint8_t> data(64, 1);
   run_dma(s.fd(), s.dev, iova + k2M + 5 * k4K, data, IOASID_DMA_WRITE);
@@ -526,7 +496,7 @@ TEST(DeviceDma, AdminShowsTheTableAndTheCaches) {
   if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
   RidSetup s;
   Memfd file(2 * k4K);
-  const uint64_t iova = map_file(s.fd(), s.ioasid, file.fd, file.size);
+  const uint64_t iova = map_memfd(s.ioas, file);
   std::vector<uint8_t> data(64, 1);
   run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);
   run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);

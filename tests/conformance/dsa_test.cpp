@@ -7,9 +7,7 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <iomanip>
@@ -117,27 +115,7 @@ uint32_t crc32c(uint32_t seed, const uint8_t* p, size_t n) {
   return ~crc;
 }
 
-// ---------------------------------------------------------------- faults and page requests
-
-std::vector<ioasid_fault> drain_faults(int fd) {
-  std::vector<ioasid_fault> out;
-  ioasid_fault record{};
-  while (::read(fd, &record, sizeof record) == sizeof record) out.push_back(record);
-  return out;
-}
-
-// The next fault record of a non-blocking fd, waiting up to 5 s.
-std::optional<ioasid_fault> next_fault(int fd) {
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) == 1) {
-      ioasid_fault record{};
-      if (::read(fd, &record, sizeof record) == sizeof record) return record;
-    }
-  }
-  return std::nullopt;
-}
+// ---------------------------------------------------------------- page requests
 
 Errno page_resp(int fd, uint32_t dev, uint32_t pasid, uint32_t grpid, uint32_t code) {
   ioasid_page_response response{
@@ -199,31 +177,31 @@ ioasid_dsa_desc desc(uint32_t pasid, uint32_t op, uint32_t flags, uint64_t compl
 // ---------------------------------------------------------------- a client of dsa0
 
 // One open file: a PASID (with a guest PASID if asked), a kernel-managed IOASID with
-// `size` bytes of memfd memory at kBase, dsa0 bound and the PASID attached to it.
+// `size` bytes of memfd memory at kBase, dsa0 bound and the PASID attached to it. All
+// but the IOASID (kept to map more) is left to the daemon, as a raw ioctl would be.
 struct Client {
   explicit Client(unsigned pasid_slot, uint64_t size = kDefaultSize, std::optional<uint32_t> gpasid = std::nullopt)
-      : node(O_NONBLOCK), mem(size, true) {
-    const Range r = slot(pasid_slot);
-    const auto allocated = gpasid ? pasid_alloc_gpasid(fd(), r.lo, r.hi, *gpasid) : pasid_alloc(fd(), r.lo, r.hi);
-    EXPECT_EQ(allocated.err, kOk);
-    pasid = allocated.pasid;
-    ioasid = alloc_ioas(fd());
-    EXPECT_EQ(map(mem, kBase), kOk);
-    dev = bind_device(fd(), "dsa0");
-    ioasid_attach attach{.dev_id = dev, .ioasid = ioasid, .pasid = pasid};
-    EXPECT_EQ(ioctl_errno(fd(), IOASID_ATTACH_IOASID_PASID, &attach), kOk);
+      : node(O_NONBLOCK), mem(size, true), pasid(alloc_pasid(node, slot(pasid_slot), gpasid)),
+        ioas(must(client::Ioas::allocate(node.file()))), ioasid(ioas.id()) {
+    map_memory(ioas, mem.mapped(), {.iova = kBase});
+    auto dsa0 = bound_device(node, "dsa0");
+    must(client::Attachment::attach_pasid(dsa0, ioas, pasid)).release();
+    dev = dsa0.release();
   }
   int fd() const { return node.fd(); }
   uint64_t end() const { return kBase + mem.size; }  // the first IOVA past the memory
   uint8_t* at(uint64_t iova) const { return mem.bytes() + (iova - kBase); }
+  // close(2) of the file, which takes everything with it.
+  void close() {
+    ioas.release();
+    node.close();
+  }
 
+  // MAP_DMA of `memory`'s shared mapping at `iova`, left until the file closes.
   Errno map(const Memfd& memory, uint64_t iova, uint32_t flags = kMapRW) const {
-    ioasid_map_dma request{.flags = flags | IOASID_MAP_FIXED_IOVA,
-                           .ioasid = ioasid,
-                           .user_va = memory.va,
-                           .length = memory.size,
-                           .iova = iova};
-    return ioctl_errno(fd(), IOASID_MAP_DMA, &request);
+    auto mapping = client::Mapping::map_dma(ioas, memory.mapped(), {.flags = flags, .iova = iova});
+    if (mapping) mapping->release();
+    return Errno{mapping.code()};
   }
   Errno enable(uint32_t wq, uint32_t flags = kShared, uint32_t size = 16) const {
     return wq_enable(fd(), wq_request(dev, wq, flags, flags & IOASID_WQ_SHARED ? 0 : pasid, size));
@@ -262,16 +240,18 @@ struct Client {
   Node node;
   Memfd mem;
   uint32_t pasid = 0;
+  client::Ioas ioas;
   uint32_t ioasid = 0;
   uint32_t dev = 0;
 };
 
 // A PASID nobody holds: allocated and freed again by this file.
-uint32_t unallocated_pasid(int fd, unsigned pasid_slot) {
-  const auto allocated = pasid_alloc(fd, slot(pasid_slot).lo, slot(pasid_slot).hi);
-  EXPECT_EQ(allocated.err, kOk);
-  EXPECT_EQ(pasid_free(fd, allocated.pasid, allocated.pasid).err, kOk);
-  return allocated.pasid;
+uint32_t unallocated_pasid(const Node& node, unsigned pasid_slot) {
+  const Range r = slot(pasid_slot);
+  auto pasid = must(client::Pasid::allocate(node.file(), client::PasidRange{r.lo, r.hi}));
+  const uint32_t value = pasid.value();
+  must(pasid.free());
+  return value;
 }
 
 ioasid_device_info device_info(int fd, uint32_t dev) {
@@ -290,12 +270,12 @@ TEST(DsaWqConfig, Rows) {
   EXPECT_EQ(info.num_wqs, 8u);
   ASSERT_GE(info.num_wqs, 2u);
   const uint32_t wqs = info.num_wqs;
-  const uint32_t dma0 = bind_device(a.fd(), "dma0");
+  const uint32_t dma0 = bind_device(a.node, "dma0");
   const uint32_t w = 0;
   // Start from a disabled WQ (an earlier test's file may still be releasing it).
   ASSERT_EQ(a.enable(w), kOk);
   ASSERT_EQ(wq_disable(a.fd(), a.dev, w), kOk);
-  const uint32_t nobody = unallocated_pasid(a.fd(), 30);
+  const uint32_t nobody = unallocated_pasid(a.node, 30);
 
   const auto shared = wq_request(a.dev, w, kShared);
   auto with = [&](auto change) {
@@ -369,15 +349,14 @@ TEST(DsaWqConfig, BofNeedsPriAndARemovedDeviceIsEnodev) {
   const std::string added = admin_request(R"({"cmd":"device-add","spec":"dsa,name=dsa9,pci=00:09.0,pasid=20,wqs=2"})");
   ASSERT_NE(added.find("\"ok\":true"), std::string::npos) << added;
   Node node;
-  const uint32_t dev = bind_device(node.fd(), "dsa9");
-  const auto pasid = pasid_alloc(node.fd(), slot(32).lo, slot(32).hi);
-  ASSERT_EQ(pasid.err, kOk);
+  const uint32_t dev = bind_device(node, "dsa9");
+  const uint32_t pasid = alloc_pasid(node, slot(32));
   const auto info = device_info(node.fd(), dev);
   EXPECT_EQ(info.num_wqs, 2u);
   EXPECT_EQ(info.flags, uint32_t(IOASID_DEVICE_PASID | IOASID_DEVICE_SIOV));
   EXPECT_EQ(wq_config(node.fd(), wq_request(dev, 2, kShared)), Err(EINVAL)) << "wq 2 of 2";
   EXPECT_EQ(wq_config(node.fd(), wq_request(dev, 1, kShared | IOASID_WQ_BOF)), Err(EINVAL)) << "BOF without PRI";
-  EXPECT_EQ(wq_config(node.fd(), wq_request(dev, 1, IOASID_WQ_ENABLE | IOASID_WQ_BOF, pasid.pasid)), Err(EINVAL));
+  EXPECT_EQ(wq_config(node.fd(), wq_request(dev, 1, IOASID_WQ_ENABLE | IOASID_WQ_BOF, pasid)), Err(EINVAL));
   EXPECT_EQ(wq_config(node.fd(), wq_request(dev, 1, kShared)), kOk);
   EXPECT_EQ(wq_disable(node.fd(), dev, 1), kOk);
 
@@ -385,7 +364,7 @@ TEST(DsaWqConfig, BofNeedsPriAndARemovedDeviceIsEnodev) {
   ASSERT_NE(removed.find("\"ok\":true"), std::string::npos) << removed;
   EXPECT_EQ(wq_config(node.fd(), wq_request(dev, 1, kShared)), Err(ENODEV));
   EXPECT_EQ(wq_config(node.fd(), wq_request(dev, 1, kShared | (1u << 5))), Err(EOPNOTSUPP)) << "flags first";
-  EXPECT_TRUE(refused(submit(node.fd(), dev, 1, desc(pasid.pasid, IOASID_DSA_OPCODE_NOOP, 0)), ENODEV));
+  EXPECT_TRUE(refused(submit(node.fd(), dev, 1, desc(pasid, IOASID_DSA_OPCODE_NOOP, 0)), ENODEV));
   ioasid_device_unbind unbind{.dev_id = dev};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
 }
@@ -395,13 +374,13 @@ TEST(DsaWqConfig, BofNeedsPriAndARemovedDeviceIsEnodev) {
 TEST(DsaSubmit, Rows) {
   Client a(33), b(34);
   const uint32_t wqs = device_info(a.fd(), a.dev).num_wqs;
-  const uint32_t dma0 = bind_device(a.fd(), "dma0");
+  const uint32_t dma0 = bind_device(a.node, "dma0");
   const uint32_t shared = 1, dedicated = 2, disabled = 3;
   ASSERT_EQ(a.enable(shared), kOk);
   ASSERT_EQ(a.enable(dedicated, IOASID_WQ_ENABLE), kOk);
   ASSERT_EQ(a.enable(disabled), kOk);
   ASSERT_EQ(wq_disable(a.fd(), a.dev, disabled), kOk);
-  const uint32_t nobody = unallocated_pasid(a.fd(), 33);
+  const uint32_t nobody = unallocated_pasid(a.node, 33);
   const uint64_t dst = kData;
   // A MEMFILL of a's memory with a record: what each refused submit would have done.
   const ioasid_dsa_desc fill = a.make(IOASID_DSA_OPCODE_MEMFILL, kRecord, record(0), 0x1111111111111111ull, dst, 256);
@@ -624,7 +603,7 @@ TEST(DsaRecords, WrittenWithCravWhenAskedOrWhenFailed) {
   EXPECT_TRUE(c.expect(wq, 6, c.make(IOASID_DSA_OPCODE_MEMMOVE, kCrav, 0, kData, c.end() - 10, 100),
                        rec(IOASID_DSA_COMP_PAGE_FAULT_NOBOF | IOASID_DSA_COMP_STATUS_WRITE, 10, c.end())));
   EXPECT_TRUE(all_zero(c.at(record(7)), 32 * 120)) << "no other record";
-  EXPECT_TRUE(drain_faults(c.fd()).empty()) << "the device reports its faults in the record only";
+  EXPECT_TRUE(drain_faults(c.node).empty()) << "the device reports its faults in the record only";
 }
 
 // ================================================================ descriptor checks
@@ -823,7 +802,7 @@ TEST(DsaOps, DrainWaitsForEverythingBeforeIt) {
   // The first descriptor waits for a page response: the DRAIN behind it waits too.
   c.run(wq, c.make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, record(0), 0x4242424242424242ull, c.end() - 8, 16));
   c.run(wq, c.make(IOASID_DSA_OPCODE_DRAIN, kRecord, record(1)));
-  const auto request = next_fault(c.fd());
+  const auto request = next_fault(c.node);
   ASSERT_TRUE(request);
   EXPECT_EQ(request->type, uint32_t(IOASID_FAULT_PAGE_REQ));
   EXPECT_EQ(status_of(c.at(record(0))), 0);
@@ -883,7 +862,7 @@ TEST(DsaFaults, WithoutBlockOnFaultTheRecordSaysWhere) {
   // BOF on a WQ enabled without BOF: no page request, the same record.
   EXPECT_TRUE(c.expect(wq, 8, c.make(IOASID_DSA_OPCODE_MEMMOVE, kRecord | kBof, 0, kData, c.end() - 100, 300),
                        rec(kNobof | kWrite, 100, c.end())));
-  EXPECT_TRUE(drain_faults(c.fd()).empty()) << "no fault record, no page request: the record says it all";
+  EXPECT_TRUE(drain_faults(c.node).empty()) << "no fault record, no page request: the record says it all";
 }
 
 TEST(DsaFaults, AnUnreachableCompletionRecordIsAFaultRecord) {
@@ -892,7 +871,7 @@ TEST(DsaFaults, AnUnreachableCompletionRecordIsAFaultRecord) {
   ASSERT_EQ(c.enable(wq), kOk);
   const uint64_t nowhere = c.end() + 64;
   c.run(wq, c.make(IOASID_DSA_OPCODE_NOOP, kRecord, nowhere));
-  const auto fault = next_fault(c.fd());
+  const auto fault = next_fault(c.node);
   ASSERT_TRUE(fault) << "no fault record within 5 s";
   EXPECT_EQ(fault->type, uint32_t(IOASID_FAULT_DMA_UNRECOV));
   EXPECT_EQ(fault->flags, uint32_t(IOASID_FAULT_PASID_VALID | IOASID_FAULT_ADDR_VALID | IOASID_FAULT_FETCH_ADDR_VALID));
@@ -906,12 +885,12 @@ TEST(DsaFaults, AnUnreachableCompletionRecordIsAFaultRecord) {
   EXPECT_EQ(fault->grpid, 0u);
   // A failing descriptor whose record cannot be written: the same.
   c.run(wq, c.make(0x07, kCrav, nowhere + 32));
-  const auto second = next_fault(c.fd());
+  const auto second = next_fault(c.node);
   ASSERT_TRUE(second);
   EXPECT_EQ(second->type, uint32_t(IOASID_FAULT_DMA_UNRECOV));
   EXPECT_EQ(second->addr, nowhere + 32);
   ASSERT_TRUE(c.sync(wq));
-  EXPECT_TRUE(drain_faults(c.fd()).empty());
+  EXPECT_TRUE(drain_faults(c.node).empty());
 }
 
 // ================================================================ block on fault
@@ -936,7 +915,7 @@ TEST(DsaBlockOnFault, SuccessResumesWhereItStopped) {
   const auto data = pattern(300, 0x66);
   c.write(kData, data);
   c.run(wq, c.make(IOASID_DSA_OPCODE_MEMMOVE, kRecord | kBof, record(0), kData, c.end() - 100, 300));
-  const auto request = next_fault(c.fd());
+  const auto request = next_fault(c.node);
   ASSERT_TRUE(request) << "no page request within 5 s";
   expect_page_request(*request, c, c.end(), IOASID_FAULT_PERM_WRITE);
   EXPECT_EQ(status_of(c.at(record(0))), 0) << "no record while it waits";
@@ -953,7 +932,7 @@ TEST(DsaBlockOnFault, SuccessResumesWhereItStopped) {
   // A source fault the same way, a read request in the middle of a page.
   const uint64_t hole = c.end() + 4 * k4K;
   c.run(wq, c.make(IOASID_DSA_OPCODE_CRCGEN, kRecord | kBof, record(1), hole + 0x123, 0, 9));
-  const auto read = next_fault(c.fd());
+  const auto read = next_fault(c.node);
   ASSERT_TRUE(read);
   expect_page_request(*read, c, hole, IOASID_FAULT_PERM_READ);
   Memfd text(k4K, true);
@@ -962,7 +941,7 @@ TEST(DsaBlockOnFault, SuccessResumesWhereItStopped) {
   ASSERT_EQ(page_resp(c.fd(), c.dev, c.pasid, read->grpid, IOASID_PAGE_RESP_SUCCESS), kOk);
   EXPECT_TRUE(record_is(c.at(record(1)), rec(IOASID_DSA_COMP_SUCCESS, 0, 0, 0, 0xe3069283u)));
   ASSERT_TRUE(c.sync(wq));
-  EXPECT_TRUE(drain_faults(c.fd()).empty());
+  EXPECT_TRUE(drain_faults(c.node).empty());
 }
 
 TEST(DsaBlockOnFault, InvalidOrFailureEndsWithPageFaultIr) {
@@ -971,7 +950,7 @@ TEST(DsaBlockOnFault, InvalidOrFailureEndsWithPageFaultIr) {
   ASSERT_EQ(c.enable(wq, kShared | IOASID_WQ_BOF), kOk);
   const uint64_t hole = c.end();
   c.run(wq, c.make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, record(0), 1, hole + 0x10, 64));
-  auto request = next_fault(c.fd());
+  auto request = next_fault(c.node);
   ASSERT_TRUE(request);
   expect_page_request(*request, c, hole, IOASID_FAULT_PERM_WRITE);
   EXPECT_EQ(status_of(c.at(record(0))), 0);
@@ -982,7 +961,7 @@ TEST(DsaBlockOnFault, InvalidOrFailureEndsWithPageFaultIr) {
 
   c.write(hole - 50, pattern(50, 0x77));
   c.run(wq, c.make(IOASID_DSA_OPCODE_MEMMOVE, kRecord | kBof, record(1), hole - 50, kData + k4K, 100));
-  request = next_fault(c.fd());
+  request = next_fault(c.node);
   ASSERT_TRUE(request);
   expect_page_request(*request, c, hole, IOASID_FAULT_PERM_READ);
   ASSERT_EQ(page_resp(c.fd(), c.dev, c.pasid, request->grpid, IOASID_PAGE_RESP_FAILURE), kOk);
@@ -991,7 +970,7 @@ TEST(DsaBlockOnFault, InvalidOrFailureEndsWithPageFaultIr) {
   EXPECT_TRUE(all_zero(c.at(kData + k4K + 50), 50));
   // The WQ goes on.
   EXPECT_TRUE(c.expect(wq, 2, c.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
-  EXPECT_TRUE(drain_faults(c.fd()).empty());
+  EXPECT_TRUE(drain_faults(c.node).empty());
 }
 
 TEST(DsaBlockOnFault, AFullQueueAnswersRetry) {
@@ -1006,7 +985,7 @@ TEST(DsaBlockOnFault, AFullQueueAnswersRetry) {
   const auto second = c.make(IOASID_DSA_OPCODE_MEMMOVE, kRecord, record(2), hole - 100, kData + k4K, 200);
   const auto third = c.make(IOASID_DSA_OPCODE_NOOP, kRecord, record(3));
   c.run(wq, first);
-  const auto request = next_fault(c.fd());
+  const auto request = next_fault(c.node);
   ASSERT_TRUE(request);
   EXPECT_TRUE(accepted(c.submit(wq, second)));
   auto s = c.submit(wq, third);
@@ -1031,7 +1010,7 @@ TEST(DsaBlockOnFault, AFullQueueAnswersRetry) {
   ASSERT_EQ(c.enable(dedicated, IOASID_WQ_ENABLE | IOASID_WQ_BOF, 1), kOk);
   const uint64_t far = c.end() + 8 * k4K;
   c.run(dedicated, c.make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, record(4), 3, far, 8));
-  const auto waiting = next_fault(c.fd());
+  const auto waiting = next_fault(c.node);
   ASSERT_TRUE(waiting);
   s = c.submit(dedicated, c.make(IOASID_DSA_OPCODE_NOOP, kRecord, record(5)));
   EXPECT_TRUE(retry(s)) << s;
@@ -1148,7 +1127,7 @@ TEST(DsaLifecycle, UnbindAndCloseDisableTheOwnersWqsOnly) {
   EXPECT_TRUE(accepted(b.submit(owned_by_b, noop))) << "b's WQ is b's";
 
   // Closing the file does the same.
-  a->dev = bind_device(a->fd(), "dsa0");
+  a->dev = bind_device(a->node, "dsa0");
   ASSERT_EQ(a->enable(also_a), kOk);
   EXPECT_TRUE(accepted(b.submit(also_a, noop)));
   a.reset();
@@ -1166,7 +1145,7 @@ TEST(DsaLifecycle, DisableWaitsForWhatWasQueuedBeforeIt) {
   ASSERT_EQ(c.enable(wq, kShared | IOASID_WQ_BOF), kOk);
   c.run(wq, c.make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, record(0), 0x5555555555555555ull, c.end() - 8, 16));
   c.run(wq, c.make(IOASID_DSA_OPCODE_NOOP, kRecord, record(1)));
-  const auto request = next_fault(c.fd());
+  const auto request = next_fault(c.node);
   ASSERT_TRUE(request);
   std::atomic<bool> done{false};
   Errno err;
@@ -1204,18 +1183,18 @@ TEST(DsaLifecycle, ClosingWithDescriptorsWaitingForPagesDoesNotHang) {
   owner->run(mine, owner->make(IOASID_DSA_OPCODE_NOOP, kRecord, record(1)));
   // Its descriptor on another file's shared WQ, in front of that file's.
   owner->run(shared, owner->make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, record(2), 1, owner->end(), 8));
-  ASSERT_TRUE(next_fault(owner->fd()));
-  ASSERT_TRUE(next_fault(owner->fd()));
+  ASSERT_TRUE(next_fault(owner->node));
+  ASSERT_TRUE(next_fault(owner->node));
   other.run(shared, other.make(IOASID_DSA_OPCODE_NOOP, kRecord, record(0)));
   EXPECT_EQ(status_of(other.at(record(0))), 0) << "behind the owner's waiting descriptor";
 
   const auto start = std::chrono::steady_clock::now();
-  owner->node.close();
+  owner->close();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s) << "close(2) returns";
   EXPECT_TRUE(record_is(other.at(record(0)), rec(IOASID_DSA_COMP_SUCCESS))) << "the shared WQ goes on";
   Node fresh;
   EXPECT_EQ(ioctl_value(fresh.fd(), IOASID_GET_API_VERSION, 0), IOASID_API_VERSION) << "the daemon answers";
-  const uint32_t dev = bind_device(fresh.fd(), "dsa0");
+  const uint32_t dev = bind_device(fresh, "dsa0");
   EXPECT_EQ(wq_enable(fresh.fd(), wq_request(dev, mine, kShared)), kOk) << "the closed file's WQ was disabled";
   EXPECT_EQ(wq_disable(fresh.fd(), dev, mine), kOk);
   owner.reset();

@@ -165,11 +165,10 @@ std::string daemon_binary() {
 
 // Opens the node and asks for the API version; true when it answers 1.
 bool node_answers(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return false;
-  long v = ::ioctl(fd, IOASID_GET_API_VERSION);
-  ::close(fd);
-  return v == IOASID_API_VERSION;
+  const auto file = client::File::open(path);
+  if (!file) return false;
+  const auto version = file->api_version();
+  return version && *version == IOASID_API_VERSION;
 }
 
 class DaemonEnvironment : public ::testing::Environment {
@@ -410,12 +409,15 @@ std::string errno_name(int e) {
 std::ostream& operator<<(std::ostream& os, Errno e) { return os << errno_name(e.value); }
 
 Node::Node(int extra_flags) {
-  fd_ = ::open(node_path().c_str(), O_RDWR | O_CLOEXEC | extra_flags);
-  if (fd_ < 0) ADD_FAILURE() << "open(" << node_path() << "): " << errno_name(errno);
+  auto opened = client::File::open(node_path(), extra_flags);
+  if (opened)
+    file_.emplace(std::move(opened).value());
+  else
+    ADD_FAILURE() << opened.error().what;
 }
-void Node::close() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+const client::File& Node::file() const {
+  if (!file_) throw SetupFailed(node_path() + " is not open");
+  return *file_;
 }
 
 long ioctl_value(int fd, unsigned long cmd, unsigned long arg, Errno* err) {
@@ -606,20 +608,47 @@ std::string own_context_id() {
   return std::to_string(std::stoul(contexts.substr(id + 5)));
 }
 
-uint32_t alloc_ioas(int fd) {
-  ioasid_alloc alloc{};
-  EXPECT_EQ(ioctl_errno(fd, IOASID_ALLOC, &alloc), kOk);
-  EXPECT_NE(alloc.out_ioasid, 0u);
-  return alloc.out_ioasid;
+client::Device bound_device(const Node& node, std::string_view name) {
+  client::Result<client::Device> device = client::Error{EBUSY, "IOASID_DEVICE_BIND: not tried"};
+  eventually(
+      [&] {
+        device = client::Device::bind(node.file(), name);
+        return device.code() != EBUSY;
+      },
+      kReleaseTimeout);
+  return must(std::move(device));
+}
+uint32_t bind_device(const Node& node, std::string_view name) { return bound_device(node, name).release(); }
+
+uint32_t alloc_ioas(const Node& node) {
+  const uint32_t ioasid = must(client::Ioas::allocate(node.file())).release();
+  EXPECT_NE(ioasid, 0u) << "IOASID_ALLOC gave IOASID 0";
+  return ioasid;
 }
 
-uint32_t bind_device(int fd, const char* name) {
-  ioasid_device_bind bind{};
-  std::snprintf(bind.name, sizeof bind.name, "%s", name);
-  Errno err;
-  eventually([&] { return (err = ioctl_errno(fd, IOASID_DEVICE_BIND, &bind)) != Err(EBUSY); }, kReleaseTimeout);
-  EXPECT_EQ(err, kOk) << "binding " << name;
-  return bind.out_dev_id;
+uint32_t alloc_pasid(const Node& node, Range r, std::optional<uint32_t> gpasid) {
+  return must(client::Pasid::allocate(node.file(), client::PasidRange{r.lo, r.hi}, gpasid)).release();
+}
+
+uint64_t map_memory(const client::Ioas& ioas, std::span<std::byte> memory, client::MapOptions options) {
+  auto mapping = must(client::Mapping::map_dma(ioas, memory, options));
+  mapping.release();
+  return mapping.iova();
+}
+uint64_t map_memfd(const client::Ioas& ioas, const Memfd& memfd, client::MapOptions options) {
+  auto mapping = must(client::Mapping::map_file(ioas, memfd.fd, 0, memfd.size, options));
+  mapping.release();
+  return mapping.iova();
+}
+
+std::vector<ioasid_fault> drain_faults(const Node& node) {
+  std::vector<ioasid_fault> out;
+  ioasid_fault records[8];
+  for (;;) {
+    const auto got = node.file().read_faults(records);
+    if (!got || *got == 0) return out;
+    out.insert(out.end(), records, records + *got);
+  }
 }
 
 Memfd::Memfd(uint64_t size, bool map_it) : size(size) {

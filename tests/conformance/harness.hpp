@@ -1,8 +1,10 @@
-// Helpers of the /dev/ioasid conformance suite: the node under test, an RAII fd, ioctl
-// wrappers that return errno, PASID request helpers, child processes with timeouts.
-// Everything here issues real syscalls on a real node; there is no in-process engine.
+// Helpers of the /dev/ioasid conformance suite: the node under test, an open file of it,
+// ioctl wrappers that return errno, PASID request helpers, set-up through libioasid,
+// child processes with timeouts. Everything here issues real syscalls on a real node;
+// there is no in-process engine.
 #pragma once
 
+#include <ioasid/client.hpp>
 #include <linux/ioasid.h>
 
 #include <gtest/gtest.h>
@@ -19,12 +21,15 @@
 #include <optional>
 #include <ostream>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace conf {
 
 using namespace std::chrono_literals;
+namespace client = ioasid::client;
 
 // ---------------------------------------------------------------- the node under test
 
@@ -82,20 +87,25 @@ inline constexpr Errno kOk{0};
 
 // ---------------------------------------------------------------- the fd
 
+// A set-up step that failed: must() and Node::file() throw it to end the test, and
+// gtest reports its message ("IOASID_ALLOC: Cannot allocate memory").
+struct SetupFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An open file of the node: a libioasid File, so that set-up can use libioasid.
 class Node {
  public:
   // Opens node_path() with O_RDWR | O_CLOEXEC | extra_flags; ADD_FAILURE on error.
   explicit Node(int extra_flags = 0);
-  Node(const Node&) = delete;
-  Node& operator=(const Node&) = delete;
-  Node(Node&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  ~Node() { close(); }
-  int fd() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  void close();
+  int fd() const { return file_ ? file_->fd() : -1; }
+  bool ok() const { return file_.has_value(); }
+  // For libioasid calls; throws SetupFailed when the node did not open.
+  const client::File& file() const;
+  void close() { file_.reset(); }
 
  private:
-  int fd_ = -1;
+  std::optional<client::File> file_;
 };
 
 // ---------------------------------------------------------------- ioctl wrappers
@@ -164,13 +174,7 @@ struct State {
 std::ostream& operator<<(std::ostream& os, const State& s);
 State snapshot(int fd, std::initializer_list<uint32_t> gpasids);
 
-// ---------------------------------------------------------------- objects
-
-// ALLOC of a kernel-managed IOASID; ADD_FAILURE on error.
-uint32_t alloc_ioas(int fd);
-// DEVICE_BIND by name or PCI address, retrying while an earlier test's file that held
-// the device is still being released; ADD_FAILURE on error.
-uint32_t bind_device(int fd, const char* name);
+// ---------------------------------------------------------------- memory
 
 // A memfd of `size` bytes (sparse) and, optionally, a shared mapping of it.
 struct Memfd {
@@ -179,6 +183,7 @@ struct Memfd {
   Memfd(const Memfd&) = delete;
   Memfd& operator=(const Memfd&) = delete;
   uint8_t* bytes() const { return reinterpret_cast<uint8_t*>(va); }
+  std::span<std::byte> mapped() const { return {reinterpret_cast<std::byte*>(va), va ? size : 0}; }
   uint64_t size;
   int fd = -1;
   uint64_t va = 0;
@@ -192,6 +197,40 @@ struct Range {
 // Each test owns a slot of 16384 PASIDs (k in 1..63) so that a PASID still being
 // released by an earlier test never disturbs it.
 constexpr Range slot(unsigned k) { return {k * 16384u, k * 16384u + 16383u}; }
+
+// ---------------------------------------------------------------- set-up through libioasid
+
+// Set-up that no test checks goes through libioasid; what a test checks stays a raw
+// ioctl. What these make is left to the daemon (release()d), which undoes it when the
+// file closes, unless they return the libioasid object.
+
+// The value of a set-up call; a failure ends the test (SetupFailed).
+template <class T>
+T must(client::Result<T> result) {
+  if (!result) throw SetupFailed(result.error().what);
+  return std::move(result).value();
+}
+inline void must(const client::Result<void>& result) {
+  if (!result) throw SetupFailed(result.error().what);
+}
+
+// DEVICE_BIND by name or PCI address, retrying while an earlier test's file that held
+// the device is still being released.
+client::Device bound_device(const Node& node, std::string_view name);
+// The same, left bound: its dev_id.
+uint32_t bind_device(const Node& node, std::string_view name);
+// ALLOC of a kernel-managed IOASID: its id.
+uint32_t alloc_ioas(const Node& node);
+// PASID_REQUEST ALLOC of the lowest free PASID in r, mapped from `gpasid` when given.
+uint32_t alloc_pasid(const Node& node, Range r, std::optional<uint32_t> gpasid = std::nullopt);
+// MAP_DMA of this process's memory; MAP_FILE of a whole memfd. The IOVA.
+uint64_t map_memory(const client::Ioas& ioas, std::span<std::byte> memory, client::MapOptions options = {});
+uint64_t map_memfd(const client::Ioas& ioas, const Memfd& memfd, client::MapOptions options = {});
+
+// Every fault record queued on a file opened O_NONBLOCK.
+std::vector<ioasid_fault> drain_faults(const Node& node);
+// The next fault record or page request, waiting up to 5 s; ETIMEDOUT if none came.
+inline client::Result<ioasid_fault> next_fault(const Node& node) { return node.file().next_fault(5s); }
 
 // ---------------------------------------------------------------- processes
 

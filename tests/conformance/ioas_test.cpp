@@ -24,8 +24,8 @@ constexpr uint32_t kRW = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE;
 TEST(IoasAlloc, KernelManagedOnlyAndFree) {
   Node node;
   ASSERT_TRUE(node.ok());
-  const uint32_t first = alloc_ioas(node.fd());
-  const uint32_t second = alloc_ioas(node.fd());
+  const uint32_t first = alloc_ioas(node);
+  const uint32_t second = alloc_ioas(node);
   EXPECT_NE(first, second);
   ioasid_alloc with_parent{.parent = first};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_ALLOC, &with_parent), Err(EINVAL));
@@ -39,12 +39,12 @@ TEST(IoasAlloc, KernelManagedOnlyAndFree) {
   ioasid_free free{.ioasid = first};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_FREE, &free), kOk);
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_FREE, &free), Err(ENOENT));
-  EXPECT_NE(alloc_ioas(node.fd()), first);  // ids are not reused
+  EXPECT_NE(alloc_ioas(node), first);  // ids are not reused
 }
 
 TEST(IoasAlloc, AnotherFilesIoasidIsEnoent) {
   Node a, b;
-  const uint32_t ioasid = alloc_ioas(a.fd());
+  const uint32_t ioasid = alloc_ioas(a);
   ioasid_free free{.ioasid = ioasid + 100};
   EXPECT_EQ(ioctl_errno(b.fd(), IOASID_FREE, &free), Err(ENOENT));
   Memfd memory(k4K, true);
@@ -54,7 +54,7 @@ TEST(IoasAlloc, AnotherFilesIoasidIsEnoent) {
 
 TEST(MapDma, SharedAndPrivateMemoryGetAlignedIovas) {
   Node node;
-  const uint32_t ioasid = alloc_ioas(node.fd());
+  const uint32_t ioasid = alloc_ioas(node);
   Memfd shared(4 * k2M, true);
   auto map = map_dma_request(ioasid, shared.va, shared.size, kRW);
   ASSERT_EQ(ioctl_errno(node.fd(), IOASID_MAP_DMA, &map), kOk);
@@ -76,7 +76,7 @@ TEST(MapDma, SharedAndPrivateMemoryGetAlignedIovas) {
 
 TEST(MapDma, ErrorRowsChangeNothing) {
   Node node;
-  const uint32_t ioasid = alloc_ioas(node.fd());
+  const uint32_t ioasid = alloc_ioas(node);
   Memfd memory(4 * k4K, true);
   auto existing = map_dma_request(ioasid, memory.va, k4K, kRW | IOASID_MAP_FIXED_IOVA);
   existing.iova = 0x100000;
@@ -120,7 +120,7 @@ TEST(MapDma, ErrorRowsChangeNothing) {
 
 TEST(MapFile, MemfdRowsAndZeroCopyLength) {
   Node node;
-  const uint32_t ioasid = alloc_ioas(node.fd());
+  const uint32_t ioasid = alloc_ioas(node);
   Memfd file(4 * k2M);
   auto map = map_file_request(ioasid, file.fd, k2M, 2 * k2M, IOASID_MAP_READABLE);
   ASSERT_EQ(ioctl_errno(node.fd(), IOASID_MAP_FILE, &map), kOk);
@@ -141,7 +141,7 @@ TEST(MapFile, MemfdRowsAndZeroCopyLength) {
 
 TEST(UnmapDma, WholeAreasOnly) {
   Node node;
-  const uint32_t ioasid = alloc_ioas(node.fd());
+  const uint32_t ioasid = alloc_ioas(node);
   Memfd file(4 * k4K);
   for (uint64_t i = 0; i < 2; ++i) {
     auto map = map_file_request(ioasid, file.fd, 0, 2 * k4K, kRW | IOASID_MAP_FIXED_IOVA);
@@ -164,7 +164,7 @@ TEST(UnmapDma, WholeAreasOnly) {
 
 TEST(IovaRanges, AllowedRangesWithEmsgsize) {
   Node node;
-  const uint32_t ioasid = alloc_ioas(node.fd());
+  const uint32_t ioasid = alloc_ioas(node);
   ioasid_iova_ranges query{.ioasid = ioasid, .num_ranges = 0};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_IOVA_RANGES, &query), Err(EMSGSIZE));
   ASSERT_EQ(query.num_ranges, 2u);
@@ -189,7 +189,7 @@ TEST(Pinning, LimitIsEnomemAndCloseReleasesIt) {
   Memfd file(k1G + k4K);
   {
     Node node;
-    const uint32_t ioasid = alloc_ioas(node.fd());
+    const uint32_t ioasid = alloc_ioas(node);
     auto too_much = map_file_request(ioasid, file.fd, 0, k1G + k4K, IOASID_MAP_READABLE);
     Errno err;
     // Other tests' files may still be releasing their pins: wait for ours to be all.
@@ -200,12 +200,12 @@ TEST(Pinning, LimitIsEnomemAndCloseReleasesIt) {
     eventually([&] { return (err = ioctl_errno(node.fd(), IOASID_MAP_FILE, &everything)) == kOk; }, kReleaseTimeout);
     ASSERT_EQ(err, kOk) << "a full 1 GiB must fit the limit";
     Node other;
-    const uint32_t other_ioasid = alloc_ioas(other.fd());
+    const uint32_t other_ioasid = alloc_ioas(other);
     auto one_more = map_file_request(other_ioasid, file.fd, 0, k4K, IOASID_MAP_READABLE);
     EXPECT_EQ(ioctl_errno(other.fd(), IOASID_MAP_FILE, &one_more), Err(ENOMEM)) << "the limit is per user";
   }
   Node after;
-  const uint32_t ioasid = alloc_ioas(after.fd());
+  const uint32_t ioasid = alloc_ioas(after);
   auto everything = map_file_request(ioasid, file.fd, 0, k1G, IOASID_MAP_READABLE);
   EXPECT_TRUE(eventually([&] { return ioctl_errno(after.fd(), IOASID_MAP_FILE, &everything) == kOk; },
                          kReleaseTimeout))

@@ -105,15 +105,13 @@ TEST(Robustness, SighupStopsTheDaemonCleanly) {
   guard.add(pid);
   ASSERT_TRUE(eventually([&] { return node_is_live(node); }, 10s)) << "second daemon did not come up";
   {
-    const int fd = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    EXPECT_EQ(pasid_alloc(fd, slot(60).lo, slot(60).hi).err, kOk);
+    const auto file = must(client::File::open(node));
+    must(client::Pasid::allocate(file, client::PasidRange{slot(60).lo, slot(60).hi})).release();
     ASSERT_EQ(::kill(pid, SIGHUP), 0);
     int status = 0;
     ASSERT_TRUE(wait_pid_for(pid, 10s, &status)) << "the daemon did not stop on SIGHUP";
     guard.reaped(pid);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_status(status);
-    ::close(fd);
   }
   EXPECT_FALSE(mounted(mount)) << "the node is still mounted";
   std::ifstream text(log);

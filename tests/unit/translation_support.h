@@ -9,6 +9,7 @@
 #include "memory/mapped_file_backing.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -48,9 +49,27 @@ class MemfdMemory {
   bool write(uint64_t offset, std::span<const std::byte> in) const {
     return pwrite(fd_.get(), in.data(), in.size(), static_cast<off_t>(offset)) == static_cast<ssize_t>(in.size());
   }
+  // The whole memfd mapped shared in this process, as a client sees its memory (null
+  // on failure); unmapped with the object.
+  std::byte* map_here() {
+    if (!here_) {
+      struct stat st {};
+      if (fstat(fd_.get(), &st) != 0) return nullptr;
+      void* mapped = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+      if (mapped == MAP_FAILED) return nullptr;
+      here_ = {static_cast<std::byte*>(mapped), static_cast<size_t>(st.st_size)};
+    }
+    return here_.data();
+  }
+  ~MemfdMemory() {
+    if (!here_.empty()) munmap(here_.data(), here_.size());
+  }
+  MemfdMemory(const MemfdMemory&) = delete;
+  MemfdMemory& operator=(const MemfdMemory&) = delete;
 
  private:
   UniqueFd fd_;
+  std::span<std::byte> here_;
 };
 
 // The entry a second-level attach of `table` writes into a device's PASID table.
