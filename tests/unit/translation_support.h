@@ -52,7 +52,7 @@ class MemfdMemory {
   // The whole memfd mapped shared in this process, as a client sees its memory (null
   // on failure); unmapped with the object.
   std::byte* map_here() {
-    if (!here_) {
+    if (here_.empty()) {
       struct stat st {};
       if (fstat(fd_.get(), &st) != 0) return nullptr;
       void* mapped = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
