@@ -6,6 +6,11 @@
 // records) is visible in the client's mapping, which the tests poll.
 #include "harness.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 
@@ -1107,6 +1112,41 @@ TEST(DsaIsolation, TwoFilesOnOneSharedWqSeeOnlyTheirOwnMemory) {
   ioasid_device_unbind unbind{.dev_id = b.dev};
   ASSERT_EQ(ioctl_errno(b.fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
   EXPECT_TRUE(a.expect(wq, 21, a.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
+}
+
+// The admin view of a shared dsa0: both files in bound_by, each route with the file
+// that made it, the WQ with its owner and counters (what `ioasidctl devices` prints).
+TEST(DsaAdmin, DevicesShowEveryFileItsRoutesAndTheWorkQueue) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "no admin socket (an outside node)";
+  Client a(37), b(38);
+  const uint32_t wq = 3;
+  ASSERT_EQ(a.enable(wq, kShared, 12), kOk);
+  EXPECT_TRUE(a.expect(wq, 1, a.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
+  EXPECT_TRUE(b.expect(wq, 1, b.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
+
+  const auto reply = nlohmann::json::parse(admin_request(R"({"cmd":"devices"})"), nullptr, false);
+  ASSERT_TRUE(reply.is_object() && reply.value("ok", false)) << reply.dump();
+  nlohmann::json dsa0;
+  for (const auto& row : reply["result"])
+    if (row["name"] == "dsa0") dsa0 = row;
+  ASSERT_TRUE(dsa0.is_object());
+  std::map<uint32_t, uint32_t> route_context;  // pasid -> context
+  for (const auto& route : dsa0["routes"])
+    if (!route["pasid"].is_null()) route_context[route["pasid"]] = route["context"];
+  ASSERT_TRUE(route_context.count(a.pasid) && route_context.count(b.pasid)) << dsa0.dump();
+  const uint32_t ctx_a = route_context[a.pasid], ctx_b = route_context[b.pasid];
+  EXPECT_NE(ctx_a, ctx_b);
+  const auto bound_by = dsa0["bound_by"].get<std::vector<uint32_t>>();
+  EXPECT_NE(std::find(bound_by.begin(), bound_by.end(), ctx_a), bound_by.end());
+  EXPECT_NE(std::find(bound_by.begin(), bound_by.end(), ctx_b), bound_by.end());
+  const auto& row = dsa0["wqs"].at(wq);
+  EXPECT_EQ(row["enabled"], true);
+  EXPECT_EQ(row["mode"], "shared");
+  EXPECT_EQ(row["owner"], ctx_a);
+  EXPECT_EQ(row["size"], 12);
+  EXPECT_EQ(row["accepted"], 2);
+  EXPECT_EQ(row["completed"], 2);
+  EXPECT_EQ(row["queued"], 0);
 }
 
 // ================================================================ lifecycle

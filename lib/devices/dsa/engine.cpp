@@ -35,7 +35,7 @@ Result<void> Engine::enable(uint32_t index, const WqConfig& config) {
   std::lock_guard lock(wq.mutex);
   if (wq.state.config)
     return fail(EBUSY, "{} wq {} is enabled (by ctx {}): disable it first", name_, index, wq.state.config->owner);
-  wq.state.config = config;
+  wq.state = WqState{.config = config};  // counters count from here
   return success();
 }
 

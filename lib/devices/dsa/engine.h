@@ -60,6 +60,7 @@ struct WqState {
   bool draining = false;           // being disabled: takes nothing, cannot be re-enabled yet
   uint32_t queued = 0;             // accepted and not completed, the running one included
   bool waiting_for_page = false;
+  // Since the WQ was last enabled:
   uint64_t accepted = 0;
   uint64_t retried = 0;
   uint64_t completed = 0;
