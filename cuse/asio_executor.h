@@ -19,7 +19,8 @@ namespace ioasid::daemon {
 class AsioExecutor final : public Executor {
  public:
   explicit AsioExecutor(size_t threads) : pool_(threads) {}
-  // Timers not yet due are dropped; posted work finishes.
+  // Timers not yet due and work not yet started are dropped: destroy the Service
+  // (whose engines drain into this pool) first.
   ~AsioExecutor() override {
     pool_.stop();
     pool_.join();

@@ -29,6 +29,7 @@ bool PageRequests::expire(const Group& group) {
 }
 
 std::optional<PageRequests::Group> PageRequests::open_locked(uint32_t dev_id, Pending pending) {
+  if (closed_) return std::nullopt;
   uint32_t& next = next_grpid_[dev_id];
   for (uint32_t tried = 0; tried < kGroups; ++tried) {
     const uint32_t grpid = (next + tried) % kGroups;
@@ -109,6 +110,14 @@ void PageRequests::cancel(const std::function<bool(uint32_t, std::optional<uint3
 
 void PageRequests::cancel_all() {
   cancel([](uint32_t, std::optional<uint32_t>) { return true; });
+}
+
+void PageRequests::close() {
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+  cancel_all();
 }
 
 size_t PageRequests::outstanding() const {

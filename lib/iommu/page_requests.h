@@ -49,7 +49,8 @@ class PageRequests {
   PageResponse wait(const Group& group, std::chrono::milliseconds limit, const std::atomic<bool>* interrupted);
   // A group for a device that does not wait in a thread (a DSA work queue parks
   // instead): the answer — the owner's, a cancel's INVALID, expire()'s kTimedOut — is
-  // given to on_answer exactly once, on the answering thread, with no lock held.
+  // given to on_answer exactly once, on the answering thread, without this object's
+  // lock held (the caller of respond/cancel may hold its own).
   using OnAnswer = std::function<void(PageResponse)>;
   std::optional<Group> open_async(uint32_t dev_id, std::optional<uint32_t> pasid, OnAnswer on_answer);
   // Answers an async group kTimedOut if it is still outstanding (then true).
@@ -62,6 +63,9 @@ class PageRequests {
   // Answers INVALID every outstanding group the predicate selects (dev_id, pasid).
   void cancel(const std::function<bool(uint32_t dev_id, std::optional<uint32_t> pasid)>& which);
   void cancel_all();
+  // The file is going away: cancel_all(), and open()/open_async() fail from now on, so
+  // no request raised later is left with nobody to answer it.
+  void close();
   size_t outstanding() const;
 
  private:
@@ -80,6 +84,7 @@ class PageRequests {
   std::map<Key, Pending> pending_;
   std::map<uint32_t, uint32_t> next_grpid_;  // per dev_id
   uint64_t next_serial_ = 1;
+  bool closed_ = false;
 };
 
 }  // namespace ioasid::iommu

@@ -5,9 +5,11 @@
 #pragma once
 
 #include "base/result.h"
+#include "memory/sigbus_guard.h"
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -51,6 +53,12 @@ class Backing {
   // (zero copy) and alive, for a copy the kernel does straight into it; empty
   // otherwise (out of range, a write to a read-only backing, not mapped).
   std::span<std::byte> mapped(uint64_t offset, size_t length, bool for_write);
+  // A device (the dsa engine) that reads or writes mapped() memory with the CPU does
+  // it inside this guard, since the client can truncate its file meanwhile; then
+  // failed() says whether the access hit a SIGBUS (the data is meaningless). Null and
+  // false for memory the daemon has not mapped.
+  virtual std::unique_ptr<SigbusGuard> guard_cpu_access() { return nullptr; }
+  virtual bool failed() const { return false; }
 
   // Aligned 64-bit words (EINVAL when misaligned): acquire loads, release stores.
   Result<uint64_t> read64(uint64_t offset);

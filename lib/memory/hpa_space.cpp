@@ -202,7 +202,23 @@ Result<bool> HpaSpace::with_mapped(std::span<const HpaRange> ranges, size_t writ
     if (span.size() != range.size) return false;
     spans.push_back(span);
   }
-  IOASID_TRY(io(spans));
+  // Kernel copies into a truncated page fail with EFAULT, but a device touching it
+  // with the CPU would get SIGBUS: every access runs guarded, and a mapping that died
+  // meanwhile turns the whole access into an error.
+  std::vector<Backing*> backings;
+  std::vector<std::unique_ptr<SigbusGuard>> guards;
+  for (const HpaRange& range : ranges) {
+    Backing* backing = segment_at(range.hpa)->backing.get();
+    if (std::find(backings.begin(), backings.end(), backing) != backings.end()) continue;
+    backings.push_back(backing);
+    if (auto guard = backing->guard_cpu_access()) guards.push_back(std::move(guard));
+  }
+  auto done = io(spans);
+  while (!guards.empty()) guards.pop_back();  // innermost first
+  for (const Backing* backing : backings)
+    if (backing->failed())
+      return fail(EFAULT, "{} faulted (SIGBUS) during a device access; the mapping is dead", backing->description());
+  IOASID_TRY(done);
   return true;
 }
 

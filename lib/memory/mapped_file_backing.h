@@ -33,6 +33,10 @@ class MappedFileBacking final : public Backing {
   bool zero_copy() const override { return true; }
   // True once a SIGBUS killed the mapping (the client truncated its file).
   bool broken() const { return broken_.load(std::memory_order_relaxed); }
+  std::unique_ptr<SigbusGuard> guard_cpu_access() override {
+    return std::make_unique<SigbusGuard>(mapping_.data(), mapping_.size(), broken_);
+  }
+  bool failed() const override { return broken(); }
 
   // Use create(); public for std::make_shared.
   MappedFileBacking(Mapping mapping, uint64_t start_in_mapping, uint64_t length, bool writable,

@@ -4,6 +4,7 @@
 #include "devices/dsa/engine.h"
 #include "uapi/fault_reports.h"
 #include "uapi/handlers.h"
+#include "uapi/pasid_reference.h"
 #include "uapi/service.h"
 
 #include <spdlog/spdlog.h>
@@ -32,10 +33,12 @@ Result<WorkQueue> find_work_queue(Call& call, uint32_t dev_id, uint32_t wq) {
 }
 
 // The submitting file as the engine sees it: where its faults and page requests go.
+// It holds a reference on the PASID its descriptor runs at until the descriptor completes.
 class FileSubmitter final : public devices::dsa::Submitter {
  public:
-  FileSubmitter(Service& service, Context& context, uint32_t dev_id, std::string device)
-      : service_(service), context_(context.weak_from_this()), dev_id_(dev_id), device_(std::move(device)) {}
+  FileSubmitter(Service& service, Context& context, uint32_t dev_id, std::string device, PasidReference pasid)
+      : service_(service), context_(context.weak_from_this()), dev_id_(dev_id), device_(std::move(device)),
+        pasid_(std::move(pasid)) {}
 
   void completion_unreachable(uint32_t pasid, const devices::DmaFault& fault) override {
     if (auto context = live()) report_unrecoverable(service_, *context, source(pasid, true), fault);
@@ -77,7 +80,24 @@ class FileSubmitter final : public devices::dsa::Submitter {
   const std::weak_ptr<Context> context_;
   const uint32_t dev_id_;
   const std::string device_;
+  const PasidReference pasid_;
 };
+
+// This file's PASID (with `guest`, the host PASID of its guest PASID), with a reference
+// taken: ENOENT if it is not allocated (or being freed), EACCES if another file's.
+Result<PasidReference> reference_own_pasid(Call& call, uint32_t pasid, bool guest) {
+  Allocator& allocator = call.service.allocator();
+  if (guest) {
+    auto host = allocator.find_by_spid(call.context.pasid_set(), pasid, /*take_reference=*/true);
+    if (!host) return fail(ENOENT, "no guest PASID {} in this file", pasid);
+    return PasidReference(allocator, *host);
+  }
+  if (auto got = allocator.get(call.context.pasid_set(), pasid); !got) {
+    if (got.code() == EACCES) return fail(EACCES, "PASID {} belongs to another file", pasid);
+    return fail(ENOENT, "PASID {} is not allocated by this file", pasid);
+  }
+  return PasidReference(allocator, pasid);
+}
 
 Result<long> disable(Call& call, const ioasid_wq_config& config, Engine& engine, const std::string& name) {
   if (config.flags || config.pasid || config.size || config.priority)
@@ -86,7 +106,7 @@ Result<long> disable(Call& call, const ioasid_wq_config& config, Engine& engine,
   if (!state.config) return 0;
   if (state.config->owner != call.context.id())
     return fail(EBUSY, "{} wq {} was enabled by ctx {}", name, config.wq, state.config->owner);
-  engine.disable(config.wq);
+  engine.disable(config.wq, call.context.id());
   return 0;
 }
 
@@ -106,7 +126,13 @@ Result<long> wq_config(Call& call, ioasid_wq_config& config) {
   const bool shared = config.flags & IOASID_WQ_SHARED;
   if (shared && config.pasid != 0)
     return fail(EINVAL, "a shared WQ runs each descriptor at its own PASID: pasid must be 0, not {}", config.pasid);
-  if (!shared) IOASID_TRY(own_pasid(call, config.pasid, /*guest=*/false));
+  // A dedicated WQ holds its PASID while enabled: a FREE leaves the number pending.
+  std::shared_ptr<const void> pasid_held;
+  if (!shared) {
+    auto reference = reference_own_pasid(call, config.pasid, /*guest=*/false);
+    IOASID_TRY(reference);
+    pasid_held = std::make_shared<const PasidReference>(std::move(*reference));
+  }
   const bool block_on_fault = config.flags & IOASID_WQ_BOF;
   if (block_on_fault && !spec.pri)
     return fail(EINVAL, "{} has no PRI: blocking on a fault needs page requests", spec.name);
@@ -115,7 +141,13 @@ Result<long> wq_config(Call& call, ioasid_wq_config& config) {
                                                .pasid = shared ? 0 : config.pasid,
                                                .size = config.size,
                                                .priority = config.priority,
-                                               .owner = call.context.id()}));
+                                               .owner = call.context.id(),
+                                               .keep_alive = std::move(pasid_held)}));
+  // An unbind that ran meanwhile has already disabled this file's WQs: undo.
+  if (call.context.objects().find<Device>(config.dev_id) != target->device) {
+    target->engine.disable(config.wq, call.context.id());
+    return fail(ENOENT, "no device with dev_id {} in this file (unbound meanwhile)", config.dev_id);
+  }
   return 0;
 }
 
@@ -129,27 +161,27 @@ Result<long> device_submit(Call& call, ioasid_device_submit& submit) {
   ioasid_dsa_desc desc;
   std::memcpy(&desc, submit.desc, sizeof desc);
   const bool guest = submit.flags & IOASID_SUBMIT_GPASID;
-  uint32_t pasid = state.config->pasid;
-  if (!state.config->shared) {
-    if (state.config->owner != call.context.id())
-      return fail(EACCES, "{} wq {} is dedicated to a PASID of ctx {}", name, submit.wq, state.config->owner);
-    if (guest) return fail(EINVAL, "GPASID on dedicated {} wq {}: it runs everything at PASID {}", name, submit.wq, pasid);
-  } else {
-    // What ENQCMD's PASID (and a VM's PASID translation) guarantee: a client names
-    // only its own address spaces.
-    auto host = own_pasid(call, desc.pasid & IOASID_DSA_PASID_MASK, guest);
-    IOASID_TRY(host);
-    pasid = *host;
+  const devices::dsa::WqConfig& seen = *state.config;
+  if (!seen.shared) {
+    if (seen.owner != call.context.id())
+      return fail(EACCES, "{} wq {} is dedicated to a PASID of ctx {}", name, submit.wq, seen.owner);
+    if (guest) return fail(EINVAL, "GPASID on dedicated {} wq {}: it runs everything at PASID {}", name, submit.wq,
+                           seen.pasid);
   }
+  // What ENQCMD's PASID (and a VM's PASID translation) guarantee: a client names only
+  // its own address spaces. The reference keeps it so until the descriptor completes.
+  auto pasid = reference_own_pasid(call, seen.shared ? desc.pasid & IOASID_DSA_PASID_MASK : seen.pasid, guest);
+  IOASID_TRY(pasid);
   if (devices::dsa::wants(desc, IOASID_DSA_FLAG_CRAV) && desc.completion_addr % devices::dsa::kCompletionAlign)
     return fail(EINVAL, "completion_addr {:#x} is not 32-byte aligned", desc.completion_addr);
-  auto submitter = std::make_shared<FileSubmitter>(call.service, call.context, submit.dev_id, name);
-  switch (target->engine.submit(submit.wq, desc, pasid, std::move(submitter))) {
+  const uint32_t host_pasid = pasid->pasid();
+  auto submitter = std::make_shared<FileSubmitter>(call.service, call.context, submit.dev_id, name, std::move(*pasid));
+  switch (target->engine.submit(submit.wq, desc, host_pasid, std::move(submitter), seen)) {
     case devices::dsa::Enqueued::kAccepted: submit.out_status = IOASID_SUBMIT_ACCEPTED; return 0;
     case devices::dsa::Enqueued::kRetry: submit.out_status = IOASID_SUBMIT_RETRY; return 0;
     case devices::dsa::Enqueued::kDisabled: break;
   }
-  return fail(EINVAL, "{} wq {} was disabled meanwhile", name, submit.wq);
+  return fail(EINVAL, "{} wq {} was disabled or reconfigured meanwhile", name, submit.wq);
 }
 
 }  // namespace ioasid::uapi

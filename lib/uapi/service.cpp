@@ -103,7 +103,7 @@ Result<std::shared_ptr<Context>> Service::open(const ClientIdentity& client) {
 
 void Service::release(Context& context) {
   if (context.released_.exchange(true, std::memory_order_acq_rel)) return;
-  context.page_requests().cancel_all();  // a DMA waiting for one fails now
+  context.page_requests().close();  // a DMA or WQ waiting for one fails now, and none opens again
   for (const auto& [dev_id, device] : context.objects().all<Device>()) {
     context.objects().remove<Device>(dev_id);
     unbind_device(context, dev_id, *device);
@@ -267,12 +267,8 @@ void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
     for (const auto& [pasid, entry] : device.pasid_table().entries()) detach_locked(context, dev_id, device, pasid);
   }
   context.page_requests().cancel([&](uint32_t dev, std::optional<uint32_t>) { return dev == dev_id; });
-  if (auto* engine = device.engine()) {
-    for (uint32_t wq = 0; wq < engine->num_wqs(); ++wq) {
-      const auto state = engine->state(wq);
-      if (state.config && state.config->owner == context.id()) engine->disable(wq);
-    }
-  }
+  if (auto* engine = device.engine())
+    for (uint32_t wq = 0; wq < engine->num_wqs(); ++wq) engine->disable(wq, context.id());  // this file's only
   devices_.unbind(device, context.id());
   publish({.type = EventType::DeviceUnbind,
            .context = context.id(),
@@ -324,9 +320,12 @@ Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid) {
     IOASID_TRY(lines);
     dump.lines = std::move(*lines);
   }
-  for (const auto& [dev_id, device] : context->objects().all<Device>())
+  for (const auto& [dev_id, device] : context->objects().all<Device>()) {
+    std::lock_guard lock(device->attach_mutex());  // a shared device has other files' routes too
     for (const auto& [pasid, entry] : device->pasid_table().entries())
-      if (entry.ioasid == ioasid) dump.routes.push_back({device->spec().name, dev_id, pasid});
+      if (entry.ioasid == ioasid && device->route_owner(pasid) == context_id)
+        dump.routes.push_back({device->spec().name, dev_id, pasid});
+  }
   std::sort(dump.routes.begin(), dump.routes.end(), [](const IoasRoute& a, const IoasRoute& b) {
     return std::tie(a.dev_id, a.pasid) < std::tie(b.dev_id, b.pasid);
   });

@@ -119,7 +119,9 @@ class DsaEngineTest : public iommu::test_support::RoutedTableTest<8 * k2M, kPasi
                     .ok());
   }
 
-  Enqueued submit(const ioasid_dsa_desc& d, uint32_t wq = 0) { return engine_->submit(wq, d, kPasid, submitter_); }
+  Enqueued submit(const ioasid_dsa_desc& d, uint32_t wq = 0) {
+    return engine_->submit(wq, d, kPasid, submitter_, {.shared = true, .owner = 1});
+  }
 
   // The completion record at `iova`, once its status is written.
   ioasid_dsa_completion record(uint64_t iova = kRecords) {
@@ -217,7 +219,7 @@ TEST_F(DsaEngineTest, DisableWaitsForWhatWasAcceptedAndRefusesMore) {
   for (uint32_t i = 0; i < 32; ++i)
     ASSERT_EQ(submit(desc(IOASID_DSA_OPCODE_MEMFILL, 0, i, kData + i * 16 * k4K, 16 * k4K, kRecords + 32 * i), 1),
               Enqueued::kAccepted);
-  engine_->disable(1);
+  engine_->disable(1, 1);
   for (uint32_t i = 0; i < 32; ++i) EXPECT_EQ(memory_.read(at(kRecords + 32 * i), 1)[0], std::byte{1}) << i;
   EXPECT_EQ(engine_->state(1).completed, 32u);
   EXPECT_EQ(submit(desc(IOASID_DSA_OPCODE_NOOP, 0, 0, 0, 0), 1), Enqueued::kDisabled);
@@ -259,7 +261,7 @@ TEST_F(DsaEngineTest, StagedMemoryMovesAndComparesLikeMappedMemory) {
   EXPECT_EQ(compared.status, IOASID_DSA_COMP_SUCCESS);
   EXPECT_EQ(compared.result, 1);
   EXPECT_EQ(compared.bytes_completed, 5000u);
-  engine_->disable(0);
+  engine_->disable(0, 1);
   ASSERT_TRUE(table_->unmap(base, size).ok());
   munmap(mapped, size);
 }

@@ -16,6 +16,14 @@ bool moves_data(uint32_t op) {
 
 bool compares(uint32_t op) { return op == IOASID_DSA_OPCODE_COMPARE || op == IOASID_DSA_OPCODE_COMPVAL; }
 
+// Which of src and dst are addresses (MEMFILL's src and COMPVAL's dst are patterns).
+bool uses_src(uint32_t op) { return op != IOASID_DSA_OPCODE_MEMFILL; }
+bool uses_dst(uint32_t op) {
+  return op == IOASID_DSA_OPCODE_MEMMOVE || op == IOASID_DSA_OPCODE_MEMFILL || op == IOASID_DSA_OPCODE_COMPARE;
+}
+
+bool wraps(uint64_t address, uint64_t size) { return address + (size - 1) < address; }
+
 }  // namespace
 
 ioasid_dsa_completion to_record(const Completion& completion) {
@@ -57,10 +65,13 @@ std::optional<Completion> check(const ioasid_dsa_desc& desc, bool in_batch) {
       desc.__reserved3[1] || (desc.crc_seed & ~argument_mask))
     return failed(IOASID_DSA_COMP_NOZERO_RESERVE);
   if (desc.int_handle) return failed(IOASID_DSA_COMP_INT_HANDLE_INVAL);
-  if (moves_data(op) && (desc.xfer_size == 0 || desc.xfer_size > kMaxTransfer))
+  if (moves_data(op) && (desc.xfer_size == 0 || desc.xfer_size > kMaxTransfer || (uses_src(op) && wraps(desc.src, desc.xfer_size)) ||
+                         (uses_dst(op) && wraps(desc.dst, desc.xfer_size))))
     return failed(IOASID_DSA_COMP_XFER_ERANGE);
   if (op == IOASID_DSA_OPCODE_BATCH) {
-    if (desc.xfer_size < kMinBatch || desc.xfer_size > kMaxBatch) return failed(IOASID_DSA_COMP_DESC_CNT_ERANGE);
+    if (desc.xfer_size < kMinBatch || desc.xfer_size > kMaxBatch ||
+        wraps(desc.src, uint64_t{desc.xfer_size} * sizeof(ioasid_dsa_desc)))
+      return failed(IOASID_DSA_COMP_DESC_CNT_ERANGE);
     if (desc.src % kDescriptorListAlign) return failed(IOASID_DSA_COMP_DESCLIST_ALIGN);
   }
   return std::nullopt;

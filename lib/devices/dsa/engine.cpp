@@ -27,7 +27,10 @@ Engine::Engine(std::string name, iommu::Iommu& iommu, const iommu::PasidTable& r
 }
 
 Engine::~Engine() {
-  for (uint32_t i = 0; i < num_wqs(); ++i) disable(i);
+  for (uint32_t i = 0; i < num_wqs(); ++i) {
+    const auto config = state(i).config;
+    if (config) disable(i, config->owner);
+  }
 }
 
 Result<void> Engine::enable(uint32_t index, const WqConfig& config) {
@@ -39,16 +42,40 @@ Result<void> Engine::enable(uint32_t index, const WqConfig& config) {
   return success();
 }
 
-void Engine::disable(uint32_t index) {
+void Engine::disable(uint32_t index, uint32_t owner) {
   Wq& wq = *wqs_.at(index);
-  std::unique_lock lock(wq.mutex);
-  if (!wq.state.config) return;
-  // Still enabled while it drains, so nobody else can enable it and queue work that
-  // this disable would then wait for.
-  wq.state.draining = true;
-  wq.idle.wait(lock, [&] { return wq.jobs.empty() && !wq.scheduled; });
-  wq.state.config.reset();
-  wq.state.draining = false;
+  std::optional<WqConfig> disabled;  // dropped after the lock: it may hold a PASID reference
+  {
+    std::unique_lock lock(wq.mutex);
+    if (!wq.state.config || wq.state.config->owner != owner) return;
+    if (wq.state.draining) {  // another disable is at work: wait for it
+      wq.idle.wait(lock, [&] { return !wq.state.draining; });
+      return;
+    }
+    // Still enabled while it drains, so nobody else can enable it and queue work that
+    // this disable would then wait for. A parked descriptor is answered INVALID now
+    // (its owner may never answer), and no new page request is raised.
+    wq.state.draining = true;
+    if (wq.parked && !wq.jobs.empty() && wq.jobs.front().waiting) {
+      wq.jobs.front().answer = iommu::PageResponse::kInvalid;
+      wq.parked = false;
+      wq.state.waiting_for_page = false;
+      executor_.post([this, index] { run(index); });
+    }
+    wq.idle.wait(lock, [&] { return wq.jobs.empty() && !wq.scheduled; });
+    disabled = std::move(wq.state.config);
+    wq.state.config.reset();
+    wq.state.draining = false;
+  }
+  wq.idle.notify_all();
+}
+
+bool Engine::wait_for_page(uint32_t index, Job& job, const Stopped& stopped) {
+  Wq& wq = *wqs_[index];
+  std::lock_guard lock(wq.mutex);
+  if (wq.state.draining) return false;  // a WQ being disabled raises no page requests
+  job.waiting = stopped;
+  return true;
 }
 
 WqState Engine::state(uint32_t index) const {
@@ -58,16 +85,17 @@ WqState Engine::state(uint32_t index) const {
 }
 
 Enqueued Engine::submit(uint32_t index, const ioasid_dsa_desc& desc, uint32_t pasid,
-                        std::shared_ptr<Submitter> submitter) {
+                        std::shared_ptr<Submitter> submitter, const WqConfig& seen) {
   Wq& wq = *wqs_.at(index);
   {
     std::lock_guard lock(wq.mutex);
-    if (!wq.state.config || wq.state.draining) return Enqueued::kDisabled;
+    if (!wq.state.config || wq.state.draining || !wq.state.config->same_queue(seen)) return Enqueued::kDisabled;
     if (wq.jobs.size() >= wq.state.config->size) {
       ++wq.state.retried;
       return Enqueued::kRetry;
     }
-    wq.jobs.push_back(Job{.desc = desc,
+    wq.jobs.push_back(Job{.serial = next_serial_.fetch_add(1, std::memory_order_relaxed),
+                          .desc = desc,
                           .pasid = pasid,
                           .submitter = std::move(submitter),
                           .block_on_fault = wq.state.config->block_on_fault});
@@ -96,23 +124,34 @@ void Engine::run(uint32_t index) {
     if (!execute(index, *job)) {
       std::lock_guard lock(wq.mutex);
       if (job->answer) continue;  // answered before we could park: go on
+      if (wq.state.draining) {    // a disable began meanwhile: it will not wait for the answer
+        job->answer = iommu::PageResponse::kInvalid;
+        continue;
+      }
       wq.parked = true;
       wq.state.waiting_for_page = true;
       return;
     }
-    std::lock_guard lock(wq.mutex);
-    wq.jobs.pop_front();
-    ++wq.state.completed;
-    wq.state.queued = static_cast<uint32_t>(wq.jobs.size());
+    std::optional<Job> finished;  // dropped after the lock: its submitter holds a PASID reference
+    {
+      std::lock_guard lock(wq.mutex);
+      finished.emplace(std::move(wq.jobs.front()));
+      wq.jobs.pop_front();
+      ++wq.state.completed;
+      wq.state.queued = static_cast<uint32_t>(wq.jobs.size());
+    }
   }
   executor_.post([this, index] { run(index); });
 }
 
-void Engine::resume(uint32_t index, iommu::PageResponse answer) {
+void Engine::resume(uint32_t index, uint64_t serial, iommu::PageResponse answer) {
   Wq& wq = *wqs_[index];
   {
     std::lock_guard lock(wq.mutex);
-    if (wq.jobs.empty()) return;
+    // A late answer (the disable answered first) finds another job, or none, in front.
+    if (wq.jobs.empty() || wq.jobs.front().serial != serial || !wq.jobs.front().waiting ||
+        wq.jobs.front().answer)
+      return;
     wq.jobs.front().answer = answer;
     if (!wq.parked) return;  // its runner has not parked yet and will see the answer
     wq.parked = false;
@@ -132,14 +171,17 @@ bool Engine::execute(uint32_t index, Job& job) {
 }
 
 std::optional<Completion> Engine::execute_descriptor(uint32_t index, Job& job, const ioasid_dsa_desc& desc) {
-  if (job.answer) {  // back from a page request
-    const iommu::PageResponse answer = *std::exchange(job.answer, std::nullopt);
-    const Stopped stopped = *std::exchange(job.waiting, std::nullopt);
-    if (answer != iommu::PageResponse::kSuccess)
-      return Completion{.status = fault_status(IOASID_DSA_COMP_PAGE_FAULT_IR, stopped),
-                        .bytes_completed = static_cast<uint32_t>(job.progress.done),
-                        .fault_addr = stopped.fault.address};
+  std::optional<iommu::PageResponse> answer;
+  std::optional<Stopped> stopped;
+  {
+    std::lock_guard lock(wqs_[index]->mutex);  // a late answer looks at them
+    answer = std::exchange(job.answer, std::nullopt);
+    if (answer) stopped = std::exchange(job.waiting, std::nullopt);
   }
+  if (answer && *answer != iommu::PageResponse::kSuccess)  // back from a page request
+    return Completion{.status = fault_status(IOASID_DSA_COMP_PAGE_FAULT_IR, *stopped),
+                      .bytes_completed = static_cast<uint32_t>(job.progress.done),
+                      .fault_addr = stopped->fault.address};
   const uint32_t op = opcode(desc);
   if (op == IOASID_DSA_OPCODE_NOOP || op == IOASID_DSA_OPCODE_DRAIN) return Completion{};  // in order: drained
   OperationResult result = run_operation(port(job.pasid), desc, job.progress);
@@ -149,14 +191,14 @@ std::optional<Completion> Engine::execute_descriptor(uint32_t index, Job& job, c
 
 std::optional<Completion> Engine::on_fault(uint32_t index, Job& job, const ioasid_dsa_desc& desc,
                                            const Stopped& stopped) {
-  if (job.block_on_fault && wants(desc, IOASID_DSA_FLAG_BOF) && page_requestable(stopped.fault)) {
-    if (job.submitter) {
-      job.waiting = stopped;
-      if (job.submitter->request_page(job.pasid, stopped.fault, stopped.write,
-                                  [this, index](iommu::PageResponse answer) { resume(index, answer); }))
-        return std::nullopt;
-      job.waiting.reset();
-    }
+  if (job.block_on_fault && wants(desc, IOASID_DSA_FLAG_BOF) && page_requestable(stopped.fault) && job.submitter &&
+      wait_for_page(index, job, stopped)) {
+    if (job.submitter->request_page(
+            job.pasid, stopped.fault, stopped.write,
+            [this, index, serial = job.serial](iommu::PageResponse answer) { resume(index, serial, answer); }))
+      return std::nullopt;
+    std::lock_guard lock(wqs_[index]->mutex);
+    job.waiting.reset();
   }
   return Completion{.status = fault_status(IOASID_DSA_COMP_PAGE_FAULT_NOBOF, stopped),
                     .bytes_completed = static_cast<uint32_t>(job.progress.done),

@@ -17,6 +17,7 @@
 #include "iommu/iommu.h"
 #include "iommu/page_requests.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -53,6 +54,15 @@ struct WqConfig {
   uint32_t size = 0;
   uint32_t priority = 0;
   uint32_t owner = 0;  // the context that enabled it
+  // Dropped when the WQ is disabled, outside its lock: what the enabler holds for the
+  // WQ's lifetime (a dedicated WQ's PASID reference).
+  std::shared_ptr<const void> keep_alive;
+
+  // Submitters decide a descriptor's PASID from the config they saw; it must still be
+  // the one in force when the descriptor is queued.
+  bool same_queue(const WqConfig& other) const {
+    return shared == other.shared && pasid == other.pasid && owner == other.owner;
+  }
 };
 
 struct WqState {
@@ -80,16 +90,21 @@ class Engine {
   uint32_t num_wqs() const { return static_cast<uint32_t>(wqs_.size()); }
   // EBUSY when the WQ is enabled (by anyone).
   Result<void> enable(uint32_t wq, const WqConfig& config);
-  // Stops accepting, waits for what was accepted to complete, then frees the WQ.
-  void disable(uint32_t wq);
+  // If `owner` enabled the WQ: stops accepting, ends a wait for a page response with
+  // INVALID and raises no more, waits for what was accepted to complete, then frees the
+  // WQ. A second disable meanwhile waits for the first; another owner's WQ is left.
+  void disable(uint32_t wq, uint32_t owner);
   WqState state(uint32_t wq) const;
 
   // ENQCMD (shared) or MOVDIR64B (dedicated: `pasid` is the WQ's): queues the
-  // descriptor to run at `pasid`.
-  Enqueued submit(uint32_t wq, const ioasid_dsa_desc& desc, uint32_t pasid, std::shared_ptr<Submitter> submitter);
+  // descriptor to run at `pasid`, if the WQ is still configured as `seen` (else
+  // kDisabled). The submitter lives until the descriptor completes.
+  Enqueued submit(uint32_t wq, const ioasid_dsa_desc& desc, uint32_t pasid, std::shared_ptr<Submitter> submitter,
+                  const WqConfig& seen);
 
  private:
   struct Job {
+    uint64_t serial;  // tells a late page response from one for the job now in front
     ioasid_dsa_desc desc;
     uint32_t pasid;
     std::shared_ptr<Submitter> submitter;
@@ -118,7 +133,9 @@ class Engine {
   std::optional<Completion> execute_descriptor(uint32_t index, Job& job, const ioasid_dsa_desc& desc);
   std::optional<Completion> execute_batch(uint32_t index, Job& job);
   std::optional<Completion> on_fault(uint32_t index, Job& job, const ioasid_dsa_desc& desc, const Stopped& stopped);
-  void resume(uint32_t wq, iommu::PageResponse answer);
+  void resume(uint32_t wq, uint64_t serial, iommu::PageResponse answer);
+  // Records that the job waits for a page response; false when the WQ is being disabled.
+  bool wait_for_page(uint32_t wq, Job& job, const Stopped& stopped);
   void complete(const Job& job, const ioasid_dsa_desc& desc, const Completion& completion);
   Port port(uint32_t pasid) const { return Port{iommu_, routes_, device_tlb_, pasid}; }
 
@@ -128,6 +145,7 @@ class Engine {
   iommu::Iotlb* const device_tlb_;
   Executor& executor_;
   std::vector<std::unique_ptr<Wq>> wqs_;
+  std::atomic<uint64_t> next_serial_{1};
 };
 
 }  // namespace ioasid::devices::dsa

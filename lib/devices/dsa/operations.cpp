@@ -82,8 +82,12 @@ Visit visit(const Port& port, const std::optional<Operand>& a, const std::option
   };
   if (a) translate(*a, ta);
   if (b) translate(*b, tb);
+  // A move whose destination overlaps the end of its source goes backwards. If a
+  // fault cuts it short it moves nothing: a backward prefix would overwrite source
+  // bytes the rest still needs.
+  const bool backwards = a && b && b->write && b->iova > a->iova && b->iova - a->iova < length;
+  if (backwards && out.fault) return out;
   const std::vector<Piece> pieces = pieces_of(a, ta, b, tb, reachable);
-  const bool backwards = a && b && b->iova > a->iova && b->iova < a->iova + reachable;
   auto piece_at = [&](size_t k) -> const Piece& { return pieces[backwards ? pieces.size() - 1 - k : k]; };
 
   HpaSpace& memory = port.iommu.memory();
@@ -240,19 +244,24 @@ std::optional<DmaFault> dma_read(const Port& port, uint64_t iova, std::span<std:
 }
 
 std::optional<DmaFault> dma_write_record(const Port& port, uint64_t iova, std::span<const std::byte> record) {
-  // The status byte (the first) goes last, so a poller that sees it sees the rest.
-  const Visit visited = visit(port, std::nullopt, Operand{iova, true}, record.size(),
-                              [&](uint64_t offset, std::span<std::byte>, std::span<std::byte> out) {
-                                const auto part = record.subspan(offset, out.size());
-                                if (offset > 0) {
-                                  std::memcpy(out.data(), part.data(), part.size());
-                                  return true;
-                                }
-                                std::memcpy(out.data() + 1, part.data() + 1, part.size() - 1);
-                                std::atomic_ref<std::byte>(out[0]).store(part[0], std::memory_order_release);
-                                return true;
-                              });
-  if (visited.fault) return visited.fault->fault;
+  // The status byte (the first) goes last, in a write of its own, so a poller that
+  // sees it sees the rest, whether the memory is mapped here or staged.
+  const Visit rest = visit(port, std::nullopt, Operand{iova + 1, true}, record.size() - 1,
+                           [&](uint64_t offset, std::span<std::byte>, std::span<std::byte> out) {
+                             std::memcpy(out.data(), record.data() + 1 + offset, out.size());
+                             return true;
+                           });
+  if (rest.fault) {  // a 32-byte aligned record lies in one page: name the record
+    DmaFault fault = rest.fault->fault;
+    fault.address = iova;
+    return fault;
+  }
+  const Visit status = visit(port, std::nullopt, Operand{iova, true}, 1,
+                             [&](uint64_t, std::span<std::byte>, std::span<std::byte> out) {
+                               std::atomic_ref<std::byte>(out[0]).store(record[0], std::memory_order_release);
+                               return true;
+                             });
+  if (status.fault) return status.fault->fault;
   return std::nullopt;
 }
 
