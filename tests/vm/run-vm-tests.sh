@@ -219,7 +219,15 @@ install_libs() {
             *' => '/*) lib=${line#* => }; lib=${lib%% (*} ;;
             *[[:space:]]/*' ('*) lib=${line#"${line%%/*}"}; lib=${lib%% (*} ;;
         esac
-        [ -n "$lib" ] && install_host_file "$root" "$lib"
+        [ -n "$lib" ] || continue
+        install_host_file "$root" "$lib"
+        # A build-tree library (libioasid) also goes where the loader looks by default:
+        # its RUNPATH directory may be hidden in the guest (a build under /tmp, which
+        # the guest mounts a tmpfs on).
+        case $lib in
+            /lib/*|/lib64/*|/usr/lib/*|/usr/lib64/*) ;;
+            *) mkdir -p "$root/usr/lib" && cp -L "$lib" "$root/usr/lib/$(basename "$lib")" ;;
+        esac
     done <<<"$out"
 }
 
