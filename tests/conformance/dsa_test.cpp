@@ -1,9 +1,10 @@
 // The dsa engine (dsa0): WQ_CONFIG and DEVICE_SUBMIT rows, every opcode's result and
 // its completion record byte for byte, the device's descriptor checks, faults with and
-// without block on fault, GPASID, the isolation of the clients of one shared WQ, and
-// the WQs' lifecycle. Each client keeps its memory in a memfd mapped shared at IOVA
-// kBase: the daemon maps it directly, so what the device writes (data, completion
-// records) is visible in the client's mapping, which the tests poll.
+// without block on fault, GPASID, the isolation of the clients of one shared WQ, the
+// WQs' lifecycle and the PASIDs that WQs and queued descriptors hold. Each client keeps
+// its memory in a memfd mapped shared at IOVA kBase: the daemon maps it directly, so
+// what the device writes (data, completion records) is visible in the client's mapping,
+// which the tests poll.
 #include "harness.hpp"
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <iomanip>
@@ -1225,6 +1227,410 @@ TEST(DsaLifecycle, ClosingWithDescriptorsWaitingForPagesDoesNotHang) {
   EXPECT_EQ(wq_disable(fresh.fd(), dev, mine), kOk);
   owner.reset();
   expect_daemon_alive();
+}
+
+
+// ================================================================ regressions
+
+using Millis = std::chrono::milliseconds;
+Millis elapsed_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
+}
+// What "returns promptly" means where descriptors wait for page responses: well under the
+// page timeout (the harness daemon runs with --page-timeout 1500), i.e. without waiting
+// for one.
+constexpr Millis kPrompt{1000};
+
+// Another file opens the node and its GET_API_VERSION is answered, within kPrompt.
+::testing::AssertionResult another_file_answers_promptly() {
+  const auto start = std::chrono::steady_clock::now();
+  Node other;
+  Errno err;
+  const long version = ioctl_value(other.fd(), IOASID_GET_API_VERSION, 0, &err);
+  const auto took = elapsed_since(start);
+  if (version != IOASID_API_VERSION)
+    return ::testing::AssertionFailure() << "GET_API_VERSION answered " << version << " (" << err << ")";
+  if (took >= kPrompt)
+    return ::testing::AssertionFailure() << "another file's open + GET_API_VERSION took " << took.count() << " ms";
+  return ::testing::AssertionSuccess();
+}
+
+// ATTACH_IOASID_PASID of `pasid` to the client's IOASID through its dsa0.
+Errno attach_to(const Client& c, uint32_t pasid) {
+  ioasid_attach attach{.dev_id = c.dev, .ioasid = c.ioasid, .pasid = pasid};
+  return ioctl_errno(c.fd(), IOASID_ATTACH_IOASID_PASID, &attach);
+}
+
+// A dedicated WQ runs at its PASID for as long as it is enabled, so it holds the PASID:
+// a FREE detaches it and leaves the number FREE_PENDING until the WQ is disabled. Were it
+// given to another file, the WQ's owner would write into that file's memory.
+TEST(DsaPasidLifetime, AFreedPasidOfADedicatedWqIsNotReallocatedWhileItIsEnabled) {
+  Client a(43), other(44);
+  const uint32_t wq = 2;
+  const uint32_t p = a.pasid;
+  ASSERT_EQ(a.enable(wq, IOASID_WQ_ENABLE), kOk);
+  EXPECT_TRUE(a.expect(wq, 0, a.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
+  const auto freed = pasid_free(a.fd(), p, p);
+  ASSERT_EQ(freed.err, kOk);
+  EXPECT_EQ(freed.pasid, 1u);
+
+  // A pending number is not free: ALLOC of exactly it finds no free PASID.
+  const auto taken = pasid_alloc(other.fd(), p, p);
+  EXPECT_EQ(taken.err, Err(ENOSPC)) << "ALLOC of " << p << " by another file while the dedicated WQ is enabled";
+  if (taken.err == kOk) {  // the regression: the other file uses the number as its own
+    EXPECT_EQ(attach_to(other, p), kOk);
+  }
+
+  // The WQ's PASID is not this file's any more: its submits are refused.
+  const auto fill = a.make(IOASID_DSA_OPCODE_MEMFILL, kRecord, record(1), 0x4141414141414141ull, kData, 4096);
+  const auto s = a.submit(wq, fill);
+  EXPECT_TRUE(refused(s, ENOENT)) << s;
+  if (accepted(s)) wait_record(other.at(record(1)), 2s);  // the regression: give it time to land
+  EXPECT_TRUE(all_zero(other.at(kBase), other.mem.size)) << "nothing lands in the other file's memory";
+  EXPECT_TRUE(all_zero(a.at(record(1)), kDefaultSize - 32)) << "nor in a's: nothing ran";
+
+  // Disabling the WQ drops its hold: the number is free for anyone, and then another
+  // file's; a's dedicated WQ cannot take it back.
+  ASSERT_EQ(wq_disable(a.fd(), a.dev, wq), kOk);
+  if (taken.err != kOk) {
+    const auto reused = pasid_alloc_retry(other.fd(), p, p);
+    ASSERT_EQ(reused.err, kOk) << "the number stayed pending after the WQ was disabled";
+    EXPECT_EQ(reused.pasid, p);
+    EXPECT_EQ(attach_to(other, p), kOk);
+  }
+  EXPECT_EQ(a.enable(wq, IOASID_WQ_ENABLE), Err(EACCES)) << "dedicated to another file's PASID";
+  EXPECT_TRUE(refused(a.submit(wq, fill), EINVAL)) << "disabled";
+  EXPECT_TRUE(all_zero(other.at(kBase), other.mem.size));
+}
+
+// Descriptors queued at a PASID keep it until they complete: a FREE meanwhile detaches
+// it (they fault) and leaves the number FREE_PENDING, so they never run in the address
+// space of a file that got the number next.
+TEST(DsaPasidLifetime, QueuedDescriptorsOfAFreedPasidNeverWriteAnotherFilesMemory) {
+  Client holder(45), a(46), other(47);
+  const uint32_t wq = 3;
+  ASSERT_EQ(holder.enable(wq, kShared | IOASID_WQ_BOF), kOk);
+  // The holder's descriptor parks the WQ on a page request; a's queue behind it.
+  holder.run(wq, holder.make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, record(0), 1, holder.end(), 8));
+  const auto request = next_fault(holder.node);
+  ASSERT_TRUE(request) << "no page request within 5 s";
+  const uint32_t p = a.pasid;
+  a.run(wq, a.make(IOASID_DSA_OPCODE_MEMFILL, kRecord, record(1), 0x4242424242424242ull, kData, 4096));
+  a.run(wq, a.make(IOASID_DSA_OPCODE_MEMFILL, 0, 0, 0x4343434343434343ull, kData + k4K, 4096));
+  const auto freed = pasid_free(a.fd(), p, p);
+  ASSERT_EQ(freed.err, kOk);
+  EXPECT_EQ(freed.pasid, 1u);
+
+  const auto taken = pasid_alloc(other.fd(), p, p);
+  EXPECT_EQ(taken.err, Err(ENOSPC)) << "ALLOC of " << p << " by another file while descriptors at it are queued";
+  if (taken.err == kOk) {  // the regression: the other file uses the number as its own
+    EXPECT_EQ(attach_to(other, p), kOk);
+  }
+
+  ASSERT_EQ(page_resp(holder.fd(), holder.dev, holder.pasid, request->grpid, IOASID_PAGE_RESP_INVALID), kOk);
+  EXPECT_TRUE(record_is(holder.at(record(0)),
+                        rec(IOASID_DSA_COMP_PAGE_FAULT_IR | IOASID_DSA_COMP_STATUS_WRITE, 0, holder.end())));
+  ASSERT_TRUE(holder.sync(wq)) << "a's descriptors have completed";
+  EXPECT_TRUE(all_zero(other.at(kBase), other.mem.size)) << "nothing lands in the other file's memory";
+  EXPECT_TRUE(all_zero(a.at(kBase), a.mem.size)) << "nor in a's: the FREE detached the route";
+  // The first one's record could not be written (its PASID has no route): a fault record.
+  const auto fault = next_fault(a.node);
+  ASSERT_TRUE(fault) << "no fault record for the unreachable completion record";
+  EXPECT_EQ(fault->type, uint32_t(IOASID_FAULT_DMA_UNRECOV));
+  EXPECT_EQ(fault->dev_id, a.dev);
+  EXPECT_EQ(fault->pasid, p);
+  EXPECT_EQ(fault->reason, uint32_t(IOASID_FAULT_REASON_PASID_INVALID)) << "no route at the PASID";
+  EXPECT_EQ(fault->addr, record(1));
+  EXPECT_TRUE(drain_faults(a.node).empty());
+
+  // Completed: the number is free again.
+  if (taken.err != kOk) {
+    const auto reused = pasid_alloc_retry(other.fd(), p, p);
+    ASSERT_EQ(reused.err, kOk) << "the number stayed pending after its descriptors completed";
+    EXPECT_EQ(reused.pasid, p);
+    EXPECT_EQ(attach_to(other, p), kOk);
+  }
+  ASSERT_TRUE(holder.sync(wq));
+  EXPECT_TRUE(all_zero(other.at(kBase), other.mem.size));
+}
+
+// A move whose destination overlaps the end of its source runs backwards; if the
+// destination runs into unmapped memory it moves nothing (a backward prefix would have
+// overwritten source bytes the rest needs), so software can redo it, and a resumed
+// block-on-fault move gives memmove's result.
+TEST(DsaFaults, AnOverlappingMoveThatFaultsMovesNothing) {
+  Client c(48);
+  const uint32_t wq = 4, bof_wq = 5;
+  ASSERT_EQ(c.enable(wq), kOk);
+  ASSERT_EQ(c.enable(bof_wq, kShared | IOASID_WQ_BOF), kOk);
+  const uint64_t end = c.end();
+  const uint64_t src = end - 0x2800, dst = end - 0x1800;
+  const uint32_t size = 0x2000;  // dst runs 0x800 past the memory
+  const auto original = pattern(0x2800, 0x5c);
+  c.write(src, original);
+  EXPECT_TRUE(c.expect(wq, 0, c.make(IOASID_DSA_OPCODE_MEMMOVE, kRecord, 0, src, dst, size),
+                       rec(IOASID_DSA_COMP_PAGE_FAULT_NOBOF | IOASID_DSA_COMP_STATUS_WRITE, 0, end)));
+  EXPECT_TRUE(c.holds(src, original)) << "nothing moved";
+
+  c.run(bof_wq, c.make(IOASID_DSA_OPCODE_MEMMOVE, kRecord | kBof, record(1), src, dst, size));
+  const auto request = next_fault(c.node);
+  ASSERT_TRUE(request) << "no page request within 5 s";
+  expect_page_request(*request, c, end, IOASID_FAULT_PERM_WRITE);
+  EXPECT_EQ(status_of(c.at(record(1))), 0);
+  EXPECT_TRUE(c.holds(src, original)) << "nothing moved while it waits";
+  Memfd more(k4K, true);
+  ASSERT_EQ(c.map(more, end), kOk);
+  ASSERT_EQ(page_resp(c.fd(), c.dev, c.pasid, request->grpid, IOASID_PAGE_RESP_SUCCESS), kOk);
+  EXPECT_TRUE(record_is(c.at(record(1)), rec(IOASID_DSA_COMP_SUCCESS)));
+  auto expected = original;
+  expected.resize(0x3000, 0);
+  std::memmove(expected.data() + (dst - src), expected.data(), size);
+  EXPECT_TRUE(c.holds(src, std::vector<uint8_t>(expected.begin(), expected.begin() + 0x2800))) << "memmove's result";
+  EXPECT_TRUE(std::equal(expected.begin() + 0x2800, expected.end(), more.bytes())) << "memmove's result, past the end";
+  EXPECT_TRUE(all_zero(more.bytes() + 0x800, k4K - 0x800));
+  EXPECT_TRUE(drain_faults(c.node).empty());
+}
+
+// Disabling a BOF WQ answers its parked descriptor itself and raises no new page request
+// while it drains: it returns without waiting for page responses or their timeout,
+// however many descriptors wait behind, and the daemon answers other files meanwhile.
+TEST(DsaLifecycle, DisablingABofWqWithDescriptorsWaitingForPagesIsPrompt) {
+  Client c(49);
+  const uint32_t wq = 5;
+  const unsigned n = 5;
+  ASSERT_EQ(c.enable(wq, kShared | IOASID_WQ_BOF), kOk);
+  for (unsigned i = 0; i < n; ++i)
+    c.run(wq, c.make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, record(i), 1, c.end() + i * k4K, 8));
+  const auto request = next_fault(c.node);
+  ASSERT_TRUE(request) << "no page request within 5 s";
+  expect_page_request(*request, c, c.end(), IOASID_FAULT_PERM_WRITE);
+
+  // Two disables at once: the second waits for the first.
+  Errno err[2];
+  std::atomic<long> took[2] = {-1, -1};
+  std::vector<std::thread> disables;
+  for (int k = 0; k < 2; ++k)
+    disables.emplace_back([&, k] {
+      const auto start = std::chrono::steady_clock::now();
+      err[k] = wq_disable(c.fd(), c.dev, wq);
+      took[k] = elapsed_since(start).count();
+    });
+  EXPECT_TRUE(another_file_answers_promptly()) << "while the WQ is being disabled";
+  for (auto& t : disables) t.join();
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_EQ(err[k], kOk) << "disable " << k;
+    EXPECT_LT(took[k], kPrompt.count()) << "disable " << k << " took " << took[k] << " ms";
+  }
+  // Everything accepted completed before the disables returned.
+  EXPECT_TRUE(record_is(c.at(record(0)), rec(IOASID_DSA_COMP_PAGE_FAULT_IR | IOASID_DSA_COMP_STATUS_WRITE, 0, c.end())))
+      << "the parked descriptor";
+  for (unsigned i = 1; i < n; ++i)
+    EXPECT_TRUE(record_is(c.at(record(i)),
+                          rec(IOASID_DSA_COMP_PAGE_FAULT_NOBOF | IOASID_DSA_COMP_STATUS_WRITE, 0, c.end() + i * k4K)))
+        << "descriptor " << i << ": no page request while the WQ drains";
+  EXPECT_TRUE(drain_faults(c.node).empty()) << "no new page request";
+  EXPECT_TRUE(refused(c.submit(wq, c.make(IOASID_DSA_OPCODE_NOOP, 0)), EINVAL)) << "disabled";
+  // The parked descriptor's group stays outstanding: a late answer is accepted and changes nothing.
+  EXPECT_EQ(page_resp(c.fd(), c.dev, c.pasid, request->grpid, IOASID_PAGE_RESP_SUCCESS), kOk);
+  EXPECT_EQ(c.enable(wq), kOk) << "free again";
+  EXPECT_TRUE(c.expect(wq, n, c.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
+  EXPECT_EQ(status_of(c.at(record(0))), IOASID_DSA_COMP_PAGE_FAULT_IR | IOASID_DSA_COMP_STATUS_WRITE);
+}
+
+// WQ_CONFIG ENABLE racing DEVICE_UNBIND of the same file: whichever wins, the WQ is not
+// left enabled by a file that no longer has the device (nobody could disable it then).
+TEST(DsaLifecycle, EnableRacingUnbindNeverLeavesTheWqEnabled) {
+  const uint32_t wq = 6;
+  Node b;
+  const uint32_t bdev = bind_device(b, "dsa0");
+  const auto deadline = std::chrono::steady_clock::now() + 3s;  // bounded: the suite also runs in a slow VM
+  unsigned rounds = 0;
+  for (; rounds < 300 && std::chrono::steady_clock::now() < deadline; ++rounds) {
+    {
+      Node a;
+      const uint32_t dev = bind_device(a, "dsa0");
+      std::atomic<bool> started{false};
+      std::thread enabler([&] {
+        started = true;
+        for (;;) {  // until the unbind makes dev_id unknown
+          const Errno e = wq_config(a.fd(), wq_request(dev, wq, kShared));
+          if (e == Err(ENOENT)) break;
+          if (e == kOk) wq_disable(a.fd(), dev, wq);
+        }
+      });
+      while (!started) std::this_thread::yield();
+      // A different point of the enabler's loop each round.
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(rounds % 50 * 20);
+      while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      ioasid_device_unbind unbind{.dev_id = dev};
+      EXPECT_EQ(ioctl_errno(a.fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
+      enabler.join();
+    }
+    // a is closed: its WQs are free.
+    Errno err;
+    eventually([&] { return (err = wq_config(b.fd(), wq_request(bdev, wq, kShared))) != Err(EBUSY); }, kReleaseTimeout);
+    ASSERT_EQ(err, kOk) << "round " << rounds << ": the WQ stayed enabled by a file that unbound dsa0 and closed";
+    ASSERT_EQ(wq_disable(b.fd(), bdev, wq), kOk);
+  }
+  EXPECT_GT(rounds, 0u);
+  RecordProperty("rounds", static_cast<int>(rounds));
+}
+
+// Files closing while another file's descriptors wait for page requests in their shared
+// WQs: each release disables its WQ without waiting for page responses, so the WQs are
+// free again, and the daemon answers, well before a page timeout.
+TEST(DsaLifecycle, ClosingOwnersOfWqsWhereAnotherFileWaitsForPagesIsPrompt) {
+  const unsigned n = 4;
+  const uint32_t wqs[2] = {0, 1};
+  Client b(55);
+  auto a1 = std::make_unique<Client>(56);
+  auto a2 = std::make_unique<Client>(57);
+  ASSERT_EQ(a1->enable(wqs[0], kShared | IOASID_WQ_BOF), kOk);
+  ASSERT_EQ(a2->enable(wqs[1], kShared | IOASID_WQ_BOF), kOk);
+  auto where = [&](unsigned w, unsigned i) { return b.end() + (w * n + i) * k4K; };
+  for (unsigned w = 0; w < 2; ++w)
+    for (unsigned i = 0; i < n; ++i)
+      b.run(wqs[w], b.make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, record(w * n + i), 1, where(w, i), 8));
+  const auto first = next_fault(b.node);
+  ASSERT_TRUE(first) << "no page request within 5 s";
+
+  const auto start = std::chrono::steady_clock::now();
+  a1->close();
+  a2->close();
+  EXPECT_TRUE(another_file_answers_promptly()) << "while the closed files are released";
+  Node fresh;
+  const uint32_t dev = bind_device(fresh, "dsa0");
+  for (uint32_t wq : wqs) {
+    Errno err;
+    eventually([&] { return (err = wq_config(fresh.fd(), wq_request(dev, wq, kShared))) != Err(EBUSY); },
+               kReleaseTimeout);
+    EXPECT_EQ(err, kOk) << "wq " << wq << " of a closed file";
+  }
+  const auto took = elapsed_since(start);
+  EXPECT_LT(took, kPrompt) << "the closed files' WQs were free after " << took.count() << " ms";
+
+  // A disabled WQ has completed what it accepted: b's front descriptors ended
+  // PAGE_FAULT_IR if they raised a page request, the others with no page request.
+  std::vector<ioasid_fault> requests{*first};
+  for (const auto& f : drain_faults(b.node)) requests.push_back(f);
+  for (const auto& r : requests) {
+    EXPECT_EQ(r.type, uint32_t(IOASID_FAULT_PAGE_REQ));
+    EXPECT_TRUE(r.addr == where(0, 0) || r.addr == where(1, 0)) << "a page request for 0x" << std::hex << r.addr;
+  }
+  for (unsigned w = 0; w < 2; ++w) {
+    const bool requested =
+        std::any_of(requests.begin(), requests.end(), [&](const ioasid_fault& r) { return r.addr == where(w, 0); });
+    const uint8_t front = requested ? IOASID_DSA_COMP_PAGE_FAULT_IR : IOASID_DSA_COMP_PAGE_FAULT_NOBOF;
+    EXPECT_TRUE(record_is(b.at(record(w * n)), rec(front | IOASID_DSA_COMP_STATUS_WRITE, 0, where(w, 0))))
+        << "wq " << wqs[w] << " descriptor 0";
+    for (unsigned i = 1; i < n; ++i)
+      EXPECT_TRUE(record_is(b.at(record(w * n + i)),
+                            rec(IOASID_DSA_COMP_PAGE_FAULT_NOBOF | IOASID_DSA_COMP_STATUS_WRITE, 0, where(w, i))))
+          << "wq " << wqs[w] << " descriptor " << i;
+  }
+  for (uint32_t wq : wqs) EXPECT_EQ(wq_disable(fresh.fd(), dev, wq), kOk);
+  expect_daemon_alive();
+}
+
+// A client that truncates its memfd under a descriptor does not bring the daemon down:
+// the operation faults (the memory is gone: PAGE_FAULT_NOBOF, block on fault or not),
+// and a record that cannot be written is a fault record.
+TEST(DsaFaults, TruncatingTheMemoryUnderADescriptorFaultsIt) {
+  Client c(58), other(59);
+  const uint32_t wq = 2, bof_wq = 3;
+  ASSERT_EQ(c.enable(wq), kOk);
+  ASSERT_EQ(c.enable(bof_wq, kShared | IOASID_WQ_BOF), kOk);
+  // Records and an intact source in memory of their own, away from c.mem.
+  Memfd intact(k4K, true);
+  const uint64_t records = c.end() + 16 * k4K, source = records + 2048;
+  ASSERT_EQ(c.map(intact, records), kOk);
+  auto record_at = [&](unsigned i) { return intact.bytes() + 32 * i; };
+  std::fill(intact.bytes() + 2048, intact.bytes() + k4K, 0x37);
+  c.write(kData, pattern(2 * k4K, 0x31));
+  EXPECT_TRUE(c.expect(wq, 0, c.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
+  // c.mem's pages are gone, the daemon's mapping of them too; the test touches them no more.
+  ASSERT_EQ(::ftruncate(c.mem.fd, 0), 0);
+
+  constexpr uint8_t kNobof = IOASID_DSA_COMP_PAGE_FAULT_NOBOF, kWrite = IOASID_DSA_COMP_STATUS_WRITE;
+  c.run(wq, c.make(IOASID_DSA_OPCODE_CRCGEN, kRecord, records, kData, 0, 4096));
+  const auto crc = record_is(record_at(0), rec(kNobof, 0, kData));
+  expect_daemon_alive();
+  ASSERT_TRUE(crc) << "CRCGEN reading it";
+  c.run(wq, c.make(IOASID_DSA_OPCODE_MEMMOVE, kRecord, records + 32, source, kData + k4K, 512));
+  EXPECT_TRUE(record_is(record_at(1), rec(kNobof | kWrite, 0, kData + k4K))) << "MEMMOVE writing it";
+  c.run(wq, c.make(IOASID_DSA_OPCODE_COMPARE, kRecord, records + 64, source, kData, 512));
+  EXPECT_TRUE(record_is(record_at(2), rec(kNobof, 0, kData))) << "COMPARE reading it";
+  c.run(bof_wq, c.make(IOASID_DSA_OPCODE_MEMFILL, kRecord | kBof, records + 96, 5, kData, 64));
+  EXPECT_TRUE(record_is(record_at(3), rec(kNobof | kWrite, 0, kData))) << "with block on fault: no page request";
+  // A record in it cannot be written: a fault record.
+  c.run(wq, c.make(IOASID_DSA_OPCODE_NOOP, kRecord, record(5)));
+  const auto fault = next_fault(c.node);
+  ASSERT_TRUE(fault) << "no fault record within 5 s";
+  EXPECT_EQ(fault->type, uint32_t(IOASID_FAULT_DMA_UNRECOV));
+  EXPECT_EQ(fault->pasid, c.pasid);
+  EXPECT_EQ(fault->reason, uint32_t(IOASID_FAULT_REASON_UNKNOWN)) << "the translation held, the memory is gone";
+  EXPECT_EQ(fault->addr, record(5));
+  EXPECT_TRUE(drain_faults(c.node).empty()) << "no page request";
+  EXPECT_TRUE(all_zero(record_at(4), 1024 - 4 * 32)) << "no other record";
+
+  expect_daemon_alive();
+  EXPECT_TRUE(another_file_answers_promptly());
+  const uint32_t others = 4;
+  ASSERT_EQ(other.enable(others), kOk);
+  EXPECT_TRUE(other.expect(others, 0, other.make(IOASID_DSA_OPCODE_MEMFILL, kRecord, 0, ~0ull, kData, 64),
+                           rec(IOASID_DSA_COMP_SUCCESS)));
+  EXPECT_EQ(other.at(kData)[63], 0xff);
+  c.run(wq, c.make(IOASID_DSA_OPCODE_NOOP, kRecord, records + 128));
+  EXPECT_TRUE(record_is(record_at(4), rec(IOASID_DSA_COMP_SUCCESS))) << "c's WQ goes on";
+}
+
+// COMPARE reports the offset of the first differing byte also when its operands
+// overlap and span two mappings (only a move's overlap changes the direction).
+TEST(DsaOps, CompareOfOverlappingOperandsReportsTheFirstDifference) {
+  Client c(61);
+  const uint32_t wq = 3;
+  ASSERT_EQ(c.enable(wq), kOk);
+  Memfd more(k4K, true);
+  ASSERT_EQ(c.map(more, c.end()), kOk);
+  const uint64_t low = c.end() - 0x1000, high = c.end() - 0x800;  // high runs 0x800 into `more`
+  c.at(low)[0x10] = 1;      // low[0x10] != high[0x10]: the first difference
+  more.bytes()[0x100] = 2;  // high[0x900] != low[0x900]: a later one, in the other mapping
+  EXPECT_TRUE(c.expect(wq, 0, c.make(IOASID_DSA_OPCODE_COMPARE, kRecord, 0, low, high, 0x1000),
+                       rec(IOASID_DSA_COMP_SUCCESS, 0x10, 0, 1)))
+      << "src below dst";
+  EXPECT_TRUE(c.expect(wq, 1, c.make(IOASID_DSA_OPCODE_COMPARE, kRecord, 0, high, low, 0x1000),
+                       rec(IOASID_DSA_COMP_SUCCESS, 0x10, 0, 1)))
+      << "src above dst";
+  c.at(low)[0x10] = 0;
+  EXPECT_TRUE(c.expect(wq, 2, c.make(IOASID_DSA_OPCODE_COMPARE, kRecord, 0, low, high, 0x1000),
+                       rec(IOASID_DSA_COMP_SUCCESS, 0x900, 0, 1)))
+      << "the later difference once the first is gone";
+}
+
+// `pgtable` of one file's IOASID lists that file's routes only, though another file
+// attached its own PASID of the shared dsa0 to its own IOASID of the same number.
+TEST(DsaAdmin, PgtableOfASharedDeviceListsOnlyTheRoutesOfTheFileAsked) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "no admin socket (an outside node)";
+  Client a(62), b(63);
+  const auto devices = nlohmann::json::parse(admin_request(R"({"cmd":"devices"})"), nullptr, false);
+  ASSERT_TRUE(devices.is_object() && devices.value("ok", false)) << devices.dump();
+  std::map<uint32_t, uint32_t> route_context;  // pasid -> context
+  for (const auto& row : devices["result"])
+    if (row["name"] == "dsa0")
+      for (const auto& route : row["routes"])
+        if (!route["pasid"].is_null()) route_context[route["pasid"]] = route["context"];
+  ASSERT_TRUE(route_context.count(a.pasid) && route_context.count(b.pasid)) << devices.dump();
+  for (const Client* c : {&a, &b}) {
+    const uint32_t context = route_context[c->pasid];
+    const auto reply = nlohmann::json::parse(admin_request(R"({"cmd":"pgtable","context":)" + std::to_string(context) +
+                                                           R"(,"ioasid":)" + std::to_string(c->ioasid) + "}"),
+                                             nullptr, false);
+    ASSERT_TRUE(reply.is_object() && reply.value("ok", false)) << reply.dump();
+    const auto expected =
+        nlohmann::json::array({nlohmann::json{{"device", "dsa0"}, {"dev_id", c->dev}, {"pasid", c->pasid}}});
+    EXPECT_EQ(reply["result"]["routes"], expected)
+        << "context " << context << " ioasid " << c->ioasid << " (a's PASID " << a.pasid << ", b's " << b.pasid << ")";
+  }
 }
 
 }  // namespace
