@@ -5,6 +5,7 @@
 // Run as root (it mounts a FUSE file system):
 //   build/tests/bench/dsa_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 #include "bench_daemon.h"
+#include "memcpy_baseline.h"
 
 #include <benchmark/benchmark.h>
 #include <linux/ioasid.h>
@@ -105,15 +106,6 @@ bool wait_for(const Client& client, int slot) {
   while (*client.status(slot) == 0) {
   }
   return *client.status(slot) == IOASID_DSA_COMP_SUCCESS;
-}
-
-void BM_Memcpy1MiB(benchmark::State& state) {
-  std::vector<char> from(kBlock, 1), to(kBlock, 2);
-  for (auto _ : state) {
-    std::memcpy(to.data(), from.data(), kBlock);
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(state.iterations() * kBlock);
 }
 
 // MEMMOVE of 1 MiB with `depth` descriptors in flight (each with its own record).

@@ -5,6 +5,7 @@
 #include "devices/dsa/engine.h"
 #include "iommu/io_pagetable.h"
 #include "../unit/translation_support.h"  // the memfd mapping the unit tests use
+#include "memcpy_baseline.h"
 
 #include <benchmark/benchmark.h>
 
@@ -86,15 +87,6 @@ void BM_Engine_Noop(benchmark::State& state) { run(state, 1ull << 30, IOASID_DSA
 void BM_Engine_Memmove1MiB_2MiBPages(benchmark::State& state) { run(state, 1ull << 30, IOASID_DSA_OPCODE_MEMMOVE); }
 void BM_Engine_Memmove1MiB_4KiBPages(benchmark::State& state) {
   run(state, (1ull << 30) + k4K, IOASID_DSA_OPCODE_MEMMOVE);
-}
-
-void BM_Memcpy1MiB(benchmark::State& state) {
-  std::vector<char> from(kBlock, 1), to(kBlock, 2);
-  for (auto _ : state) {
-    std::memcpy(to.data(), from.data(), kBlock);
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(state.iterations() * kBlock);
 }
 
 BENCHMARK(BM_Engine_Noop)->MinTime(0.5)->UseRealTime();

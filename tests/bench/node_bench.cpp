@@ -10,6 +10,7 @@
 
 #include <benchmark/benchmark.h>
 #include "bench_daemon.h"
+#include "memcpy_baseline.h"
 #include <linux/ioasid.h>
 
 #include <fcntl.h>
@@ -179,15 +180,6 @@ void BM_Daemon_ClientProcesses(benchmark::State& state) {
 // ---- DEVICE_DMA of 1 MiB through the node, against memcpy of the same size ----
 
 constexpr size_t kDmaBytes = 1u << 20;
-
-void BM_Memcpy1MiB(benchmark::State& state) {
-  std::vector<char> from(kDmaBytes, 1), to(kDmaBytes, 2);
-  for (auto _ : state) {
-    std::memcpy(to.data(), from.data(), kDmaBytes);
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(state.iterations() * kDmaBytes);
-}
 
 // The same copy with both sides out of the CPU caches: 1 MiB blocks taken in turn from
 // 256 MiB, what a DMA of data the CPU has not just touched compares with.
