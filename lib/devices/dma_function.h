@@ -12,6 +12,8 @@
 #include "iommu/iommu.h"
 #include "memory/client_memory.h"
 
+#include <linux/ioasid.h>
+
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -50,6 +52,12 @@ struct TranslatedRange {
 TranslatedRange translate_range(iommu::Iommu& iommu, const iommu::PasidTable& table, iommu::Iotlb* device_tlb,
                                 uint32_t pasid, uint64_t iova, uint64_t length, pgtable::Access access,
                                 bool privileged);
+
+// A fault the device's owner can resolve by mapping the page, which a page request
+// (PRI) asks for: a missing or too weak translation.
+inline bool resolvable_by_page_request(const DmaFault& fault) {
+  return fault.reason == IOASID_FAULT_REASON_ACCESS || fault.reason == IOASID_FAULT_REASON_PERMISSION;
+}
 
 struct DmaOutcome {
   uint64_t bytes_done = 0;  // leading bytes transferred

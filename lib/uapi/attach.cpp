@@ -65,10 +65,7 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   if (with_pasid) {
     // Held by the attachment: a FREE of the PASID detaches it, and the number is
     // reclaimed when this reference goes.
-    if (auto got = allocator.get(call.context.pasid_set(), target->pasid); !got) {
-      if (got.code() == EACCES) return fail(EACCES, "PASID {} belongs to another file", target->pasid);
-      return fail(ENOENT, "PASID {} is not allocated by this file", target->pasid);
-    }
+    IOASID_TRY(own_pasid(call, target->pasid, /*guest=*/false, /*take_reference=*/true));
   }
   Device& device = *target->device;
   std::lock_guard lock(device.attach_mutex());

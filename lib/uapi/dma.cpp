@@ -18,8 +18,7 @@ constexpr uint64_t kMaxDmaLength = 64ull << 20;
 // Faults the owner can resolve by mapping the page: a missing or too weak
 // translation, on a PRI-capable device, for a request with PASID.
 bool recoverable(Device& device, bool with_pasid, const devices::DmaFault& fault) {
-  return device.spec().pri && with_pasid &&
-         (fault.reason == IOASID_FAULT_REASON_ACCESS || fault.reason == IOASID_FAULT_REASON_PERMISSION);
+  return device.spec().pri && with_pasid && devices::resolvable_by_page_request(fault);
 }
 
 FaultSource source_of(const ioasid_device_dma& dma, const devices::DeviceSpec& spec) {

@@ -83,20 +83,11 @@ class FileSubmitter final : public devices::dsa::Submitter {
   const PasidReference pasid_;
 };
 
-// This file's PASID (with `guest`, the host PASID of its guest PASID), with a reference
-// taken: ENOENT if it is not allocated (or being freed), EACCES if another file's.
+// This file's PASID (with `guest`, the host PASID of its guest PASID), held.
 Result<PasidReference> reference_own_pasid(Call& call, uint32_t pasid, bool guest) {
-  Allocator& allocator = call.service.allocator();
-  if (guest) {
-    auto host = allocator.find_by_spid(call.context.pasid_set(), pasid, /*take_reference=*/true);
-    if (!host) return fail(ENOENT, "no guest PASID {} in this file", pasid);
-    return PasidReference(allocator, *host);
-  }
-  if (auto got = allocator.get(call.context.pasid_set(), pasid); !got) {
-    if (got.code() == EACCES) return fail(EACCES, "PASID {} belongs to another file", pasid);
-    return fail(ENOENT, "PASID {} is not allocated by this file", pasid);
-  }
-  return PasidReference(allocator, pasid);
+  auto host = own_pasid(call, pasid, guest, /*take_reference=*/true);
+  IOASID_TRY(host);
+  return PasidReference(call.service.allocator(), *host);
 }
 
 Result<long> disable(Call& call, const ioasid_wq_config& config, Engine& engine, const std::string& name) {

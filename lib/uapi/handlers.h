@@ -35,9 +35,10 @@ Result<long> get_info(Call& call, ioasid_info& info);
 
 // pasid.cpp
 // The host PASID a request names: with `guest`, a guest PASID mapped by this file
-// (ENOENT if not); else one of this file's PASIDs (ENOENT unallocated, EACCES
-// another file's).
-Result<uint32_t> own_pasid(Call& call, uint32_t pasid, bool guest);
+// (ENOENT if not); else one of this file's PASIDs (ENOENT unallocated or being freed,
+// EACCES another file's). With `take_reference` the caller owns a reference on it
+// (Allocator::put, or a PasidReference).
+Result<uint32_t> own_pasid(Call& call, uint32_t pasid, bool guest, bool take_reference = false);
 Result<long> pasid_request(Call& call, ioasid_pasid_request& request);
 Result<long> pasid_lookup(Call& call, ioasid_pasid_lookup& lookup);
 

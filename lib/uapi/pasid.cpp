@@ -73,17 +73,17 @@ Result<long> pasid_lookup(Call& call, ioasid_pasid_lookup& lookup) {
   return 0;
 }
 
-Result<uint32_t> own_pasid(Call& call, uint32_t pasid, bool guest) {
+Result<uint32_t> own_pasid(Call& call, uint32_t pasid, bool guest, bool take_reference) {
   Allocator& allocator = call.service.allocator();
   if (guest) {
-    auto host = allocator.find_by_spid(call.context.pasid_set(), pasid);
+    auto host = allocator.find_by_spid(call.context.pasid_set(), pasid, take_reference);
     if (!host) return fail(ENOENT, "no guest PASID {} in this file", pasid);
     return *host;
   }
-  if (auto owned = allocator.find(call.context.pasid_set(), pasid); !owned) {
-    if (owned.code() == EACCES) return fail(EACCES, "PASID {} belongs to another file", pasid);
-    return fail(ENOENT, "PASID {} is not allocated by this file", pasid);
-  }
+  const SetId set = call.context.pasid_set();
+  const int refused = take_reference ? allocator.get(set, pasid).code() : allocator.find(set, pasid).code();
+  if (refused == EACCES) return fail(EACCES, "PASID {} belongs to another file", pasid);
+  if (refused != 0) return fail(ENOENT, "PASID {} is not allocated by this file", pasid);
   return pasid;
 }
 

@@ -10,10 +10,6 @@ namespace {
 // Descriptors a WQ runs before it lets the other WQs have the thread.
 constexpr int kDescriptorsPerTurn = 16;
 
-bool page_requestable(const DmaFault& fault) {
-  return fault.reason == IOASID_FAULT_REASON_ACCESS || fault.reason == IOASID_FAULT_REASON_PERMISSION;
-}
-
 uint8_t fault_status(uint8_t status, const Stopped& stopped) {
   return static_cast<uint8_t>(status | (stopped.write ? IOASID_DSA_COMP_STATUS_WRITE : 0));
 }
@@ -59,7 +55,6 @@ void Engine::disable(uint32_t index, uint32_t owner) {
     if (wq.parked && !wq.jobs.empty() && wq.jobs.front().waiting) {
       wq.jobs.front().answer = iommu::PageResponse::kInvalid;
       wq.parked = false;
-      wq.state.waiting_for_page = false;
       executor_.post([this, index] { run(index); });
     }
     wq.idle.wait(lock, [&] { return wq.jobs.empty() && !wq.scheduled; });
@@ -81,7 +76,10 @@ bool Engine::wait_for_page(uint32_t index, Job& job, const Stopped& stopped) {
 WqState Engine::state(uint32_t index) const {
   const Wq& wq = *wqs_.at(index);
   std::lock_guard lock(wq.mutex);
-  return wq.state;
+  WqState state = wq.state;
+  state.queued = static_cast<uint32_t>(wq.jobs.size());
+  state.waiting_for_page = wq.parked;
+  return state;
 }
 
 Enqueued Engine::submit(uint32_t index, const ioasid_dsa_desc& desc, uint32_t pasid,
@@ -100,7 +98,6 @@ Enqueued Engine::submit(uint32_t index, const ioasid_dsa_desc& desc, uint32_t pa
                           .submitter = std::move(submitter),
                           .block_on_fault = wq.state.config->block_on_fault});
     ++wq.state.accepted;
-    wq.state.queued = static_cast<uint32_t>(wq.jobs.size());
     if (wq.scheduled) return Enqueued::kAccepted;
     wq.scheduled = true;
   }
@@ -129,7 +126,6 @@ void Engine::run(uint32_t index) {
         continue;
       }
       wq.parked = true;
-      wq.state.waiting_for_page = true;
       return;
     }
     std::optional<Job> finished;  // dropped after the lock: its submitter holds a PASID reference
@@ -138,7 +134,6 @@ void Engine::run(uint32_t index) {
       finished.emplace(std::move(wq.jobs.front()));
       wq.jobs.pop_front();
       ++wq.state.completed;
-      wq.state.queued = static_cast<uint32_t>(wq.jobs.size());
     }
   }
   executor_.post([this, index] { run(index); });
@@ -155,7 +150,6 @@ void Engine::resume(uint32_t index, uint64_t serial, iommu::PageResponse answer)
     wq.jobs.front().answer = answer;
     if (!wq.parked) return;  // its runner has not parked yet and will see the answer
     wq.parked = false;
-    wq.state.waiting_for_page = false;
   }
   executor_.post([this, index] { run(index); });
 }
@@ -191,7 +185,7 @@ std::optional<Completion> Engine::execute_descriptor(uint32_t index, Job& job, c
 
 std::optional<Completion> Engine::on_fault(uint32_t index, Job& job, const ioasid_dsa_desc& desc,
                                            const Stopped& stopped) {
-  if (job.block_on_fault && wants(desc, IOASID_DSA_FLAG_BOF) && page_requestable(stopped.fault) && job.submitter &&
+  if (job.block_on_fault && wants(desc, IOASID_DSA_FLAG_BOF) && resolvable_by_page_request(stopped.fault) && job.submitter &&
       wait_for_page(index, job, stopped)) {
     if (job.submitter->request_page(
             job.pasid, stopped.fault, stopped.write,

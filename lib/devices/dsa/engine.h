@@ -68,7 +68,8 @@ struct WqConfig {
 struct WqState {
   std::optional<WqConfig> config;  // nullopt: disabled
   bool draining = false;           // being disabled: takes nothing, cannot be re-enabled yet
-  uint32_t queued = 0;             // accepted and not completed, the running one included
+  // Filled in by state(), from the queue itself:
+  uint32_t queued = 0;  // accepted and not completed, the running one included
   bool waiting_for_page = false;
   // Since the WQ was last enabled:
   uint64_t accepted = 0;
