@@ -1079,6 +1079,10 @@ TEST(DsaIsolation, TwoFilesOnOneSharedWqSeeOnlyTheirOwnMemory) {
   ASSERT_EQ(err, kOk);
   ioasid_attach rid_b{.dev_id = b.dev, .ioasid = b.ioasid};
   EXPECT_EQ(ioctl_errno(b.fd(), IOASID_ATTACH_IOASID, &rid_b), Err(EBUSY)) << "the RID route is a's";
+  // b has no RID route to detach: 0, and a's route stays (b still cannot attach it).
+  ioasid_attach detach_b{.dev_id = b.dev};
+  EXPECT_EQ(ioctl_errno(b.fd(), IOASID_DETACH_IOASID, &detach_b), kOk);
+  EXPECT_EQ(ioctl_errno(b.fd(), IOASID_ATTACH_IOASID, &rid_b), Err(EBUSY)) << "a's RID route was detached by b";
   ioasid_attach stolen{.dev_id = b.dev, .ioasid = b.ioasid, .pasid = a.pasid};
   EXPECT_EQ(ioctl_errno(b.fd(), IOASID_ATTACH_IOASID_PASID, &stolen), Err(EACCES)) << "a's PASID";
 
