@@ -56,13 +56,16 @@ Result<void> NetlinkSubscriber::receive(const std::function<void(const NetlinkMe
     }
   }
 
-  int remaining = static_cast<int>(length);
-  for (auto* message = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(message, remaining);
-       message = NLMSG_NEXT(message, remaining)) {
+  // NLMSG_OK/NLMSG_NEXT by hand: the macros mix signed and unsigned lengths.
+  const auto total = static_cast<size_t>(length);
+  for (size_t offset = 0; total - offset >= sizeof(nlmsghdr);) {
+    const auto* message = reinterpret_cast<const nlmsghdr*>(buffer.data() + offset);
+    if (message->nlmsg_len < NLMSG_HDRLEN || message->nlmsg_len > total - offset) break;
     const char* payload = static_cast<const char*>(NLMSG_DATA(message));
     const size_t payload_length = message->nlmsg_len - NLMSG_HDRLEN;
     on_message(NetlinkMessage{message->nlmsg_type, std::string(payload, ::strnlen(payload, payload_length)),
                               source.nl_pid, sender});
+    offset += NLMSG_ALIGN(message->nlmsg_len);
   }
   return success();
 }

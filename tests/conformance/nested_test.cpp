@@ -20,7 +20,7 @@ namespace conf {
 namespace {
 
 constexpr uint64_t k4K = 4096, k2M = 2ull << 20;
-constexpr uint64_t kP = 1, kRW = 2, kUS = 4, kA = 1ull << 5, kD = 1ull << 6, kXD = 1ull << 63;
+constexpr uint64_t kP = 1, kRW = 2, kUS = 4, kA = 1ull << 5, kD = 1ull << 6;
 constexpr uint64_t kFrame = 0x000ffffffffff000ull;
 
 Errno free_ioas(int fd, uint32_t ioasid) {

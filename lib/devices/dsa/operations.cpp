@@ -233,7 +233,6 @@ OperationResult run_operation(const Port& port, const ioasid_dsa_desc& desc, Pro
 }
 
 std::optional<DmaFault> dma_read(const Port& port, uint64_t iova, std::span<std::byte> out) {
-  std::optional<DmaFault> fault;
   const Visit visited = visit(port, Operand{iova, false}, std::nullopt, out.size(),
                               [&](uint64_t offset, std::span<std::byte> data, std::span<std::byte>) {
                                 std::memcpy(out.data() + offset, data.data(), data.size());
