@@ -13,6 +13,8 @@
 //   callback may re-enter the allocator in any way.
 #include "ioasid/allocator.h"
 
+#include "base/fail_nth.h"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -647,6 +649,7 @@ Result<SetId> Allocator::create_set(uint64_t token, SetType type, uint32_t quota
                 impl_->capacity - impl_->carved);
   if (type == SetType::Mm && impl_->mm_sets.contains(token))
     return fail(EEXIST, "address space {:#x} already has PASID set {}", token, impl_->mm_sets.at(token));
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "a PASID set"));
   const auto id = impl_->sets.insert({.token = token, .type = type, .quota = quota});
   if (!id) return fail(ENOSPC, "too many PASID sets");
   if (type == SetType::Mm) impl_->mm_sets.emplace(token, *id);
@@ -769,6 +772,7 @@ Result<Pasid> Allocator::alloc(SetId set_id, Pasid min, Pasid max, uintptr_t pri
     return fail(EEXIST, "guest PASID {} is already mapped in set {}", *spid, set_id);
   const auto free_number = impl_->taken.first_clear(min, max);
   if (!free_number) return fail(ENOSPC, "no free PASID in [{}, {}]", min, max);
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "a PASID"));
 
   const Pasid pasid = *free_number;
   Entry& entry = impl_->entries.ensure(pasid);

@@ -147,6 +147,13 @@ Result<void> IoPageTable::read_dirty(uint64_t iova, uint64_t length, uint64_t pa
   return success();
 }
 
+void IoPageTable::restore_dirty(uint64_t iova, uint64_t length, uint64_t page_size,
+                                std::span<const uint64_t> bitmap) {
+  std::lock_guard lock(mutex_);
+  // Cannot fail: the same range and bitmap were just read and cleared.
+  (void)table_.restore_dirty_bitmap(iova, length, page_size, bitmap);
+}
+
 void IoPageTable::add_nested_domain(uint16_t domain) {
   std::lock_guard lock(mutex_);
   nested_domains_.push_back(domain);

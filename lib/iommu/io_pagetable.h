@@ -64,6 +64,8 @@ class IoPageTable {
   // of the range are flushed afterwards, so the next write sets D again. EINVAL:
   // tracking off, the range not wholly mapped, misaligned or a bad page size.
   Result<void> read_dirty(uint64_t iova, uint64_t length, uint64_t page_size, bool clear, std::span<uint64_t> bitmap);
+  // Marks the pages of a bitmap read_dirty cleared dirty again (it could not be delivered).
+  void restore_dirty(uint64_t iova, uint64_t length, uint64_t page_size, std::span<const uint64_t> bitmap);
   // EINVAL unless [iova, iova + length) is covered by areas without a gap.
   Result<void> check_mapped(uint64_t iova, uint64_t length) const;
 

@@ -1,5 +1,9 @@
 #include "iommu/iommu.h"
 
+#include "base/fail_nth.h"
+
+#include <algorithm>
+
 namespace ioasid::iommu {
 
 namespace {
@@ -17,7 +21,13 @@ Iommu::Iommu(IommuConfig config)
   domains_in_use_[0] = true;
 }
 
+size_t Iommu::domains_in_use() const {
+  std::lock_guard lock(domains_mutex_);
+  return static_cast<size_t>(std::count(domains_in_use_.begin(), domains_in_use_.end(), true));
+}
+
 Result<uint16_t> Iommu::allocate_domain() {
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "a domain id"));
   std::lock_guard lock(domains_mutex_);
   // Next fit: a freed id is reused as late as possible, so stale IOTLB tags of a
   // dead domain can never match a new one before they are long flushed.

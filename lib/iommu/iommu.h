@@ -67,6 +67,7 @@ class Iommu {
   // Domain ids 1..65535 (0 is never used). ENOSPC when all are taken.
   Result<uint16_t> allocate_domain();
   void free_domain(uint16_t domain);
+  size_t domains_in_use() const;
   Result<Domain> make_domain();
 
   // Second-level A/D updates (SSADE) for every request translated in the domain.
@@ -99,7 +100,7 @@ class Iommu {
   Iotlb iotlb_;
   PasidCache pasid_cache_;
   PinAccounting pins_;
-  std::mutex domains_mutex_;
+  mutable std::mutex domains_mutex_;
   std::vector<bool> domains_in_use_;
   uint16_t next_domain_ = 1;
   std::unique_ptr<std::atomic<bool>[]> dirty_tracking_;

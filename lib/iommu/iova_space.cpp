@@ -1,5 +1,7 @@
 #include "iommu/iova_space.h"
 
+#include "base/fail_nth.h"
+
 #include <algorithm>
 
 namespace ioasid::iommu {
@@ -64,6 +66,7 @@ Result<void> IovaSpace::claim(uint64_t iova, uint64_t length) {
   if (auto hit = overlapping(iova, last); !hit.empty())
     return fail(EEXIST, "[{:#x}, {:#x}] overlaps the area [{:#x}, {:#x}]", iova, last, hit.front().start,
                 hit.front().last);
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "an IOVA area"));
   areas_.emplace(iova, last);
   return success();
 }
@@ -83,6 +86,7 @@ Result<uint64_t> IovaSpace::claim_any(uint64_t length, uint64_t alignment) {
       auto area = areas_.upper_bound(start);
       if (area != areas_.begin() && std::prev(area)->second >= start) area = std::prev(area);
       if (area == areas_.end() || area->first > last) {
+        IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "an IOVA area"));
         areas_.emplace(start, last);
         return start;
       }

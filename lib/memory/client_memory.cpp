@@ -1,5 +1,7 @@
 #include "memory/client_memory.h"
 
+#include "base/fail_nth.h"
+
 #include <sys/uio.h>
 
 #include <climits>
@@ -13,6 +15,7 @@ namespace {
 Result<void> transfer(pid_t pid, uint64_t address, void* local, size_t size, bool to_client) {
   if (size == 0) return success();
   if (address + size < address) return fail(EFAULT, "user range {:#x}+{} wraps", address, size);
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kClientCopy, "a copy of client memory"));
   iovec local_iov{local, size};
   iovec remote_iov{reinterpret_cast<void*>(address), size};
   const ssize_t done = to_client ? process_vm_writev(pid, &local_iov, 1, &remote_iov, 1, 0)
@@ -64,6 +67,7 @@ Result<void> ProcessMemory::scatter(uint64_t address, std::span<const std::span<
 Result<void> ProcessMemory::vectored(uint64_t address, std::span<const std::span<std::byte>> pieces, size_t& done,
                                      bool to_client) {
   done = 0;
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kClientCopy, "a copy of client memory"));
   std::vector<iovec> local;
   while (!pieces.empty()) {
     const size_t batch = std::min<size_t>(pieces.size(), IOV_MAX);

@@ -1,5 +1,7 @@
 #include "memory/hpa_space.h"
 
+#include "base/fail_nth.h"
+
 #include <algorithm>
 #include <mutex>
 #include <shared_mutex>
@@ -107,6 +109,7 @@ Result<Hpa> HpaSpace::add_segment(std::shared_ptr<Backing> backing) {
                 backing->description());
   if (size > kSegmentWindowEnd - kSegmentWindowBase)
     return fail(ENOSPC, "segment of {:#x} bytes is larger than the HPA window", size);
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "an HPA segment"));
   std::unique_lock lock(segments_mutex_);
   std::optional<Hpa> base = place(size, next_segment_hpa_);
   if (!base) base = place(size, kSegmentWindowBase);  // wrap around

@@ -1,5 +1,7 @@
 #include "memory/mapped_file_backing.h"
 
+#include "base/fail_nth.h"
+
 #include "memory/physical_memory.h"
 #include "memory/sigbus_guard.h"
 
@@ -32,6 +34,7 @@ Result<std::shared_ptr<MappedFileBacking>> MappedFileBacking::create(int fd, uin
   if (offset + length < offset)
     return fail(EOVERFLOW, "{}: offset {:#x} + length {:#x} overflows", description, offset,
                 length);
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "a mapping of client memory"));
   struct stat status {};
   if (::fstat(fd, &status) != 0) {
     const int error = errno;

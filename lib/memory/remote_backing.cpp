@@ -1,5 +1,7 @@
 #include "memory/remote_backing.h"
 
+#include "base/fail_nth.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -32,6 +34,7 @@ Result<UniqueFd> RemoteBacking::open_process_memory(pid_t pid, MapAccess access)
 
 Result<std::shared_ptr<RemoteBacking>> RemoteBacking::open(pid_t pid, uint64_t va, uint64_t length,
                                                            MapAccess access) {
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "a view of client memory"));
   auto memory = open_process_memory(pid, access);
   if (!memory) return std::move(memory).error();
   return std::make_shared<RemoteBacking>(

@@ -1,5 +1,7 @@
 #include "memory/table_pool.h"
 
+#include "base/fail_nth.h"
+
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -27,6 +29,7 @@ Error TablePool::not_a_table(Hpa hpa) const {
 }
 
 Result<Hpa> TablePool::alloc() {
+  IOASID_TRY(fail_nth::point(fail_nth::Site::kTablePage, "a page-table page"));
   std::lock_guard lock(mutex_);
   const uint64_t live = live_pages_.load(std::memory_order_relaxed);
   if (live >= max_pages_)

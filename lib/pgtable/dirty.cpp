@@ -41,6 +41,21 @@ Result<void> clear_dirty(PhysicalMemory& memory, const LeafEntry& leaf) {
   return success();
 }
 
+Result<void> set_dirty(PhysicalMemory& memory, const LeafEntry& leaf) {
+  using second_level::kAccessedDirtyMask;
+  using second_level::kDirty;
+  uint64_t current = leaf.value;
+  while ((current & kDirty) == 0) {
+    uint64_t expected = current;
+    auto swapped = memory.compare_exchange64(leaf.entry_address, expected, current | kDirty);
+    if (!swapped) return std::move(swapped).error();
+    if (*swapped) break;
+    if ((expected & ~kAccessedDirtyMask) != (leaf.value & ~kAccessedDirtyMask)) break;
+    current = expected;
+  }
+  return success();
+}
+
 }  // namespace
 
 Result<void> SecondLevelTable::read_and_clear_dirty(uint64_t iova, uint64_t length, uint64_t page_size,
@@ -76,6 +91,25 @@ Result<void> SecondLevelTable::read_and_clear_dirty_bitmap(uint64_t iova, uint64
   return read_and_clear_dirty(iova, length, page_size, mode, [&](uint64_t page_iova) {
     const uint64_t bit = (page_iova - iova) / page_size;
     bitmap[bit / kBitsPerWord] |= 1ull << (bit % kBitsPerWord);
+  });
+}
+
+Result<void> SecondLevelTable::restore_dirty_bitmap(uint64_t iova, uint64_t length, uint64_t page_size,
+                                                    std::span<const uint64_t> bitmap) {
+  if (memory_ == nullptr) return fail(EINVAL, "the table has been destroyed");
+  IOASID_TRY(check_dirty_range(iova, length, page_size, address_limit()));
+  constexpr uint64_t kBitsPerWord = 64;
+  if (bitmap.size() < (length / page_size + kBitsPerWord - 1) / kBitsPerWord)
+    return fail(EINVAL, "a bitmap of {} words cannot hold {} pages", bitmap.size(), length / page_size);
+  const uint64_t end = iova + length;
+  return for_each_second_level_leaf(*memory_, root_, levels_, iova, end, [&](const LeafEntry& leaf) -> Result<void> {
+    // Only leaves wholly inside were cleared.
+    if (leaf.iova < iova || leaf.iova + leaf.size > end) return success();
+    for (uint64_t page = align_down(leaf.iova, page_size); page < leaf.iova + leaf.size; page += page_size) {
+      const uint64_t bit = (page - iova) / page_size;
+      if (bitmap[bit / kBitsPerWord] & (1ull << (bit % kBitsPerWord))) return set_dirty(*memory_, leaf);
+    }
+    return success();
   });
 }
 

@@ -77,6 +77,10 @@ class SecondLevelTable {
   // the page iova + i * page_size; set bits are ORed in. EINVAL if it is too small.
   Result<void> read_and_clear_dirty_bitmap(uint64_t iova, uint64_t length, uint64_t page_size, DirtyRead mode,
                                            std::span<uint64_t> bitmap);
+  // Sets D again in every leaf wholly inside the range that holds a page set in the
+  // bitmap: undoes a read-and-clear whose bitmap could not be delivered.
+  Result<void> restore_dirty_bitmap(uint64_t iova, uint64_t length, uint64_t page_size,
+                                    std::span<const uint64_t> bitmap);
   // Clears D in every leaf: done when tracking is enabled, so it starts clean.
   Result<void> clear_all_dirty();
 

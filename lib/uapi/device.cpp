@@ -15,7 +15,12 @@ Result<long> device_bind(Call& call, ioasid_device_bind& bind) {
   const std::string_view name(bind.name, static_cast<const char*>(end) - bind.name);
   auto device = call.service.devices().bind(name, call.context.id());
   IOASID_TRY(device);
-  bind.out_dev_id = call.context.objects().insert(*device);
+  auto dev_id = call.context.objects().insert(*device);
+  if (!dev_id) {
+    call.service.devices().unbind(**device, call.context.id());
+    return std::move(dev_id).error();
+  }
+  bind.out_dev_id = *dev_id;
   call.service.publish({.type = EventType::DeviceBind,
                         .context = call.context.id(),
                         .pid = call.context.client().pid,

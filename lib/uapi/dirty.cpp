@@ -34,9 +34,14 @@ Result<long> get_dirty_bitmap(Call& call, ioasid_dirty_bitmap& request) {
   std::vector<uint64_t> bitmap((pages + 63) / 64, 0);
   // Written once clean first, so a bad pointer fails before any D bit is cleared.
   IOASID_TRY(call.memory.write(request.bitmap_uptr, std::as_bytes(std::span(bitmap))));
-  IOASID_TRY(ioas->table->read_dirty(request.iova, request.length, request.page_size,
-                                     !(request.flags & IOASID_DIRTY_NO_CLEAR), bitmap));
-  IOASID_TRY(call.memory.write(request.bitmap_uptr, std::as_bytes(std::span(bitmap))));
+  const bool clear = !(request.flags & IOASID_DIRTY_NO_CLEAR);
+  IOASID_TRY(ioas->table->read_dirty(request.iova, request.length, request.page_size, clear, bitmap));
+  // The client may have unmapped the bitmap meanwhile: what was cleared and not
+  // delivered is dirty again, so the next read reports it.
+  if (auto delivered = call.memory.write(request.bitmap_uptr, std::as_bytes(std::span(bitmap))); !delivered) {
+    if (clear) ioas->table->restore_dirty(request.iova, request.length, request.page_size, bitmap);
+    return std::move(delivered).error();
+  }
   return 0;
 }
 

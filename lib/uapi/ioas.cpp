@@ -91,7 +91,9 @@ Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
     IOASID_TRY(domain);
     auto ioas = std::make_shared<Ioas>();
     ioas->nested = std::make_unique<Nested>(*parent, alloc.parent, std::move(*domain));
-    alloc.out_ioasid = call.context.objects().insert(std::move(ioas));
+    auto id = call.context.objects().insert(std::move(ioas));
+    IOASID_TRY(id);
+    alloc.out_ioasid = *id;
     return 0;
   }
   if (alloc.parent != 0) return fail(EINVAL, "parent {} given for a kernel-managed IOASID", alloc.parent);
@@ -99,7 +101,9 @@ Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
   IOASID_TRY(table);
   auto ioas = std::make_shared<Ioas>();
   ioas->table = std::move(*table);
-  alloc.out_ioasid = call.context.objects().insert(std::move(ioas));
+  auto id = call.context.objects().insert(std::move(ioas));
+  IOASID_TRY(id);
+  alloc.out_ioasid = *id;
   return 0;
 }
 

@@ -2,6 +2,7 @@
 // the file is open. Lookups name the kind they expect; another kind is ENOENT.
 #pragma once
 
+#include "base/fail_nth.h"
 #include "base/result.h"
 
 #include <cstdint>
@@ -18,7 +19,8 @@ class ObjectTable {
  public:
   using Object = std::variant<std::shared_ptr<Kinds>...>;
 
-  uint32_t insert(Object object) {
+  Result<uint32_t> insert(Object object) {
+    IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "an object id"));
     std::lock_guard lock(mutex_);
     const uint32_t id = next_id_++;
     objects_.emplace(id, std::move(object));

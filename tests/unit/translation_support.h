@@ -28,6 +28,7 @@ class MemfdMemory {
     if (fd_ && ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) fd_.reset();
   }
   bool ok() const { return static_cast<bool>(fd_); }
+  int fd() const { return fd_.get(); }
 
   // Maps [offset, offset + length) of the memfd at `iova` (else the lowest hole) with
   // the given rights; returns the IOVA.
