@@ -223,11 +223,16 @@ Result<std::shared_ptr<Device>> Service::add_device(devices::DeviceSpec spec) {
 Result<void> Service::remove_device(std::string_view name_or_pci) {
   auto device = devices_.remove(name_or_pci);
   IOASID_TRY(device);
-  const uint32_t owner = (*device)->owner();
-  spdlog::info("device {} removed{}", (*device)->spec().name, owner ? fmt::format(" while bound by ctx {}", owner) : "");
-  Event event{.type = EventType::DeviceRemoved, .context = owner, .device = (*device)->spec().name};
-  if (auto context = owner ? find_context(owner) : nullptr) event.pid = context->client().pid;
-  publish(std::move(event));
+  const std::vector<uint32_t> binders = (*device)->bound_by();
+  spdlog::info("device {} removed{}", (*device)->spec().name,
+               binders.empty() ? "" : fmt::format(" while bound by ctx {}", fmt::join(binders, ", ")));
+  // Every file that holds it (a SIOV device has several) hears of it; a free device
+  // is announced once, to nobody in particular.
+  for (const uint32_t holder : binders.empty() ? std::vector<uint32_t>{0} : binders) {
+    Event event{.type = EventType::DeviceRemoved, .context = holder, .device = (*device)->spec().name};
+    if (auto context = holder ? find_context(holder) : nullptr) event.pid = context->client().pid;
+    publish(std::move(event));
+  }
   return success();
 }
 

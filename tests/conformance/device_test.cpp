@@ -150,5 +150,29 @@ TEST(DeviceRemoved, ItsOwnerGetsEnodevAndCanUnbind) {
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_BIND, &again), kOk) << "back after device-add";
 }
 
+// A SIOV device is held by several files at once: removing it tells each of them.
+TEST(DeviceRemoved, EveryHolderOfASharedDeviceHearsOfIt) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
+  AdminEvents events;
+  ASSERT_TRUE(events.ok());
+  Node first, second;
+  const uint32_t first_dev = bind_device(first, "dsa0");
+  const uint32_t second_dev = bind_device(second, "dsa0");
+  const std::string removed = admin_request(R"({"cmd":"device-remove","device":"dsa0"})");
+  ASSERT_NE(removed.find("\"ok\":true"), std::string::npos) << removed;
+  const std::string first_heard = events.wait_for({"\"device_removed\"", "\"dsa0\""}, 3s);
+  const std::string second_heard = events.wait_for({"\"device_removed\"", "\"dsa0\""}, 3s);
+  EXPECT_FALSE(first_heard.empty()) << "no device_removed event";
+  EXPECT_FALSE(second_heard.empty()) << "only one of the two holders was told";
+  EXPECT_NE(first_heard, second_heard) << "the same holder was told twice";
+  for (auto [node, dev_id] : {std::pair{&first, first_dev}, std::pair{&second, second_dev}}) {
+    ioasid_device_unbind unbind{.dev_id = dev_id};
+    EXPECT_EQ(ioctl_errno(node->fd(), IOASID_DEVICE_UNBIND, &unbind), kOk);
+  }
+  const std::string added =
+      admin_request(R"({"cmd":"device-add","spec":"dsa,name=dsa0,pci=00:05.0,pasid=20,pri,ats,wqs=8"})");
+  ASSERT_NE(added.find("\"ok\":true"), std::string::npos) << added;
+}
+
 }  // namespace
 }  // namespace conf
