@@ -135,11 +135,23 @@ std::string process_name(pid_t pid) {
   return name;
 }
 
-// The supplementary groups the peer process really has (setgroups may have dropped
-// some it is configured for), from /proc/<pid>/status; if that cannot be read, the
-// groups the account is configured for.
-std::vector<gid_t> peer_groups(const ucred& peer) {
-  std::vector<gid_t> groups;
+// The supplementary groups the peer process really had when it connected (setgroups
+// may have dropped some it is configured for): SO_PEERGROUPS, recorded by the kernel at
+// connect(2) like SO_PEERCRED, so a peer that exits and leaves its pid to another
+// process cannot lend that process's groups. Before Linux 4.13, /proc/<pid>/status;
+// if that cannot be read either, the groups the account is configured for.
+std::vector<gid_t> peer_groups(int socket, const ucred& peer) {
+  std::vector<gid_t> groups(64);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    socklen_t length = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(socket, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &length) == 0) {
+      groups.resize(length / sizeof(gid_t));
+      return groups;
+    }
+    if (errno != ERANGE) break;
+    groups.resize(length / sizeof(gid_t));  // the kernel said how much room it needs
+  }
+  groups.clear();
   if (peer.pid > 0) {
     std::ifstream status(fmt::format("/proc/{}/status", peer.pid));
     for (std::string line; std::getline(status, line);) {
@@ -215,7 +227,7 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   // Everything below runs with `mutex` held.
   void accept_next();
   void on_accept(const boost::system::error_code& error, stream_protocol::socket socket);
-  Result<void> authorize(const ucred& peer) const;
+  Result<void> authorize(int socket, const ucred& peer) const;
   json handle(AdminSession& session, const json& request);
   void broadcast(const std::string& event_json);
   void close_all();
@@ -517,13 +529,13 @@ void AdminServer::Impl::on_accept(const boost::system::error_code& error,
 
   ucred peer{};
   socklen_t length = sizeof peer;
-  const bool have_peer =
-      ::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0;
+  const int socket_fd = socket.native_handle();  // still open: the session below owns it
+  const bool have_peer = ::getsockopt(socket_fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0;
   auto session = std::make_shared<AdminSession>(shared_from_this(), std::move(socket),
                                                 next_session_id++, peer);
   sessions.insert(session);
 
-  Result<void> allowed = have_peer ? authorize(peer)
+  Result<void> allowed = have_peer ? authorize(socket_fd, peer)
                                    : Result<void>(fail(EACCES, "peer credentials unavailable"));
   if (allowed && sessions.size() > AdminServer::kMaxSessions)
     allowed = fail(EBUSY, "too many admin connections (limit {})", AdminServer::kMaxSessions);
@@ -540,13 +552,13 @@ void AdminServer::Impl::on_accept(const boost::system::error_code& error,
   accept_next();
 }
 
-Result<void> AdminServer::Impl::authorize(const ucred& peer) const {
+Result<void> AdminServer::Impl::authorize(int socket, const ucred& peer) const {
   if (peer.uid == 0 || peer.uid == ::geteuid()) return success();
   if (!config.group)
     return fail(EACCES, "permission denied: uid {} is not root (the admin socket has no group)",
                 peer.uid);
   if (peer.gid == *config.group) return success();
-  for (gid_t gid : peer_groups(peer))
+  for (gid_t gid : peer_groups(socket, peer))
     if (gid == *config.group) return success();
   return fail(EACCES, "permission denied: uid {} is neither root nor in group {}", peer.uid,
               group_label(*config.group));
@@ -932,30 +944,31 @@ Result<void> AdminServer::start() {
   }
   IOASID_TRY(remove_stale_socket(path));
 
+  // SO_PEERCRED is the real check; the mode keeps others from even connecting. The
+  // socket is born with its mode (the umask at bind(2)) rather than chmod'ed by path
+  // afterwards: whoever could swap the path for a symlink in between would otherwise
+  // have the daemon chmod the link's target. No other thread creates files yet.
+  const mode_t mode = impl_->config.group ? 0660 : 0600;
   boost::system::error_code error;
   stream_protocol::acceptor& acceptor = impl_->acceptor;
   acceptor.open(stream_protocol(), error);
-  if (!error) acceptor.bind(stream_protocol::endpoint(path), error);
+  if (!error) {
+    const mode_t previous_umask = ::umask(0777 & ~mode);
+    acceptor.bind(stream_protocol::endpoint(path), error);
+    ::umask(previous_umask);
+  }
   if (error) {
     acceptor.close();
     return fail(error.value(), "bind {}: {}", path, error.message());
   }
   impl_->owns_path = true;
-  // SO_PEERCRED is the real check; the mode keeps others from even connecting.
-  const mode_t mode = impl_->config.group ? 0660 : 0600;
-  if (impl_->config.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *impl_->config.group) != 0) {
+  // lchown: the group goes to the socket itself, never to what a symlink names.
+  if (impl_->config.group && ::lchown(path.c_str(), static_cast<uid_t>(-1), *impl_->config.group) != 0) {
     int code = errno;
     acceptor.close();
     ::unlink(path.c_str());
     impl_->owns_path = false;
     return fail(code, "chown {} to group {}: {}", path, *impl_->config.group, std::strerror(code));
-  }
-  if (::chmod(path.c_str(), mode) != 0) {
-    int code = errno;
-    acceptor.close();
-    ::unlink(path.c_str());
-    impl_->owns_path = false;
-    return fail(code, "chmod {}: {}", path, std::strerror(code));
   }
   acceptor.listen(boost::asio::socket_base::max_listen_connections, error);
   if (error) {

@@ -17,11 +17,15 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <linux/capability.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -47,6 +51,38 @@ bool setup_logging(const Options& options) {
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
   return true;
+}
+
+// Client memory is reached with process_vm_readv/writev and /proc/<pid>/{maps,mem,fd}.
+// For a client of another uid that takes ptrace rights (CAP_SYS_PTRACE, with Yama's
+// consent) and, since those /proc files belong to the client, CAP_DAC_OVERRIDE.
+// Without them every ioctl that touches such a client's memory fails with EPERM; say
+// so once at start, with the remedy, not only per refused ioctl.
+void warn_about_missing_memory_rights() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  const bool capabilities_known = ::syscall(SYS_capget, &header, data) == 0;
+  std::string missing;
+  for (const auto& [capability, name] : {std::pair{CAP_SYS_PTRACE, "CAP_SYS_PTRACE"},
+                                         std::pair{CAP_DAC_OVERRIDE, "CAP_DAC_OVERRIDE"}}) {
+    if (capabilities_known && (data[CAP_TO_INDEX(capability)].effective & CAP_TO_MASK(capability)) != 0) continue;
+    missing += missing.empty() ? name : std::string(", ") + name;
+  }
+  int yama_scope = -1;  // -1: no Yama
+  std::ifstream("/proc/sys/kernel/yama/ptrace_scope") >> yama_scope;
+  if (yama_scope >= 3) {
+    spdlog::warn("kernel.yama.ptrace_scope is {}: no process may reach another's memory, so every ioctl that "
+                 "touches a client's memory (MAP_DMA, MAP_FILE, DEVICE_DMA, the *_uptr arguments) fails with EPERM",
+                 yama_scope);
+  } else if (!missing.empty()) {
+    spdlog::warn("no {}: ioctls that touch a client's memory (MAP_DMA, MAP_FILE, DEVICE_DMA, the *_uptr "
+                 "arguments) fail with EPERM for clients not running as uid {}{}; run ioasidd as root with "
+                 "CAP_SYS_PTRACE and CAP_DAC_OVERRIDE to serve every user",
+                 missing, ::geteuid(),
+                 yama_scope >= 1
+                     ? fmt::format(" (and, with kernel.yama.ptrace_scope {}, for most of those too)", yama_scope)
+                     : std::string());
+  }
 }
 
 Result<std::unique_ptr<Frontend>> start_frontend(const Options& options, NodeOps& ops) {
@@ -86,6 +122,7 @@ void set_termination_signals_blocked(bool blocked) {
 
 int run(const Options& options) {
   set_termination_signals_blocked(true);
+  warn_about_missing_memory_rights();
   AsioExecutor device_executor(options.workers);  // outlives the service: its engines drain into it
   uapi::ServiceConfig config = options.service;
   config.executor = &device_executor;
@@ -112,6 +149,11 @@ int run(const Options& options) {
     spdlog::error("cannot start the front end: {}", frontend.error().why);
     return 1;
   }
+  // The FUSE node's mode is the only gate (a file opened read-only may issue every
+  // ioctl): say so when it lets in every local user. (CUSE: the udev rule decides.)
+  if (std::string_view((*frontend)->kind()) == "fuse" && (options.node_mode & 0007) != 0)
+    spdlog::warn("--node-mode {:04o} lets every local user use {} (any open, read-only too, may issue every ioctl)",
+                 options.node_mode, (*frontend)->node_path());
   ::signal(SIGPIPE, SIG_IGN);  // a vanished admin client must not kill the daemon
 
   std::unique_ptr<AdminServer> admin;

@@ -75,6 +75,9 @@ class NetlinkMonitor {
       auto received = subscriber_.receive([this](const NetlinkMessage& message) { on_message(message); });
       if (!received && received.code() == ENOBUFS) {
         std::cerr << "ioasid-monitor: netlink receive buffer overran; some events were lost\n";
+      } else if (!received && received.code() == EMSGSIZE) {
+        // Never the daemon's (its events are small): someone else's, ignored like any forgery.
+        std::cerr << "ioasid-monitor: " << received.error().why << "\n";
       } else if (!received) {
         std::cerr << "ioasid-monitor: " << received.error().why << "\n";
         return 1;

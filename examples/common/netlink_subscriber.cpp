@@ -40,12 +40,12 @@ Result<void> NetlinkSubscriber::receive(const std::function<void(const NetlinkMe
   header.msg_control = control;
   header.msg_controllen = sizeof control;
 
-  ssize_t length = ::recvmsg(fd_.get(), &header, 0);
+  // MSG_TRUNC: netlink then returns the datagram's real length, for the report below.
+  ssize_t length = ::recvmsg(fd_.get(), &header, MSG_TRUNC);
   if (length < 0) {
     if (errno == EINTR) return success();
     return fail(errno, "receive on netlink group {}: {}", group_, std::strerror(errno));
   }
-  if (header.msg_flags & MSG_TRUNC) return fail(EMSGSIZE, "a netlink datagram was truncated");
 
   std::optional<ucred> sender;
   for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
@@ -55,6 +55,11 @@ Result<void> NetlinkSubscriber::receive(const std::function<void(const NetlinkMe
       sender = credentials;
     }
   }
+  // Not fatal: any local user can send a datagram this large to the group, and one
+  // must not be able to end a subscriber with it.
+  if ((header.msg_flags & MSG_TRUNC) || static_cast<size_t>(length) > buffer.size())
+    return fail(EMSGSIZE, "dropped a datagram of {} bytes (more than {}) from port {} pid {} uid {}", length,
+                buffer.size(), source.nl_pid, sender ? sender->pid : 0, sender ? sender->uid : 0);
 
   // NLMSG_OK/NLMSG_NEXT by hand: the macros mix signed and unsigned lengths.
   const auto total = static_cast<size_t>(length);

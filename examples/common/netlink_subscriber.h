@@ -28,7 +28,9 @@ class NetlinkSubscriber {
   static Result<NetlinkSubscriber> open(uint32_t group);
 
   // Waits for one datagram and calls on_message for each netlink message in it.
-  // ENOBUFS means the socket overran and messages were lost (go on receiving).
+  // ENOBUFS means the socket overran and messages were lost; EMSGSIZE means a datagram
+  // larger than 64 KiB arrived and was dropped (the daemon never sends one, but anyone
+  // may send on NETLINK_USERSOCK). After either, go on receiving.
   Result<void> receive(const std::function<void(const NetlinkMessage&)>& on_message);
 
   uint32_t group() const { return group_; }

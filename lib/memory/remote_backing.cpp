@@ -25,8 +25,9 @@ Result<UniqueFd> RemoteBacking::open_process_memory(pid_t pid, MapAccess access)
   const int error = errno;
   if (error == EACCES || error == EPERM)
     return fail(EPERM,
-                "no ptrace access to pid {} ({}): the daemon needs CAP_SYS_PTRACE or the "
-                "client's uid, and kernel.yama.ptrace_scope must allow it",
+                "no ptrace access to pid {} ({}): the daemon needs the client's uid, or "
+                "CAP_SYS_PTRACE and CAP_DAC_OVERRIDE (the file is the client's), and "
+                "kernel.yama.ptrace_scope must allow it",
                 pid, path);
   if (error == ENOENT) return fail(ESRCH, "no process {} ({} does not exist)", pid, path);
   return fail(error, "open {}: {}", path, std::strerror(error));

@@ -1,0 +1,943 @@
+// The security model of docs/SECURITY.md, tested through real nodes: who may open the
+// node, who may use the admin socket, what a client of another user can reach, what a
+// daemon without ptrace rights over a client answers, what clients see when the daemon
+// dies, and that ioasid-monitor believes only the daemon's netlink messages.
+//
+// Each test needs a daemon configured its own way (a node group, an admin group, no
+// CAP_SYS_PTRACE, netlink, one it may kill), so it starts a private FUSE daemon in a
+// directory other users can traverse, and skips where the suite tests an outside node
+// (IOASID_DEV, the CUSE stage). Other users are played by forked children that drop to
+// uid/gid 65534 (nobody/nogroup) with chosen supplementary groups; they only make
+// syscalls and report what they saw as text, which the test then checks.
+#include "harness.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace conf {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uid_t kNobody = 65534;
+constexpr gid_t kNogroup = 65534;
+constexpr uint64_t k4K = 4096;
+
+// ---------------------------------------------------------------- small helpers
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+
+// "OK" when a call succeeded, else the name of its errno ("EACCES").
+std::string outcome(bool succeeded) { return succeeded ? "OK" : errno_name(errno); }
+std::string outcome(Errno err) { return errno_name(err.value); }
+
+// A group that exists, is not root's and is not nobody's: the one tests put in
+// --node-group / --admin-group, and give to (or withhold from) the nobody children.
+struct TestGroup {
+  std::string name;
+  gid_t gid;
+};
+std::optional<TestGroup> unprivileged_group() {
+  if (const group* users = ::getgrnam("users")) return TestGroup{users->gr_name, users->gr_gid};
+  std::optional<TestGroup> found;
+  ::setgrent();
+  while (const group* entry = ::getgrent()) {
+    if (entry->gr_gid != 0 && entry->gr_gid != kNogroup) {
+      found = TestGroup{entry->gr_name, entry->gr_gid};
+      break;
+    }
+  }
+  ::endgrent();
+  return found;
+}
+
+// In a forked child: become uid 65534 with primary group `primary` and exactly
+// `groups` as supplementary groups. Dumpable again afterwards, as an ordinary user's
+// process is (a uid change clears it), so that what the daemon may do to this process
+// rests on uids and capabilities alone.
+bool become_nobody(std::vector<gid_t> groups = {}, gid_t primary = kNogroup) {
+  return ::setgroups(groups.size(), groups.data()) == 0 && ::setresgid(primary, primary, primary) == 0 &&
+         ::setresuid(kNobody, kNobody, kNobody) == 0 && ::prctl(PR_SET_DUMPABLE, 1) == 0;
+}
+
+// Runs fn in a forked child (syscalls only, no gtest) and returns the text it
+// reported; a child that crashed or did not finish reports that instead.
+std::string report_from_child(const std::function<std::string()>& fn, std::chrono::milliseconds timeout = 20s) {
+  int channel[2];
+  if (::pipe2(channel, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
+  std::string why;
+  const int code = run_in_child(
+      [&] {
+        ::close(channel[0]);
+        const std::string report = fn();
+        const bool written = ::write(channel[1], report.data(), report.size()) == ssize_t(report.size());
+        return written ? 0 : 1;
+      },
+      timeout, &why);
+  ::close(channel[1]);
+  std::string report;
+  char chunk[4096];
+  ::fcntl(channel[0], F_SETFL, O_NONBLOCK);  // the child is gone: whatever it wrote is there
+  for (ssize_t got; (got = ::read(channel[0], chunk, sizeof chunk)) > 0;) report.append(chunk, size_t(got));
+  ::close(channel[0]);
+  if (code != 0) return "the child failed (" + (why.empty() ? "exit " + std::to_string(code) : why) + ")" + report;
+  return report;
+}
+
+// CapEff of a process, from /proc/PID/status.
+std::optional<uint64_t> effective_capabilities(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("CapEff:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+  return std::nullopt;
+}
+
+// In a forked child before exec: CAP_SYS_PTRACE out of the bounding, inheritable and
+// ambient sets, so that the program exec'd as root comes up without it.
+bool drop_ptrace_capability() {
+  if (::prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0) != 0) return false;
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return false;
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  if (::syscall(SYS_capget, &header, data) != 0) return false;
+  for (auto& set : data) set.inheritable = 0;
+  return ::syscall(SYS_capset, &header, data) == 0;
+}
+
+// ---------------------------------------------------------------- a private daemon
+
+struct DaemonConfig {
+  std::vector<std::string> args;  // options beyond the front end, socket and log
+  bool without_ptrace = false;    // exec it with CAP_SYS_PTRACE dropped from every set
+};
+
+// ioasidd --frontend fuse in a fresh directory of /tmp that every user may traverse
+// (the harness's own directory is 0700): DIR/mnt/ioasid is the node, DIR/admin.sock
+// the admin socket, DIR/ioasidd.log the log. Stopped (or reaped), unmounted and
+// removed when it goes out of scope.
+class PrivateDaemon {
+ public:
+  explicit PrivateDaemon(const DaemonConfig& config) {
+    char pattern[] = "/tmp/ioasid-security.XXXXXX";
+    if (!::mkdtemp(pattern)) {
+      why_ = std::string("mkdtemp: ") + std::strerror(errno);
+      return;
+    }
+    dir_ = pattern;
+    ::chmod(dir_.c_str(), 0755);
+    mount_ = dir_ + "/mnt";
+    node_ = mount_ + "/ioasid";
+    admin_ = dir_ + "/admin.sock";
+    log_ = dir_ + "/ioasidd.log";
+    std::vector<std::string> args = {ioasidd_binary(), "--frontend", "fuse", "--fuse", mount_, "--admin-socket",
+                                     admin_, "--log-file", log_, "--log-level", "debug"};
+    if (std::find(config.args.begin(), config.args.end(), "--netlink-group") == config.args.end())
+      args.push_back("--no-netlink");
+    args.insert(args.end(), config.args.begin(), config.args.end());
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    const std::string out = dir_ + "/ioasidd.out";
+
+    std::fflush(stdout);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the suite
+      const int output = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (output >= 0) {
+        ::dup2(output, 1);
+        ::dup2(output, 2);
+      }
+      if (config.without_ptrace && !drop_ptrace_capability()) ::_exit(125);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    if (pid_ < 0) {
+      why_ = std::string("fork: ") + std::strerror(errno);
+      return;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!up_) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        reaped_ = true;
+        why_ = "ioasidd exited: " + describe_status(status) + "\n" + file_text(out) + file_text(log_);
+        return;
+      }
+      up_ = node_is_live(node_);
+      if (!up_ && std::chrono::steady_clock::now() > deadline) {
+        why_ = node_ + " did not answer within 10 s\n" + file_text(log_);
+        return;
+      }
+      if (!up_) std::this_thread::sleep_for(20ms);
+    }
+  }
+
+  ~PrivateDaemon() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGTERM);
+      if (!wait_pid_for(pid_, 10s, nullptr)) {
+        ::kill(pid_, SIGKILL);
+        wait_pid_for(pid_, 5s, nullptr);
+      }
+    }
+    if (!mount_.empty()) ::umount2(mount_.c_str(), MNT_DETACH);  // left behind by a killed daemon
+    std::error_code ignored;
+    if (!dir_.empty() && !std::getenv("IOASID_KEEP_TMP")) std::filesystem::remove_all(dir_, ignored);
+  }
+  PrivateDaemon(const PrivateDaemon&) = delete;
+  PrivateDaemon& operator=(const PrivateDaemon&) = delete;
+
+  bool up() const { return up_; }
+  const std::string& why() const { return why_; }
+  pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
+  const std::string& node() const { return node_; }
+  const std::string& admin_socket() const { return admin_; }
+  std::string log() const { return file_text(log_); }
+
+  // SIGKILL; true once reaped.
+  bool kill_now() {
+    ::kill(pid_, SIGKILL);
+    reaped_ = wait_pid_for(pid_, 10s, nullptr);
+    return reaped_;
+  }
+
+  // One admin request as this (root) process; the reply's "result", or null.
+  json admin(const std::string& request) const;
+
+ private:
+  std::string dir_, mount_, node_, admin_, log_, why_;
+  pid_t pid_ = -1;
+  bool up_ = false;
+  bool reaped_ = false;
+};
+
+#define SKIP_WITHOUT_PRIVATE_DAEMONS()                                                      \
+  if (fuse_mount_dir().empty() || ioasidd_binary().empty())                                 \
+  GTEST_SKIP() << "needs the ioasidd binary and FUSE (the harness's own daemon)"
+
+// ---------------------------------------------------------------- the admin socket
+
+// What a client of an admin socket saw: connect(2)'s errno (0 when it connected), the
+// first line the daemon sent, and whether the daemon then closed the connection.
+struct AdminExchange {
+  int connect_errno = 0;
+  std::string first_line;
+  bool closed_after = false;
+};
+
+// Connects, sends `request`, reads the first line; with `expect_close`, waits (up to
+// 5 s) for the daemon to end the connection. Usable in a forked child.
+AdminExchange talk_to_admin(const std::string& path, const std::string& request, bool expect_close = false) {
+  AdminExchange seen;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    seen.connect_errno = errno;
+    if (fd >= 0) ::close(fd);
+    return seen;
+  }
+  const timeval limit{.tv_sec = 5, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  const std::string line = request + "\n";
+  (void)!::send(fd, line.data(), line.size(), MSG_NOSIGNAL);  // a refused peer may be closed already
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') seen.first_line.push_back(c);
+  if (expect_close) {
+    // A daemon that closes with our request unread resets the connection: ECONNRESET.
+    const ssize_t got = ::read(fd, &c, 1);
+    seen.closed_after = got == 0 || (got < 0 && errno == ECONNRESET);
+  }
+  ::close(fd);
+  return seen;
+}
+
+std::string describe(const AdminExchange& seen) {
+  if (seen.connect_errno) return "connect: " + errno_name(seen.connect_errno);
+  return seen.first_line + (seen.closed_after ? " [closed]" : "");
+}
+
+json PrivateDaemon::admin(const std::string& request) const {
+  const json reply = json::parse(talk_to_admin(admin_, request).first_line, nullptr, false);
+  if (!reply.is_object() || !reply.value("ok", false)) return nullptr;
+  return reply.value("result", json());
+}
+
+// ================================================================ opening the node
+
+// The FUSE node is root:GROUP with --node-mode/--node-group, and the kernel checks
+// them (default_permissions) as it would a device node's: a user outside the group
+// gets EACCES, a member (by a supplementary or by its primary group) opens it, and its
+// file works — including the ioctls that reach its memory.
+TEST(Security, TheNodeOpensOnlyForItsGroup) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  const auto group = unprivileged_group();
+  if (!group) GTEST_SKIP() << "no group other than root and nogroup on this system";
+  PrivateDaemon daemon({.args = {"--node-mode", "0660", "--node-group", group->name}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  struct stat node{};
+  ASSERT_EQ(::stat(daemon.node().c_str(), &node), 0);
+  EXPECT_EQ(node.st_mode & 07777, 0660u);
+  EXPECT_EQ(node.st_uid, 0u);
+  EXPECT_EQ(node.st_gid, group->gid);
+
+  auto try_open = [&](std::vector<gid_t> groups, gid_t primary) {
+    return report_from_child([&, groups, primary] {
+      if (!become_nobody(groups, primary)) return "cannot become nobody: " + errno_name(errno);
+      const int read_write = ::open(daemon.node().c_str(), O_RDWR | O_CLOEXEC);
+      std::string seen = "O_RDWR " + outcome(read_write >= 0);
+      const int read_only = ::open(daemon.node().c_str(), O_RDONLY | O_CLOEXEC);
+      return seen + ", O_RDONLY " + outcome(read_only >= 0);
+    });
+  };
+  EXPECT_EQ(try_open({}, kNogroup), "O_RDWR EACCES, O_RDONLY EACCES") << "a user outside the group";
+  EXPECT_EQ(try_open({group->gid}, kNogroup), "O_RDWR OK, O_RDONLY OK") << "a supplementary member";
+  EXPECT_EQ(try_open({}, group->gid), "O_RDWR OK, O_RDONLY OK") << "a member by its primary group";
+
+  // A member's file works: a PASID, and a device writing into the member's own private
+  // memory through an IOASID (so the daemon reached a uid-65534 process's memory).
+  const std::string member = report_from_child([&] {
+    if (!become_nobody({group->gid})) return "cannot become nobody: " + errno_name(errno);
+    auto file = client::File::open(daemon.node());
+    if (!file) return file.error().what;
+    if (auto pasid = client::Pasid::allocate(*file); !pasid) return pasid.error().what;
+    void* memory = ::mmap(nullptr, k4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) return std::string("mmap failed");
+    auto ioas = client::Ioas::allocate(*file);
+    if (!ioas) return ioas.error().what;
+    auto device = client::Device::bind(*file, "dma1");
+    if (!device) return device.error().what;
+    auto route = client::Attachment::attach(*device, *ioas);
+    if (!route) return route.error().what;
+    auto mapping = client::Mapping::map_dma(*ioas, {static_cast<std::byte*>(memory), k4K});
+    if (!mapping) return mapping.error().what;
+    const std::string text = "written by dma1";
+    auto written = device->dma_write(mapping->iova(), std::as_bytes(std::span(text)));
+    if (!written || !written->ok()) return std::string("DEVICE_DMA did not complete");
+    return std::memcmp(memory, text.data(), text.size()) == 0 ? std::string("works")
+                                                                : std::string("the DMA did not land");
+  });
+  EXPECT_EQ(member, "works");
+  EXPECT_TRUE(contains(daemon.log(), "uid 65534")) << "the daemon records who opened the file";
+}
+
+// ================================================================ the admin socket
+
+// Without --admin-group the socket is 0600 root: another user cannot connect. If the
+// mode is loosened anyway, the SO_PEERCRED check still refuses it with one error line
+// and closes, and the daemon logs and counts the refusal.
+TEST(Security, TheAdminSocketAdmitsOnlyRootWithoutAnAdminGroup) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  struct stat socket_file{};
+  ASSERT_EQ(::lstat(daemon.admin_socket().c_str(), &socket_file), 0);
+  EXPECT_TRUE(S_ISSOCK(socket_file.st_mode));
+  EXPECT_EQ(socket_file.st_mode & 07777, 0600u);
+  EXPECT_EQ(socket_file.st_uid, 0u);
+  ASSERT_FALSE(daemon.admin(R"({"cmd":"status"})").is_null()) << "root is admitted";
+
+  auto as_nobody = [&] {
+    return report_from_child([&] {
+      if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+      return describe(talk_to_admin(daemon.admin_socket(), R"({"cmd":"status"})", true));
+    });
+  };
+  EXPECT_EQ(as_nobody(), "connect: EACCES") << "the socket's mode keeps others out";
+
+  ASSERT_EQ(::chmod(daemon.admin_socket().c_str(), 0666), 0);  // as if the first fence were down
+  const std::string refused = as_nobody();
+  EXPECT_TRUE(contains(refused, R"("ok":false)") && contains(refused, R"("errno":"EACCES")") &&
+              contains(refused, "uid 65534 is not root"))
+      << refused;
+  EXPECT_TRUE(contains(refused, "[closed]")) << "the daemon must close a refused connection: " << refused;
+  EXPECT_TRUE(contains(daemon.log(), "admin: refused connection from uid 65534")) << daemon.log();
+  EXPECT_EQ(daemon.admin(R"({"cmd":"status"})").value("admin_refused", 0), 1);
+}
+
+// With --admin-group G the socket is 0660 root:G. A member (supplementary or primary
+// group) is served; anyone else cannot connect, and past a loosened mode is refused by
+// the peer check, which reads the groups the peer really has.
+TEST(Security, TheAdminSocketAdmitsMembersOfTheAdminGroup) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  const auto group = unprivileged_group();
+  if (!group) GTEST_SKIP() << "no group other than root and nogroup on this system";
+  PrivateDaemon daemon({.args = {"--admin-group", group->name}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  struct stat socket_file{};
+  ASSERT_EQ(::lstat(daemon.admin_socket().c_str(), &socket_file), 0);
+  EXPECT_EQ(socket_file.st_mode & 07777, 0660u);
+  EXPECT_EQ(socket_file.st_gid, group->gid);
+
+  auto as_nobody = [&](std::vector<gid_t> groups, gid_t primary) {
+    return report_from_child([&, groups, primary] {
+      if (!become_nobody(groups, primary)) return "cannot become nobody: " + errno_name(errno);
+      return describe(talk_to_admin(daemon.admin_socket(), R"({"cmd":"status"})"));
+    });
+  };
+  EXPECT_TRUE(contains(as_nobody({group->gid}, kNogroup), R"("ok":true)")) << "a supplementary member";
+  EXPECT_TRUE(contains(as_nobody({}, group->gid), R"("ok":true)")) << "a member by its primary group";
+  EXPECT_EQ(as_nobody({}, kNogroup), "connect: EACCES") << "the socket's mode keeps others out";
+
+  ASSERT_EQ(::chmod(daemon.admin_socket().c_str(), 0666), 0);
+  const std::string refused = as_nobody({}, kNogroup);
+  EXPECT_TRUE(contains(refused, R"("errno":"EACCES")") && contains(refused, "is neither root nor in group"))
+      << refused;
+  EXPECT_TRUE(contains(daemon.log(), "admin: refused connection from uid 65534")) << daemon.log();
+}
+
+// ================================================================ a client's reach
+
+// A client of another user (uid 65534) on the same node reaches nothing of root's
+// file: its IOASID and dev_id numbers mean nothing in another file (ENOENT, and the
+// same number there is another object), its PASID is not usable (EACCES, FREE counts
+// 0), its device is taken (EBUSY). Fds and pointers are resolved in the caller: a fd
+// number or address valid only in root's process is EBADF / EFAULT for the other.
+// Afterwards root's objects are as they were. (The same-user rows are proven by
+// AttachPasid.Rows, DeviceBind.ByNameOrPciAddressAndExclusive,
+// DeviceBind.IdsArePerFileAndNeverReused and Isolation.*.)
+TEST(Security, AnotherUsersFileReachesNothingOfThisOne) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--node-mode", "0666"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+
+  // Root's file: IOASID X with a memfd mapped and dma1 attached by RID, a PASID, and a
+  // private page only this process has.
+  const auto mine = must(client::File::open(daemon.node()));
+  auto ioas = must(client::Ioas::allocate(mine));
+  Memfd memfd(2 * k4K);
+  const uint64_t iova = map_memfd(ioas, memfd);
+  auto dma1 = must(client::Device::bind(mine, "dma1"));
+  must(client::Attachment::attach(dma1, ioas)).release();
+  const uint32_t pasid = must(client::Pasid::allocate(mine)).release();
+  auto* secret = static_cast<char*>(::mmap(nullptr, k4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(secret, MAP_FAILED);
+  std::strcpy(secret, "root's secret");
+  const uint32_t x = ioas.id(), dev = dma1.id();
+
+  const std::string report = report_from_child([&] {
+    // What fork handed down is not the other user's to use: root's file and memfd,
+    // and the secret page.
+    ::close(mine.fd());
+    ::close(memfd.fd);
+    ::munmap(secret, k4K);
+    if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+    const int fd = ::open(daemon.node().c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return "open: " + errno_name(errno);
+    std::ostringstream seen;
+    ioasid_free free_x{.ioasid = x};
+    seen << "FREE(X) " << outcome(ioctl_errno(fd, IOASID_FREE, &free_x)) << "\n";
+    ioasid_unmap_dma unmap_x{.ioasid = x, .iova = 0, .length = ~0ull};
+    seen << "UNMAP(X) " << outcome(ioctl_errno(fd, IOASID_UNMAP_DMA, &unmap_x)) << "\n";
+    char buffer[64] = {};
+    ioasid_device_dma dma{.dev_id = dev, .iova = iova, .length = sizeof buffer,
+                          .buf_uptr = reinterpret_cast<uint64_t>(buffer)};
+    seen << "DEVICE_DMA(dev) " << outcome(ioctl_errno(fd, IOASID_DEVICE_DMA, &dma)) << "\n";
+    ioasid_device_bind bind{};
+    std::snprintf(bind.name, sizeof bind.name, "dma1");
+    seen << "DEVICE_BIND(dma1) " << outcome(ioctl_errno(fd, IOASID_DEVICE_BIND, &bind)) << "\n";
+    // Its own IOASID and device: the first of this file, so the same numbers as root's.
+    ioasid_alloc alloc{};
+    seen << "ALLOC " << outcome(ioctl_errno(fd, IOASID_ALLOC, &alloc)) << (alloc.out_ioasid == x ? " same id" : "")
+         << "\n";
+    ioasid_unmap_dma unmap_own{.ioasid = alloc.out_ioasid, .iova = 0, .length = ~0ull};
+    seen << "UNMAP(own) " << outcome(ioctl_errno(fd, IOASID_UNMAP_DMA, &unmap_own)) << " length "
+         << unmap_own.length << "\n";
+    ioasid_attach attach_theirs{.dev_id = dev, .ioasid = alloc.out_ioasid};
+    seen << "ATTACH(dev) " << outcome(ioctl_errno(fd, IOASID_ATTACH_IOASID, &attach_theirs)) << "\n";
+    ioasid_device_bind dma0{};
+    std::snprintf(dma0.name, sizeof dma0.name, "dma0");
+    if (ioctl_errno(fd, IOASID_DEVICE_BIND, &dma0) == kOk) {
+      ioasid_attach at_pasid{.dev_id = dma0.out_dev_id, .ioasid = alloc.out_ioasid, .pasid = pasid};
+      seen << "ATTACH_PASID(pasid) " << outcome(ioctl_errno(fd, IOASID_ATTACH_IOASID_PASID, &at_pasid)) << "\n";
+    }
+    ioasid_pasid_request free_pasid = req_free(pasid, pasid);
+    seen << "PASID FREE " << outcome(ioctl_errno(fd, IOASID_PASID_REQUEST, &free_pasid)) << " count "
+         << free_pasid.pasid << "\n";
+    // Root's fd number and root's address, passed by the other user.
+    ioasid_map_file map_file{.flags = IOASID_MAP_READABLE, .ioasid = alloc.out_ioasid, .fd = memfd.fd,
+                             .length = k4K};
+    seen << "MAP_FILE(root's fd) " << outcome(ioctl_errno(fd, IOASID_MAP_FILE, &map_file)) << "\n";
+    ioasid_map_dma map_dma{.flags = IOASID_MAP_READABLE, .ioasid = alloc.out_ioasid,
+                           .user_va = reinterpret_cast<uint64_t>(secret), .length = k4K};
+    seen << "MAP_DMA(root's address) " << outcome(ioctl_errno(fd, IOASID_MAP_DMA, &map_dma)) << "\n";
+    ioasid_iova_ranges ranges{.ioasid = alloc.out_ioasid, .num_ranges = 4,
+                              .ranges_uptr = reinterpret_cast<uint64_t>(secret)};
+    seen << "IOVA_RANGES(into root's address) " << outcome(ioctl_errno(fd, IOASID_IOVA_RANGES, &ranges)) << "\n";
+    return seen.str();
+  });
+  EXPECT_EQ(report,
+            "FREE(X) ENOENT\n"
+            "UNMAP(X) ENOENT\n"
+            "DEVICE_DMA(dev) ENOENT\n"
+            "DEVICE_BIND(dma1) EBUSY\n"
+            "ALLOC OK same id\n"
+            "UNMAP(own) OK length 0\n"
+            "ATTACH(dev) ENOENT\n"
+            "ATTACH_PASID(pasid) EACCES\n"
+            "PASID FREE OK count 0\n"
+            "MAP_FILE(root's fd) EBADF\n"
+            "MAP_DMA(root's address) EFAULT\n"
+            "IOVA_RANGES(into root's address) EFAULT\n");
+
+  // Root's file is as it was.
+  EXPECT_STREQ(secret, "root's secret");
+  ::munmap(secret, k4K);
+  EXPECT_EQ(must(dma1.info()).dev_id, dev);
+  EXPECT_EQ(pasids_allocated(mine.fd()), 1u);
+  ioasid_unmap_dma everything{.ioasid = x, .iova = 0, .length = ~0ull};
+  ASSERT_EQ(ioctl_errno(mine.fd(), IOASID_UNMAP_DMA, &everything), kOk);
+  EXPECT_EQ(everything.length, 2 * k4K) << "root's mapping at IOVA " << iova << " is still there";
+}
+
+// ================================================================ the daemon's own rights
+
+// A daemon that may not ptrace a client (here: root without CAP_SYS_PTRACE, and a
+// client of uid 65534) cannot reach its memory. Every ioctl that would is refused with
+// EPERM — never EFAULT, which would blame the client's pointer — the log says why, and
+// nothing was mapped or pinned. What needs no client memory still works.
+TEST(Security, ADaemonWithoutPtraceRightsAnswersEperm) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--node-mode", "0666"}, .without_ptrace = true});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const auto capabilities = effective_capabilities(daemon.pid());
+  ASSERT_TRUE(capabilities.has_value());
+  ASSERT_EQ(*capabilities & (1ull << CAP_SYS_PTRACE), 0u) << "the daemon still has CAP_SYS_PTRACE";
+  EXPECT_TRUE(contains(daemon.log(), "no CAP_SYS_PTRACE")) << "the daemon warns at start:\n" << daemon.log();
+
+  const std::string report = report_from_child([&] {
+    if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+    const int fd = ::open(daemon.node().c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return "open: " + errno_name(errno);
+    std::ostringstream seen;
+    Errno version;
+    seen << "GET_API_VERSION " << ioctl_value(fd, IOASID_GET_API_VERSION, 0, &version) << "\n";
+    ioasid_pasid_request alloc_pasid = req_alloc(1, (1u << 20) - 1);
+    seen << "PASID ALLOC " << outcome(ioctl_errno(fd, IOASID_PASID_REQUEST, &alloc_pasid)) << "\n";
+    ioasid_alloc alloc{};
+    seen << "ALLOC " << outcome(ioctl_errno(fd, IOASID_ALLOC, &alloc)) << "\n";
+    void* private_page = ::mmap(nullptr, k4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ioasid_map_dma map_private{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE, .ioasid = alloc.out_ioasid,
+                               .user_va = reinterpret_cast<uint64_t>(private_page), .length = k4K};
+    seen << "MAP_DMA(private) " << outcome(ioctl_errno(fd, IOASID_MAP_DMA, &map_private)) << "\n";
+    const int memfd = ::memfd_create("security", MFD_CLOEXEC);
+    void* shared = memfd >= 0 && ::ftruncate(memfd, k4K) == 0
+                       ? ::mmap(nullptr, k4K, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0)
+                       : MAP_FAILED;
+    if (shared == MAP_FAILED) return "memfd: " + errno_name(errno);
+    ioasid_map_dma map_shared{.flags = IOASID_MAP_READABLE, .ioasid = alloc.out_ioasid,
+                              .user_va = reinterpret_cast<uint64_t>(shared), .length = k4K};
+    seen << "MAP_DMA(shared) " << outcome(ioctl_errno(fd, IOASID_MAP_DMA, &map_shared)) << "\n";
+    ioasid_map_file map_file{.flags = IOASID_MAP_READABLE, .ioasid = alloc.out_ioasid, .fd = memfd, .length = k4K};
+    seen << "MAP_FILE " << outcome(ioctl_errno(fd, IOASID_MAP_FILE, &map_file)) << "\n";
+    ioasid_iova_range ranges[4]{};
+    ioasid_iova_ranges query{.ioasid = alloc.out_ioasid, .num_ranges = 4,
+                             .ranges_uptr = reinterpret_cast<uint64_t>(ranges)};
+    seen << "IOVA_RANGES " << outcome(ioctl_errno(fd, IOASID_IOVA_RANGES, &query)) << "\n";
+    ioasid_unmap_dma everything{.ioasid = alloc.out_ioasid, .iova = 0, .length = ~0ull};
+    seen << "UNMAP(all) " << outcome(ioctl_errno(fd, IOASID_UNMAP_DMA, &everything)) << " length "
+         << everything.length << "\n";
+    return seen.str();
+  });
+  EXPECT_EQ(report,
+            "GET_API_VERSION 1\n"
+            "PASID ALLOC OK\n"
+            "ALLOC OK\n"
+            "MAP_DMA(private) EPERM\n"
+            "MAP_DMA(shared) EPERM\n"
+            "MAP_FILE EPERM\n"
+            "IOVA_RANGES EPERM\n"
+            "UNMAP(all) OK length 0\n");
+
+  const std::string log = daemon.log();
+  for (const char* ioctl : {"IOASID_MAP_DMA: EPERM: no ptrace access", "IOASID_MAP_FILE: EPERM: no ptrace access",
+                            "IOASID_IOVA_RANGES: EPERM: no ptrace access"})
+    EXPECT_TRUE(contains(log, ioctl)) << "no log line \"" << ioctl << "\" in\n" << log;
+  const json stats = daemon.admin(R"({"cmd":"stats"})");
+  ASSERT_FALSE(stats.is_null());
+  EXPECT_EQ(stats["pinned_pages"]["by_uid"].value("65534", uint64_t{0}), 0u) << stats.dump();
+}
+
+// ================================================================ a dead daemon
+
+// Reports what a client's calls returned once its daemon was killed under it.
+struct DeadDaemonOutcome {
+  int waiting_dma = -1;   // errno of a DEVICE_DMA waiting for a page response (-1: still blocked)
+  int blocked_read = -1;  // errno of a read() parked on the fault queue
+  int waiting_poll = -1;  // revents of a poll() for POLLIN (or -errno)
+  int later_ioctl = -1;   // errno of an ioctl issued afterwards on the same file
+  int reopen = -1;        // errno of open() of the node
+};
+
+// Waits until thread `tid` of this process sits in syscall `number` (from
+// /proc/self/task/TID/syscall); false after 5 s.
+bool thread_in_syscall(pid_t tid, long number) {
+  return eventually(
+      [&] {
+        std::ifstream file("/proc/self/task/" + std::to_string(tid) + "/syscall");
+        long current = -1;
+        return bool(file >> current) && current == number;
+      },
+      5s);
+}
+
+// SIGKILL of the daemon while a client has a DEVICE_DMA waiting for a page response in
+// it, a read() parked on its fault queue and a poll() waiting for POLLIN: each returns
+// within seconds (the kernel aborts the FUSE connection when the daemon's /dev/fuse fd
+// closes) with an error, and so do later ioctls on the file and opening the node
+// again. Nothing hangs.
+TEST(Security, AKilledDaemonFailsEveryCallerInsteadOfHanging) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--page-timeout", "60000"}});  // the DMA would wait a minute
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  int ready[2], results[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(results, O_CLOEXEC), 0);
+  ChildGuard guard;
+  std::fflush(stdout);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The client: set-up through libioasid, then the three blocked calls on threads.
+    char step = 'F';
+    DeadDaemonOutcome seen;
+    try {
+      const auto file = must(client::File::open(daemon.node()));
+      auto dma0 = must(client::Device::bind(file, "dma0"));
+      auto ioas = must(client::Ioas::allocate(file));
+      const uint32_t pasid = must(client::Pasid::allocate(file)).release();
+      must(client::Attachment::attach_pasid(dma0, ioas, pasid)).release();
+      std::atomic<pid_t> dma_thread{0}, read_thread{0}, poll_thread{0};
+      std::atomic<bool> dma_done{false}, read_done{false}, poll_done{false};
+      std::thread dma([&] {
+        dma_thread = static_cast<pid_t>(::gettid());
+        char buffer[64];
+        ioasid_device_dma request{.dev_id = dma0.id(), .flags = IOASID_DMA_PASID, .pasid = pasid,
+                                  .iova = 0x100000, .length = sizeof buffer,
+                                  .buf_uptr = reinterpret_cast<uint64_t>(buffer)};
+        seen.waiting_dma = ioctl_errno(file.fd(), IOASID_DEVICE_DMA, &request).value;
+        dma_done = true;
+      });
+      // The page request is queued once the DMA waits for its answer in the daemon.
+      auto request = file.next_fault(5s);
+      step = request && request->type == IOASID_FAULT_PAGE_REQ ? 'R' : 'P';
+      std::thread reader([&] {
+        read_thread = static_cast<pid_t>(::gettid());
+        ioasid_fault record;
+        seen.blocked_read = ::read(file.fd(), &record, sizeof record) < 0 ? errno : 0;
+        read_done = true;
+      });
+      std::thread poller([&] {
+        poll_thread = static_cast<pid_t>(::gettid());
+        pollfd readable{file.fd(), POLLIN, 0};
+        const int got = ::ppoll(&readable, 1, nullptr, nullptr);
+        seen.waiting_poll = got < 0 ? -errno : readable.revents;
+        poll_done = true;
+      });
+      if (step == 'R') {
+        eventually([&] { return read_thread != 0 && poll_thread != 0; }, 5s);
+        if (!thread_in_syscall(read_thread, SYS_read) || !thread_in_syscall(dma_thread, SYS_ioctl) ||
+            !thread_in_syscall(poll_thread, SYS_ppoll))
+          step = 'S';
+      }
+      (void)!::write(ready[1], &step, 1);
+      // The parent kills the daemon now; every call must come back.
+      eventually([&] { return dma_done && read_done && poll_done; }, 10s);
+      seen.later_ioctl = ioctl_value(file.fd(), IOASID_GET_API_VERSION, 0) < 0 ? errno : 0;
+      const int again = ::open(daemon.node().c_str(), O_RDWR | O_CLOEXEC);
+      seen.reopen = again < 0 ? errno : 0;
+      (void)!::write(results[1], &seen, sizeof seen);
+      if (!dma_done || !read_done || !poll_done) ::_exit(2);  // a thread is stuck: no join
+      dma.join();
+      reader.join();
+      poller.join();
+      ::_exit(0);
+    } catch (...) {
+      (void)!::write(ready[1], &step, 1);
+      ::_exit(1);
+    }
+  }
+  guard.add(child);
+  ::close(ready[1]);
+  ::close(results[1]);
+  pollfd ready_poll{ready[0], POLLIN, 0};
+  char step = 0;
+  ASSERT_EQ(::poll(&ready_poll, 1, 20000), 1) << "the client never got ready";
+  ASSERT_EQ(::read(ready[0], &step, 1), 1);
+  ASSERT_EQ(step, 'R') << "F: set-up failed, P: no page request came, S: a call was not blocked in its syscall";
+
+  ASSERT_TRUE(daemon.kill_now()) << "the daemon did not die";
+  const auto killed = std::chrono::steady_clock::now();
+  pollfd results_poll{results[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&results_poll, 1, 15000), 1) << "the client's calls did not come back";
+  DeadDaemonOutcome seen;
+  ASSERT_EQ(::read(results[0], &seen, sizeof seen), ssize_t(sizeof seen));
+  const auto elapsed = std::chrono::steady_clock::now() - killed;
+  int status = 0;
+  ASSERT_TRUE(wait_pid_for(child, 10s, &status)) << "the client did not exit";
+  guard.reaped(child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_status(status);
+
+  // The kernel ends requests the daemon had taken (or had not yet read) with
+  // ECONNABORTED when it aborts the connection; later ones find it gone: ENOTCONN.
+  EXPECT_EQ(Err(seen.waiting_dma), Err(ECONNABORTED)) << "the waiting DMA";
+  EXPECT_EQ(Err(seen.blocked_read), Err(ECONNABORTED)) << "the parked read";
+  EXPECT_EQ(seen.waiting_poll, POLLERR) << "the waiting poll: POLLERR, the connection is gone";
+  EXPECT_EQ(Err(seen.later_ioctl), Err(ENOTCONN)) << "an ioctl afterwards";
+  EXPECT_EQ(Err(seen.reopen), Err(ENOTCONN)) << "opening the node again";
+  EXPECT_LT(elapsed, 5s) << "the blocked calls took this long to return";
+  ::close(ready[0]);
+  ::close(results[0]);
+}
+
+// ================================================================ netlink
+
+std::string monitor_binary() {
+  if (const char* path = std::getenv("IOASID_MONITOR"); path && *path) return path;
+#ifdef IOASID_MONITOR_PATH
+  return IOASID_MONITOR_PATH;
+#else
+  return {};
+#endif
+}
+
+constexpr uint16_t kNetlinkEventType = 0x20;  // docs/EVENTS.md: IOASID_NL_EVENT
+
+// Sends `payload` (plus a NUL) as one event-typed message to NETLINK_USERSOCK group
+// `group`, writing `claimed_port` into nlmsg_pid as a forger would. Usable in a child.
+std::string send_to_group(unsigned group, uint32_t claimed_port, const std::string& payload) {
+  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_USERSOCK);
+  if (fd < 0) return "socket: " + errno_name(errno);
+  std::vector<char> message(NLMSG_SPACE(payload.size() + 1), 0);
+  auto* header = reinterpret_cast<nlmsghdr*>(message.data());
+  header->nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(payload.size() + 1));
+  header->nlmsg_type = kNetlinkEventType;
+  header->nlmsg_seq = 1;
+  header->nlmsg_pid = claimed_port;
+  std::memcpy(NLMSG_DATA(header), payload.data(), payload.size());
+  sockaddr_nl to{};
+  to.nl_family = AF_NETLINK;
+  to.nl_groups = 1u << (group - 1);
+  const ssize_t sent = ::sendto(fd, message.data(), header->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  // ECONNREFUSED: the multicast went out; only the unicast copy to the (absent) kernel
+  // USERSOCK socket failed (docs/EVENTS.md).
+  const std::string result = sent >= 0 || errno == ECONNREFUSED ? "sent" : "sendto: " + errno_name(errno);
+  ::close(fd);
+  return result;
+}
+
+// ioasid-monitor --json with its output in files, stopped when it goes out of scope.
+class Monitor {
+ public:
+  Monitor(const std::string& dir, std::vector<std::string> args)
+      : out_(dir + "/monitor.out"), err_(dir + "/monitor.err") {
+    args.insert(args.begin(), {monitor_binary(), "--json"});
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    std::fflush(stdout);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (out >= 0) ::dup2(out, 1);
+      if (err >= 0) ::dup2(err, 2);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Monitor() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      wait_pid_for(pid_, 5s, nullptr);
+    }
+  }
+  Monitor(const Monitor&) = delete;
+  Monitor& operator=(const Monitor&) = delete;
+
+  std::string out() const { return file_text(out_); }
+  std::string err() const { return file_text(err_); }
+  // True while the process has not exited (reaping it if it has).
+  bool running() {
+    if (!exited_ && pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == pid_) exited_ = true;
+    return pid_ > 0 && !exited_;
+  }
+
+ private:
+  std::string out_, err_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+};
+
+#define SKIP_WITHOUT_MONITOR()                                                         \
+  if (monitor_binary().empty() || ::access(monitor_binary().c_str(), X_OK) != 0)       \
+  GTEST_SKIP() << "needs the ioasid-monitor binary (IOASID_MONITOR)"
+
+// Groups no other daemon of this suite uses (the harness's runs --no-netlink); another
+// publisher on them would only be more messages the monitor must ignore.
+constexpr unsigned kForgeryGroup = 27;
+constexpr unsigned kRootOnlyGroup = 28;
+
+// The first line of `text` containing `needle`, or "".
+std::string line_containing(const std::string& text, const std::string& needle) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);)
+    if (contains(line, needle)) return line;
+  return {};
+}
+
+// Sends `payload` to `group` from a fresh child process (uid 65534 when
+// `unprivileged`) until ioasid-monitor's stderr names that process, up to 5 times —
+// multicast is lossy, and other traffic on the group may fill the monitor's receive
+// buffer — and returns that line, or what went wrong.
+std::string forge_until_reported(Monitor& monitor, unsigned group, uint32_t claimed_port, const std::string& payload,
+                                 bool unprivileged) {
+  std::string last;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    last = report_from_child([&] {
+      if (unprivileged && !become_nobody()) return "cannot become nobody: " + errno_name(errno);
+      return std::to_string(::getpid()) + " " + send_to_group(group, claimed_port, payload);
+    });
+    const size_t space = last.find(' ');
+    if (space == std::string::npos || last.substr(space + 1) != "sent") return last;
+    const std::string sender = " pid " + last.substr(0, space) + " uid ";
+    std::string line;
+    if (eventually([&] { return !(line = line_containing(monitor.err(), sender)).empty(); }, 2s)) return line;
+  }
+  return "never reported (" + last + ")";
+}
+
+// An event that names the daemon's pid and carries `marker`, for forgers to send.
+std::string forged_event(pid_t claimed_pid, const std::string& marker, size_t pad = 0) {
+  return json{{"event", "context_open"}, {"context", 4242}, {"pid", claimed_pid}, {"seq", 1},
+              {"time_ns", 1}, {"forged", marker}, {"pad", std::string(pad, 'x')}}
+      .dump();
+}
+
+// Anyone may send to a NETLINK_USERSOCK group. ioasid-monitor, which learned the
+// daemon's port and pid from the admin socket, ignores (and reports) forged events —
+// from an unprivileged user, from another root process, with the daemon's port written
+// into the header, and one too large for its buffer — and still prints the daemon's.
+TEST(Security, IoasidMonitorIgnoresForgedNetlinkEvents) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  SKIP_WITHOUT_MONITOR();
+  PrivateDaemon daemon({.args = {"--netlink-group", std::to_string(kForgeryGroup)}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const json status = daemon.admin(R"({"cmd":"status"})");
+  ASSERT_FALSE(status.is_null());
+  const uint32_t port = status.value("netlink_port", 0u);
+  ASSERT_NE(port, 0u) << "the daemon has no netlink socket: " << daemon.log();
+
+  Monitor monitor(daemon.dir(), {"--socket", daemon.admin_socket()});
+  ASSERT_TRUE(eventually([&] { return contains(monitor.err(), "believing only port"); }, 10s))
+      << "ioasid-monitor did not subscribe: " << monitor.err();
+
+  // Each forgery names the daemon's pid and carries the daemon's port in its header.
+  const std::string marker = "FORGED-" + std::to_string(::getpid());
+  const std::string forgery = forged_event(daemon.pid(), marker);
+  EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, forgery, true),
+                       "uid 65534: port"))
+      << "an unprivileged sender:\n" << monitor.err();
+  EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, forgery, false), "uid 0: port"))
+      << "another root process:\n" << monitor.err();
+  const std::string oversized = forged_event(daemon.pid(), marker, 100 * 1024);
+  EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, oversized, true), "dropped a datagram of"))
+      << "a datagram larger than the monitor's buffer:\n" << monitor.err();
+  EXPECT_TRUE(monitor.running()) << "a forged message ended the monitor: " << monitor.err();
+
+  // The daemon's own events are still printed (a context_open per open; lossy
+  // multicast may need another), and no forgery ever was.
+  const std::string ours = "\"pid\":" + std::to_string(::getpid());
+  EXPECT_TRUE(eventually(
+      [&] {
+        must(client::File::open(daemon.node()));
+        return eventually([&] { return contains(monitor.out(), ours); }, 1s);
+      },
+      10s))
+      << "the daemon's events were not printed\nstdout:\n" << monitor.out() << "stderr:\n" << monitor.err();
+  EXPECT_FALSE(contains(monitor.out(), marker)) << "a forged event was printed:\n" << monitor.out();
+}
+
+// Without the admin socket to ask, ioasid-monitor believes only messages sent by uid
+// 0: the daemon's events are printed, an unprivileged user's forgery is not.
+TEST(Security, IoasidMonitorWithoutTheAdminSocketBelievesOnlyRoot) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  SKIP_WITHOUT_MONITOR();
+  PrivateDaemon daemon({.args = {"--netlink-group", std::to_string(kRootOnlyGroup)}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  Monitor monitor(daemon.dir(), {"--socket", daemon.dir() + "/no-such.sock", "--group",
+                                 std::to_string(kRootOnlyGroup)});
+  ASSERT_TRUE(eventually([&] { return contains(monitor.err(), "believing only messages sent by uid 0"); }, 10s))
+      << monitor.err();
+  const std::string marker = "FORGED-" + std::to_string(::getpid());
+  EXPECT_TRUE(contains(forge_until_reported(monitor, kRootOnlyGroup, 0, forged_event(daemon.pid(), marker), true),
+                       "uid 65534 is not root"))
+      << monitor.err();
+  const std::string ours = "\"pid\":" + std::to_string(::getpid());
+  EXPECT_TRUE(eventually(
+      [&] {
+        must(client::File::open(daemon.node()));
+        return eventually([&] { return contains(monitor.out(), ours); }, 1s);
+      },
+      10s))
+      << "the daemon's events were not printed\nstdout:\n" << monitor.out() << "stderr:\n" << monitor.err();
+  EXPECT_FALSE(contains(monitor.out(), marker)) << monitor.out();
+}
+
+// ================================================================ limits
+
+// A file's fault queue is bounded (--fault-queue): a device faulting without end
+// costs the daemon a fixed amount per file, and the reader learns of the loss.
+TEST(Security, AFilesFaultQueueIsBounded) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--fault-queue", "4"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const auto file = must(client::File::open(daemon.node(), O_NONBLOCK));
+  auto ioas = must(client::Ioas::allocate(file));
+  auto dma1 = must(client::Device::bind(file, "dma1"));
+  must(client::Attachment::attach(dma1, ioas)).release();
+  std::byte buffer[8];
+  for (int i = 0; i < 20; ++i) {
+    const auto outcome = must(dma1.dma_read(0x100000 + uint64_t(i) * k4K, buffer));  // nothing mapped
+    ASSERT_EQ(outcome.status, uint32_t(IOASID_DMA_FAULT));
+  }
+  ioasid_fault records[32];
+  const size_t got = must(file.read_faults(records));
+  ASSERT_EQ(got, 4u) << "three faults and one LOST record";
+  EXPECT_EQ(records[0].addr, 0x100000u);
+  EXPECT_EQ(records[3].type, uint32_t(IOASID_FAULT_LOST));
+  EXPECT_EQ(must(file.read_faults(records)), 0u);
+}
+
+}  // namespace
+}  // namespace conf
