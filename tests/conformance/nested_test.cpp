@@ -450,6 +450,32 @@ TEST(CacheInvld, Rows) {
   request.entry_num = 2;
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(E2BIG));
   EXPECT_EQ(request.entry_num, 1u);
+
+  // entry_len is the caller's, up to 4 GiB: the daemon reads long entries piece by
+  // piece (found by the fuzzer: it once sized one buffer as entries * entry_len).
+  constexpr uint32_t kLong = 0x30000;  // past the daemon's 64 KiB reads
+  std::vector<uint8_t> huge(2 * kLong, 0);
+  std::memcpy(huge.data(), &valid, sizeof valid);
+  std::memcpy(huge.data() + kLong, &valid, sizeof valid);
+  request = {.ioasid = guest.nested, .entry_len = kLong, .entry_num = 2,
+             .entries_uptr = reinterpret_cast<uint64_t>(huge.data())};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), kOk) << "long entries with zero tails";
+  EXPECT_EQ(request.entry_num, 2u);
+  huge[kLong + kLong - 1] = 1;  // the last byte of the second entry
+  request.entry_num = 2;
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(E2BIG)) << "a non-zero byte far in the tail";
+  EXPECT_EQ(request.entry_num, 1u);
+  // One page of entry followed by nothing mapped: the tail check reaches the hole.
+  void* page = ::mmap(nullptr, 2 * k4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  ::munmap(static_cast<uint8_t*>(page) + k4K, k4K);
+  std::memcpy(page, &valid, sizeof valid);
+  request = {.ioasid = guest.nested, .entry_len = 0xfffff000u, .entry_num = 1024,
+             .entries_uptr = reinterpret_cast<uint64_t>(page)};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(EFAULT))
+      << "1024 entries of 4 GiB each end at the end of the caller's memory, not in the daemon's";
+  ::munmap(page, k4K);
+  expect_daemon_alive();
 }
 
 // ---- page requests: dma0 (PRI) at a PASID asks the owner for missing pages ----
