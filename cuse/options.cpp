@@ -91,6 +91,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
       ("pin-limit", with_default(pin_limit_mib, "MIB"),
        "MiB of client memory each uid may have pinned by MAP_DMA/MAP_FILE; past it they fail with ENOMEM. "
        "0: no limit")
+      ("max-files-per-user", with_default(options.service.max_files_per_user, "N"),
+       "open files of the node each uid but root may hold; one more open fails with EMFILE. 0: no limit")
       ("pasid-quota", with_default(options.service.default_pasid_quota, "N"),
        "PASIDs each open file may hold (ioasidctl set-quota changes one file's)")
       ("pasid-bits", with_default(options.service.pasid_bits, "BITS"),

@@ -85,6 +85,14 @@ Result<std::shared_ptr<Context>> Service::open(const ClientIdentity& client) {
   std::shared_ptr<Context> context;
   {
     std::unique_lock lock(registry_->mutex);
+    if (client.uid != 0 && config_.max_files_per_user != 0) {
+      const auto open_files = std::ranges::count_if(registry_->contexts, [&](const auto& entry) {
+        return entry.second->client().uid == client.uid;
+      });
+      if (open_files >= config_.max_files_per_user)
+        return fail(EMFILE, "uid {} has {} files of the node open, the limit per user (--max-files-per-user)",
+                    client.uid, open_files);
+    }
     const uint32_t id = registry_->next_id;
     auto set = allocator_.create_set(id, SetType::File, config_.default_pasid_quota);
     if (!set)

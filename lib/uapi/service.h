@@ -32,6 +32,9 @@ struct ServiceConfig {
   size_t fault_queue_depth = 256;
   std::vector<devices::DeviceSpec> devices = devices::default_devices();
   uint64_t pin_limit_pages = PinAccounting::kDefaultLimitPages;  // per user; 0 = unlimited
+  // Open files per uid other than root (0 = unlimited): each file carves its PASID
+  // quota out of the system's, so without it one user could take every PASID.
+  uint32_t max_files_per_user = 64;
   // How long a DMA waits for the PAGE_RESP to its page request before it fails.
   std::chrono::milliseconds page_response_timeout{10000};
   // Where devices run their work (the daemon's Asio pool); null: two threads of the

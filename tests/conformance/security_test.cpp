@@ -939,5 +939,37 @@ TEST(Security, AFilesFaultQueueIsBounded) {
   EXPECT_EQ(must(file.read_faults(records)), 0u);
 }
 
+// A user other than root holds at most --max-files-per-user files of the node: each
+// one carves a PASID quota out of the system's.
+TEST(Security, OpensArePerUserLimited) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--max-files-per-user", "2", "--node-mode", "0666"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const std::string node = daemon.node();
+  const std::string report = report_from_child([&]() -> std::string {
+    if (!become_nobody()) return std::string("cannot become nobody: ") + std::strerror(errno);
+    std::string seen;
+    const int first = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
+    const int second = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
+    const int third = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
+    seen += first >= 0 && second >= 0 ? "two opened;" : "the first two failed;";
+    seen += third < 0 ? " third " + errno_name(errno) + ";" : " third opened;";
+    ::close(second);
+    // The kernel sends RELEASE after close returns: wait for the daemon to see it.
+    int again = -1;
+    for (int tries = 0; tries < 300 && again < 0; ++tries) {
+      again = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
+      if (again < 0) ::usleep(10000);
+    }
+    seen += again >= 0 ? " reopened after a close" : " no open after a close";
+    return seen;
+  });
+  EXPECT_EQ(report, "two opened; third EMFILE; reopened after a close");
+  // Root is not limited.
+  std::vector<client::File> files;
+  for (int i = 0; i < 4; ++i) files.push_back(must(client::File::open(node)));
+  EXPECT_NE(daemon.log().find("--max-files-per-user"), std::string::npos) << "the refusal says why";
+}
+
 }  // namespace
 }  // namespace conf
