@@ -25,13 +25,15 @@ Result<std::shared_ptr<Ioas>> find_nested(Call& call, uint32_t ioasid) {
 
 // Rewrites every route of this file to the nested IOASID after its binding changed,
 // flushing what the IOMMU cached through the old one, and announces BIND or UNBIND
-// for each PASID routed to it. Called with the file's routes_mutex held.
+// for each PASID routed to it. Called with the file's routes_mutex held. A shared
+// (SIOV) device's table also holds other files' routes, whose IOASID numbers are
+// theirs: only this file's own routes are its to rewrite.
 void refresh_routes(Call& call, uint32_t ioasid, const Ioas& ioas, PasidEvent event) {
   std::vector<uint32_t> pasids;
   for (const auto& [dev_id, device] : call.context.objects().all<Device>()) {
     std::lock_guard lock(device->attach_mutex());
     for (const auto& [pasid, entry] : device->pasid_table().entries()) {
-      if (entry.ioasid != ioasid) continue;
+      if (entry.ioasid != ioasid || device->route_owner(pasid) != call.context.id()) continue;
       device->pasid_table().set(pasid, route_entry(ioas, ioasid));
       call.service.iommu().flush_pasid(entry.domain, pasid);
       if (pasid != iommu::kRidPasid) pasids.push_back(pasid);

@@ -1120,6 +1120,48 @@ TEST(DsaIsolation, TwoFilesOnOneSharedWqSeeOnlyTheirOwnMemory) {
   EXPECT_TRUE(a.expect(wq, 21, a.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
 }
 
+// IOASID numbers are per file, and dsa0's PASID table holds every file's routes:
+// another file binding a guest table to its nested IOASID of the same number must not
+// turn this file's route into a nested one (found by the stress run: this file's
+// records then landed in the other file's guest memory).
+TEST(DsaIsolation, AnotherFilesBindPgtblLeavesThisFilesRoutesAlone) {
+  // b: parent IOASID 1 with guest RAM at GPA 0, nested IOASID 2, dsa0 bound.
+  Node b;
+  auto b_parent = must(client::Ioas::allocate(b.file()));
+  Memfd b_ram(16 * k4K, true);  // zeroed: its first page is an empty guest table
+  map_memory(b_parent, b_ram.mapped(), {.iova = 0});
+  auto b_nested = must(client::Ioas::allocate_nested(b_parent));
+  ASSERT_EQ(b_nested.id(), 2u);
+  auto b_dsa = bound_device(b, "dsa0");
+  // a: a spare IOASID 1, then kernel-managed IOASID 2 with its memory, routed on dsa0.
+  Node a(O_NONBLOCK);
+  auto spare = must(client::Ioas::allocate(a.file()));
+  auto a_ioas = must(client::Ioas::allocate(a.file()));
+  ASSERT_EQ(a_ioas.id(), b_nested.id()) << "the collision this test is about";
+  Memfd a_mem(kDefaultSize, true);
+  map_memory(a_ioas, a_mem.mapped(), {.iova = kBase});
+  const uint32_t pasid = alloc_pasid(a, slot(39));
+  auto a_dsa = bound_device(a, "dsa0");
+  must(client::Attachment::attach_pasid(a_dsa, a_ioas, pasid)).release();
+  const uint32_t wq = 3;
+  ASSERT_EQ(wq_enable(a.fd(), wq_request(a_dsa.id(), wq, IOASID_WQ_ENABLE, pasid)), kOk);
+  auto moved = [&](unsigned slot) {
+    std::memset(a_mem.bytes() + (record(slot) - kBase), 0, 32);
+    const auto d = desc(pasid, IOASID_DSA_OPCODE_MEMMOVE, kRecord, record(slot), kData, kData + k4K, 64);
+    const Submitted s = submit(a.fd(), a_dsa.id(), wq, d);
+    if (!accepted(s)) return ::testing::AssertionFailure() << "submit: " << s;
+    return record_is(a_mem.bytes() + (record(slot) - kBase), rec(IOASID_DSA_COMP_SUCCESS));
+  };
+  EXPECT_TRUE(moved(1)) << "before b's BIND_PGTBL";
+  ioasid_bind_pgtbl bind{.ioasid = b_nested.id(), .format = IOASID_PGTBL_VTD_FL, .pgtbl_addr = 0, .addr_width = 48};
+  ASSERT_EQ(ioctl_errno(b.fd(), IOASID_BIND_PGTBL, &bind), kOk);
+  EXPECT_TRUE(moved(2)) << "after b's BIND_PGTBL";
+  ioasid_unbind_pgtbl unbind{.ioasid = b_nested.id()};
+  ASSERT_EQ(ioctl_errno(b.fd(), IOASID_UNBIND_PGTBL, &unbind), kOk);
+  EXPECT_TRUE(moved(3)) << "after b's UNBIND_PGTBL";
+  EXPECT_TRUE(all_zero(b_ram.bytes(), b_ram.size)) << "nothing of a's landed in b's guest memory";
+}
+
 // The admin view of a shared dsa0: both files in bound_by, each route with the file
 // that made it, the WQ with its owner and counters (what `ioasidctl devices` prints).
 TEST(DsaAdmin, DevicesShowEveryFileItsRoutesAndTheWorkQueue) {
