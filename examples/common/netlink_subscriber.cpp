@@ -61,9 +61,10 @@ Result<void> NetlinkSubscriber::receive(const std::function<void(const NetlinkMe
     return fail(EMSGSIZE, "dropped a datagram of {} bytes (more than {}) from port {} pid {} uid {}", length,
                 buffer.size(), source.nl_pid, sender ? sender->pid : 0, sender ? sender->uid : 0);
 
-  // NLMSG_OK/NLMSG_NEXT by hand: the macros mix signed and unsigned lengths.
+  // NLMSG_OK/NLMSG_NEXT by hand: the macros mix signed and unsigned lengths. The
+  // last message's padding may run past the datagram: offset is checked first.
   const auto total = static_cast<size_t>(length);
-  for (size_t offset = 0; total - offset >= sizeof(nlmsghdr);) {
+  for (size_t offset = 0; offset < total && total - offset >= sizeof(nlmsghdr);) {
     const auto* message = reinterpret_cast<const nlmsghdr*>(buffer.data() + offset);
     if (message->nlmsg_len < NLMSG_HDRLEN || message->nlmsg_len > total - offset) break;
     const char* payload = static_cast<const char*>(NLMSG_DATA(message));

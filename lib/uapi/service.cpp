@@ -86,8 +86,9 @@ Result<std::shared_ptr<Context>> Service::open(const ClientIdentity& client) {
   {
     std::unique_lock lock(registry_->mutex);
     if (client.uid != 0 && config_.max_files_per_user != 0) {
+      // A file whose release has begun no longer counts: close(2) then open(2) works.
       const auto open_files = std::ranges::count_if(registry_->contexts, [&](const auto& entry) {
-        return entry.second->client().uid == client.uid;
+        return entry.second->client().uid == client.uid && !entry.second->released();
       });
       if (open_files >= config_.max_files_per_user)
         return fail(EMFILE, "uid {} has {} files of the node open, the limit per user (--max-files-per-user)",

@@ -873,6 +873,12 @@ TEST(Security, IoasidMonitorIgnoresForgedNetlinkEvents) {
   const std::string oversized = forged_event(daemon.pid(), marker, 100 * 1024);
   EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, oversized, true), "dropped a datagram of"))
       << "a datagram larger than the monitor's buffer:\n" << monitor.err();
+  // One message 3 bytes short of the 64 KiB buffer, its length not a multiple of 4:
+  // stepping over its padding once walked the parser past the datagram's end.
+  const size_t unpadded = forged_event(daemon.pid(), marker).size();
+  const std::string unaligned = forged_event(daemon.pid(), marker, (65536 - 3 - NLMSG_HDRLEN - 1) - unpadded);
+  EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, unaligned, true), "uid 65534: port"))
+      << "a datagram of 65533 bytes:\n" << monitor.err();
   EXPECT_TRUE(monitor.running()) << "a forged message ended the monitor: " << monitor.err();
 
   // The daemon's own events are still printed (a context_open per open; lossy
