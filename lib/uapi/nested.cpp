@@ -165,25 +165,13 @@ void apply(Call& call, const Devices& devices, uint16_t domain, const Invalidati
     iommu.pasid_cache().invalidate_domain(domain);
 }
 
-// Entries are read from the caller in batches of up to this many and at most
-// kBytesPerRead bytes: entry_len is the caller's (up to 4 GiB), so an entry longer
-// than that is read piece by piece, never held whole.
+// Bounds on one CACHE_INVLD, so that one ioctl cannot hold a session thread for
+// long: entries longer than a page (the rest of a known entry must be zero anyway)
+// and more entries than a VT-d invalidation queue holds are refused. Entries are
+// read in batches of up to kEntriesPerRead.
+constexpr uint32_t kMaxEntryLen = 4096;
+constexpr uint32_t kMaxEntries = 65536;
 constexpr uint32_t kEntriesPerRead = 1024;
-constexpr uint64_t kBytesPerRead = 64 << 10;
-
-// The caller's `length` bytes at `address`, the tail of entry `index` from
-// `offset` on, must be zero: E2BIG names the first that is not.
-Result<void> check_zero_tail(Call& call, uint64_t address, uint64_t length, uint64_t index, uint64_t offset) {
-  std::vector<std::byte> piece;
-  for (uint64_t done = 0; done < length; done += piece.size()) {
-    piece.resize(std::min(length - done, kBytesPerRead));
-    IOASID_TRY(call.memory.read(address + done, piece));
-    if (auto bad = std::ranges::find_if(piece, [](std::byte b) { return b != std::byte{0}; }); bad != piece.end())
-      return fail(E2BIG, "entry {}: byte {} beyond the known entry is not zero", index,
-                  offset + done + (bad - piece.begin()));
-  }
-  return success();
-}
 
 }  // namespace
 
@@ -197,6 +185,9 @@ Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& request) {
   if (request.entry_len < sizeof(ioasid_cache_invalidate_info))
     return fail(EINVAL, "entry_len {} is below the {}-byte entry", request.entry_len,
                 sizeof(ioasid_cache_invalidate_info));
+  if (request.entry_len > kMaxEntryLen)
+    return fail(EINVAL, "entry_len {} is above {}", request.entry_len, kMaxEntryLen);
+  if (count > kMaxEntries) return fail(EINVAL, "entry_num {} is above {} per call", count, kMaxEntries);
   if (request.entries_uptr == 0) return fail(EINVAL, "entries_uptr 0 with {} entries", count);
   const uint16_t domain = (*ioas)->nested->domain.id();
   const Devices devices = call.context.objects().all<Device>();
@@ -204,24 +195,27 @@ Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& request) {
   call.service.iommu().iotlb().begin_invalidations();
   for (const auto& [dev_id, device] : devices)
     if (device->device_tlb()) device->device_tlb()->begin_invalidations();
-  const uint64_t entry_len = request.entry_len;
-  // Whole entries while several fit a read; else one at a time, its first
-  // kBytesPerRead bytes in the batch and the rest checked by check_zero_tail.
-  const uint32_t per_read = static_cast<uint32_t>(std::clamp<uint64_t>(kBytesPerRead / entry_len, 1, kEntriesPerRead));
-  const size_t held = std::min(entry_len, kBytesPerRead);  // bytes of each entry in the batch
+  const uint32_t entry_len = request.entry_len;
   std::vector<std::byte> batch;
-  // 64-bit: with entry_num near 2^32, a 32-bit index would wrap and start over.
-  for (uint64_t first = 0; first < count; first += per_read) {
-    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(per_read, count - first));
-    const uint64_t address = request.entries_uptr + first * entry_len;
-    batch.resize(size_t{n} * held);
-    IOASID_TRY(call.memory.read(address, batch));
+  for (uint32_t first = 0; first < count;) {
+    if (call.interrupted && call.interrupted->load(std::memory_order_relaxed))
+      return fail(EINTR, "interrupted after {} of {} entries", first, count);
+    uint32_t n = std::min(kEntriesPerRead, count - first);
+    const uint64_t address = request.entries_uptr + uint64_t{first} * entry_len;
+    batch.resize(size_t{n} * entry_len);
+    if (!call.memory.read(address, batch)) {
+      // entry_num must name the entry that cannot be read: go one by one, applying
+      // the readable ones before it.
+      n = 1;
+      batch.resize(entry_len);
+      if (auto read = call.memory.read(address, batch); !read)
+        return fail(read.code(), "entry {}: {}", first, read.error().why);
+    }
     for (uint32_t i = 0; i < n; ++i) {
-      const std::byte* raw = batch.data() + size_t{i} * held;
-      for (size_t extra = sizeof(ioasid_cache_invalidate_info); extra < held; ++extra)
+      const std::byte* raw = batch.data() + size_t{i} * entry_len;
+      for (size_t extra = sizeof(ioasid_cache_invalidate_info); extra < entry_len; ++extra)
         if (raw[extra] != std::byte{0})
           return fail(E2BIG, "entry {}: byte {} beyond the known entry is not zero", first + i, extra);
-      if (entry_len > held) IOASID_TRY(check_zero_tail(call, address + held, entry_len - held, first + i, held));
       ioasid_cache_invalidate_info info;
       std::memcpy(&info, raw, sizeof info);
       auto checked = check_entry(call, info);
@@ -229,6 +223,7 @@ Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& request) {
       apply(call, devices, domain, *checked);
       request.entry_num = first + i + 1;
     }
+    first += n;
   }
   return 0;
 }

@@ -451,30 +451,42 @@ TEST(CacheInvld, Rows) {
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(E2BIG));
   EXPECT_EQ(request.entry_num, 1u);
 
-  // entry_len is the caller's, up to 4 GiB: the daemon reads long entries piece by
-  // piece (found by the fuzzer: it once sized one buffer as entries * entry_len).
-  constexpr uint32_t kLong = 0x30000;  // past the daemon's 64 KiB reads
-  std::vector<uint8_t> huge(2 * kLong, 0);
-  std::memcpy(huge.data(), &valid, sizeof valid);
-  std::memcpy(huge.data() + kLong, &valid, sizeof valid);
-  request = {.ioasid = guest.nested, .entry_len = kLong, .entry_num = 2,
-             .entries_uptr = reinterpret_cast<uint64_t>(huge.data())};
-  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), kOk) << "long entries with zero tails";
+  // Bounds that keep one call short: entries up to a page, up to 65536 of them (the
+  // fuzzer once made the daemon size one buffer as entry_num * entry_len).
+  std::vector<uint8_t> page_entries(2 * k4K, 0);
+  std::memcpy(page_entries.data(), &valid, sizeof valid);
+  std::memcpy(page_entries.data() + k4K, &valid, sizeof valid);
+  request = {.ioasid = guest.nested, .entry_len = 4096, .entry_num = 2,
+             .entries_uptr = reinterpret_cast<uint64_t>(page_entries.data())};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), kOk) << "4 KiB entries";
   EXPECT_EQ(request.entry_num, 2u);
-  huge[kLong + kLong - 1] = 1;  // the last byte of the second entry
+  page_entries[2 * k4K - 1] = 1;
   request.entry_num = 2;
-  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(E2BIG)) << "a non-zero byte far in the tail";
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(E2BIG)) << "the last byte of a 4 KiB entry";
   EXPECT_EQ(request.entry_num, 1u);
-  // One page of entry followed by nothing mapped: the tail check reaches the hole.
-  void* page = ::mmap(nullptr, 2 * k4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(page, MAP_FAILED);
-  ::munmap(static_cast<uint8_t*>(page) + k4K, k4K);
-  std::memcpy(page, &valid, sizeof valid);
+  request = {.ioasid = guest.nested, .entry_len = 4097, .entry_num = 1,
+             .entries_uptr = reinterpret_cast<uint64_t>(page_entries.data())};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(EINVAL)) << "entry_len above 4096";
   request = {.ioasid = guest.nested, .entry_len = 0xfffff000u, .entry_num = 1024,
-             .entries_uptr = reinterpret_cast<uint64_t>(page)};
-  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(EFAULT))
-      << "1024 entries of 4 GiB each end at the end of the caller's memory, not in the daemon's";
-  ::munmap(page, k4K);
+             .entries_uptr = reinterpret_cast<uint64_t>(page_entries.data())};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(EINVAL)) << "entry_len near 4 GiB";
+  request = {.ioasid = guest.nested, .entry_len = 32, .entry_num = 65537,
+             .entries_uptr = reinterpret_cast<uint64_t>(page_entries.data())};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(EINVAL)) << "more than 65536 entries";
+  EXPECT_EQ(request.entry_num, 0u);
+
+  // Entries running into unmapped memory: EFAULT names the first unreadable entry,
+  // and the ones before it were applied.
+  void* pages = ::mmap(nullptr, 2 * k4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(pages, MAP_FAILED);
+  ::munmap(static_cast<uint8_t*>(pages) + k4K, k4K);
+  auto* last_two = reinterpret_cast<ioasid_cache_invalidate_info*>(static_cast<uint8_t*>(pages) + k4K - 2 * 32);
+  last_two[0] = valid;
+  last_two[1] = valid;
+  request = {.ioasid = guest.nested, .entry_len = 32, .entry_num = 4, .entries_uptr = reinterpret_cast<uint64_t>(last_two)};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request), Err(EFAULT));
+  EXPECT_EQ(request.entry_num, 2u) << "the index of the entry that could not be read";
+  ::munmap(pages, k4K);
   expect_daemon_alive();
 }
 
