@@ -2,9 +2,10 @@
 // is replayed with the calling thread armed to fail its Nth injectable point of one
 // kind (allocation, client-memory copy, page-table page), N = 1, 2, ... until a replay
 // runs clean. After each injected failure the engine's footprint (PASIDs and their
-// references, pinned pages, HPA segments, IOVA areas, table pages, domains, bindings)
-// must be what it was before the failing ioctl, the same ioctl retried must succeed,
-// and after the file is released everything must be back where it started.
+// references, pinned pages, HPA segments, table pages, domains, bindings) must be
+// what it was before the failing ioctl, and the same ioctl retried must succeed (at
+// the same fixed IOVAs, so an IOVA area left claimed shows as EEXIST); after the
+// file is released everything must be back where it started.
 #include "base/fail_nth.h"
 #include "translation_support.h"
 #include "uapi/service.h"
@@ -173,11 +174,13 @@ void pasid_slice(Script& s) {
 void ioas_slice(Script& s) {
   const uint32_t ioas = alloc_ioas(s);
   map_dma(s, ioas, 0, k2M, 0x40000000);
-  ioasid_map_file file{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE,
+  // At a fixed IOVA: an IOVA area left claimed by a failed MAP makes the retry EEXIST.
+  ioasid_map_file file{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE | IOASID_MAP_FIXED_IOVA,
                        .ioasid = ioas,
                        .fd = s.memfd(),
                        .offset = k2M,
-                       .length = 64 * k4K};
+                       .length = 64 * k4K,
+                       .iova = 0x80000000};
   s.step("MAP_FILE", IOASID_MAP_FILE, file);
   std::vector<ioasid_iova_range> ranges(8);
   ioasid_iova_ranges query{.ioasid = ioas, .num_ranges = 8, .ranges_uptr = reinterpret_cast<uint64_t>(ranges.data())};
