@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# Builds everything and runs every test stage: unit tests (plain and ASan+UBSan),
-# the conformance suite against a FUSE node, and the same suite under real CUSE in
-# a QEMU VM. Ends with one line "N passed, N failed" over all stages; exits
-# non-zero if anything failed. Run as root (FUSE mounts, the VM's initramfs).
+# Builds everything and runs every test stage:
+#   - unit tests (g++);
+#   - an ASan+UBSan tree (clang): its unit tests, the conformance suite against a FUSE
+#     daemon built the same way, and a bounded run of the dispatcher fuzzer;
+#   - a TSan tree (g++): its unit tests and the conformance suite against its daemon;
+#   - the conformance suite against the FUSE node, the stress run (16 client processes,
+#     some killed, then no leak), and the same suite under real CUSE in a QEMU VM.
+# Ends with one line "N passed, N failed" over all stages; exits non-zero if anything
+# failed. Run as root (FUSE mounts, the VM's initramfs).
 #
-#   scripts/run-tests.sh [--skip-vm] [--skip-asan] [--jobs N]
+#   scripts/run-tests.sh [--skip-vm] [--skip-asan] [--skip-tsan] [--fuzz-seconds N]
+#                        [--stress-seconds N] [--jobs N]
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc)
 skip_vm=0
 skip_asan=0
+skip_tsan=0
+fuzz_seconds=60
+stress_seconds=30
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-vm) skip_vm=1 ;;
     --skip-asan) skip_asan=1 ;;
+    --skip-tsan) skip_tsan=1 ;;
+    --fuzz-seconds) fuzz_seconds=$2; shift ;;
+    --stress-seconds) stress_seconds=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "run-tests: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -24,7 +36,9 @@ done
 
 build=$root/build
 asan=$root/build-asan
+tsan=$root/build-tsan
 results=$build/test-results
+figures=$build/figures  # fuzz and stress figures (docs/RELIABILITY.md)
 stage_failures=0
 
 say() { printf '\n=== %s  (%ds elapsed)\n' "$*" "$SECONDS"; }
@@ -36,9 +50,30 @@ build_tree() {  # dir, extra cmake args...
     cmake --build "$dir" -j "$jobs"
 }
 
+# A stage that is one program (fuzz, stress) counts as one test in the summary.
+one_test_report() {  # report file, name, exit status
+  local result=COMPLETED failures=0
+  [ "$3" -eq 0 ] || failures=1
+  printf '{"tests":1,"failures":%d,"errors":0,"testsuites":[{"name":"%s","testsuite":[{"name":"%s","result":"%s"}]}]}\n' \
+    "$failures" "$2" "$2" "$result" >"$1"
+}
+
+# Unit tests of a tree, then the conformance suite against the daemon built with it.
+unit_and_conformance() {  # tree, label, suite binary
+  local tree=$1 label=$2 suite=$3
+  say "unit tests under $label ($tree)"
+  # Install, man pages and doc examples check files, not code: the plain tree runs them.
+  (cd "$tree" && ctest -R '^unit\.' -E '^unit\.(install|man_pages|doc_examples)$' --output-on-failure) ||
+    stage_failed "unit tests ($label)"
+  mkdir -p "$tree/test-results"
+  say "conformance against a FUSE daemon built with $label"
+  IOASIDD="$tree/cuse/ioasidd" "$suite" --gtest_output="json:$tree/test-results/conformance-fuse.json" ||
+    stage_failed "conformance ($label)"
+}
+
 say "build ($build)"
-rm -rf "$results" "$asan/test-results"
-mkdir -p "$results"
+rm -rf "$results" "$figures" "$asan/test-results" "$tsan/test-results"
+mkdir -p "$results" "$figures"
 if ! build_tree "$build"; then
   echo "run-tests: the build failed"
   echo "0 passed, 1 failed"
@@ -48,18 +83,15 @@ fi
 say "unit tests"
 (cd "$build" && ctest -R '^unit\.' --output-on-failure) || stage_failed "unit tests"
 
-if [ "$skip_asan" -eq 0 ]; then
-  say "unit tests under ASan+UBSan ($asan)"
-  if build_tree "$asan" -DIOASID_SANITIZE=address -DIOASID_BUILD_DAEMON=OFF; then
-    (cd "$asan" && ctest -R '^unit\.' --output-on-failure) || stage_failed "unit tests (ASan+UBSan)"
-  else
-    stage_failed "ASan+UBSan build"
-  fi
-fi
-
 say "conformance against the FUSE node"
 "$build/tests/conformance/ioasid-conformance" --gtest_output="json:$results/conformance-fuse.json" ||
   stage_failed "conformance (FUSE)"
+
+say "stress: 16 client processes for ${stress_seconds}s, some killed, then nothing may be left"
+"$build/tests/stress/ioasid-stress" --seconds "$stress_seconds" --json "$figures/stress.json"
+status=$?
+one_test_report "$results/stress.json" stress "$status"
+[ "$status" -eq 0 ] || stage_failed "stress"
 
 if [ "$skip_vm" -eq 0 ]; then
   say "VM stage: conformance against real CUSE under QEMU"
@@ -69,5 +101,33 @@ if [ "$skip_vm" -eq 0 ]; then
     stage_failed "VM stage (see $build/vm-console.log)"
 fi
 
+if [ "$skip_asan" -eq 0 ]; then
+  say "ASan+UBSan build with clang, the fuzzer included ($asan)"
+  # A tree configured with another compiler cannot switch: start it afresh.
+  [ -f "$asan/CMakeCache.txt" ] && ! grep -q '^CMAKE_CXX_COMPILER:.*clang' "$asan/CMakeCache.txt" && rm -rf "$asan"
+  if CC=clang CXX=clang++ build_tree "$asan" -DIOASID_SANITIZE=address -DIOASID_FUZZ=ON -DIOASID_BUILD_DAEMON=ON -DIOASID_BUILD_BENCH=OFF; then
+    unit_and_conformance "$asan" "ASan+UBSan" "$asan/tests/conformance/ioasid-conformance"
+    say "fuzzing the dispatcher for ${fuzz_seconds}s"
+    "$root/tests/fuzz/run-fuzz.sh" "$asan" "$fuzz_seconds" "$figures/fuzz.json"
+    status=$?
+    one_test_report "$asan/test-results/fuzz.json" fuzz "$status"
+    [ "$status" -eq 0 ] || stage_failed "fuzzing"
+  else
+    stage_failed "ASan+UBSan build"
+  fi
+fi
+
+if [ "$skip_tsan" -eq 0 ]; then
+  say "TSan build ($tsan)"
+  if build_tree "$tsan" -DIOASID_SANITIZE=thread -DIOASID_BUILD_DAEMON=ON -DIOASID_BUILD_BENCH=OFF; then
+    # The plain suite drives the TSan daemon: TSan cannot follow the suite's own
+    # children, which fork a threaded process and start threads.
+    unit_and_conformance "$tsan" "TSan" "$build/tests/conformance/ioasid-conformance"
+  else
+    stage_failed "TSan build"
+  fi
+fi
+
 say "summary"
-"$root/scripts/count-results.sh" "$stage_failures" "$results" "$asan/test-results"
+for figure in "$figures"/*.json; do [ -f "$figure" ] && echo "  $(basename "$figure" .json): $(jq -c . "$figure")"; done
+"$root/scripts/count-results.sh" "$stage_failures" "$results" "$asan/test-results" "$tsan/test-results"
