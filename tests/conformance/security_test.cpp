@@ -848,6 +848,21 @@ std::string forged_event(pid_t claimed_pid, const std::string& marker, size_t pa
 // daemon's port and pid from the admin socket, ignores (and reports) forged events —
 // from an unprivileged user, from another root process, with the daemon's port written
 // into the header, and one too large for its buffer — and still prints the daemon's.
+// Opens the node until the monitor prints this process's context_open (lossy
+// multicast may need more than one).
+::testing::AssertionResult prints_the_daemons_events(Monitor& monitor, const PrivateDaemon& daemon) {
+  const std::string ours = "\"pid\":" + std::to_string(::getpid());
+  const bool printed = eventually(
+      [&] {
+        must(client::File::open(daemon.node()));
+        return eventually([&] { return contains(monitor.out(), ours); }, 1s);
+      },
+      10s);
+  if (printed) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "the daemon's events were not printed\nstdout:\n"
+                                       << monitor.out() << "stderr:\n" << monitor.err();
+}
+
 TEST(Security, IoasidMonitorIgnoresForgedNetlinkEvents) {
   SKIP_WITHOUT_PRIVATE_DAEMONS();
   SKIP_WITHOUT_MONITOR();
@@ -883,14 +898,7 @@ TEST(Security, IoasidMonitorIgnoresForgedNetlinkEvents) {
 
   // The daemon's own events are still printed (a context_open per open; lossy
   // multicast may need another), and no forgery ever was.
-  const std::string ours = "\"pid\":" + std::to_string(::getpid());
-  EXPECT_TRUE(eventually(
-      [&] {
-        must(client::File::open(daemon.node()));
-        return eventually([&] { return contains(monitor.out(), ours); }, 1s);
-      },
-      10s))
-      << "the daemon's events were not printed\nstdout:\n" << monitor.out() << "stderr:\n" << monitor.err();
+  EXPECT_TRUE(prints_the_daemons_events(monitor, daemon));
   EXPECT_FALSE(contains(monitor.out(), marker)) << "a forged event was printed:\n" << monitor.out();
 }
 
@@ -909,14 +917,7 @@ TEST(Security, IoasidMonitorWithoutTheAdminSocketBelievesOnlyRoot) {
   EXPECT_TRUE(contains(forge_until_reported(monitor, kRootOnlyGroup, 0, forged_event(daemon.pid(), marker), true),
                        "uid 65534 is not root"))
       << monitor.err();
-  const std::string ours = "\"pid\":" + std::to_string(::getpid());
-  EXPECT_TRUE(eventually(
-      [&] {
-        must(client::File::open(daemon.node()));
-        return eventually([&] { return contains(monitor.out(), ours); }, 1s);
-      },
-      10s))
-      << "the daemon's events were not printed\nstdout:\n" << monitor.out() << "stderr:\n" << monitor.err();
+  EXPECT_TRUE(prints_the_daemons_events(monitor, daemon));
   EXPECT_FALSE(contains(monitor.out(), marker)) << monitor.out();
 }
 

@@ -162,6 +162,23 @@ void attach_pasid(Script& s, uint32_t dev, uint32_t ioas, uint32_t pasid) {
   s.step("ATTACH_IOASID_PASID", IOASID_ATTACH_IOASID_PASID, attach);
 }
 
+void track_dirty(Script& s, uint32_t ioas) {
+  ioasid_dirty_tracking tracking{.ioasid = ioas, .flags = IOASID_DIRTY_ENABLE};
+  s.step("SET_DIRTY_TRACKING", IOASID_SET_DIRTY_TRACKING, tracking);
+}
+
+// GET_DIRTY_BITMAP of the 2 MiB at iova (clearing); the bitmap.
+std::vector<uint64_t> read_dirty(Script& s, uint32_t ioas, uint64_t iova, uint64_t page_size) {
+  std::vector<uint64_t> bitmap(8);
+  ioasid_dirty_bitmap dirty{.ioasid = ioas,
+                            .iova = iova,
+                            .length = k2M,
+                            .page_size = page_size,
+                            .bitmap_uptr = reinterpret_cast<uint64_t>(bitmap.data())};
+  s.step("GET_DIRTY_BITMAP", IOASID_GET_DIRTY_BITMAP, dirty);
+  return bitmap;
+}
+
 void pasid_slice(Script& s) {
   alloc_pasid(s, 100);
   const uint32_t guest_backed = alloc_pasid(s, 200, 7);
@@ -185,15 +202,8 @@ void ioas_slice(Script& s) {
   std::vector<ioasid_iova_range> ranges(8);
   ioasid_iova_ranges query{.ioasid = ioas, .num_ranges = 8, .ranges_uptr = reinterpret_cast<uint64_t>(ranges.data())};
   s.step("IOVA_RANGES", IOASID_IOVA_RANGES, query);
-  ioasid_dirty_tracking tracking{.ioasid = ioas, .flags = IOASID_DIRTY_ENABLE};
-  s.step("SET_DIRTY_TRACKING", IOASID_SET_DIRTY_TRACKING, tracking);
-  std::vector<uint64_t> bitmap(8);
-  ioasid_dirty_bitmap dirty{.ioasid = ioas,
-                            .iova = 0x40000000,
-                            .length = k2M,
-                            .page_size = k4K,
-                            .bitmap_uptr = reinterpret_cast<uint64_t>(bitmap.data())};
-  s.step("GET_DIRTY_BITMAP", IOASID_GET_DIRTY_BITMAP, dirty);
+  track_dirty(s, ioas);
+  read_dirty(s, ioas, 0x40000000, k4K);
   ioasid_unmap_dma unmap{.ioasid = ioas, .iova = 0x40000000, .length = k2M};
   s.step("UNMAP_DMA", IOASID_UNMAP_DMA, unmap);
   const uint32_t second = alloc_ioas(s);
@@ -218,18 +228,11 @@ void attach_slice(Script& s) {
                         .length = k4K,
                         .buf_uptr = reinterpret_cast<uint64_t>(buffer.data())};
   s.step("DEVICE_DMA read", IOASID_DEVICE_DMA, dma);
-  ioasid_dirty_tracking tracking{.ioasid = ioas, .flags = IOASID_DIRTY_ENABLE};
-  s.step("SET_DIRTY_TRACKING", IOASID_SET_DIRTY_TRACKING, tracking);
+  track_dirty(s, ioas);
   dma.flags |= IOASID_DMA_WRITE;
   s.step("DEVICE_DMA write", IOASID_DEVICE_DMA, dma);
   // A GET that fails after reading (and clearing) the D bits must not lose them.
-  std::vector<uint64_t> bitmap(8);
-  ioasid_dirty_bitmap dirty{.ioasid = ioas,
-                            .iova = 0x200000,
-                            .length = k2M,
-                            .page_size = k2M,
-                            .bitmap_uptr = reinterpret_cast<uint64_t>(bitmap.data())};
-  s.step("GET_DIRTY_BITMAP", IOASID_GET_DIRTY_BITMAP, dirty);
+  const std::vector<uint64_t> bitmap = read_dirty(s, ioas, 0x200000, k2M);
   if (!s.stopped()) {
     EXPECT_EQ(bitmap[0], 1u) << "the page the device wrote is not reported dirty";
   }
