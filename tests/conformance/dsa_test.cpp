@@ -1307,6 +1307,21 @@ Errno attach_to(const Client& c, uint32_t pasid) {
   return ioctl_errno(c.fd(), IOASID_ATTACH_IOASID_PASID, &attach);
 }
 
+// FREE of `pasid` by its owner `a` counts 1, yet `other` cannot ALLOC that number while
+// something still runs at it (`while_what`); if it could, it attaches it as its own.
+// True when the number was held, as it must be.
+bool expect_freed_but_held(const Client& a, const Client& other, uint32_t pasid, const char* while_what) {
+  const auto freed = pasid_free(a.fd(), pasid, pasid);
+  EXPECT_EQ(freed.err, kOk);
+  EXPECT_EQ(freed.pasid, 1u);
+  const auto taken = pasid_alloc(other.fd(), pasid, pasid);
+  EXPECT_EQ(taken.err, Err(ENOSPC)) << "ALLOC of " << pasid << " by another file " << while_what;
+  if (taken.err == kOk) {  // the regression: the other file uses the number as its own
+    EXPECT_EQ(attach_to(other, pasid), kOk);
+  }
+  return taken.err != kOk;
+}
+
 // A dedicated WQ runs at its PASID for as long as it is enabled, so it holds the PASID:
 // a FREE detaches it and leaves the number FREE_PENDING until the WQ is disabled. Were it
 // given to another file, the WQ's owner would write into that file's memory.
@@ -1316,16 +1331,8 @@ TEST(DsaPasidLifetime, AFreedPasidOfADedicatedWqIsNotReallocatedWhileItIsEnabled
   const uint32_t p = a.pasid;
   ASSERT_EQ(a.enable(wq, IOASID_WQ_ENABLE), kOk);
   EXPECT_TRUE(a.expect(wq, 0, a.make(IOASID_DSA_OPCODE_NOOP, kRecord), rec(IOASID_DSA_COMP_SUCCESS)));
-  const auto freed = pasid_free(a.fd(), p, p);
-  ASSERT_EQ(freed.err, kOk);
-  EXPECT_EQ(freed.pasid, 1u);
-
   // A pending number is not free: ALLOC of exactly it finds no free PASID.
-  const auto taken = pasid_alloc(other.fd(), p, p);
-  EXPECT_EQ(taken.err, Err(ENOSPC)) << "ALLOC of " << p << " by another file while the dedicated WQ is enabled";
-  if (taken.err == kOk) {  // the regression: the other file uses the number as its own
-    EXPECT_EQ(attach_to(other, p), kOk);
-  }
+  const bool held = expect_freed_but_held(a, other, p, "while the dedicated WQ is enabled");
 
   // The WQ's PASID is not this file's any more: its submits are refused.
   const auto fill = a.make(IOASID_DSA_OPCODE_MEMFILL, kRecord, record(1), 0x4141414141414141ull, kData, 4096);
@@ -1338,7 +1345,7 @@ TEST(DsaPasidLifetime, AFreedPasidOfADedicatedWqIsNotReallocatedWhileItIsEnabled
   // Disabling the WQ drops its hold: the number is free for anyone, and then another
   // file's; a's dedicated WQ cannot take it back.
   ASSERT_EQ(wq_disable(a.fd(), a.dev, wq), kOk);
-  if (taken.err != kOk) {
+  if (held) {
     const auto reused = pasid_alloc_retry(other.fd(), p, p);
     ASSERT_EQ(reused.err, kOk) << "the number stayed pending after the WQ was disabled";
     EXPECT_EQ(reused.pasid, p);
@@ -1363,15 +1370,7 @@ TEST(DsaPasidLifetime, QueuedDescriptorsOfAFreedPasidNeverWriteAnotherFilesMemor
   const uint32_t p = a.pasid;
   a.run(wq, a.make(IOASID_DSA_OPCODE_MEMFILL, kRecord, record(1), 0x4242424242424242ull, kData, 4096));
   a.run(wq, a.make(IOASID_DSA_OPCODE_MEMFILL, 0, 0, 0x4343434343434343ull, kData + k4K, 4096));
-  const auto freed = pasid_free(a.fd(), p, p);
-  ASSERT_EQ(freed.err, kOk);
-  EXPECT_EQ(freed.pasid, 1u);
-
-  const auto taken = pasid_alloc(other.fd(), p, p);
-  EXPECT_EQ(taken.err, Err(ENOSPC)) << "ALLOC of " << p << " by another file while descriptors at it are queued";
-  if (taken.err == kOk) {  // the regression: the other file uses the number as its own
-    EXPECT_EQ(attach_to(other, p), kOk);
-  }
+  const bool held = expect_freed_but_held(a, other, p, "while descriptors at it are queued");
 
   ASSERT_EQ(page_resp(holder.fd(), holder.dev, holder.pasid, request->grpid, IOASID_PAGE_RESP_INVALID), kOk);
   EXPECT_TRUE(record_is(holder.at(record(0)),
@@ -1390,7 +1389,7 @@ TEST(DsaPasidLifetime, QueuedDescriptorsOfAFreedPasidNeverWriteAnotherFilesMemor
   EXPECT_TRUE(drain_faults(a.node).empty());
 
   // Completed: the number is free again.
-  if (taken.err != kOk) {
+  if (held) {
     const auto reused = pasid_alloc_retry(other.fd(), p, p);
     ASSERT_EQ(reused.err, kOk) << "the number stayed pending after its descriptors completed";
     EXPECT_EQ(reused.pasid, p);
