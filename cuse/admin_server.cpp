@@ -228,7 +228,9 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   void accept_next();
   void on_accept(const boost::system::error_code& error, stream_protocol::socket socket);
   Result<void> authorize(int socket, const ucred& peer) const;
+  // Answers one request, and logs it when it is refused.
   json handle(AdminSession& session, const json& request);
+  json dispatch(AdminSession& session, const json& request);
   void broadcast(const std::string& event_json);
   void close_all();
 
@@ -380,6 +382,8 @@ void AdminSession::handle_line(std::string line) {
   if (line.find_first_not_of(" \t") == std::string::npos) return;  // blank lines: no reply
   json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded() || !request.is_object()) {
+    spdlog::info("admin: session {} (uid {} pid {}): a request of {} bytes refused: not a JSON object", id_,
+                 peer_.uid, peer_.pid, line.size());
     send(error_reply(fail(EINVAL, "request is not a JSON object (one per line)")));
     return;
   }
@@ -565,6 +569,20 @@ Result<void> AdminServer::Impl::authorize(int socket, const ucred& peer) const {
 }
 
 json AdminServer::Impl::handle(AdminSession& session, const json& request) {
+  json reply = dispatch(session, request);
+  if (!reply.value("ok", false)) {
+    // What the client sent is shown escaped and cut short: it may hold anything.
+    const auto cmd = request.find("cmd");
+    const std::string name = cmd != request.end() && cmd->is_string() ? cmd->get<std::string>() : "(no cmd)";
+    const std::string why = reply.value("error", "");
+    spdlog::info("admin: session {} (uid {} pid {}): {:?} refused: {:?} ({})", session.id(), session.peer().uid,
+                 session.peer().pid, std::string_view(name).substr(0, 40), std::string_view(why).substr(0, 300),
+                 reply.value("errno", ""));
+  }
+  return reply;
+}
+
+json AdminServer::Impl::dispatch(AdminSession& session, const json& request) {
   auto cmd = request.find("cmd");
   if (cmd == request.end() || !cmd->is_string())
     return error_reply(fail(EINVAL, "missing string field \"cmd\" (try {{\"cmd\":\"help\"}})"));

@@ -3,16 +3,20 @@
 // exactly as CUSE does, so the same NodeOps serve both.
 #include "frontend.h"
 
+#include "memory/client_file.h"
+
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 
 namespace ioasid::daemon {
 namespace {
@@ -141,6 +145,7 @@ class FuseFrontend final : public Frontend {
       if (mounted_) fuse_session_unmount(session_);
       fuse_session_destroy(session_);
     }
+    if (served_device_) remove_served_device(*served_device_);
   }
 
   Result<void> start() {
@@ -178,6 +183,12 @@ class FuseFrontend final : public Frontend {
     if (fuse_session_mount(session_, options.mount_dir.c_str()) != 0)
       return fail(EIO, "cannot mount FUSE on {}", options.mount_dir);
     mounted_ = true;
+    // From the kernel's cache: asking would be a request to this daemon, not serving yet.
+    struct statx root {};
+    if (::statx(AT_FDCWD, options.mount_dir.c_str(), AT_STATX_DONT_SYNC, STATX_TYPE, &root) != 0)
+      return fail(errno, "statx {}: {}", options.mount_dir, std::strerror(errno));
+    served_device_ = makedev(root.stx_dev_major, root.stx_dev_minor);
+    add_served_device(*served_device_);
     return success();
   }
 
@@ -210,6 +221,7 @@ class FuseFrontend final : public Frontend {
   std::string node_path_;
   fuse_session* session_ = nullptr;
   bool mounted_ = false;
+  std::optional<dev_t> served_device_;  // the mount's, refused as memory (client_file.h)
   bool bind_mounted_ = false;
   bool created_bind_target_ = false;
 };

@@ -45,7 +45,8 @@ int reply_open(fuse_req_t req, fuse_file_info* fi, NodeOps::NodeKind kind) {
   if (kind == NodeOps::NodeKind::CharDevice) return fuse_reply_open(req, fi);
   fuse_open_out out{};
   out.fh = fi->fh;
-  out.open_flags = FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM;
+  // NOFLUSH: a close sends no FLUSH, so a close of the node never waits for a session thread.
+  out.open_flags = FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM | FOPEN_NOFLUSH;
   return fuse_reply_buf(req, reinterpret_cast<const char*>(&out), sizeof out);
 }
 
@@ -70,6 +71,14 @@ NodeOps::OpenFile* NodeOps::file_of(fuse_req_t req, fuse_file_info* fi) const {
 void NodeOps::open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) {
   const fuse_ctx* caller = fuse_req_ctx(req);
   const uapi::ClientIdentity client{thread_group_of(caller->pid), caller->uid, caller->gid};
+  // Only a client's request can make the daemon open a file, and its own node must never
+  // be one (client_file.h refuses it first): a context opened so would be uid 0's, and
+  // an open waiting on a session thread can take the last one.
+  if (client.pid == ::getpid()) {
+    spdlog::warn("open of the node by the daemon itself refused (thread {})", caller->pid);
+    fuse_reply_err(req, EPERM);
+    return;
+  }
   auto context = service_.open(client);
   if (!context) {
     spdlog::warn("open by pid {} refused: {}", client.pid, context.error().why);
@@ -130,22 +139,26 @@ void NodeOps::ioctl(fuse_req_t req, unsigned int cmd, void* arg, fuse_file_info*
   // _IO commands carry no struct: both pointers are null, and memcpy must not see them.
   if (const size_t copied = std::min(in_bufsz, size); copied > 0) std::memcpy(buf.data(), in_buf, copied);
   ProcessMemory memory(fuse_req_ctx(req)->pid);
-  // A signal to the caller (FUSE_INTERRUPT) ends a DMA's wait for a page response.
+  // A signal to the caller (FUSE_INTERRUPT) ends a DMA's wait for a page response, or
+  // a long CACHE_INVLD, if it runs a handler or ends the caller; a stop does not.
   struct Interrupt {
-    std::atomic<bool> raised{false};
-    uapi::Context* context;
-  } interrupt{.context = file->context.get()};
+    InterruptWatch::Call call;
+    InterruptWatch* watch;
+  } interrupt{.watch = &interrupt_watch_};
+  interrupt.call.caller_tid = fuse_req_ctx(req)->pid;
+  interrupt.call.context = file->context->id();
+  interrupt.call.wake = [context = file->context.get()] { context->page_requests().wake(); };
   fuse_req_interrupt_func(
       req,
       [](fuse_req_t, void* data) {
         auto* state = static_cast<Interrupt*>(data);
-        state->raised.store(true, std::memory_order_release);
-        state->context->page_requests().wake();
+        state->watch->interrupted(state->call);
       },
       &interrupt);
   auto result =
-      service_.ioctl(*file->context, cmd, reinterpret_cast<uintptr_t>(arg), buf, memory, &interrupt.raised);
-  fuse_req_interrupt_func(req, nullptr, nullptr);
+      service_.ioctl(*file->context, cmd, reinterpret_cast<uintptr_t>(arg), buf, memory, &interrupt.call.cancelled);
+  fuse_req_interrupt_func(req, nullptr, nullptr);  // waits for a callback running now
+  interrupt_watch_.forget(interrupt.call);
   // Restricted mode copies the reply struct back even with a negative result, which
   // is how rows that report progress on error (entry_num, num_ranges) reach the caller.
   // A command that is not ours (ENOTTY) gets nothing written into the caller's memory.

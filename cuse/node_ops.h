@@ -7,6 +7,7 @@
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
 
+#include "interrupt_watch.h"
 #include "uapi/service.h"
 
 #include <memory>
@@ -61,6 +62,8 @@ class NodeOps {
   // on another thread while the file is released.
   std::unordered_map<OpenFile*, std::shared_ptr<OpenFile>> files_;
   std::vector<ParkedRead> parked_;
+  // Decides whether an interrupted ioctl ends (EINTR) or goes on, and keeps looking.
+  InterruptWatch interrupt_watch_;
 };
 
 }  // namespace ioasid::daemon

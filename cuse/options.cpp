@@ -58,7 +58,10 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   // The default devices are named from the list itself, so the help cannot go stale.
   std::string device_help =
       "add an emulated device; repeatable. SPEC is TYPE,name=NAME,pci=BB:DD.F and any of ,pasid=BITS ,pri ,ats "
-      ",wqs=N; TYPE is dma or dsa (dsa defaults to pasid=20,wqs=8). Without --device:";
+      ",wqs=N; TYPE is dma or dsa (dsa defaults to pasid=20,wqs=8). NAME is 1.." +
+      std::to_string(devices::kMaxNameLength) + " of A-Z a-z 0-9 _ . -, BITS 0.." +
+      std::to_string(devices::kMaxPasidBits) + ", N 1.." + std::to_string(devices::kMaxWorkQueues) + "; at most " +
+      std::to_string(devices::kMaxDevices) + " devices. Without --device:";
   for (const devices::DeviceSpec& device : devices::default_devices()) device_help += " " + device.name;
   device_help += " (ioasidctl devices shows them)";
 
@@ -93,6 +96,10 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
        "0: no limit")
       ("max-files-per-user", with_default(options.service.max_files_per_user, "N"),
        "open files of the node each uid but root may hold; one more open fails with EMFILE. 0: no limit")
+      ("max-maps-per-user", with_default(options.service.max_maps_per_user, "N"),
+       "MAP_DMA/MAP_FILE mappings each uid but root may hold; one more fails with ENOSPC. 0: no limit")
+      ("max-ioasids-per-user", with_default(options.service.max_ioasids_per_user, "N"),
+       "IOASIDs each uid but root may hold; one more IOASID_ALLOC fails with ENOSPC. 0: no limit")
       ("pasid-quota", with_default(options.service.default_pasid_quota, "N"),
        "PASIDs each open file may hold (ioasidctl set-quota changes one file's)")
       ("pasid-bits", with_default(options.service.pasid_bits, "BITS"),
@@ -137,6 +144,9 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     if (options.admin_socket == "none") options.admin_socket.clear();
     if (no_netlink) options.netlink_group = 0;
     if (!device_specs.empty()) {
+      if (device_specs.size() > devices::kMaxDevices)
+        throw po::error("--device is given " + std::to_string(device_specs.size()) + " times (at most " +
+                        std::to_string(devices::kMaxDevices) + " devices)");
       options.service.devices.clear();
       for (const auto& text : device_specs) {
         auto spec = devices::parse_device_spec(text);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 
 namespace ioasid::daemon {
 namespace {
@@ -43,11 +44,21 @@ SessionThreads::SessionThreads(fuse_session* session, unsigned count, std::funct
   for (unsigned i = 0; i < count; ++i) start_worker_locked();
 }
 
-void SessionThreads::start_worker_locked() {
+bool SessionThreads::start_worker_locked() {
   auto worker = std::make_unique<Worker>();
   Worker& ref = *worker;
   workers_.push_back(std::move(worker));
-  ref.thread = std::thread([this, &ref] { serve(ref); });
+  try {
+    ref.thread = std::thread([this, &ref] { serve(ref); });
+  } catch (const std::system_error& error) {
+    // Out of threads, memory or memory maps (vm.max_map_count): the threads there are
+    // keep serving; a daemon that ended here would take every client's state with it.
+    workers_.pop_back();
+    spdlog::error("cannot start session thread {}: {}; serving with {}", workers_.size() + 1, error.what(),
+                  workers_.size());
+    return false;
+  }
+  return true;
 }
 
 void SessionThreads::ensure_free_reader() {
@@ -60,8 +71,8 @@ void SessionThreads::ensure_free_reader() {
                  workers_.size());
     return;
   }
-  start_worker_locked();
-  spdlog::info("session thread {} started: the others are busy or waiting for page responses", workers_.size());
+  if (start_worker_locked())
+    spdlog::info("session thread {} started: the others are busy or waiting for page responses", workers_.size());
 }
 
 SessionThreads::~SessionThreads() { stop(); }

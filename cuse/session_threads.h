@@ -40,7 +40,7 @@ class SessionThreads {
     std::atomic<bool> done{false};
   };
   void serve(Worker& worker);
-  void start_worker_locked();
+  bool start_worker_locked();  // false, logged, when no thread could be started
 
   fuse_session* session_;
   std::function<void()> on_session_end_;

@@ -390,7 +390,9 @@ const std::vector<Command>& commands() {
       {"device-add", "SPEC", "add an emulated device (SPEC as ioasidd --device)",
        "Adds a device. SPEC is TYPE,name=NAME,pci=[0000:]BB:DD.F[,pasid=BITS][,pri][,ats][,wqs=N] with TYPE "
        "dma or dsa (dsa defaults to pasid=20,wqs=8), as ioasidd --device takes it. Refused with EINVAL for a "
-       "SPEC that does not parse, EEXIST for a name or PCI address a device already has.",
+       "SPEC that does not parse or is outside its bounds (256 bytes; name 1..31 of A-Z a-z 0-9 _ . -; pasid "
+       "0..20; wqs 1..64), ENOSPC when 256 devices are listed, EEXIST for a name or PCI address a device already "
+       "has.",
        "ioasidctl device-add dma,name=dma2,pci=00:06.0,pasid=20,pri,ats", one_word("spec"), print_added},
       {"device-remove", "NAME|PCI", "remove a device; a bound one stays with its holder",
        "Removes the device with that name or PCI address (00:06.0 or 0000:00:06.0). It leaves the list at "

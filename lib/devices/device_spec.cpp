@@ -2,19 +2,41 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace ioasid::devices {
 namespace {
 
 constexpr uint32_t kDsaDefaultWorkQueues = 8;
-constexpr uint32_t kMaxPasidBits = 20;
-constexpr size_t kMaxNameLength = sizeof(ioasid_device_bind{}.name) - 1;
+static_assert(kDsaDefaultWorkQueues <= kMaxWorkQueues);
 
 template <typename T>
 bool parse_number(std::string_view text, T& out, int base = 10) {
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), out, base);
   return error == std::errc{} && end == text.data() + text.size();
+}
+
+// A count field's value within min..max. A number too large for any integer type is
+// out of range like any other, not "malformed": the error names the bound either way.
+Result<uint32_t> bounded_field(std::string_view text, std::string_view key, std::string_view value, uint32_t min,
+                               uint32_t max) {
+  uint64_t number = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
+  if (end != value.data() + value.size() || (error != std::errc{} && error != std::errc::result_out_of_range) ||
+      value.empty())
+    return fail(EINVAL, "device {:?}: {}={:?} is not a number ({} must be {}..{})", text, key, value, key, min, max);
+  if (error == std::errc::result_out_of_range || number < min || number > max)
+    return fail(EINVAL, "device {:?}: {}={} is out of range ({} must be {}..{})", text, key, value, key, min, max);
+  return static_cast<uint32_t>(number);
+}
+
+// Names end up in DEVICE_BIND, log lines, JSON and device-remove, which also takes a
+// PCI address: letters, digits and "_.-" are safe in all of them and never read as
+// an address (which needs ':').
+bool is_name_character(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+         c == '-';
 }
 
 std::vector<std::string_view> split(std::string_view text, char separator) {
@@ -61,6 +83,9 @@ std::string pci_address(uint16_t rid) {
 }
 
 Result<DeviceSpec> parse_device_spec(std::string_view text) {
+  if (text.size() > kMaxSpecLength)  // shown in part: a refusal must not echo 64 KiB into the log
+    return fail(EINVAL, "device spec {:?}... is {} bytes long (at most {})", text.substr(0, 40), text.size(),
+                kMaxSpecLength);
   const auto fields = split(text, ',');
   DeviceSpec spec;
   if (fields[0] == "dma") {
@@ -70,9 +95,10 @@ Result<DeviceSpec> parse_device_spec(std::string_view text) {
     spec.pasid_bits = kMaxPasidBits;
     spec.num_wqs = kDsaDefaultWorkQueues;
   } else {
-    return fail(EINVAL, "device '{}': the type must be dma or dsa", text);
+    return fail(EINVAL, "device {:?}: the type must be dma or dsa", text);
   }
   bool has_pci = false;
+  bool has_wqs = false;
   for (size_t i = 1; i < fields.size(); ++i) {
     const std::string_view field = fields[i];
     const size_t equals = field.find('=');
@@ -85,24 +111,42 @@ Result<DeviceSpec> parse_device_spec(std::string_view text) {
       IOASID_TRY(rid);
       spec.rid = *rid;
       has_pci = true;
-    } else if (key == "pasid" && parse_number(value, spec.pasid_bits)) {
-      if (spec.pasid_bits > kMaxPasidBits) return fail(EINVAL, "device '{}': pasid bits must be 0..20", text);
-    } else if (key == "wqs" && parse_number(value, spec.num_wqs)) {
+    } else if (key == "pasid" && equals != std::string_view::npos) {
+      auto bits = bounded_field(text, key, value, 0, kMaxPasidBits);
+      IOASID_TRY(bits);
+      spec.pasid_bits = *bits;
+    } else if (key == "wqs" && equals != std::string_view::npos) {
+      auto wqs = bounded_field(text, key, value, 1, kMaxWorkQueues);
+      IOASID_TRY(wqs);
+      spec.num_wqs = *wqs;
+      has_wqs = true;
     } else if (key == "pri" && value.empty()) {
       spec.pri = true;
     } else if (key == "ats" && value.empty()) {
       spec.ats = true;
     } else {
-      return fail(EINVAL, "device '{}': unknown or malformed field '{}'", text, field);
+      return fail(EINVAL, "device {:?}: unknown or malformed field {:?}", text, field);
     }
   }
-  if (spec.name.empty() || spec.name.size() > kMaxNameLength)
-    return fail(EINVAL, "device '{}': name= must be 1..{} characters", text, kMaxNameLength);
-  if (!has_pci) return fail(EINVAL, "device '{}': pci= is required", text);
-  if (spec.pri && spec.pasid_bits == 0) return fail(EINVAL, "device '{}': PRI needs PASID (pasid=N)", text);
-  if (spec.type == DeviceType::Dma && spec.num_wqs != 0)
-    return fail(EINVAL, "device '{}': only dsa devices have work queues", text);
+  if (!has_pci) return fail(EINVAL, "device {:?}: pci= is required", text);
+  if (spec.type == DeviceType::Dma && has_wqs)
+    return fail(EINVAL, "device {:?}: only dsa devices have work queues", text);
+  if (auto checked = check_device_spec(spec); !checked)
+    return fail(checked.code(), "device {:?}: {}", text, checked.error().why);
   return spec;
+}
+
+Result<void> check_device_spec(const DeviceSpec& spec) {
+  if (spec.name.empty() || spec.name.size() > kMaxNameLength ||
+      !std::all_of(spec.name.begin(), spec.name.end(), is_name_character))
+    return fail(EINVAL, "name={:?}: a name is 1..{} characters of A-Z a-z 0-9 _ . -", spec.name, kMaxNameLength);
+  if (spec.pasid_bits > kMaxPasidBits)
+    return fail(EINVAL, "pasid={}: pasid must be 0..{}", spec.pasid_bits, kMaxPasidBits);
+  if (spec.pri && spec.pasid_bits == 0) return fail(EINVAL, "PRI needs PASID (pasid=N)");
+  if (spec.type == DeviceType::Dma && spec.num_wqs != 0) return fail(EINVAL, "only dsa devices have work queues");
+  if (spec.type == DeviceType::Dsa && (spec.num_wqs < 1 || spec.num_wqs > kMaxWorkQueues))
+    return fail(EINVAL, "wqs={}: wqs must be 1..{}", spec.num_wqs, kMaxWorkQueues);
+  return success();
 }
 
 std::string describe(const DeviceSpec& spec) {

@@ -67,7 +67,7 @@ Result<uint64_t> IoPageTable::map(MapRequest request) {
   }
   // Nothing to flush: the range was unmapped, and faults are never cached.
   areas_.emplace(iova, Area{length, *hpa, request.readable, request.writeable, std::move(request.backing),
-                            std::move(request.charge)});
+                            std::move(request.charge), std::move(request.mapping)});
   return iova;
 }
 

@@ -5,6 +5,7 @@
 
 #include "iommu/iommu.h"
 #include "iommu/iova_space.h"
+#include "base/user_quota.h"
 #include "memory/backing.h"
 #include "memory/pin_accounting.h"
 #include "pgtable/second_level_table.h"
@@ -22,6 +23,7 @@ namespace ioasid::iommu {
 struct MapRequest {
   std::shared_ptr<Backing> backing;  // the pinned client range, length = backing->size()
   PinCharge charge;                  // released when the area goes
+  UserQuota::Charge mapping;         // one of the user's --max-maps-per-user, likewise
   std::optional<uint64_t> iova;      // fixed IOVA, else the lowest aligned hole
   bool readable = false;
   bool writeable = false;
@@ -87,6 +89,7 @@ class IoPageTable {
     bool writeable;
     std::shared_ptr<Backing> backing;
     PinCharge charge;
+    UserQuota::Charge mapping;
   };
   IoPageTable(Iommu& iommu, uint16_t domain, pgtable::SecondLevelTable table);
   void drop_area_locked(uint64_t iova, Area& area);

@@ -1,5 +1,6 @@
 #include "memory/backing_for_range.h"
 
+#include "memory/client_file.h"
 #include "memory/mapped_file_backing.h"
 #include "memory/physical_memory.h"
 #include "memory/remote_backing.h"
@@ -58,17 +59,25 @@ namespace {
 // Opens the file behind `mapping` through map_files and maps [va, va + length) of it.
 // An error means "use the remote path instead", except for those that also concern
 // the remote path (the file is too short: the pages do not exist).
+//
+// The client may replace the mapping between the maps listing and the open, so the
+// file is first taken as an O_PATH reference (which opens nothing: no request to a
+// FUSE server, this daemon included) and checked to be the regular file the listing
+// named; only that reference, never the client's path, is then opened for access.
 Result<std::shared_ptr<Backing>> map_shared_file(pid_t pid, const MapsEntry& mapping, uint64_t va,
                                                  uint64_t length, MapAccess access) {
   const std::string path = fmt::format("/proc/{}/map_files/{}", pid, mapping.map_files_name());
-  UniqueFd file(
-      ::open(path.c_str(), (allows_write(access) ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY));
-  if (!file) return fail(errno, "open {}", path);
-  struct stat status {};
-  if (::fstat(file.get(), &status) != 0 || !S_ISREG(status.st_mode) ||
-      status.st_ino != mapping.inode || major(status.st_dev) != mapping.device_major ||
-      minor(status.st_dev) != mapping.device_minor)
+  UniqueFd reference(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!reference) return fail(errno, "open {}", path);
+  auto status = cached_status(reference.get());
+  IOASID_TRY(status);
+  if (!S_ISREG(status->stx_mode) || status->stx_ino != mapping.inode ||
+      status->stx_dev_major != mapping.device_major || status->stx_dev_minor != mapping.device_minor ||
+      is_served_device(makedev(status->stx_dev_major, status->stx_dev_minor)))
     return fail(ENOTSUP, "{} is not the regular file the maps listing names", path);
+  const std::string own = fmt::format("/proc/self/fd/{}", reference.get());
+  UniqueFd file(::open(own.c_str(), (allows_write(access) ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY));
+  if (!file) return fail(errno, "open {}", path);
   auto backing = MappedFileBacking::create(
       file.get(), mapping.offset + (va - mapping.start), length, access,
       fmt::format("pid {} memory [{:#x}, {:#x}) = {}", pid, va, va + length,
@@ -87,9 +96,9 @@ Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint6
   if (va + length < va) return fail(EOVERFLOW, "client range {:#x}+{:#x} wraps around", va, length);
 
   // Bind the address space before looking at it: whatever is decided below, the
-  // open file refers to this mm and no other.
-  auto process_memory = RemoteBacking::open_process_memory(pid, access);
-  if (!process_memory) return std::move(process_memory).error();
+  // handle refers to this mm and no other.
+  auto space = AddressSpace::of(pid, access);
+  IOASID_TRY(space);
   auto maps = read_process_maps(pid);
   if (!maps) return std::move(maps).error();
   auto covering = mappings_covering(*maps, va, length, access);
@@ -99,6 +108,13 @@ Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint6
     return error;
   }
 
+  // Touching these pages would make the daemon fault in its own node (a private mmap
+  // of it): a request to itself.
+  for (const MapsEntry& mapping : *covering)
+    if (mapping.inode != 0 && is_served_device(makedev(mapping.device_major, mapping.device_minor)))
+      return fail(EINVAL, "pid {}: client memory at {:#x} is a mapping of a node this daemon serves ({})", pid,
+                  std::max(va, mapping.start), mapping.path);
+
   if (is_one_shared_file(*covering)) {
     auto mapped = map_shared_file(pid, covering->front(), va, length, access);
     if (mapped) return std::move(*mapped);
@@ -107,7 +123,7 @@ Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint6
     // Anything else (no CAP_SYS_ADMIN for map_files, a non-regular file): remote.
   }
   return std::shared_ptr<Backing>(std::make_shared<RemoteBacking>(
-      std::move(*process_memory), va, length, allows_write(access),
+      std::move(*space), va, length, allows_write(access),
       fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length)));
 }
 

@@ -9,7 +9,7 @@
 #pragma once
 
 #include "memory/backing.h"
-#include "memory/mapping.h"
+#include "memory/file_view.h"
 
 #include <atomic>
 #include <memory>
@@ -18,8 +18,9 @@ namespace ioasid {
 
 class MappedFileBacking final : public Backing {
  public:
-  // Maps [offset, offset + length) of the open regular file `fd`; the mapping keeps
-  // its own reference to the file, so the caller may close `fd` afterwards.
+  // Maps [offset, offset + length) of the open regular file `fd` through the file's
+  // shared view (file_view.h), which keeps its own reference to the file, so the
+  // caller may close `fd` afterwards. A file this daemon serves: EINVAL.
   // offset and length must be page aligned and length non-zero (EINVAL); a range
   // beyond the end of the file is EINVAL; a file that is not regular is EINVAL. On
   // hugetlbfs the mapping itself is widened to whole huge pages (st_blksize), so a
@@ -31,15 +32,17 @@ class MappedFileBacking final : public Backing {
                                                            std::string description);
 
   bool zero_copy() const override { return true; }
-  // True once a SIGBUS killed the mapping (the client truncated its file).
-  bool broken() const { return broken_.load(std::memory_order_relaxed); }
+  // True once a SIGBUS killed the view (the client truncated its file).
+  bool broken() const { return view_->broken().load(std::memory_order_relaxed); }
   std::unique_ptr<SigbusGuard> guard_cpu_access() override {
-    return std::make_unique<SigbusGuard>(mapping_.data(), mapping_.size(), broken_);
+    return std::make_unique<SigbusGuard>(view_->data(), view_->size(), view_->broken());
   }
   bool failed() const override { return broken(); }
+  // The daemon mapping this backing shares with every other backing of its file.
+  const FileView& view() const { return *view_; }
 
   // Use create(); public for std::make_shared.
-  MappedFileBacking(Mapping mapping, uint64_t start_in_mapping, uint64_t length, bool writable,
+  MappedFileBacking(std::shared_ptr<FileView> view, uint64_t offset, uint64_t length, bool writable,
                     std::string description);
 
  private:
@@ -55,9 +58,8 @@ class MappedFileBacking final : public Backing {
   std::byte* at(uint64_t offset) const { return data_ + offset; }
   Error dead() const;
 
-  Mapping mapping_;
-  std::byte* const data_;  // the first byte of the client's range inside mapping_
-  std::atomic<bool> broken_{false};
+  const std::shared_ptr<FileView> view_;
+  std::byte* const data_;  // the first byte of the client's range inside the view
 };
 
 }  // namespace ioasid

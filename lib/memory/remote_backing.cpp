@@ -17,37 +17,19 @@ std::mutex remote_atomic_mutex;
 
 }  // namespace
 
-Result<UniqueFd> RemoteBacking::open_process_memory(pid_t pid, MapAccess access) {
-  const std::string path = fmt::format("/proc/{}/mem", pid);
-  const int flags = (allows_write(access) ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-  UniqueFd fd(::open(path.c_str(), flags));
-  if (fd) return fd;
-  const int error = errno;
-  if (error == EACCES || error == EPERM)
-    return fail(EPERM,
-                "no ptrace access to pid {} ({}): the daemon needs the client's uid, or "
-                "CAP_SYS_PTRACE and CAP_DAC_OVERRIDE (the file is the client's), and "
-                "kernel.yama.ptrace_scope must allow it",
-                pid, path);
-  if (error == ENOENT) return fail(ESRCH, "no process {} ({} does not exist)", pid, path);
-  return fail(error, "open {}: {}", path, std::strerror(error));
-}
-
 Result<std::shared_ptr<RemoteBacking>> RemoteBacking::open(pid_t pid, uint64_t va, uint64_t length,
                                                            MapAccess access) {
   IOASID_TRY(fail_nth::point(fail_nth::Site::kAllocation, "a view of client memory"));
-  auto memory = open_process_memory(pid, access);
-  if (!memory) return std::move(memory).error();
+  auto space = AddressSpace::of(pid, access);
+  IOASID_TRY(space);
   return std::make_shared<RemoteBacking>(
-      std::move(*memory), va, length, allows_write(access),
+      std::move(*space), va, length, allows_write(access),
       fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length));
 }
 
-RemoteBacking::RemoteBacking(UniqueFd process_memory, uint64_t va, uint64_t length, bool writable,
+RemoteBacking::RemoteBacking(std::shared_ptr<AddressSpace> space, uint64_t va, uint64_t length, bool writable,
                              std::string description)
-    : Backing(length, writable, std::move(description)),
-      process_memory_(std::move(process_memory)),
-      va_(va) {}
+    : Backing(length, writable, std::move(description)), space_(std::move(space)), va_(va) {}
 
 // pread/pwrite on /proc/<pid>/mem stop at the first page they cannot reach: a count
 // short of the request, -1 (EIO) when not even the first page could be reached, 0
@@ -58,8 +40,8 @@ Result<void> RemoteBacking::transfer(uint64_t offset, std::byte* buffer, size_t 
   while (done < size) {
     const auto address = static_cast<off_t>(va_ + offset + done);
     const ssize_t moved = to_client
-                              ? ::pwrite(process_memory_.get(), buffer + done, size - done, address)
-                              : ::pread(process_memory_.get(), buffer + done, size - done, address);
+                              ? ::pwrite(space_->fd(), buffer + done, size - done, address)
+                              : ::pread(space_->fd(), buffer + done, size - done, address);
     if (moved > 0) {
       done += static_cast<size_t>(moved);
       continue;

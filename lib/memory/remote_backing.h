@@ -1,5 +1,6 @@
 // A range of a client's private memory reached through /proc/<pid>/mem, opened when
-// the range is mapped. The open file holds the client's address space (mm), not its
+// the range is mapped and shared with every other range of the same address space
+// (address_space.h). The open file holds the client's address space (mm), not its
 // pid: after the client exits every access fails (EFAULT) and a process that later
 // gets the same pid can never be touched. Reads and writes are pread/pwrite (the
 // kernel copies page by page); a short transfer (the client unmapped part of the
@@ -13,7 +14,7 @@
 #pragma once
 
 #include "memory/backing.h"
-#include "base/unique_fd.h"
+#include "memory/address_space.h"
 
 #include <sys/types.h>
 
@@ -23,17 +24,13 @@ namespace ioasid {
 
 class RemoteBacking final : public Backing {
  public:
-  // Opens /proc/<pid>/mem (read-write for MapAccess::kWrite) for [va, va + length).
-  // No ptrace rights over pid: EPERM; no such process: ESRCH. The range itself is
-  // not checked here (see backing_for_range).
+  // [va, va + length) of the address space pid runs in (read-write for
+  // MapAccess::kWrite). No ptrace rights over pid: EPERM; no such process: ESRCH. The
+  // range itself is not checked here (see backing_for_range).
   static Result<std::shared_ptr<RemoteBacking>> open(pid_t pid, uint64_t va, uint64_t length,
                                                      MapAccess access);
-  // Opens /proc/<pid>/mem alone, for callers that bind the address space first and
-  // decide about the range afterwards.
-  static Result<UniqueFd> open_process_memory(pid_t pid, MapAccess access);
 
-  // `process_memory` is an open /proc/<pid>/mem.
-  RemoteBacking(UniqueFd process_memory, uint64_t va, uint64_t length, bool writable,
+  RemoteBacking(std::shared_ptr<AddressSpace> space, uint64_t va, uint64_t length, bool writable,
                 std::string description);
 
   bool zero_copy() const override { return false; }
@@ -51,7 +48,7 @@ class RemoteBacking final : public Backing {
   Result<void> transfer(uint64_t offset, std::byte* buffer, size_t size, bool to_client,
                         size_t& bytes_done);
 
-  UniqueFd process_memory_;
+  const std::shared_ptr<AddressSpace> space_;
   const uint64_t va_;
 };
 

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstddef>
 
 namespace ioasid {
 namespace {
@@ -39,6 +40,9 @@ Result<Hpa> TablePool::alloc() {
   if (!free_pages_.empty()) {
     index = free_pages_.back();
     free_pages_.pop_back();
+  } else if (!released_pages_.empty()) {  // zero again when touched: the kernel gives a fresh page
+    index = released_pages_.back();
+    released_pages_.pop_back();
   } else {
     // live < max_pages and every page below next_fresh_page_ is live or free: a fresh
     // page below the limit exists.
@@ -59,7 +63,7 @@ Result<Hpa> TablePool::alloc() {
       owned_slabs_.push_back(std::move(slab));
     }
   }
-  // Fresh pages are zero (anonymous memory); freed ones were zeroed by free().
+  // Fresh and released pages are zero (anonymous memory); freed ones were zeroed by free().
   Slab& slab = *slabs_[index / kPagesPerSlab].load(std::memory_order_relaxed);
   const uint64_t in_slab = index % kPagesPerSlab;
   slab.live[in_slab / 64].fetch_or(1ull << (in_slab % 64), std::memory_order_release);
@@ -87,6 +91,26 @@ void TablePool::free(Hpa table) {
     std::atomic_ref(words[i]).store(0, std::memory_order_relaxed);
   free_pages_.push_back(static_cast<uint32_t>(index));
   live_pages_.fetch_sub(1, std::memory_order_relaxed);
+  if (free_pages_.size() > kResidentFreePages) release_free_pages();
+}
+
+void TablePool::release_free_pages() {
+  // The older half: the recently freed ones are the likeliest to be reused soon. Sorted,
+  // so that pages freed together (an IOASID's tables) go back in few calls.
+  const auto released = free_pages_.begin() + static_cast<std::ptrdiff_t>(free_pages_.size() / 2);
+  std::sort(free_pages_.begin(), released);
+  for (auto run = free_pages_.begin(); run != released;) {
+    auto end = run + 1;
+    while (end != released && *end == *(end - 1) + 1 && *end % kPagesPerSlab != 0) ++end;  // one slab's mapping
+    const Slab& slab = *slabs_[*run / kPagesPerSlab].load(std::memory_order_relaxed);
+    std::byte* first = slab.memory.data() + (*run % kPagesPerSlab) * kPageSize;
+    // A stale walker reading these pages meanwhile sees zeros either way. Should the
+    // call fail, the pages merely stay resident: they are zeroed already.
+    ::madvise(first, static_cast<size_t>(end - run) * kPageSize, MADV_DONTNEED);
+    run = end;
+  }
+  released_pages_.insert(released_pages_.end(), free_pages_.begin(), released);
+  free_pages_.erase(free_pages_.begin(), released);
 }
 
 }  // namespace ioasid

@@ -10,8 +10,12 @@
 //
 // Memory: slabs are reserved, not committed (MAP_NORESERVE, no transparent huge
 // pages), so a table costs its 4 KiB once touched; bookkeeping is one bit per page
-// and 4 bytes per page on the free list. Freed pages are zeroed at once and reused
-// last-freed first.
+// and 4 bytes per page on the free lists. Freed pages are zeroed at once and reused
+// last-freed first. At most kResidentFreePages of them stay resident, for quick reuse:
+// past that the older half goes back to the system (MADV_DONTNEED on the private
+// mapping, a call per run of adjacent pages), so a daemon that once held many tables
+// does not keep their memory. A released page keeps its place and HPA in its slab and
+// reads as zeros; it is reused after the resident ones and before fresh ones.
 //
 // A walker reading a table that is being freed gets zeros or a failure, never a
 // crash; not reading freed tables is the page-table code's job (flush, then free).
@@ -33,6 +37,9 @@ namespace ioasid {
 class TablePool {
  public:
   static constexpr uint64_t kPagesPerSlab = 512;
+  // Freed pages kept resident (2 MiB): enough that a map/unmap churn reuses warm pages
+  // without a syscall, little beside a daemon's own few MiB.
+  static constexpr uint64_t kResidentFreePages = 512;
 
   // max_pages: the limit (ENOMEM past it), at least 1.
   TablePool(Hpa window_base, uint64_t max_pages);
@@ -75,6 +82,11 @@ class TablePool {
   uint64_t live_pages() const { return live_pages_.load(std::memory_order_relaxed); }
   uint64_t max_pages() const { return max_pages_; }
   uint64_t invalid_frees() const { return invalid_frees_.load(std::memory_order_relaxed); }
+  // Freed pages given back to the system and not reused since.
+  uint64_t released_pages() const {
+    std::lock_guard lock(mutex_);
+    return released_pages_.size();
+  }
 
  private:
   struct Slab {
@@ -96,6 +108,8 @@ class TablePool {
                                        (offset % (kPagesPerSlab * kPageSize)));
   }
   [[gnu::cold]] Error not_a_table(Hpa hpa) const;
+  // Under mutex_: gives the older half of free_pages_ back to the system.
+  void release_free_pages();
 
   const Hpa window_base_;
   const uint64_t max_pages_;
@@ -103,9 +117,10 @@ class TablePool {
   // One entry per possible slab; an entry, once set, never changes.
   std::unique_ptr<std::atomic<Slab*>[]> slabs_;
 
-  std::mutex mutex_;  // allocation state below
+  mutable std::mutex mutex_;  // allocation state below
   std::vector<std::unique_ptr<Slab>> owned_slabs_;
-  std::vector<uint32_t> free_pages_;  // page indices, reused last first
+  std::vector<uint32_t> free_pages_;      // resident page indices, oldest first, reused last first
+  std::vector<uint32_t> released_pages_;  // given back to the system, reused when free_pages_ is empty
   uint64_t next_fresh_page_ = 0;      // pages below it have been handed out before
   std::atomic<uint64_t> live_pages_{0};
   std::atomic<uint64_t> invalid_frees_{0};

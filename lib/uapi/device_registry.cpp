@@ -49,7 +49,13 @@ std::shared_ptr<Device> DeviceRegistry::find_locked(std::string_view name_or_pci
 }
 
 Result<std::shared_ptr<Device>> DeviceRegistry::add(devices::DeviceSpec spec) {
+  IOASID_TRY(devices::check_device_spec(spec));  // what it costs is bounded, whoever made the spec
   std::lock_guard lock(mutex_);
+  // Each device has its tables, queues and device-TLB, and every invalidation visits
+  // every device-TLB: the count is bounded like the rest of a spec.
+  if (devices_.size() >= devices::kMaxDevices)
+    return fail(ENOSPC, "{} devices are listed, the most there may be ({}): remove one first", devices_.size(),
+                devices::kMaxDevices);
   for (const auto& device : devices_) {
     if (device->spec().name == spec.name) return fail(EEXIST, "a device named {} exists", spec.name);
     if (device->spec().rid == spec.rid)

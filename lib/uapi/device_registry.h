@@ -56,7 +56,8 @@ class Device {
 class DeviceRegistry {
  public:
   DeviceRegistry(iommu::Iommu& iommu, Executor& executor) : iommu_(iommu), executor_(executor) {}
-  // EEXIST for a name or PCI address already present.
+  // EEXIST for a name or PCI address already present; EINVAL for a spec outside the
+  // bounds of device_spec.h, ENOSPC when kMaxDevices are listed.
   Result<std::shared_ptr<Device>> add(devices::DeviceSpec spec);
   // Takes the device out of the registry; returns it (its owner() says who still
   // holds it). ENOENT if unknown.

@@ -167,7 +167,7 @@ Result<long> device_submit(Call& call, ioasid_device_submit& submit) {
     return fail(EINVAL, "completion_addr {:#x} is not 32-byte aligned", desc.completion_addr);
   const uint32_t host_pasid = pasid->pasid();
   auto submitter = std::make_shared<FileSubmitter>(call.service, call.context, submit.dev_id, name, std::move(*pasid));
-  switch (target->engine.submit(submit.wq, desc, host_pasid, std::move(submitter), seen)) {
+  switch (target->engine.submit(submit.wq, desc, host_pasid, call.context.id(), std::move(submitter), seen)) {
     case devices::dsa::Enqueued::kAccepted: submit.out_status = IOASID_SUBMIT_ACCEPTED; return 0;
     case devices::dsa::Enqueued::kRetry: submit.out_status = IOASID_SUBMIT_RETRY; return 0;
     case devices::dsa::Enqueued::kDisabled: break;

@@ -31,8 +31,11 @@ Result<uint64_t> map_backing(Call& call, Ioas& ioas, Result<std::shared_ptr<Back
   const uint64_t length = (*backing)->size();
   auto charge = call.service.iommu().pins().charge(call.context.client().uid, length / kPageSize);
   IOASID_TRY(charge);
+  auto mapping = call.service.maps_quota().charge(call.context.client().uid);
+  IOASID_TRY(mapping);
   auto mapped = ioas.table->map({.backing = std::move(*backing),
                                  .charge = std::move(*charge),
+                                 .mapping = std::move(*mapping),
                                  .iova = (flags & IOASID_MAP_FIXED_IOVA) ? std::optional(iova) : std::nullopt,
                                  .readable = bool(flags & IOASID_MAP_READABLE),
                                  .writeable = bool(flags & IOASID_MAP_WRITEABLE)});
@@ -53,6 +56,13 @@ Result<long> map_into(Call& call, uint32_t ioasid, uint32_t flags, uint64_t leng
   IOASID_TRY(access);
   auto ioas = find_kernel_managed(call, ioasid);
   IOASID_TRY(ioas);
+  // Before the client's memory is looked at: the limit bounds the daemon's fds and maps.
+  if (const uid_t uid = call.context.client().uid; uid != 0) {
+    const auto& quota = call.service.maps_quota();
+    if (quota.limit() != 0 && quota.held(uid) >= quota.limit())
+      return fail(ENOSPC, "uid {} holds {} mappings, the limit per user (--max-maps-per-user {})", uid,
+                  quota.held(uid), quota.limit());
+  }
   auto pid = caller(call);
   IOASID_TRY(pid);
   auto mapped = map_backing(call, **ioas, make(*pid, *access), flags, iova);
@@ -81,6 +91,8 @@ Result<std::shared_ptr<Ioas>> find_kernel_managed(Call& call, uint32_t ioasid) {
 Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
   IOASID_TRY(check_flags(alloc.flags, IOASID_ALLOC_NESTED));
   IOASID_TRY(check_reserved(alloc.__reserved, "__reserved"));
+  auto charge = call.service.ioasids_quota().charge(call.context.client().uid);
+  IOASID_TRY(charge);
   if (alloc.flags & IOASID_ALLOC_NESTED) {
     std::lock_guard lock(call.context.routes_mutex());  // FREE of the parent cannot run meanwhile
     auto parent = find_ioas(call, alloc.parent);
@@ -91,6 +103,7 @@ Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
     IOASID_TRY(domain);
     auto ioas = std::make_shared<Ioas>();
     ioas->nested = std::make_unique<Nested>(*parent, alloc.parent, std::move(*domain));
+    ioas->charge = std::move(*charge);
     auto id = call.context.objects().insert(std::move(ioas));
     IOASID_TRY(id);
     alloc.out_ioasid = *id;
@@ -101,6 +114,7 @@ Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
   IOASID_TRY(table);
   auto ioas = std::make_shared<Ioas>();
   ioas->table = std::move(*table);
+  ioas->charge = std::move(*charge);
   auto id = call.context.objects().insert(std::move(ioas));
   IOASID_TRY(id);
   alloc.out_ioasid = *id;

@@ -29,6 +29,7 @@ struct Nested;
 struct Ioas {
   std::unique_ptr<iommu::IoPageTable> table;  // kernel-managed only
   std::unique_ptr<Nested> nested;             // nested only
+  UserQuota::Charge charge;                   // one of the opener's --max-ioasids-per-user
   // Devices attached and nested IOASIDs on top: FREE is EBUSY while any.
   std::atomic<uint32_t> users{0};
 

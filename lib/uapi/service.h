@@ -5,6 +5,7 @@
 
 #include "base/executor.h"
 #include "base/result.h"
+#include "base/user_quota.h"
 #include "ioasid/allocator.h"
 #include "iommu/iommu.h"
 #include "memory/client_memory.h"
@@ -35,6 +36,11 @@ struct ServiceConfig {
   // Open files per uid other than root (0 = unlimited): each file carves its PASID
   // quota out of the system's, so without it one user could take every PASID.
   uint32_t max_files_per_user = 64;
+  // MAP_DMA/MAP_FILE areas and IOASIDs held per uid other than root (0 = unlimited):
+  // the daemon's fds, memory maps and page-table pages grow with them
+  // (docs/SECURITY.md, "What bounds the daemon").
+  uint32_t max_maps_per_user = 4096;
+  uint32_t max_ioasids_per_user = 1024;
   // How long a DMA waits for the PAGE_RESP to its page request before it fails.
   std::chrono::milliseconds page_response_timeout{10000};
   // Where devices run their work (the daemon's Asio pool); null: two threads of the
@@ -157,6 +163,9 @@ class Service {
 
   Allocator& allocator() { return allocator_; }
   iommu::Iommu& iommu() { return iommu_; }
+  // What each user holds against --max-maps-per-user and --max-ioasids-per-user.
+  UserQuota& maps_quota() { return maps_quota_; }
+  UserQuota& ioasids_quota() { return ioasids_quota_; }
   Executor& executor() { return *executor_; }
   void publish(Event event);
 
@@ -172,6 +181,8 @@ class Service {
   ServiceConfig config_;
   Allocator allocator_;
   iommu::Iommu iommu_;
+  UserQuota maps_quota_;
+  UserQuota ioasids_quota_;
   EventBus events_;
   std::unique_ptr<Executor> own_executor_;
   Executor* executor_;

@@ -74,7 +74,7 @@ void run(benchmark::State& state, uint64_t iova, uint32_t op) {
   }
   for (auto _ : state) {
     setup.status(0).store(0);
-    if (setup.engine->submit(0, setup.desc(op, 0), kPasid, nullptr, {.shared = true, .owner = 1}) != Enqueued::kAccepted)
+    if (setup.engine->submit(0, setup.desc(op, 0), kPasid, 1, nullptr, {.shared = true, .owner = 1}) != Enqueued::kAccepted)
       state.SkipWithError("not accepted");
     while (setup.status(0).load(std::memory_order_acquire) == 0) {
     }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 namespace conf {
@@ -674,6 +675,108 @@ TEST(PageRequest, ASignalInterruptsTheWait) {
     EXPECT_LT(waiter.elapsed, 1200ms) << "ended by the signal, not by the time limit";
   }
   ::sigaction(SIGUSR1, &previous, nullptr);
+}
+
+// The state letter of a thread from /proc/PID/stat: 'S' (interruptible wait), 'D'
+// (uninterruptible or killable wait), 'T' (stopped); '?' if it cannot be read.
+char thread_state(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  const std::string text((std::istreambuf_iterator<char>(stat)), {});
+  const size_t end_of_name = text.rfind(") ");
+  return end_of_name == std::string::npos || end_of_name + 2 >= text.size() ? '?' : text[end_of_name + 2];
+}
+
+// Exit codes of a forked waiter.
+constexpr int kDmaOk = 0, kDmaNotOk = 1, kDmaEintr = 2, kDmaOtherErrno = 3;
+
+// A forked process (it shares the test's file) in DEVICE_DMA at kGva, waiting for a page
+// response; with `handle_sigusr1`, SIGUSR1 has a handler (no SA_RESTART). It exits with
+// one of the codes above.
+pid_t fork_waiting_dma(const VsvaSetup& s, bool handle_sigusr1) {
+  std::fflush(stdout);
+  const pid_t child = ::fork();
+  if (child != 0) return child;
+  if (handle_sigusr1) {
+    struct sigaction action{};
+    action.sa_handler = ignore_signal;
+    ::sigaction(SIGUSR1, &action, nullptr);
+  }
+  uint8_t bytes[8] = {};
+  ioasid_device_dma request{.dev_id = s.dev, .flags = IOASID_DMA_PASID, .pasid = s.pasid, .iova = kGva,
+                            .length = sizeof bytes, .buf_uptr = reinterpret_cast<uint64_t>(bytes)};
+  if (::ioctl(s.fd(), IOASID_DEVICE_DMA, &request) != 0) ::_exit(errno == EINTR ? kDmaEintr : kDmaOtherErrno);
+  ::_exit(request.out_status == IOASID_DMA_OK ? kDmaOk : kDmaNotOk);
+}
+
+std::string waiter_outcome(int status) {
+  if (!WIFEXITED(status)) return describe_status(status);
+  switch (WEXITSTATUS(status)) {
+    case kDmaOk: return "DMA OK";
+    case kDmaNotOk: return "DMA not OK";
+    case kDmaEintr: return "EINTR";
+    default: return "another errno";
+  }
+}
+
+// SIGSTOP makes FUSE send its one INTERRUPT for the waiting call and then wait killably
+// ('D'); a daemon that ended the wait for it let the caller stop ('T') and return EINTR.
+// Returns the state seen once the daemon has had time to read the interrupt.
+char stop_waiter(pid_t child) {
+  ::kill(child, SIGSTOP);
+  eventually([&] { return thread_state(child) == 'D' || thread_state(child) == 'T'; }, 2s);
+  std::this_thread::sleep_for(300ms);
+  return thread_state(child);
+}
+
+// Ctrl-Z and fg, strace or gdb attaching: a stop and a continue deliver nothing to the
+// caller, so its call goes on and completes once the page response comes.
+TEST(PageRequest, AStoppedAndContinuedCallerIsNotCancelled) {
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  ChildGuard guard;
+  const pid_t child = fork_waiting_dma(s, false);
+  ASSERT_GT(child, 0);
+  guard.add(child);
+  const auto request = next_page_request(s.node);
+  ASSERT_TRUE(request);
+  ASSERT_TRUE(eventually([&] { return thread_state(child) == 'S'; }, 2s)) << "the DMA waits";
+  const char stopped = stop_waiter(child);
+  ::kill(child, SIGCONT);
+  std::this_thread::sleep_for(200ms);
+  s.guest.map(kGva, kDataGpa);
+  EXPECT_EQ(respond(s.fd(), s.dev, request->grpid, IOASID_PAGE_RESP_SUCCESS, s.pasid), kOk) << "the DMA still waits";
+  int status = 0;
+  ASSERT_TRUE(wait_pid_for(child, 5s, &status));
+  guard.reaped(child);
+  EXPECT_EQ(waiter_outcome(status), "DMA OK");
+  EXPECT_EQ(stopped, 'D') << "stopped, the caller stays in its call";
+}
+
+// The kernel interrupts a call once: after an ignored stop, the daemon keeps watching the
+// caller, so a signal that does run a handler, or SIGKILL, still ends the wait at once.
+TEST(PageRequest, AfterAStopAHandledSignalOrSigkillStillEndsTheWait) {
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  for (const int signal : {SIGUSR1, SIGKILL}) {
+    SCOPED_TRACE(signal == SIGKILL ? "SIGKILL" : "SIGUSR1 with a handler");
+    ChildGuard guard;
+    const pid_t child = fork_waiting_dma(s, signal == SIGUSR1);
+    ASSERT_GT(child, 0);
+    guard.add(child);
+    ASSERT_TRUE(next_page_request(s.node));
+    ASSERT_TRUE(eventually([&] { return thread_state(child) == 'S'; }, 2s)) << "the DMA waits";
+    stop_waiter(child);
+    ::kill(child, SIGCONT);
+    std::this_thread::sleep_for(100ms);
+    const auto sent = std::chrono::steady_clock::now();
+    ::kill(child, signal);
+    int status = 0;
+    ASSERT_TRUE(wait_pid_for(child, 5s, &status));
+    guard.reaped(child);
+    // The harness's --page-timeout (1.5 s) would end the wait about 1 s after the signal.
+    EXPECT_LT(std::chrono::steady_clock::now() - sent, 600ms) << "ended by the signal, not by the time limit";
+    EXPECT_EQ(waiter_outcome(status), signal == SIGKILL ? describe_status(SIGKILL) : "EINTR");
+  }
 }
 
 TEST(PageRequest, SeveralWaitersAtOnceAreAllServed) {

@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -976,6 +977,513 @@ TEST(Security, OpensArePerUserLimited) {
   std::vector<client::File> files;
   for (int i = 0; i < 4; ++i) files.push_back(must(client::File::open(node)));
   EXPECT_NE(daemon.log().find("--max-files-per-user"), std::string::npos) << "the refusal says why";
+}
+
+
+// VmRSS of a process in KiB, from /proc/PID/status; 0 if it cannot be read.
+uint64_t resident_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
+  return 0;
+}
+
+// Page-table pages go back to the system once freed: a client that allocated many
+// IOASIDs with a mapping each (several table pages each) and exited leaves the daemon's
+// resident memory within twice what it was before (a review saw 6.9 MB grow to 308 MB
+// and stay).
+TEST(Security, TablePagesReturnAfterRelease) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const json status = daemon.admin(R"({"cmd":"status"})");
+  ASSERT_TRUE(status.is_object() && status.contains("pid")) << status.dump();
+  const pid_t pid = status["pid"].get<pid_t>();
+  ASSERT_EQ(pid, daemon.pid());
+  // The baseline after one client came and went: what a used daemon needs (its session
+  // threads, first slabs and arenas), not the figure of one that never served.
+  {
+    const auto file = must(client::File::open(daemon.node()));
+    Memfd memory(k4K, true);
+    map_memory(must(client::Ioas::allocate(file)), memory.mapped(), {.iova = 0x100000});
+  }
+  std::this_thread::sleep_for(500ms);
+  const uint64_t before = resident_kib(pid);
+  ASSERT_GT(before, 0u);
+
+  // The child allocates IOASIDs, each with a 4 KiB mapping (a 4-level table: 4 pages),
+  // for at most 8 s or until a limit answers, reports how many and the daemon's RSS,
+  // and exits: its file is released.
+  constexpr unsigned kWanted = 30000;
+  const std::string node = daemon.node();
+  const std::string report = report_from_child(
+      [&]() -> std::string {
+        const int fd = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
+        if (fd < 0) return "open: " + errno_name(errno);
+        Memfd memory(k4K, true);
+        const auto deadline = std::chrono::steady_clock::now() + 8s;
+        unsigned made = 0;
+        std::string stopped = "wanted";
+        for (; made < kWanted && std::chrono::steady_clock::now() < deadline; ++made) {
+          ioasid_alloc alloc{};
+          if (::ioctl(fd, IOASID_ALLOC, &alloc) != 0) {
+            stopped = "ALLOC " + errno_name(errno);
+            break;
+          }
+          ioasid_map_dma map{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE, .ioasid = alloc.out_ioasid,
+                             .user_va = memory.va, .length = k4K, .iova = 0x100000};
+          if (::ioctl(fd, IOASID_MAP_DMA, &map) != 0) {
+            stopped = "MAP_DMA " + errno_name(errno);
+            break;
+          }
+        }
+        return std::to_string(made) + " " + std::to_string(resident_kib(pid)) + " " + stopped;
+      },
+      30s);
+  unsigned made = 0;
+  uint64_t peak = 0;
+  std::string stopped;
+  std::istringstream(report) >> made >> peak >> stopped;
+  ASSERT_GE(made, 5000u) << report;
+  RecordProperty("ioasids", static_cast<int>(made));
+  ASSERT_GT(peak, 2 * before) << "the IOASIDs cost too little to tell: " << report;
+
+  uint64_t after = resident_kib(pid);
+  eventually([&] { return (after = resident_kib(pid)) <= 2 * before; }, 10s);
+  EXPECT_LE(after, 2 * before) << "VmRSS " << before << " KiB before, " << peak << " KiB with " << made
+                               << " IOASIDs (" << report << "), " << after << " KiB after the release";
+  RecordProperty("rss_kib", std::to_string(before) + " / " + std::to_string(peak) + " / " + std::to_string(after));
+  EXPECT_TRUE(node_is_live(node)) << "the daemon still answers";
+}
+
+// ================================================================ device specs and admin arguments
+
+// A field of /proc/PID/status in KiB (VmRSS, VmSize); nullopt if it cannot be read.
+std::optional<uint64_t> status_kib(pid_t pid, const std::string& field) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind(field + ":", 0) == 0) return std::stoull(line.substr(field.size() + 1));
+  return std::nullopt;
+}
+
+// A device-add or --device with wqs=4294967295 once made the daemon allocate without
+// bound (24 GB). Every number and string of a spec is bounded, and so is the number of
+// devices; the refusal is an EINVAL (ENOSPC for the count) reply naming the bound, the
+// daemon logs it, stays up and does not grow. Out-of-range arguments of the other
+// commands are refused the same way. The daemon's address space is capped first, so
+// that a daemon without these bounds fails here instead of exhausting the host.
+TEST(Security, AHugeDeviceSpecIsRefused) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const json status = daemon.admin(R"({"cmd":"status"})");
+  ASSERT_TRUE(status.is_object());
+  const pid_t pid = status.value("pid", pid_t(0));
+  ASSERT_EQ(pid, daemon.pid()) << "the status reply names the daemon";
+  const auto size_kib = status_kib(pid, "VmSize");
+  ASSERT_TRUE(size_kib);
+  const rlimit cap{.rlim_cur = (*size_kib << 10) + (1ull << 30), .rlim_max = (*size_kib << 10) + (1ull << 30)};
+  ASSERT_EQ(::prlimit(pid, RLIMIT_AS, &cap, nullptr), 0) << std::strerror(errno);
+  const auto rss_before = status_kib(pid, "VmRSS");
+  ASSERT_TRUE(rss_before);
+
+  // Replies to one request each: "ERRNO" and whether the error names `bound`.
+  auto refusal = [&](const json& request, const std::string& bound) -> std::string {
+    const AdminExchange seen = talk_to_admin(daemon.admin_socket(), request.dump());
+    const json reply = json::parse(seen.first_line, nullptr, false);
+    if (!reply.is_object()) return "no reply (" + describe(seen) + ")";
+    if (reply.value("ok", true)) return "accepted: " + seen.first_line.substr(0, 300);
+    const std::string why = reply.value("error", "");
+    if (!contains(why, bound)) return "the error does not name " + bound + ": " + why.substr(0, 300);
+    return reply.value("errno", "");
+  };
+  const std::string too_long(100, 'n');
+  const struct {
+    std::string spec, bound;
+  } specs[] = {
+      {"dsa,name=dsa9,pci=00:09.0,wqs=4294967295", "1..64"},
+      {"dsa,name=dsa9,pci=00:09.0,wqs=18446744073709551617", "1..64"},
+      {"dsa,name=dsa9,pci=00:09.0,wqs=65", "1..64"},
+      {"dsa,name=dsa9,pci=00:09.0,wqs=0", "1..64"},
+      {"dma,name=dma9,pci=00:09.0,pasid=4294967295", "0..20"},
+      {"dma,name=" + too_long + ",pci=00:09.0", "1..31"},
+      {"dma,name=dma\n9,pci=00:09.0", "A-Z a-z 0-9"},
+      {"dma,name=dma9,pci=00:09.0," + std::string(60000, 'x'), "256"},
+  };
+  for (const auto& [spec, bound] : specs)
+    EXPECT_EQ(refusal(json{{"cmd", "device-add"}, {"spec", spec}}, bound), "EINVAL") << spec.substr(0, 80);
+  EXPECT_EQ(refusal(json{{"cmd", "set-quota"}, {"context", 1ull << 32}, {"quota", 1}}, "4294967295"), "EINVAL");
+  EXPECT_EQ(refusal(json{{"cmd", "set-quota"}, {"context", 1}, {"quota", -1}}, "4294967295"), "EINVAL");
+  EXPECT_EQ(refusal(json{{"cmd", "set-quota"}, {"context", 1}, {"quota", 1e300}}, "4294967295"), "EINVAL");
+  EXPECT_EQ(refusal(json{{"cmd", "pgtable"}, {"context", 4294967295u}, {"ioasid", 4294967295u}}, ""), "ENOENT");
+  EXPECT_EQ(refusal(json{{"cmd", "device-remove"}, {"device", std::string(60000, 'd')}}, ""), "ENOENT");
+  // Deep nesting within the line limit: the parser must not recurse once per level.
+  const std::string nested = std::string(30000, '[') + std::string(30000, ']');
+  const json deep = json::parse(talk_to_admin(daemon.admin_socket(), nested).first_line, nullptr, false);
+  EXPECT_TRUE(deep.is_object() && deep.value("errno", "") == "EINVAL") << deep.dump().substr(0, 200);
+
+  ASSERT_TRUE(daemon.admin(R"({"cmd":"status"})").is_object()) << "the daemon answers\n" << daemon.log();
+  const auto rss_after = status_kib(pid, "VmRSS");
+  ASSERT_TRUE(rss_after) << "the daemon is gone";
+  EXPECT_LT(*rss_after, *rss_before + 32 * 1024) << "VmRSS grew from " << *rss_before << " to " << *rss_after
+                                                 << " KiB";
+  const json listed = daemon.admin(R"({"cmd":"devices"})");
+  ASSERT_TRUE(listed.is_array());
+  EXPECT_EQ(listed.size(), 3u) << "nothing was added";
+  EXPECT_TRUE(contains(daemon.log(), "\"device-add\" refused")) << "each refusal is logged";
+
+  // The number of devices is bounded: 256, the defaults included.
+  std::string last;
+  size_t added = 0;
+  for (unsigned i = 0; i < 300 && last.empty(); ++i) {
+    char spec[64];
+    std::snprintf(spec, sizeof spec, "dma,name=extra%u,pci=%02x:%02x.0", i, 0x40 + i / 32, i % 32);
+    const std::string line = talk_to_admin(daemon.admin_socket(), json{{"cmd", "device-add"}, {"spec", spec}}.dump())
+                                 .first_line;
+    const json reply = json::parse(line, nullptr, false);
+    if (reply.is_object() && reply.value("ok", false))
+      ++added;
+    else
+      last = line;
+  }
+  EXPECT_EQ(added, 253u) << last;
+  EXPECT_TRUE(contains(last, "ENOSPC") && contains(last, "256")) << last;
+
+  // --device is parsed by the same code: the daemon refuses to start, naming the bound.
+  const std::string mount = daemon.dir() + "/refused";
+  const std::string output = daemon.dir() + "/refused.out";
+  std::vector<std::string> args = {ioasidd_binary(), "--frontend",  "fuse",     "--fuse",
+                                   mount,            "--admin-socket", "none",   "--no-netlink",
+                                   "--device",       "dsa,name=dsa9,pci=00:09.0,wqs=4294967295"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::string why;
+  const int code = run_in_child(
+      [&] {
+        const int out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (out < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) return 120;
+        const rlimit small{.rlim_cur = 4ull << 30, .rlim_max = 4ull << 30};  // as above
+        ::setrlimit(RLIMIT_AS, &small);
+        ::execv(argv[0], argv.data());
+        return 127;
+      },
+      10s, &why);
+  ::umount2(mount.c_str(), MNT_DETACH);  // in case it started after all
+  EXPECT_EQ(code, 2) << why << "\n" << file_text(output);
+  EXPECT_TRUE(contains(file_text(output), "1..64")) << file_text(output);
+}
+
+}  // namespace
+}  // namespace conf
+
+// ================================================================ client files and the daemon's own resources
+
+namespace conf {
+namespace {
+
+size_t count_entries(const std::string& directory) {
+  size_t count = 0;
+  std::error_code error;
+  for (auto it = std::filesystem::directory_iterator(directory, error); !error && it != std::filesystem::directory_iterator();
+       it.increment(error))
+    ++count;
+  return count;
+}
+size_t daemon_fds(pid_t pid) { return count_entries("/proc/" + std::to_string(pid) + "/fd"); }
+size_t daemon_maps(pid_t pid) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  size_t lines = 0;
+  for (std::string line; std::getline(maps, line);) ++lines;
+  return lines;
+}
+
+// Raw set-up in a forked child (no libioasid, no gtest): an IOAS with dma1 attached by
+// RID; false with errno on failure.
+struct ChildIoas {
+  uint32_t ioasid = 0, dev = 0;
+};
+bool child_ioas_with_dma1(int node, ChildIoas& out) {
+  ioasid_alloc alloc{};
+  if (::ioctl(node, IOASID_ALLOC, &alloc) != 0) return false;
+  ioasid_device_bind bind{};
+  std::snprintf(bind.name, sizeof bind.name, "dma1");
+  if (::ioctl(node, IOASID_DEVICE_BIND, &bind) != 0) return false;
+  ioasid_attach attach{.dev_id = bind.out_dev_id, .ioasid = alloc.out_ioasid};
+  if (::ioctl(node, IOASID_ATTACH_IOASID, &attach) != 0) return false;
+  out = {alloc.out_ioasid, bind.out_dev_id};
+  return true;
+}
+
+// A tmpfs mounted on a directory for the test's duration.
+struct TmpfsMount {
+  explicit TmpfsMount(std::string at) : path(std::move(at)) {
+    ::mkdir(path.c_str(), 0755);
+    mounted = ::mount("tmpfs", path.c_str(), "tmpfs", 0, "mode=0755") == 0;
+  }
+  ~TmpfsMount() {
+    if (mounted) ::umount2(path.c_str(), MNT_DETACH);
+  }
+  std::string path;
+  bool mounted = false;
+};
+
+// The review's attack on MAP_FILE: fd N flips between a root file the client may only
+// read and a file of its own, open read-write, with the same inode number (the first
+// file of two fresh tmpfs mounts). A daemon that reopened /proc/PID/fd/N and took the
+// access mode from /proc/PID/fdinfo/N could see the root file at the reopen and the
+// client's at the fdinfo read, and map the root file writeable. The daemon takes the
+// client's own open file (pidfd_getfd): each try maps the client's file or is EACCES,
+// both happen, and the root file is never written.
+TEST(Security, MapFileTakesTheClientsOpenFileSoASwappedFdCannotWriteAReadOnlyFile) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--node-mode", "0666"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  TmpfsMount root_side(daemon.dir() + "/a"), user_side(daemon.dir() + "/b");
+  ASSERT_TRUE(root_side.mounted && user_side.mounted) << std::strerror(errno);
+  const std::string victim = root_side.path + "/victim", own = user_side.path + "/own";
+  const std::string original(k4K, 'V');
+  for (const auto& [path, owner] : {std::pair{victim, uid_t{0}}, std::pair{own, kNobody}}) {
+    std::ofstream(path) << original;
+    ASSERT_EQ(::chown(path.c_str(), owner, owner == 0 ? 0 : kNogroup), 0);
+    ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  }
+  struct stat victim_status {}, own_status {};
+  ASSERT_EQ(::stat(victim.c_str(), &victim_status), 0);
+  ASSERT_EQ(::stat(own.c_str(), &own_status), 0);
+  if (victim_status.st_ino != own_status.st_ino) GTEST_SKIP() << "tmpfs did not number both files alike";
+
+  const std::string report = report_from_child(
+      [&]() -> std::string {
+        if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+        const int node = ::open(daemon.node().c_str(), O_RDWR | O_CLOEXEC);
+        ChildIoas ioas;
+        if (node < 0 || !child_ioas_with_dma1(node, ioas)) return "set-up: " + errno_name(errno);
+        const int read_only = ::open(victim.c_str(), O_RDONLY | O_CLOEXEC);
+        const int read_write = ::open(own.c_str(), O_RDWR | O_CLOEXEC);
+        if (read_only < 0 || read_write < 0) return "open: " + errno_name(errno);
+        constexpr int kSwapped = 200;
+        ::dup2(read_write, kSwapped);
+        std::atomic<bool> stop{false};
+        std::thread swapper([&] {
+          while (!stop.load(std::memory_order_relaxed)) {
+            ::dup2(read_only, kSwapped);
+            ::dup2(read_write, kSwapped);
+          }
+        });
+        std::vector<char> marker(k4K, 'X');
+        int mapped = 0, refused = 0, other = 0;
+        const auto deadline = std::chrono::steady_clock::now() + 8s;
+        for (int i = 0; i < 3000 && std::chrono::steady_clock::now() < deadline; ++i) {
+          ioasid_map_file map{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE | IOASID_MAP_FIXED_IOVA,
+                              .ioasid = ioas.ioasid, .fd = kSwapped, .length = k4K, .iova = 0x100000};
+          if (::ioctl(node, IOASID_MAP_FILE, &map) != 0) {
+            (errno == EACCES ? refused : other)++;
+            continue;
+          }
+          ++mapped;
+          ioasid_device_dma dma{.dev_id = ioas.dev, .flags = IOASID_DMA_WRITE, .iova = 0x100000, .length = k4K,
+                                .buf_uptr = reinterpret_cast<uint64_t>(marker.data())};
+          (void)::ioctl(node, IOASID_DEVICE_DMA, &dma);
+          ioasid_unmap_dma unmap{.ioasid = ioas.ioasid, .iova = 0, .length = ~0ull};
+          (void)::ioctl(node, IOASID_UNMAP_DMA, &unmap);
+        }
+        stop = true;
+        swapper.join();
+        return std::to_string(mapped) + " " + std::to_string(refused) + " " + std::to_string(other);
+      },
+      30s);
+  int mapped = -1, refused = -1, other = -1;
+  ASSERT_EQ(std::sscanf(report.c_str(), "%d %d %d", &mapped, &refused, &other), 3) << report;
+  EXPECT_TRUE(file_text(victim) == original) << "the root file was written through a mapping; " << report;
+  EXPECT_GT(mapped, 0) << "the client's own file was never mapped: the race was not run";
+  EXPECT_GT(refused, 0) << "the read-only file was never refused: the race was not run";
+  EXPECT_EQ(other, 0);
+}
+
+// MAP_FILE of the node itself, from more threads than the daemon has session threads,
+// and MAP_DMA of a private mapping of the node: each is EINVAL with a log line. A daemon
+// that opened its own node for them waited on itself (every thread in an open nobody
+// served: all clients hung) and opened a context as uid 0 each time.
+TEST(Security, NoClientRequestMakesTheDaemonUseItsOwnNode) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--node-mode", "0666", "--threads", "2"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const std::string report = report_from_child(
+      [&]() -> std::string {
+        if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+        const int node = ::open(daemon.node().c_str(), O_RDWR | O_CLOEXEC);
+        ioasid_alloc alloc{};
+        if (node < 0 || ::ioctl(node, IOASID_ALLOC, &alloc) != 0) return "set-up: " + errno_name(errno);
+        std::atomic<int> refused{0}, other{0};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 8; ++t)
+          threads.emplace_back([&] {
+            for (int i = 0; i < 10; ++i) {
+              ioasid_map_file map{.flags = IOASID_MAP_READABLE, .ioasid = alloc.out_ioasid, .fd = node, .length = k4K};
+              (::ioctl(node, IOASID_MAP_FILE, &map) != 0 && errno == EINVAL ? refused : other)++;
+            }
+          });
+        for (auto& thread : threads) thread.join();
+        std::string seen = "MAP_FILE(node) EINVAL " + std::to_string(refused.load()) + " other " + std::to_string(other.load()) + "\n";
+        void* view = ::mmap(nullptr, k4K, PROT_READ, MAP_PRIVATE, node, 0);
+        if (view != MAP_FAILED) {
+          ioasid_map_dma map{.flags = IOASID_MAP_READABLE, .ioasid = alloc.out_ioasid,
+                             .user_va = reinterpret_cast<uint64_t>(view), .length = k4K};
+          seen += "MAP_DMA(private view of the node) " + outcome(ioctl_errno(node, IOASID_MAP_DMA, &map)) + "\n";
+        }
+        return seen;
+      },
+      20s);
+  EXPECT_TRUE(contains(report, "MAP_FILE(node) EINVAL 80 other 0\n")) << report;
+  EXPECT_FALSE(contains(report, "MAP_DMA(private view of the node) OK")) << report;
+  // In a child: an open of a deadlocked daemon's node would never return.
+  EXPECT_EQ(run_in_child([&] { return node_is_live(daemon.node()) ? 0 : 1; }, 5s), 0)
+      << "the daemon no longer serves its node";
+  const json contexts = daemon.admin(R"({"cmd":"contexts"})");
+  ASSERT_TRUE(contexts.is_array()) << contexts;
+  for (const auto& context : contexts) EXPECT_NE(context.value("pid", 0), daemon.pid()) << context;
+  EXPECT_TRUE(contains(daemon.log(), "is a node this daemon serves")) << daemon.log();
+}
+
+// Mappings cost the daemon neither an fd nor a memory map each: 512 MAP_FILEs of one
+// memfd share one daemon mapping, 512 MAP_DMAs of private pages one /proc/PID/mem. A
+// user's mappings and IOASIDs are capped (--max-maps-per-user, --max-ioasids-per-user):
+// one more is ENOSPC with a log line, and everything comes back after the exit.
+TEST(Security, MappingsShareTheDaemonsFdsAndMapsAndAreCappedPerUser) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon(
+      {.args = {"--node-mode", "0666", "--max-maps-per-user", "1100", "--max-ioasids-per-user", "8"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  ASSERT_TRUE(node_is_live(daemon.node()));
+  const size_t fds_before = daemon_fds(daemon.pid()), maps_before = daemon_maps(daemon.pid());
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+  ChildGuard guard;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(ready[0]);
+    ::close(go[1]);
+    auto report = [&](const std::string& text) {
+      (void)!::write(ready[1], text.data(), text.size());
+      ::close(ready[1]);
+      char byte;
+      (void)!::read(go[0], &byte, 1);
+      ::_exit(0);
+    };
+    if (!become_nobody()) report("cannot become nobody");
+    const int node = ::open(daemon.node().c_str(), O_RDWR | O_CLOEXEC);
+    ioasid_alloc alloc{};
+    if (node < 0 || ::ioctl(node, IOASID_ALLOC, &alloc) != 0) report("set-up: " + errno_name(errno));
+    const int memfd = ::memfd_create("shared", MFD_CLOEXEC);
+    constexpr size_t kPages = 512;
+    auto* private_pages = static_cast<char*>(
+        ::mmap(nullptr, kPages * k4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+    if (memfd < 0 || ::ftruncate(memfd, 16 * k4K) != 0 || private_pages == MAP_FAILED) report("memory");
+    std::string seen;
+    int failures = 0;
+    for (size_t i = 0; i < kPages; ++i) {
+      ioasid_map_file file{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE, .ioasid = alloc.out_ioasid,
+                           .fd = memfd, .offset = (i % 16) * k4K, .length = k4K};
+      ioasid_map_dma dma{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE, .ioasid = alloc.out_ioasid,
+                         .user_va = reinterpret_cast<uint64_t>(private_pages + i * k4K), .length = k4K};
+      failures += ::ioctl(node, IOASID_MAP_FILE, &file) != 0;
+      failures += ::ioctl(node, IOASID_MAP_DMA, &dma) != 0;
+    }
+    seen += "1024 maps, " + std::to_string(failures) + " failed\n";
+    size_t more = 0;
+    for (; more < 100; ++more) {
+      ioasid_map_file file{.flags = IOASID_MAP_READABLE, .ioasid = alloc.out_ioasid, .fd = memfd, .length = k4K};
+      if (::ioctl(node, IOASID_MAP_FILE, &file) != 0) {
+        seen += "map " + std::to_string(1025 + more) + " " + errno_name(errno) + "\n";
+        break;
+      }
+    }
+    for (int i = 2; i <= 9; ++i) {
+      ioasid_alloc another{};
+      if (::ioctl(node, IOASID_ALLOC, &another) != 0) {
+        seen += "IOASID " + std::to_string(i) + " " + errno_name(errno) + "\n";
+        break;
+      }
+    }
+    report(seen);
+  }
+  ASSERT_GT(child, 0);
+  guard.add(child);
+  ::close(ready[1]);
+  ::close(go[0]);
+  std::string seen;
+  char chunk[512];
+  for (ssize_t got; (got = ::read(ready[0], chunk, sizeof chunk)) > 0;) seen.append(chunk, size_t(got));
+  const size_t fds_during = daemon_fds(daemon.pid()), maps_during = daemon_maps(daemon.pid());
+  ::close(go[1]);
+  int status = 0;
+  ASSERT_TRUE(wait_pid_for(child, 10s, &status));
+  guard.reaped(child);
+  ::close(ready[0]);
+
+  EXPECT_EQ(seen, "1024 maps, 0 failed\nmap 1101 ENOSPC\nIOASID 9 ENOSPC\n");
+  EXPECT_LE(fds_during, fds_before + 4) << "the daemon holds an fd per mapping";
+  EXPECT_LE(maps_during, maps_before + 8) << "the daemon holds a memory map per mapping";
+  EXPECT_TRUE(contains(daemon.log(), "the limit per user (--max-maps-per-user 1100)")) << daemon.log();
+  EXPECT_TRUE(contains(daemon.log(), "the limit per user (--max-ioasids-per-user 8)")) << daemon.log();
+  EXPECT_TRUE(eventually([&] { return daemon_fds(daemon.pid()) <= fds_before; }, kReleaseTimeout))
+      << daemon_fds(daemon.pid()) << " fds, " << fds_before << " before";
+}
+
+// A session thread that cannot be started (here: the daemon's address space is capped
+// below one more thread stack) is logged and served around; it never ends the daemon.
+// Two DMAs wait for page responses on both session threads: the engine asks for a third
+// reader, which cannot start; the waits time out and the daemon serves on.
+TEST(Security, AThreadThatCannotStartDoesNotEndTheDaemon) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--node-mode", "0666", "--threads", "2", "--page-timeout", "1500"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  ASSERT_TRUE(node_is_live(daemon.node()));
+  auto status_field = [&](const std::string& name) {
+    std::ifstream status("/proc/" + std::to_string(daemon.pid()) + "/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind(name, 0) == 0) return std::stoull(line.substr(name.size()));
+    return 0ull;
+  };
+  // The node answers before the daemon's last start-up threads run: cap it once they do.
+  uint64_t threads = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        const uint64_t now = status_field("Threads:");
+        if (now == threads) return true;
+        threads = now;
+        std::this_thread::sleep_for(200ms);
+        return false;
+      },
+      5s));
+  const uint64_t vm_size_kib = status_field("VmSize:");
+  if (vm_size_kib > (64ull << 20)) GTEST_SKIP() << "a sanitizer's daemon reserves too much to cap";
+  const rlimit capped{.rlim_cur = (vm_size_kib << 10) + (4u << 20), .rlim_max = RLIM_INFINITY};
+  ASSERT_EQ(::prlimit(daemon.pid(), RLIMIT_AS, &capped, nullptr), 0) << std::strerror(errno);
+
+  const auto node = must(client::File::open(daemon.node()));
+  auto ioas = must(client::Ioas::allocate(node));
+  auto dma0 = must(client::Device::bind(node, "dma0"));
+  const uint32_t pasid = must(client::Pasid::allocate(node)).release();
+  must(client::Attachment::attach_pasid(dma0, ioas, pasid)).release();
+  std::vector<std::thread> waiters;
+  std::atomic<int> faulted{0};
+  for (int i = 0; i < 2; ++i)
+    waiters.emplace_back([&] {
+      char buffer[64];
+      ioasid_device_dma dma{.dev_id = dma0.id(), .flags = IOASID_DMA_PASID, .pasid = pasid, .iova = 0x400000,
+                            .length = sizeof buffer, .buf_uptr = reinterpret_cast<uint64_t>(buffer)};
+      if (::ioctl(node.fd(), IOASID_DEVICE_DMA, &dma) == 0 && dma.out_status == IOASID_DMA_FAULT) ++faulted;
+    });
+  for (auto& waiter : waiters) waiter.join();
+  const rlimit unlimited{.rlim_cur = RLIM_INFINITY, .rlim_max = RLIM_INFINITY};
+  ::prlimit(daemon.pid(), RLIMIT_AS, &unlimited, nullptr);
+  EXPECT_EQ(faulted.load(), 2);
+  EXPECT_TRUE(contains(daemon.log(), "cannot start session thread")) << daemon.log();
+  EXPECT_TRUE(node_is_live(daemon.node()));
+  EXPECT_EQ(::kill(daemon.pid(), 0), 0) << "the daemon is gone";
 }
 
 }  // namespace

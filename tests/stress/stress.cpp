@@ -2,36 +2,49 @@
 // client processes of --threads threads each running random valid ioctl sequences on
 // the node for --seconds, while a supervisor SIGKILLs a random client every
 // --kill-interval-ms/2 .. 2*--kill-interval-ms and forks a replacement; some clients
-// also exit cleanly or _exit in the middle of their work. Then every file must be
-// released within 10 s: the admin socket must show no context, PASID, pinned page,
-// bound device, route or enabled WQ, no more page-table pages than after the warm-up,
-// and the daemon's RSS must be back near its figure after the warm-up: at most
+// also exit cleanly or _exit in the middle of their work. Beside them run --attackers
+// processes (1; restarted when killed, and killed like clients) as uid 65534 with no
+// group (the node is 0666 here): a random mix of the attacks of issue 12, each at its
+// limit — MAP_FILE of the node itself from several threads, MAP_FILE of read-only and
+// O_PATH files (fd swapped meanwhile), mappings, IOASIDs and opens until the per-user
+// caps refuse them, unanswered page requests on dma0, another file's block-on-fault
+// descriptors parked in a shared dsa0 WQ, CACHE_INVLD past its bounds. Then every file
+// must be released within 10 s: the admin socket must show no context, PASID, pinned
+// page, bound device, route or enabled WQ, no more page-table pages than after the
+// warm-up, and the daemon's RSS must be back near its figure after the warm-up: at most
 // before + max(16 MiB, 25%) (glibc keeps freed memory in per-thread arenas; not
 // enforced for a sanitized daemon, whose quarantine holds hundreds of MiB — its
-// LeakSanitizer report is checked instead). SIGTERM must end the daemon with status 0
-// within 10 s and its stderr must hold no sanitizer report.
+// LeakSanitizer report is checked instead), its fds within 16 and its memory maps
+// within 64 (and those of the session threads it kept) of that figure. SIGTERM must
+// end the daemon with status 0 within 10 s and its stderr must hold no sanitizer report.
 //
 // Failures: an unexpected errno (expected contention outcomes — EBUSY, ENOSPC, a
-// foreign WQ's EINVAL/EACCES, RETRY — are only counted), a client-side invariant (data
-// moved by DMA or DSA, dirty bits, fault records, completion records within 10 s), an
-// ioctl in flight for more than 10 s or a killed client not reaped within 10 s (a
-// hang), a client that ends any other way than planned, the daemon dying, or a leak.
+// foreign WQ's EINVAL/EACCES, RETRY — are only counted; so are an attack's expected
+// refusals), a client-side invariant (data moved by DMA or DSA, dirty bits, fault
+// records, completion records within 10 s), an attack that succeeds where it must be
+// refused or that stalls another file's work, an ioctl (or open) in flight for more
+// than 10 s or a killed client not reaped within 10 s (a hang), a client or attacker
+// that ends any other way than planned, the daemon dying, or a leak.
 // Exit status 0 only when there is none; 1 otherwise; 2 for a usage error.
 //
-// The supervisor stays single-threaded so that fork() is safe; clients report through
-// one MAP_SHARED block of atomics (counters, distinct error texts, and per-thread
-// "ioctl in flight since" stamps that the supervisor's watchdog reads).
+// The supervisor stays single-threaded so that fork() is safe; clients and attackers
+// report through one MAP_SHARED block of atomics (counters, distinct error texts, and
+// per-thread "ioctl in flight since" stamps that the supervisor's watchdog reads). It
+// samples the daemon's RSS, fds, memory maps and threads after the warm-up, at each
+// tick and after the release: the report gives them as before/peak/after.
 #include <ioasid/client.hpp>
 #include <linux/ioasid.h>
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,6 +58,8 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <mutex>
+#include <numeric>
 #include <optional>
 #include <random>
 #include <set>
@@ -64,6 +79,9 @@ using json = nlohmann::json;
 
 constexpr uint64_t k4K = 4096;
 constexpr auto kHangLimit = 10s;  // an ioctl (or a DSA completion) slower than this is a hang
+// The daemon's --page-timeout in this run (its default is 10 s, the hang limit): the
+// attacker's page requests are never answered, and each must end well within it.
+constexpr auto kPageTimeout = 2s;
 constexpr int kMaxThreads = 16;
 constexpr int kMaxSlots = 256;  // client processes alive at once, killed-but-unreaped included
 constexpr int kMaxMessages = 64;
@@ -82,12 +100,32 @@ constexpr int kExitClean = 0, kExitDirty = 3, kExitSetupFailed = 4;
   X(kAttachIoasidPasid, "ATTACH_IOASID_PASID") X(kDetach, "DETACH") X(kDeviceDma, "DEVICE_DMA") \
   X(kDirtyTracking, "DIRTY_TRACKING") X(kDirtyBitmap, "DIRTY_BITMAP") X(kBindPgtbl, "BIND_PGTBL") \
   X(kUnbindPgtbl, "UNBIND_PGTBL") X(kCacheInvld, "CACHE_INVLD") X(kWqConfig, "WQ_CONFIG") \
-  X(kDeviceSubmit, "DEVICE_SUBMIT") X(kPageResp, "PAGE_RESP") X(kFaultRead, "FAULT_READ")
+  X(kDeviceSubmit, "DEVICE_SUBMIT") X(kPageResp, "PAGE_RESP") X(kFaultRead, "FAULT_READ") X(kOpen, "open")
 #define STRESS_ENUM(id, name) id,
 #define STRESS_NAME(id, name) name,
 enum Kind { STRESS_KINDS(STRESS_ENUM) kKinds };
 constexpr const char* kKindNames[] = {STRESS_KINDS(STRESS_NAME)};
+
+// The attacker's attacks (docs/SECURITY.md, issue 12), each run at its limit.
+#define STRESS_ATTACKS(X) \
+  X(kAttackMapNode, "map_file_of_node") X(kAttackMapReadOnly, "map_file_read_only") \
+  X(kAttackMapFlood, "map_flood") X(kAttackIoasidFlood, "ioasid_flood") X(kAttackOpenFlood, "open_flood") \
+  X(kAttackPageRequests, "unanswered_page_requests") X(kAttackWqStall, "shared_wq_stall") \
+  X(kAttackCacheInvld, "cache_invld_huge")
+enum Attack { STRESS_ATTACKS(STRESS_ENUM) kAttacks };
+constexpr const char* kAttackNames[] = {STRESS_ATTACKS(STRESS_NAME)};
+
+// What an attack may end in besides a refusal by errno (those are counted by errno).
+#define STRESS_EVENTS(X) \
+  X(kAllowed, "allowed") X(kSkipped, "skipped_busy") X(kNotRefused, "deadline_before_refusal") \
+  X(kPageTimedOut, "page_request_timed_out") X(kPageRequestRaised, "page_request_raised") \
+  X(kPageRequestCap, "page_request_cap") X(kParked, "intruder_descriptors_queued") \
+  X(kGaveWay, "intruder_descriptor_gave_way") \
+  X(kOwnerServed, "owner_served")
+enum Event { STRESS_EVENTS(STRESS_ENUM) kEvents };
+constexpr const char* kEventNames[] = {STRESS_EVENTS(STRESS_NAME)};
 // clang-format on
+constexpr int kErrnoSlots = 134;  // errno values 1..EHWPOISON
 
 static_assert(std::atomic<int64_t>::is_always_lock_free, "atomics must work across processes");
 
@@ -106,6 +144,21 @@ struct Message {
   std::atomic<uint64_t> count{0};
   char text[1024];
 };
+// What the attacker's attacks ended in. Refusals the attack expects are counted by
+// errno; anything else is reported like a client's unexpected errno.
+struct AttackCounters {
+  std::atomic<uint64_t> rounds{0};
+  std::atomic<uint64_t> refused[kErrnoSlots];
+  std::atomic<uint64_t> events[kEvents];
+  std::atomic<uint64_t> most_held{0};  // files, mappings or IOASIDs held when a per-user cap refused one more
+
+  void refusal(int code) { refused[code > 0 && code < kErrnoSlots ? code : 0].fetch_add(1, std::memory_order_relaxed); }
+  void event(Event e, uint64_t n = 1) { events[e].fetch_add(n, std::memory_order_relaxed); }
+  void held(uint64_t n) {
+    for (uint64_t seen = most_held.load(); n > seen && !most_held.compare_exchange_weak(seen, n);) {
+    }
+  }
+};
 // Lives in MAP_SHARED memory, written by every client, read by the supervisor.
 struct Shared {
   std::atomic<uint64_t> ops[kKinds];        // successful ioctls
@@ -115,6 +168,7 @@ struct Shared {
   std::atomic<uint64_t> invariants{0};      // wrong data, a missing completion record or fault record
   Message messages[kMaxMessages];           // distinct error texts, each with its count
   ClientSlot slots[kMaxSlots];
+  AttackCounters attacks[kAttacks];
 };
 
 int64_t now_ns() {
@@ -631,10 +685,10 @@ class Worker {
 
 // ---------------------------------------------------------------- a client process
 
-enum class ClientEnd { killed, exit_clean, exit_dirty, warm_up };
+enum class ClientEnd { killed, exit_clean, exit_dirty, warm_up, attacker };
 
 struct Options {
-  int clients = 16, threads = 4, seconds = 30, kill_interval_ms = 1000;
+  int clients = 16, threads = 4, seconds = 30, kill_interval_ms = 1000, attackers = 1;
   uint64_t seed = 0;
   std::string ioasidd, json_path;
   std::vector<std::string> daemon_args;             // more ioasidd options, e.g. --log-level debug
@@ -708,6 +762,521 @@ client::PasidRange pasid_range(uint64_t serial, int threads, int thread, uint32_
   ::_exit(kExitClean);
 }
 
+// ---------------------------------------------------------------- the attacker
+
+// The daemon's default per-user caps (--max-files-per-user, --max-maps-per-user,
+// --max-ioasids-per-user): a flood that gets twice as many without a refusal found a
+// cap that does not hold.
+constexpr uint64_t kFilesPerUser = 64, kMapsPerUser = 4096, kIoasidsPerUser = 1024;
+constexpr uid_t kNobody = 65534;
+constexpr int kAttackThreads = 4;  // threads of the attacks that run from several (slots 1..4)
+constexpr auto kAttackLimit = 8s;   // a loop of calls stops there (each call has kHangLimit)
+constexpr auto kFloodLimit = 20s;   // a flood stops there, refused by its cap or not
+// Below every client's PASIDs (pasid_range), so no client waits for one the attacker holds.
+constexpr client::PasidRange kAttackerPasids{1, 1023};
+constexpr uint64_t kUnmappedIova = 0x40000000;  // nothing of an attacker's IOAS is mapped there
+
+// Root-owned files in the daemon's directory: one the attacker may only read (0644),
+// one it may not open at all (0600).
+struct Victims {
+  std::string readable, secret;
+};
+
+// Runs as uid 65534 beside the clients: a random mix of the attacks of issue 12, each
+// at its limit and bounded in time. The refusals an attack expects are counted per
+// attack; a success where a refusal is due, another errno, or a call the watchdog sees
+// in flight for more than 10 s, is a failure as for a client.
+class Attacker {
+ public:
+  Attacker(Shared& shared, ClientSlot& slot, std::string node, Victims victims, uint64_t seed)
+      : shared_(shared), slot_(slot), node_(std::move(node)), victims_(std::move(victims)), rng_(seed) {}
+
+  [[noreturn]] void run() {
+    for (;;) {
+      const auto attack = static_cast<Attack>(rng_() % kAttacks);
+      switch (attack) {
+        case kAttackMapNode: map_node(); break;
+        case kAttackMapReadOnly: map_read_only(); break;
+        case kAttackMapFlood: map_flood(); break;
+        case kAttackIoasidFlood: ioasid_flood(); break;
+        case kAttackOpenFlood: open_flood(); break;
+        case kAttackPageRequests: page_requests(); break;
+        case kAttackWqStall: wq_stall(); break;
+        default: cache_invld(); break;
+      }
+      counters(attack).rounds.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+ private:
+  AttackCounters& counters(Attack attack) { return shared_.attacks[attack]; }
+
+  // Issues one call under the watchdog's eye, from thread slot `thread` of this
+  // process. An errno of `refusals` is counted for `attack` (unless !count); any other
+  // is reported.
+  template <class Call>
+  auto op(Attack attack, Kind kind, Call&& call, std::initializer_list<int> refusals, int thread = 0,
+          bool count = true) {
+    ThreadSlot& slot = slot_.threads[thread];
+    slot.kind.store(kind, std::memory_order_relaxed);
+    slot.op_started_ns.store(now_ns(), std::memory_order_release);
+    auto result = call();
+    slot.op_started_ns.store(0, std::memory_order_release);
+    if (!result) {
+      if (std::find(refusals.begin(), refusals.end(), result.code()) != refusals.end()) {
+        if (count) counters(attack).refusal(result.code());
+      }
+      else
+        report(shared_.unexpected, attack, result.error().what);
+    }
+    return result;
+  }
+  // A call that must be refused with one of `refusals`: a success is reported too.
+  template <class Call>
+  void must_refuse(Attack attack, Kind kind, Call&& call, std::initializer_list<int> refusals, const std::string& what,
+                   int thread = 0) {
+    if (op(attack, kind, std::forward<Call>(call), refusals, thread))
+      report(shared_.invariants, attack, what + " succeeded");
+  }
+  void report(std::atomic<uint64_t>& counter, Attack attack, const std::string& what) {
+    counter.fetch_add(1);
+    add_message(shared_, std::string("attacker ") + kAttackNames[attack] + ": " + what);
+  }
+
+  // EMFILE: other attackers (the same uid) may hold the user's files.
+  std::optional<client::File> open_node(Attack attack, int thread = 0) {
+    auto file = op(attack, kOpen, [&] { return client::File::open(node_, O_NONBLOCK); }, {EMFILE}, thread);
+    if (!file) return std::nullopt;
+    return std::move(*file);
+  }
+  std::optional<client::Ioas> new_ioas(Attack attack, const client::File& file) {
+    auto ioas = op(attack, kIoasAlloc, [&] { return client::Ioas::allocate(file); }, {ENOSPC});
+    if (!ioas) return std::nullopt;
+    return std::move(*ioas);
+  }
+
+  // (1) MAP_FILE of the node itself and of another open file of it, from several
+  // threads at once: EINVAL, and never a hang (the daemon must not open its own node).
+  // ENOSPC/ENOMEM: another attacker may be flooding the user's mappings.
+  void map_node() {
+    const Attack a = kAttackMapNode;
+    auto file = open_node(a);
+    auto other = open_node(a);
+    if (!file || !other) return;
+    auto ioas = new_ioas(a, *file);
+    if (!ioas) return;
+    std::vector<std::thread> threads;
+    for (int t = 1; t <= kAttackThreads; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 8; ++i) {
+          const int fd = (i + t) % 2 ? file->fd() : other->fd();
+          must_refuse(
+              a, kMapFile, [&] { return client::Mapping::map_file(*ioas, fd, 0, k4K); }, {EINVAL, ENOSPC, ENOMEM},
+              "MAP_FILE of a file this daemon serves", t);
+        }
+      });
+    for (auto& t : threads) t.join();
+  }
+
+  // (2) MAP_FILE WRITEABLE of a root-owned file opened read-only (EACCES) and of an
+  // O_PATH descriptor of a root-only file (EBADF); a read-only mapping of the readable
+  // file is allowed. Then issue 12's race: fd N swapped by dup3 among those two and a
+  // socket while MAP_FILE WRITEABLE of fd N runs: whatever N is when the daemon takes
+  // it, the mapping is refused.
+  void map_read_only() {
+    const Attack a = kAttackMapReadOnly;
+    auto file = open_node(a);
+    if (!file) return;
+    auto ioas = new_ioas(a, *file);
+    if (!ioas) return;
+    const int readable = ::open(victims_.readable.c_str(), O_RDONLY | O_CLOEXEC);
+    const int path_only = ::open(victims_.secret.c_str(), O_PATH | O_CLOEXEC);
+    const int socket = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int swapped = readable < 0 ? -1 : ::fcntl(readable, F_DUPFD_CLOEXEC, 0);
+    auto close_all = [&] {
+      for (int fd : {readable, path_only, socket, swapped})
+        if (fd >= 0) ::close(fd);
+    };
+    if (readable < 0 || path_only < 0 || socket < 0 || swapped < 0) {
+      report(shared_.invariants, a, std::string("cannot open the victim files or a socket (last error: ") +
+                                        std::strerror(errno) + ")");
+      return close_all();
+    }
+    if (const int secret = ::open(victims_.secret.c_str(), O_RDONLY | O_CLOEXEC); secret >= 0) {
+      ::close(secret);
+      report(shared_.invariants, a,
+             "uid " + std::to_string(::getuid()) + " can read a root 0600 file: not unprivileged");
+    }
+    const client::MapOptions write{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE};
+    const client::MapOptions read{.flags = IOASID_MAP_READABLE};
+    must_refuse(
+        a, kMapFile, [&] { return client::Mapping::map_file(*ioas, readable, 0, k4K, write); },
+        {EACCES, ENOSPC, ENOMEM}, "MAP_FILE WRITEABLE of a root-owned file opened read-only");
+    if (op(a, kMapFile, [&] { return client::Mapping::map_file(*ioas, readable, 0, k4K, read); }, {ENOSPC, ENOMEM}))
+      counters(a).event(kAllowed);
+    must_refuse(
+        a, kMapFile, [&] { return client::Mapping::map_file(*ioas, path_only, 0, k4K, read); }, {EBADF},
+        "MAP_FILE of an O_PATH descriptor");
+    std::atomic<bool> stop{false};
+    std::thread swapper([&] {
+      for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i)
+        ::dup3(i % 3 == 0 ? readable : i % 3 == 1 ? path_only : socket, swapped, O_CLOEXEC);
+    });
+    for (int i = 0; i < 64; ++i)
+      must_refuse(
+          a, kMapFile, [&] { return client::Mapping::map_file(*ioas, swapped, 0, k4K, write); },
+          {EACCES, EBADF, EINVAL, ENOSPC, ENOMEM}, "MAP_FILE WRITEABLE of an fd swapped among read-only files");
+    stop = true;
+    swapper.join();
+    close_all();
+  }
+
+  // Runs body(thread, i) for i in [0, n) from kAttackThreads threads at once (slots
+  // 1..4), each taking the next i, until `body` returns false or `deadline` passes; true
+  // when the deadline stopped it. Several threads: so that the attack gets its share of
+  // the daemon's session threads beside 64 client threads.
+  template <class Body>
+  bool in_parallel(uint64_t n, Clock::time_point deadline, Body&& body) {
+    std::atomic<uint64_t> next{0};
+    std::atomic<bool> stop{false}, late{false};
+    std::vector<std::thread> threads;
+    for (int t = 1; t <= kAttackThreads; ++t)
+      threads.emplace_back([&, t] {
+        for (uint64_t i = 0; !stop.load(std::memory_order_relaxed) && (i = next.fetch_add(1)) < n;) {
+          if (Clock::now() > deadline) {
+            late = stop = true;
+            break;
+          }
+          if (!body(t, i)) stop = true;
+        }
+      });
+    for (auto& t : threads) t.join();
+    return late;
+  }
+  // Makes objects with make(thread, i) from several threads until a per-user cap
+  // refuses one (make returns the errno, 0 when it made one), at most `bound` of them
+  // (twice the cap: past it the cap does not hold), for at most kFloodLimit.
+  template <class Make>
+  void flood(Attack a, uint64_t bound, const char* what, std::initializer_list<int> caps, Make&& make) {
+    std::atomic<uint64_t> made{0};
+    const bool late = in_parallel(bound, Clock::now() + kFloodLimit, [&](int thread, uint64_t i) {
+      const int code = make(thread, i);
+      if (code == 0) made.fetch_add(1);
+      if (std::find(caps.begin(), caps.end(), code) != caps.end()) counters(a).held(made.load());
+      return code == 0;
+    });
+    if (late) counters(a).event(kNotRefused);
+    if (made.load() >= bound)
+      report(shared_.invariants, a,
+             std::to_string(made.load()) + " " + what + " and no refusal: the per-user cap does not hold");
+  }
+
+  // (3) One-page mappings until a per-user cap refuses one (ENOSPC: --max-maps-per-user;
+  // ENOMEM: the pin limit): MAP_DMA of private pages, MAP_FILE of one memfd, or both in
+  // turn. Then they go by UNMAP one by one, one UNMAP of everything, or the close.
+  void map_flood() {
+    const Attack a = kAttackMapFlood;
+    auto file = open_node(a);
+    if (!file) return;
+    auto ioas = new_ioas(a, *file);
+    if (!ioas) return;
+    constexpr uint64_t kRegionPages = kMapsPerUser + 64, kBound = 2 * kMapsPerUser + 64;
+    Pages private_pages(kRegionPages * k4K, false), memfd(kRegionPages * k4K, true);
+    std::memset(private_pages.span(0, kRegionPages * k4K).data(), 0x5a, kRegionPages * k4K);  // present, as buffers are
+    const auto mode = rng_() % 3;  // 0: MAP_DMA, 1: MAP_FILE, 2: both in turn
+    std::mutex mutex;
+    std::vector<client::Mapping> mappings;
+    flood(a, kBound, "mappings", {ENOSPC, ENOMEM}, [&](int thread, uint64_t i) {
+      const uint64_t page = i % kRegionPages;
+      auto mapping = mode == 1 || (mode == 2 && i % 2)
+                         ? op(
+                               a, kMapFile,
+                               [&] { return client::Mapping::map_file(*ioas, memfd.fd(), page * k4K, k4K); },
+                               {ENOSPC, ENOMEM}, thread)
+                         : op(
+                               a, kMapDma,
+                               [&] { return client::Mapping::map_dma(*ioas, private_pages.span(page * k4K, k4K)); },
+                               {ENOSPC, ENOMEM}, thread);
+      if (!mapping) return mapping.code();
+      std::lock_guard lock(mutex);
+      mappings.push_back(std::move(*mapping));
+      return 0;
+    });
+    switch (rng_() % 3) {
+      case 0:
+        in_parallel(mappings.size(), Clock::time_point::max(), [&](int thread, uint64_t i) {
+          (void)op(a, kUnmapDma, [&] { return mappings[i].unmap(); }, {}, thread);
+          return true;
+        });
+        break;
+      case 1: {
+        ioasid_unmap_dma all{.ioasid = ioas->id(), .flags = 0, .iova = 0, .length = ~0ull};
+        (void)op(a, kUnmapDma, [&] { return file->call(IOASID_UNMAP_DMA, all); }, {});
+        for (auto& m : mappings) m.release();
+        break;
+      }
+      default:  // the close frees them
+        for (auto& m : mappings) m.release();
+        ioas->release();
+    }
+  }
+
+  // (4) IOASID_ALLOC until ENOSPC (--max-ioasids-per-user), then FREE each or close.
+  void ioasid_flood() {
+    const Attack a = kAttackIoasidFlood;
+    auto file = open_node(a);
+    if (!file) return;
+    std::mutex mutex;
+    std::vector<client::Ioas> ioases;
+    flood(a, 2 * kIoasidsPerUser + 64, "IOASIDs", {ENOSPC}, [&](int thread, uint64_t) {
+      auto ioas = op(a, kIoasAlloc, [&] { return client::Ioas::allocate(*file); }, {ENOSPC}, thread);
+      if (!ioas) return ioas.code();
+      std::lock_guard lock(mutex);
+      ioases.push_back(std::move(*ioas));
+      return 0;
+    });
+    if (rng_() % 2)
+      in_parallel(ioases.size(), Clock::time_point::max(), [&](int thread, uint64_t i) {
+        (void)op(a, kIoasFree, [&] { return ioases[i].free(); }, {}, thread);
+        return true;
+      });
+    else
+      for (auto& ioas : ioases) ioas.release();  // the close frees them
+  }
+
+  // (5) Opens of the node until EMFILE (--max-files-per-user), then closes them.
+  void open_flood() {
+    const Attack a = kAttackOpenFlood;
+    std::mutex mutex;
+    std::vector<client::File> files;
+    flood(a, 2 * kFilesPerUser + 16, "open files", {EMFILE}, [&](int thread, uint64_t) {
+      auto file = op(a, kOpen, [&] { return client::File::open(node_, O_NONBLOCK); }, {EMFILE}, thread);
+      if (!file) return file.code();
+      std::lock_guard lock(mutex);
+      files.push_back(std::move(*file));
+      return 0;
+    });
+  }
+
+  // (6) DEVICE_DMA at a PASID of dma0 where nothing is mapped, from a few threads, the
+  // page requests never answered: each waits the daemon's --page-timeout and ends
+  // FAULT. Meanwhile NOWAIT ones raise page requests until the device's cap of
+  // outstanding ones makes the fault unrecoverable (FAULT at once). dma0 is exclusive
+  // and the clients bind it all the time: the attacker tries again until it gets it
+  // (refused EBUSY, counted once, when it never does within kAttackLimit).
+  void page_requests() {
+    const Attack a = kAttackPageRequests;
+    auto file = open_node(a);
+    if (!file) return;
+    std::optional<client::Device> device;
+    for (const auto deadline = Clock::now() + kAttackLimit; !device; std::this_thread::sleep_for(1ms)) {
+      const bool last = Clock::now() > deadline;
+      auto bound = op(a, kDeviceBind, [&] { return client::Device::bind(*file, "dma0"); }, {EBUSY}, 0, last);
+      if (bound) device.emplace(std::move(*bound));
+      else if (last || bound.code() != EBUSY) return;
+    }
+    auto ioas = new_ioas(a, *file);
+    if (!ioas) return;
+    auto pasid = op(a, kPasidAlloc, [&] { return client::Pasid::allocate(*file, kAttackerPasids); }, {ENOSPC});
+    if (!pasid) return;
+    auto route = op(
+        a, kAttachIoasidPasid, [&] { return client::Attachment::attach_pasid(*device, *ioas, pasid->value()); }, {});
+    if (!route) return;
+    const std::vector<std::byte> data(k4K);
+    std::vector<std::thread> waiters;
+    for (int t = 1; t <= kAttackThreads; ++t)
+      waiters.emplace_back([&, t] {
+        const auto start = Clock::now();
+        auto outcome = op(
+            a, kDeviceDma, [&] { return device->dma_write(kUnmappedIova + t * k4K, data, {.pasid = pasid->value()}); },
+            {}, t);
+        if (!outcome) return;
+        if (outcome->status != IOASID_DMA_FAULT)
+          report(shared_.invariants, a,
+                 "a DMA at an unmapped IOVA, its page request unanswered, ended with status " +
+                     std::to_string(outcome->status) + ", not FAULT");
+        else  // at once: the cap of outstanding page requests was reached first
+          counters(a).event(Clock::now() - start >= kPageTimeout / 2 ? kPageTimedOut : kPageRequestCap);
+      });
+    const auto deadline = Clock::now() + kAttackLimit;
+    for (int i = 0; i < 1024 && Clock::now() < deadline; ++i) {
+      auto outcome = op(
+          a, kDeviceDma,
+          [&] {
+            return device->dma_write(kUnmappedIova + (16 + i) * k4K, data, {.pasid = pasid->value(), .nowait = true});
+          },
+          {});
+      if (!outcome) break;
+      if (outcome->status == IOASID_DMA_PAGE_REQ) {
+        counters(a).event(kPageRequestRaised);
+        continue;
+      }
+      if (outcome->status == IOASID_DMA_FAULT)
+        counters(a).event(kPageRequestCap);
+      else
+        report(shared_.invariants, a, "a NOWAIT DMA at an unmapped IOVA succeeded");
+      break;
+    }
+    for (auto& w : waiters) w.join();
+  }
+
+  // A PASID of `file` routed on `device` to an IOAS where one memfd page (completion
+  // records) is mapped. Members in the order of creation: destroyed in reverse.
+  struct RecordSpace {
+    std::optional<client::Pasid> pasid;
+    std::optional<client::Ioas> ioas;
+    std::optional<client::Mapping> records;
+    std::optional<client::Attachment> route;
+  };
+  bool make_record_space(Attack a, const client::File& file, const client::Device& device, const Pages& page,
+                         RecordSpace& space) {
+    auto pasid = op(a, kPasidAlloc, [&] { return client::Pasid::allocate(file, kAttackerPasids); }, {ENOSPC});
+    if (!pasid) return false;
+    space.pasid.emplace(std::move(*pasid));
+    auto ioas = new_ioas(a, file);
+    if (!ioas) return false;
+    space.ioas.emplace(std::move(*ioas));
+    auto records = op(
+        a, kMapFile, [&] { return client::Mapping::map_file(*space.ioas, page.fd(), 0, k4K); }, {ENOSPC, ENOMEM});
+    if (!records) return false;
+    space.records.emplace(std::move(*records));
+    auto route = op(
+        a, kAttachIoasidPasid,
+        [&] { return client::Attachment::attach_pasid(device, *space.ioas, space.pasid->value()); }, {});
+    if (!route) return false;
+    space.route.emplace(std::move(*route));
+    return true;
+  }
+
+  // (7) A shared block-on-fault WQ of dsa0 that one of our files enables (the first free
+  // one; none free: skipped) and another of our files fills with MEMMOVEs at unmapped
+  // addresses of its PASID until RETRY, never answering their page requests. The
+  // owner's own descriptor must still run at once: the other file's descriptors give
+  // way (end PAGE_FAULT_NOBOF) instead of holding the WQ --page-timeout each.
+  void wq_stall() {
+    const Attack a = kAttackWqStall;
+    auto owner = open_node(a);
+    auto intruder = open_node(a);
+    if (!owner || !intruder) return;
+    auto owner_dsa = op(a, kDeviceBind, [&] { return client::Device::bind(*owner, "dsa0"); }, {});
+    auto intruder_dsa = op(a, kDeviceBind, [&] { return client::Device::bind(*intruder, "dsa0"); }, {});
+    if (!owner_dsa || !intruder_dsa) return;
+    Pages owner_page(k4K, true), intruder_page(k4K, true);
+    RecordSpace owner_space, intruder_space;
+    if (!make_record_space(a, *owner, *owner_dsa, owner_page, owner_space) ||
+        !make_record_space(a, *intruder, *intruder_dsa, intruder_page, intruder_space))
+      return;
+    constexpr uint32_t kWqs = 8;  // dsa0's
+    std::vector<uint32_t> indexes(kWqs);
+    std::iota(indexes.begin(), indexes.end(), 0u);
+    std::shuffle(indexes.begin(), indexes.end(), rng_);
+    std::optional<client::WorkQueue> wq;  // the clients enable WQs all the time: try again for a while
+    for (const auto deadline = Clock::now() + kAttackLimit; !wq; std::this_thread::sleep_for(1ms)) {
+      const bool last = Clock::now() > deadline;
+      for (uint32_t index : indexes) {
+        auto enabled = op(
+            a, kWqConfig,
+            [&] { return client::WorkQueue::enable_shared(*owner_dsa, index, {.size = 16, .block_on_fault = true}); },
+            {EBUSY}, 0, last);
+        if (enabled) {
+          wq.emplace(std::move(*enabled));
+          break;
+        }
+        if (enabled.code() != EBUSY) return;
+      }
+      if (!wq && last) return counters(a).event(kSkipped);
+    }
+    const std::span<std::byte> intruder_records = intruder_page.span(0, k4K);
+    std::memset(intruder_records.data(), 0, k4K);
+    uint32_t parked = 0;
+    for (; parked < 64; ++parked) {  // more than the WQ holds: it ends in RETRY
+      const uint64_t dst = kUnmappedIova + 2 * parked * k4K, src = dst + k4K;
+      const auto desc = client::dsa::memmove(dst, src, k4K,
+                                             {.completion_addr = intruder_space.records->iova() + 32 * parked,
+                                              .pasid = intruder_space.pasid->value(),
+                                              .flags = IOASID_DSA_FLAG_BOF});
+      auto status = op(a, kDeviceSubmit, [&] { return client::submit(*intruder_dsa, wq->index(), desc); }, {});
+      if (!status || *status == client::SubmitStatus::retry) break;
+    }
+    counters(a).event(kParked, parked);
+    auto* owner_record = reinterpret_cast<ioasid_dsa_completion*>(owner_page.span(0, k4K).data());
+    std::memset(owner_record, 0, sizeof *owner_record);
+    const auto noop =
+        client::dsa::noop({.completion_addr = owner_space.records->iova(), .pasid = owner_space.pasid->value()});
+    bool accepted = false;
+    for (const auto deadline = Clock::now() + kHangLimit; !accepted && Clock::now() < deadline;) {
+      auto status = op(a, kDeviceSubmit, [&] { return wq->submit(noop); }, {});
+      if (!status) return;
+      accepted = *status == client::SubmitStatus::accepted;
+      if (!accepted) std::this_thread::sleep_for(1ms);
+    }
+    if (!accepted)
+      return report(shared_.invariants, a,
+                    "the owner's NOOP was refused RETRY for 10 s: another file's descriptors hold its WQ");
+    if (!client::dsa::wait_for_completion(*owner_record, kHangLimit))
+      return report(shared_.invariants, a,
+                    "the owner's NOOP did not complete within 10 s behind another file's descriptors");
+    counters(a).event(kOwnerServed);
+    // The WQ runs in order: the intruder's records are written by now.
+    for (uint32_t i = 0; i < parked; ++i) {
+      const auto& record = *reinterpret_cast<const ioasid_dsa_completion*>(intruder_records.data() + 32 * i);
+      if (client::dsa::status_code(record) == IOASID_DSA_COMP_PAGE_FAULT_NOBOF) counters(a).event(kGaveWay);
+      if (client::dsa::status_code(record) == IOASID_DSA_COMP_PAGE_FAULT_IR) counters(a).event(kPageTimedOut);
+    }
+    (void)op(a, kWqConfig, [&] { return wq->disable(); }, {});
+  }
+
+  // (8) CACHE_INVLD with entry counts and lengths past the daemon's bounds (65,536
+  // entries, 4,096 bytes each) and far past them: EINVAL before reading any entry.
+  void cache_invld() {
+    const Attack a = kAttackCacheInvld;
+    auto file = open_node(a);
+    if (!file) return;
+    auto parent = new_ioas(a, *file);
+    if (!parent) return;
+    auto nested = op(a, kIoasAlloc, [&] { return client::Ioas::allocate_nested(*parent); }, {ENOSPC});
+    if (!nested) return;
+    ioasid_cache_invalidate_info entries[2] = {};
+    constexpr uint32_t kEntry = sizeof(ioasid_cache_invalidate_info), kMax = ~0u;
+    const std::pair<uint32_t, uint32_t> shapes[] = {
+        {kEntry, 65537}, {kEntry, kMax}, {4097, 1}, {kMax, 1}, {kMax, kMax}};  // {entry_len, entry_num}
+    for (const auto& [entry_len, entry_num] : shapes) {
+      ioasid_cache_invalidate request{.ioasid = nested->id(),
+                                      .flags = 0,
+                                      .entry_len = entry_len,
+                                      .entry_num = entry_num,
+                                      .entries_uptr = reinterpret_cast<uintptr_t>(entries)};
+      must_refuse(
+          a, kCacheInvld, [&] { return file->call(IOASID_CACHE_INVLD, request); }, {EINVAL},
+          "CACHE_INVLD of " + std::to_string(entry_num) + " entries of " + std::to_string(entry_len) + " bytes");
+    }
+  }
+
+  Shared& shared_;
+  ClientSlot& slot_;
+  const std::string node_;
+  const Victims victims_;
+  std::mt19937_64 rng_;
+};
+
+// The body of a forked attacker: drops to uid/gid 65534 with no supplementary group
+// (the node is 0666 in this run), then attacks until it is killed.
+[[noreturn]] void attacker_main(Shared& shared, int slot_index, pid_t supervisor, const std::string& node,
+                                const Victims& victims, uint64_t seed) {
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(kNobody, kNobody, kNobody) != 0 ||
+      ::setresuid(kNobody, kNobody, kNobody) != 0) {
+    shared.unexpected.fetch_add(1);
+    add_message(shared, std::string("attacker: cannot become uid 65534: ") + std::strerror(errno));
+    ::_exit(kExitSetupFailed);
+  }
+  // The uid change made it undumpable and cleared its parent-death signal: a process
+  // of that user is dumpable (the daemon reaches its fds and memory as any client's).
+  ::prctl(PR_SET_DUMPABLE, 1);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != supervisor) ::_exit(kExitSetupFailed);
+  Attacker(shared, shared.slots[slot_index], node, victims, seed).run();
+}
+
 // ---------------------------------------------------------------- the daemon
 
 std::string read_file(const std::string& path) {
@@ -727,11 +1296,43 @@ std::string tail(const std::string& path, size_t lines) {
   return out;
 }
 
-std::optional<uint64_t> rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
-  return std::nullopt;
+// What the daemon holds, from /proc: the resources issue 12's attacks aimed at. All 0
+// once it is gone.
+struct DaemonFigures {
+  uint64_t rss_kib = 0, fds = 0, vmas = 0, threads = 0;
+
+  static DaemonFigures of(pid_t pid) {
+    DaemonFigures f;
+    const std::string proc = "/proc/" + std::to_string(pid);
+    std::ifstream status(proc + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmRSS:", 0) == 0) f.rss_kib = std::stoull(line.substr(6));
+      if (line.rfind("Threads:", 0) == 0) f.threads = std::stoull(line.substr(8));
+    }
+    std::error_code ec;
+    for (fs::directory_iterator fd(proc + "/fd", ec), end; !ec && fd != end; fd.increment(ec)) ++f.fds;
+    std::ifstream maps(proc + "/maps");
+    for (std::string line; std::getline(maps, line);) ++f.vmas;
+    return f;
+  }
+  void raise_to(const DaemonFigures& other) {
+    rss_kib = std::max(rss_kib, other.rss_kib);
+    fds = std::max(fds, other.fds);
+    vmas = std::max(vmas, other.vmas);
+    threads = std::max(threads, other.threads);
+  }
+};
+
+// The attacker's victims, in `dir` (root's, 0711): a root 0644 file and a root 0600 one.
+Victims make_victims(const std::string& dir) {
+  Victims victims{dir + "/readable", dir + "/secret"};
+  for (const auto& [path, mode] : {std::pair{victims.readable, 0644}, std::pair{victims.secret, 0600}}) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const bool made = fd >= 0 && ::ftruncate(fd, 64 * 1024) == 0 && ::fchmod(fd, static_cast<mode_t>(mode)) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!made) throw std::runtime_error("cannot create " + path);
+  }
+  return victims;
 }
 
 bool is_mounted(const std::string& dir) {
@@ -749,9 +1350,16 @@ class Daemon {
     char tmpl[] = "/tmp/ioasid-stress.XXXXXX";
     if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
+    fs::permissions(dir_, fs::perms(0711));  // the attacker (uid 65534) reaches the node below it
     fs::create_directory(dir_ + "/mnt");
-    std::vector<std::string> args = {binary,           "--frontend",   "fuse",         "--fuse",     dir_ + "/mnt",
-                                     "--admin-socket", admin_socket(), "--no-netlink", "--log-file", log_path()};
+    // --node-mode 0666: the attacker is no member of the node's group.
+    std::vector<std::string> args = {binary,           "--frontend",
+                                     "fuse",           "--fuse",
+                                     dir_ + "/mnt",    "--admin-socket",
+                                     admin_socket(),   "--no-netlink",
+                                     "--log-file",     log_path(),
+                                     "--node-mode",    "0666",
+                                     "--page-timeout", std::to_string(std::chrono::milliseconds(kPageTimeout).count())};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::cout << "starting";
     for (auto& a : args) std::cout << " " << a;
@@ -789,6 +1397,7 @@ class Daemon {
   Daemon& operator=(const Daemon&) = delete;
 
   pid_t pid() const { return pid_; }
+  std::string dir() const { return dir_; }
   std::string node() const { return dir_ + "/mnt/ioasid"; }
   std::string admin_socket() const { return dir_ + "/admin.sock"; }
   std::string log_path() const { return dir_ + "/ioasidd.log"; }
@@ -847,8 +1456,9 @@ std::string describe(int status) {
 // Forks, watches, kills and reaps clients. Single-threaded: fork() stays safe.
 class Supervisor {
  public:
-  Supervisor(const Options& options, Shared& shared, Daemon& daemon, uint32_t pasid_bits)
-      : options_(options), shared_(shared), daemon_(daemon), pasid_bits_(pasid_bits), rng_(options.seed) {}
+  Supervisor(const Options& options, Shared& shared, Daemon& daemon, uint32_t pasid_bits, Victims victims)
+      : options_(options), shared_(shared), daemon_(daemon), pasid_bits_(pasid_bits), victims_(std::move(victims)),
+        rng_(options.seed) {}
   ~Supervisor() { stop_all(); }
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -859,21 +1469,26 @@ class Supervisor {
     if (slot == kMaxSlots) return fail("no free client slot: clients are not being reaped");
     for (auto& t : shared_.slots[slot].threads) t.op_started_ns = 0;
     const auto lifetime = std::chrono::milliseconds(500 + rng_() % 3500);
-    const uint64_t serial = next_serial_++, seed = rng_();
+    const uint64_t serial = end == ClientEnd::attacker ? 0 : next_serial_++, seed = rng_();
+    const pid_t supervisor = ::getpid();
     std::cout.flush();
     const pid_t pid = ::fork();
     if (pid < 0) return fail(std::string("fork: ") + std::strerror(errno));
-    if (pid == 0) client_main(options_, shared_, slot, daemon_.node(), serial, pasid_bits_, end, lifetime, seed);
+    if (pid == 0) {
+      if (end == ClientEnd::attacker) attacker_main(shared_, slot, supervisor, daemon_.node(), victims_, seed);
+      client_main(options_, shared_, slot, daemon_.node(), serial, pasid_bits_, end, lifetime, seed);
+    }
     shared_.slots[slot].pid = pid;
     children_[pid] = {slot, end, std::nullopt};
-    ++started;
+    ++(end == ClientEnd::attacker ? attackers_started : started);
   }
 
-  // One turn of the supervision loop: reap, replace, watch, maybe kill.
+  // One turn of the supervision loop: reap, replace (an attacker too), watch, maybe kill.
   void tick(bool replace) {
     reap();
     if (replace) {
-      while (live() < options_.clients && failures_.empty()) spawn(random_end());
+      while (live(false) < options_.clients && failures_.empty()) spawn(random_end());
+      while (live(true) < options_.attackers && failures_.empty()) spawn(ClientEnd::attacker);
       if (Clock::now() >= next_kill_) {
         kill_random();
         const int interval = options_.kill_interval_ms;
@@ -904,6 +1519,7 @@ class Supervisor {
     std::cout << "FAILURE: " << why << std::endl;
   }
   uint64_t killed = 0, exited_clean = 0, exited_dirty = 0, started = 0;
+  uint64_t attackers_started = 0, attackers_killed = 0;
 
  private:
   struct Child {
@@ -912,14 +1528,16 @@ class Supervisor {
     std::optional<Clock::time_point> kill_sent;
   };
 
-  int live() const {
-    return static_cast<int>(
-        std::count_if(children_.begin(), children_.end(), [](auto& c) { return !c.second.kill_sent; }));
+  int live(bool attackers) const {
+    return static_cast<int>(std::count_if(children_.begin(), children_.end(), [&](auto& c) {
+      return !c.second.kill_sent && (c.second.end == ClientEnd::attacker) == attackers;
+    }));
   }
   ClientEnd random_end() {
     const auto dice = rng_() % 10;
     return dice < 6 ? ClientEnd::killed : dice < 8 ? ClientEnd::exit_clean : ClientEnd::exit_dirty;
   }
+  // Attackers too: the daemon must undo an attack killed half-way.
   void kill_random() {
     std::vector<pid_t> candidates;
     for (auto& [pid, child] : children_)
@@ -946,14 +1564,15 @@ class Supervisor {
       children_.erase(it);
       shared_.slots[child.slot].pid = 0;
       if (child.kill_sent && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-        ++killed;
+        ++(child.end == ClientEnd::attacker ? attackers_killed : killed);
       else if (WIFEXITED(status) && WEXITSTATUS(status) == kExitClean &&
                (child.end == ClientEnd::exit_clean || child.end == ClientEnd::warm_up))
         ++exited_clean;
       else if (WIFEXITED(status) && WEXITSTATUS(status) == kExitDirty && child.end == ClientEnd::exit_dirty)
         ++exited_dirty;
       else
-        fail("client pid " + std::to_string(pid) + " ended unexpectedly: " + describe(status));
+        fail(std::string(child.end == ClientEnd::attacker ? "attacker" : "client") + " pid " + std::to_string(pid) +
+             " ended unexpectedly: " + describe(status));
     }
   }
   // The per-client watchdog: an ioctl in flight for more than 10 s, or a killed client
@@ -964,7 +1583,7 @@ class Supervisor {
     for (auto& [pid, child] : children_) {
       if (hung_.count(pid)) continue;
       std::string what;
-      for (int t = 0; t < options_.threads && what.empty(); ++t) {
+      for (int t = 0; t < kMaxThreads && what.empty(); ++t) {  // an attacker's too; unused ones stay 0
         const ThreadSlot& thread = shared_.slots[child.slot].threads[t];
         const int64_t started = thread.op_started_ns.load(std::memory_order_acquire);
         if (started != 0 && now - started > limit)
@@ -976,7 +1595,8 @@ class Supervisor {
         what = "SIGKILLed more than 10 s ago, not reaped (an ioctl of it is stuck in the daemon)";
       if (what.empty()) continue;
       // The daemon's threads and log once, with the first hang: the rest are its echoes.
-      fail("hang: client pid " + std::to_string(pid) + " " + what +
+      fail(std::string("hang: ") + (child.end == ClientEnd::attacker ? "attacker" : "client") + " pid " +
+           std::to_string(pid) + " " + what +
            (hung_.empty() ? "\ndaemon threads:\n" + daemon_.thread_states() + "log:\n" + tail(daemon_.log_path(), 30)
                           : ""));
       hung_.insert(pid);
@@ -987,6 +1607,7 @@ class Supervisor {
   Shared& shared_;
   Daemon& daemon_;
   const uint32_t pasid_bits_;
+  const Victims victims_;
   std::mt19937_64 rng_;
   std::map<pid_t, Child> children_;
   std::set<pid_t> hung_;
@@ -1072,6 +1693,8 @@ std::optional<Options> parse(int argc, char** argv) {
       o.seconds = std::stoi(value());
     else if (arg == "--kill-interval-ms")
       o.kill_interval_ms = std::stoi(value());
+    else if (arg == "--attackers")
+      o.attackers = std::stoi(value());
     else if (arg == "--seed")
       o.seed = std::stoull(value());
     else if (arg == "--ioasidd")
@@ -1096,7 +1719,8 @@ std::optional<Options> parse(int argc, char** argv) {
       const bool help = arg == "--help" || arg == "-h";
       (help ? std::cout : std::cerr)
           << "usage: ioasid-stress [--clients N (16)] [--threads N (4)] [--seconds S (30)]\n"
-             "         [--kill-interval-ms MS (1000: a kill every MS/2..2*MS)] [--seed N]\n"
+             "         [--kill-interval-ms MS (1000: a kill every MS/2..2*MS)] [--attackers N (1)]\n"
+             "         [--seed N]\n"
              "         [--sequences pasid,map,dma,dsa,nested,fault (all)] [--ioasidd PATH]\n"
              "         [--daemon-arg ARG]... [--json FILE] [--keep-tmp]\n"
              "Run as root. Exit status 0: clean; 1: a failure (printed); 2: usage.\n";
@@ -1105,8 +1729,9 @@ std::optional<Options> parse(int argc, char** argv) {
     }
   }
   if (o.clients < 1 || o.clients > kMaxSlots / 2 || o.threads < 1 || o.threads > kMaxThreads || o.seconds < 1 ||
-      o.kill_interval_ms < 10)
-    throw std::invalid_argument("--clients 1..128, --threads 1..16, --seconds >= 1, --kill-interval-ms >= 10");
+      o.kill_interval_ms < 10 || o.attackers < 0 || o.attackers > 16)
+    throw std::invalid_argument(
+        "--clients 1..128, --threads 1..16, --seconds >= 1, --kill-interval-ms >= 10, --attackers 0..16");
   if (o.ioasidd.empty()) throw std::invalid_argument("no ioasidd: pass --ioasidd PATH");
   return o;
 }
@@ -1134,7 +1759,7 @@ int run(const Options& options) {
   }
   std::cout << "ioasidd pid " << daemon.pid() << " serves " << daemon.node() << "; seed " << options.seed << std::endl;
   g_admin_socket = daemon.admin_socket();
-  Supervisor supervisor(options, shared, daemon, initial->value("pasid_bits", 20u));
+  Supervisor supervisor(options, shared, daemon, initial->value("pasid_bits", 20u), make_victims(daemon.dir()));
 
   // Warm-up: one client runs each sequence once, so that "before" includes what the
   // daemon allocates once (thread pools, caches, first arenas).
@@ -1147,12 +1772,16 @@ int run(const Options& options) {
   const uint64_t table_pages_before =
       number(admin(daemon.admin_socket(), {{"cmd", "stats"}}).value_or(json::object()), "/hpa/table_pages");
   std::this_thread::sleep_for(500ms);
-  const uint64_t rss_before = rss_kib(daemon.pid()).value_or(0);
-  std::cout << "daemon RSS after warm-up: " << rss_before << " KiB" << std::endl;
+  const DaemonFigures before = DaemonFigures::of(daemon.pid());
+  const uint64_t rss_before = before.rss_kib;
+  std::cout << "daemon after warm-up: RSS " << rss_before << " KiB, " << before.fds << " fds, " << before.vmas
+            << " VMAs, " << before.threads << " threads" << std::endl;
 
+  DaemonFigures peak = before, after;
   const auto start = Clock::now(), end = start + std::chrono::seconds(options.seconds);
   while (Clock::now() < end && supervisor.failures().empty() && daemon.running()) {
     supervisor.tick(true);
+    peak.raise_to(DaemonFigures::of(daemon.pid()));
     std::this_thread::sleep_for(20ms);
   }
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
@@ -1164,19 +1793,50 @@ int run(const Options& options) {
   // Threshold: glibc keeps freed memory in its per-thread arenas and the daemon's
   // thread pools may have grown, so "near" is before + max(16 MiB, 25%).
   const uint64_t rss_limit = rss_before + std::max<uint64_t>(16 * 1024, rss_before / 4);
+  // Every file released, the daemon's fds and memory maps are back too, give or take
+  // what a first use leaves (the fd closer's thread, ...). Session threads may stay: the
+  // daemon keeps the ones it started for DMAs waiting for page responses (up to 64),
+  // and each kept thread keeps 5 memory maps (seen: its 8 MiB stack and guard page, its
+  // 1 MiB request buffer, a malloc arena's used part and 63 MiB reserve): 6 each are
+  // allowed for them.
+  const uint64_t fd_limit = before.fds + 16;
+  auto vmas_allowed = [&](const DaemonFigures& now) {
+    return before.vmas + 64 + 6 * (now.threads > before.threads ? now.threads - before.threads : 0);
+  };
+  uint64_t vma_limit = vmas_allowed(before);
   if (daemon.running()) {
     const json status = wait_released(daemon, 10s);
     residue = inspect(daemon, status, table_pages_before);
     for (auto& leak : residue.leaks) supervisor.fail("leak: " + leak);
-    rss_after = rss_kib(daemon.pid()).value_or(0);
-    for (int again = 0; again < 3 && rss_after > rss_limit; ++again) {  // give trimming a chance
+    after = DaemonFigures::of(daemon.pid());
+    auto over = [&] {
+      return (after.rss_kib > rss_limit && !sanitized) || after.fds > fd_limit ||
+             (after.vmas > vmas_allowed(after) && !sanitized);
+    };
+    for (int again = 0; again < 3 && over(); ++again) {  // give trimming and the fd closer a chance
       std::this_thread::sleep_for(2s);
-      rss_after = rss_kib(daemon.pid()).value_or(0);
+      after = DaemonFigures::of(daemon.pid());
     }
+    rss_after = after.rss_kib;
+    vma_limit = vmas_allowed(after);
+    peak.raise_to(after);
     if (rss_after > rss_limit && !sanitized) {
       residue.leaks.push_back("rss");
       supervisor.fail("daemon RSS " + std::to_string(rss_after) + " KiB after, limit " + std::to_string(rss_limit) +
                       " KiB (" + std::to_string(rss_before) + " KiB before + max(16 MiB, 25%))");
+    }
+    if (after.fds > fd_limit) {
+      residue.leaks.push_back("fds");
+      supervisor.fail("leak: the daemon has " + std::to_string(after.fds) + " fds after, " +
+                      std::to_string(before.fds) + " before (limit +16)");
+    }
+    // A sanitizer's allocator maps as it pleases: reported, not enforced, as RSS.
+    if (after.vmas > vma_limit && !sanitized) {
+      residue.leaks.push_back("vmas");
+      supervisor.fail("leak: the daemon has " + std::to_string(after.vmas) + " memory maps after, " +
+                      std::to_string(before.vmas) + " before (limit " + std::to_string(vma_limit) +
+                      ": +64, +6 per thread kept); its maps are in " + daemon.dir() + "/ioasidd.maps");
+      std::ofstream(daemon.dir() + "/ioasidd.maps") << read_file("/proc/" + std::to_string(daemon.pid()) + "/maps");
     }
     ::kill(daemon.pid(), SIGTERM);
     int status_code = 0;
@@ -1207,9 +1867,29 @@ int run(const Options& options) {
   json per_kind = json::object(), contended = json::object();
   uint64_t total = 0;
   for (int k = 0; k < kKinds; ++k) {
+    if (k == kOpen) continue;  // not an ioctl: only the attacker's watchdog stamps name it
     per_kind[kKindNames[k]] = shared.ops[k].load();
     total += shared.ops[k].load();
     if (shared.contended[k]) contended[kKindNames[k]] = shared.contended[k].load();
+  }
+  auto figures = [&](uint64_t DaemonFigures::*field) {
+    return json{{"before", before.*field}, {"peak", peak.*field}, {"after", after.*field}};
+  };
+  // Per attack: rounds completed, the refusals it expects by errno name, its other
+  // outcomes, and the most objects a per-user cap let it hold.
+  json attacks = json::object();
+  for (int a = 0; a < kAttacks; ++a) {
+    const AttackCounters& counters = shared.attacks[a];
+    json refused = json::object(), outcomes = json::object();
+    for (int code = 0; code < kErrnoSlots; ++code)
+      if (const uint64_t n = counters.refused[code]) {
+        const char* name = code ? ::strerrorname_np(code) : nullptr;
+        refused[name ? name : "errno " + std::to_string(code)] = n;
+      }
+    for (int e = 0; e < kEvents; ++e)
+      if (const uint64_t n = counters.events[e]) outcomes[kEventNames[e]] = n;
+    attacks[kAttackNames[a]] = {{"rounds", counters.rounds.load()}, {"refused", refused}, {"outcomes", outcomes}};
+    if (counters.most_held) attacks[kAttackNames[a]]["most_held_when_refused"] = counters.most_held.load();
   }
   const uint64_t unexpected = shared.unexpected, invariants = shared.invariants;
   const bool clean = supervisor.failures().empty() && unexpected == 0 && invariants == 0 && residue.leaks.empty();
@@ -1232,6 +1912,18 @@ int run(const Options& options) {
                  {"rss_after_kib", rss_after},
                  {"rss_limit_kib", rss_limit},
                  {"rss_checked", !sanitized},
+                 {"daemon_rss_kib", figures(&DaemonFigures::rss_kib)},
+                 {"daemon_fds", figures(&DaemonFigures::fds)},
+                 {"daemon_vmas", figures(&DaemonFigures::vmas)},
+                 {"daemon_fds_limit", fd_limit},
+                 {"daemon_vmas_limit", vma_limit},
+                 {"daemon_threads", figures(&DaemonFigures::threads)},
+                 {"attackers",
+                  {{"at_once", options.attackers},
+                   {"uid", kNobody},
+                   {"started", supervisor.attackers_started},
+                   {"killed", supervisor.attackers_killed},
+                   {"attacks", attacks}}},
                  {"contexts_after", residue.contexts},
                  {"pasids_after", residue.pasids},
                  {"pinned_after", residue.pinned},
@@ -1247,10 +1939,24 @@ int run(const Options& options) {
             << supervisor.exited_clean << " exited cleanly, " << supervisor.exited_dirty << " _exited mid-work\n"
             << "daemon RSS  " << rss_before << " KiB before, " << rss_after << " KiB after (limit " << rss_limit
             << " KiB" << (sanitized ? ", not enforced: sanitized daemon" : "") << ")\n"
+            << "daemon      before/peak/after: RSS " << before.rss_kib << "/" << peak.rss_kib << "/" << after.rss_kib
+            << " KiB, fds " << before.fds << "/" << peak.fds << "/" << after.fds << ", VMAs " << before.vmas << "/"
+            << peak.vmas << "/" << after.vmas << ", threads " << before.threads << "/" << peak.threads << "/"
+            << after.threads << "\n"
+            << "attackers   " << options.attackers << " at once as uid " << kNobody << ": "
+            << supervisor.attackers_started << " started, " << supervisor.attackers_killed << " SIGKILLed\n";
+  for (const auto& [name, attack] : attacks.items())
+    std::cout << "  " << name << ": " << attack["rounds"] << " rounds, refused " << attack["refused"].dump() << ", "
+              << attack["outcomes"].dump()
+              << (attack.contains("most_held_when_refused")
+                      ? ", held " + attack["most_held_when_refused"].dump() + " when refused"
+                      : "")
+              << "\n";
+  std::cout
             << "after       " << residue.contexts << " contexts, " << residue.pasids << " PASIDs, " << residue.pinned
             << " pinned pages, " << residue.leaks.size() << " leak(s)\n"
             << "errors      " << unexpected << " unexpected errno(s), " << invariants
-            << " client invariant failure(s)\n";
+            << " invariant failure(s) (clients and attackers)\n";
   json messages = json::array();
   for (const Message& m : shared.messages)
     if (m.count) {

@@ -36,6 +36,49 @@ TEST(DeviceSpec, RejectsWhatCannotExist) {
     EXPECT_EQ(parse_device_spec(bad).code(), EINVAL) << bad;
 }
 
+// Every number and string of a spec is bounded, and the refusal names the bound: a
+// device-add or --device with wqs=4294967295 once made the daemon allocate 24 GB.
+TEST(DeviceSpec, EveryFieldIsBoundedAndTheRefusalNamesTheBound) {
+  struct Row {
+    const char* spec;
+    const char* names_the_bound;
+  };
+  const Row rows[] = {
+      {"dsa,name=x,pci=00:01.0,wqs=4294967295", "1..64"},
+      {"dsa,name=x,pci=00:01.0,wqs=99999999999999999999999", "1..64"},
+      {"dsa,name=x,pci=00:01.0,wqs=65", "1..64"},
+      {"dsa,name=x,pci=00:01.0,wqs=0", "1..64"},
+      {"dma,name=x,pci=00:01.0,pasid=21", "0..20"},
+      {"dma,name=x,pci=00:01.0,pasid=4294967296", "0..20"},
+      {"dma,name=01234567890123456789012345678901,pci=00:01.0", "1..31"},
+      {"dma,name=a b,pci=00:01.0", "A-Z a-z 0-9"},
+      {"dma,name=00:04.0,pci=00:01.0", "A-Z a-z 0-9"},  // would read as a PCI address
+      {"dma,name=dma\n0,pci=00:01.0", "A-Z a-z 0-9"},
+      {"dma,name=d\xc3\xa9,pci=00:01.0", "A-Z a-z 0-9"},
+  };
+  for (const Row& row : rows) {
+    const auto parsed = parse_device_spec(row.spec);
+    ASSERT_FALSE(parsed.ok()) << row.spec;
+    EXPECT_EQ(parsed.code(), EINVAL) << row.spec;
+    EXPECT_NE(parsed.error().why.find(row.names_the_bound), std::string::npos)
+        << row.spec << ": " << parsed.error().why;
+  }
+  // At the bounds.
+  auto widest = parse_device_spec("dsa,name=0123456789012345678901234567890,pci=00:01.0,pasid=20,wqs=64");
+  ASSERT_TRUE(widest.ok()) << widest.error().why;
+  EXPECT_EQ(widest->num_wqs, 64u);
+  EXPECT_EQ(widest->name.size(), 31u);
+  EXPECT_TRUE(parse_device_spec("dsa,name=dsa_1.a-B,pci=00:01.0,wqs=1").ok());
+
+  // A spec longer than any valid one is refused without being echoed whole.
+  const std::string huge = "dma,name=x,pci=00:01.0," + std::string(100000, 'a');
+  const auto long_spec = parse_device_spec(huge);
+  ASSERT_FALSE(long_spec.ok());
+  EXPECT_EQ(long_spec.code(), EINVAL);
+  EXPECT_NE(long_spec.error().why.find("256"), std::string::npos) << long_spec.error().why.substr(0, 300);
+  EXPECT_LT(long_spec.error().why.size(), 400u);
+}
+
 TEST(DeviceSpec, DefaultsAreAPasidPriAtsFunctionAPlainOneAndADsaEngine) {
   const auto defaults = default_devices();
   ASSERT_EQ(defaults.size(), 3u);

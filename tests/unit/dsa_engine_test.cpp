@@ -1,6 +1,7 @@
 // The dsa engine in-process: work queues run on an executor, descriptors move memory
 // through the IOMMU, completion records land in memory, a block-on-fault descriptor
-// parks its WQ until its page request is answered, a full WQ says RETRY. The ioctl
+// parks its WQ until its page request is answered (another file's gives way to work
+// of other files), a full WQ says RETRY. The ioctl
 // rows are in the conformance suite (tests/conformance/dsa_test.cpp).
 #include "devices/dsa/crc32c.h"
 #include "devices/dsa/engine.h"
@@ -26,6 +27,7 @@ using iommu::test_support::k4K;
 using iommu::test_support::pattern;
 
 constexpr uint32_t kPasid = 9;
+constexpr uint32_t kOwner = 1;  // the file that enables the test's WQs
 constexpr uint64_t kIova = 0x40'0000'0000;
 constexpr uint64_t kRecords = kIova;             // completion records, 32 bytes apart
 constexpr uint64_t kData = kIova + 64 * k4K;     // data from here
@@ -115,12 +117,23 @@ class DsaEngineTest : public iommu::test_support::RoutedTableTest<8 * k2M, kPasi
 
   void enable(uint32_t wq, uint32_t size = 16, bool block_on_fault = false) {
     ASSERT_TRUE(engine_->enable(wq, {.shared = true, .block_on_fault = block_on_fault, .size = size, .priority = 1,
-                                     .owner = 1})
+                                     .owner = kOwner})
                     .ok());
   }
 
-  Enqueued submit(const ioasid_dsa_desc& d, uint32_t wq = 0) {
-    return engine_->submit(wq, d, kPasid, submitter_, {.shared = true, .owner = 1});
+  Enqueued submit(const ioasid_dsa_desc& d, uint32_t wq = 0) { return submit_as(kOwner, d, wq); }
+  // As the file `file` (the WQ's owner is kOwner).
+  Enqueued submit_as(uint32_t file, const ioasid_dsa_desc& d, uint32_t wq = 0) {
+    return engine_->submit(wq, d, kPasid, file, submitter_, {.shared = true, .owner = kOwner});
+  }
+  // Waits (bounded) until the WQ's front descriptor waits for a page response.
+  bool parked(uint32_t wq = 0) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!engine_->state(wq).waiting_for_page) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::yield();
+    }
+    return true;
   }
 
   // The completion record at `iova`, once its status is written.
@@ -202,6 +215,70 @@ TEST_F(DsaEngineTest, AnInvalidAnswerEndsTheDescriptorWithPageFaultIr) {
   EXPECT_EQ(done.status, IOASID_DSA_COMP_PAGE_FAULT_IR);
   EXPECT_EQ(done.bytes_completed, 64u);
   EXPECT_EQ(done.fault_addr, end);
+}
+
+// Another file's descriptor waits for a page response only while no other file's work
+// waits behind it: one queued behind it, or a submission refused for lack of room,
+// makes it give way. It ends as without block on fault (a partial record), and the
+// descriptors of its file then queued raise no page request; their late answers change
+// nothing. A file cannot hold a WQ it does not own for a page timeout.
+TEST_F(DsaEngineTest, AnotherFilesWaitForAPageGivesWayToOtherFilesWork) {
+  constexpr uint32_t kOther = 2, kThird = 3;
+  constexpr uint8_t kGaveWay = IOASID_DSA_COMP_PAGE_FAULT_NOBOF | IOASID_DSA_COMP_STATUS_WRITE;
+  enable(0, /*size=*/4, /*block_on_fault=*/true);
+  const uint64_t end = kIova + 4 * k2M;
+  ASSERT_EQ(submit_as(kOther, desc(IOASID_DSA_OPCODE_MEMFILL, IOASID_DSA_FLAG_BOF, 1, end - 64, 128)),
+            Enqueued::kAccepted);
+  ASSERT_TRUE(submitter_->wait_for_requests(1));
+  ASSERT_TRUE(parked());
+  // The owner's descriptor behind it: the other file's gives way.
+  ASSERT_EQ(submit(desc(IOASID_DSA_OPCODE_NOOP, 0, 0, 0, 0, kRecords + 32)), Enqueued::kAccepted);
+  const auto gave_way = record();
+  EXPECT_EQ(gave_way.status, kGaveWay);
+  EXPECT_EQ(gave_way.bytes_completed, 64u);
+  EXPECT_EQ(gave_way.fault_addr, end);
+  EXPECT_EQ(record(kRecords + 32).status, IOASID_DSA_COMP_SUCCESS);
+  submitter_->answer(PageResponse::kSuccess);  // late: ignored
+
+  // The other file fills the WQ behind one waiting descriptor of its own, and its own
+  // RETRY changes nothing: only its own work waits.
+  auto slot = [](uint32_t i) { return kRecords + 64 + 32 * i; };
+  for (uint32_t i = 0; i < 4; ++i)
+    ASSERT_EQ(submit_as(kOther, desc(IOASID_DSA_OPCODE_MEMFILL, IOASID_DSA_FLAG_BOF, 1, end + i * k4K, 8, slot(i))),
+              Enqueued::kAccepted);
+  ASSERT_TRUE(submitter_->wait_for_requests(2));
+  EXPECT_EQ(submitter_->requests[1].address, end);
+  ASSERT_TRUE(parked());
+  EXPECT_EQ(submit_as(kOther, desc(IOASID_DSA_OPCODE_NOOP, 0, 0, 0, 0, slot(4))), Enqueued::kRetry);
+  EXPECT_TRUE(engine_->state(0).waiting_for_page);
+  EXPECT_EQ(engine_->state(0).queued, 4u);
+  // A third file is refused: every descriptor then queued gives way, with no new page request.
+  EXPECT_EQ(submit_as(kThird, desc(IOASID_DSA_OPCODE_NOOP, 0, 0, 0, 0, slot(5))), Enqueued::kRetry);
+  for (uint32_t i = 0; i < 4; ++i) {
+    const auto done = record(slot(i));
+    EXPECT_EQ(done.status, kGaveWay) << i;
+    EXPECT_EQ(done.fault_addr, end + i * k4K) << i;
+  }
+  ASSERT_EQ(submit_as(kThird, desc(IOASID_DSA_OPCODE_NOOP, 0, 0, 0, 0, slot(5))), Enqueued::kAccepted);
+  EXPECT_EQ(record(slot(5)).status, IOASID_DSA_COMP_SUCCESS);
+  std::lock_guard lock(submitter_->mutex);
+  EXPECT_EQ(submitter_->requests.size(), 2u);
+}
+
+// The owner's own wait holds its WQ: it chose block on fault for it, and may disable it.
+TEST_F(DsaEngineTest, TheOwnersWaitForAPageHoldsOtherFilesWork) {
+  enable(0, 4, true);
+  const uint64_t end = kIova + 4 * k2M;
+  ASSERT_EQ(submit(desc(IOASID_DSA_OPCODE_MEMFILL, IOASID_DSA_FLAG_BOF, 1, end, 8)), Enqueued::kAccepted);
+  ASSERT_TRUE(submitter_->wait_for_requests(1));
+  ASSERT_TRUE(parked());
+  ASSERT_EQ(submit_as(2, desc(IOASID_DSA_OPCODE_NOOP, 0, 0, 0, 0, kRecords + 32)), Enqueued::kAccepted);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(engine_->state(0).waiting_for_page);
+  EXPECT_EQ(memory_.read(at(kRecords + 32), 1), std::vector<std::byte>{std::byte{0}}) << "behind the owner's wait";
+  submitter_->answer(PageResponse::kInvalid);
+  EXPECT_EQ(record().status, IOASID_DSA_COMP_PAGE_FAULT_IR | IOASID_DSA_COMP_STATUS_WRITE);
+  EXPECT_EQ(record(kRecords + 32).status, IOASID_DSA_COMP_SUCCESS);
 }
 
 TEST_F(DsaEngineTest, AnUnreachableCompletionRecordIsReportedToTheSubmitter) {

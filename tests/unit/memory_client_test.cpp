@@ -5,6 +5,7 @@
 // pipe and then answer peek/poke/unmap commands until told to exit.
 #include "memory/backing_for_file.h"
 #include "memory/backing_for_range.h"
+#include "memory/client_file.h"
 #include "memory/hpa_space.h"
 #include "memory/mapped_file_backing.h"
 #include "memory/process_maps.h"
@@ -15,10 +16,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -674,6 +677,68 @@ TEST(ProcessMaps, CoveringAndSharedFileDecisions) {
             EFAULT);  // before all
   EXPECT_EQ(mappings_covering(maps, 0x20000, 0x1000, MapAccess::kRead).code(),
             EFAULT);  // after all
+}
+
+
+// ---- shared handles: one daemon fd per address space, one mapping per file ------
+
+namespace {
+size_t open_fds() {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) count += !entry.is_directory();
+  return count;
+}
+}  // namespace
+
+TEST(AddressSpace, RangesOfOneProcessShareOneHandleAndOthersGetTheirOwn) {
+  Client client;
+  const uint64_t va = client.layout().private_va;
+  const size_t before = open_fds();
+  std::vector<std::shared_ptr<RemoteBacking>> backings;
+  for (int i = 0; i < 100; ++i)
+    backings.push_back(*RemoteBacking::open(client.pid(), va + (i % 4) * kPage, kPage, MapAccess::kReadWrite));
+  EXPECT_LE(open_fds(), before + 1) << "an fd per range";
+  {
+    // Another process, however alike (a fork of the same parent), is another address space.
+    Client other;
+    auto theirs = *RemoteBacking::open(other.pid(), other.layout().private_va, kPage, MapAccess::kReadWrite);
+    ASSERT_TRUE(theirs->write64(0, 0x7777).ok());
+    EXPECT_EQ(other.peek64(other.layout().private_va), 0x7777u);
+    EXPECT_NE(client.peek64(va), 0x7777u);
+    ASSERT_TRUE(backings[0]->write64(0, 0x6666).ok());
+    EXPECT_EQ(client.peek64(va), 0x6666u);
+    EXPECT_NE(other.peek64(other.layout().private_va), 0x6666u);
+  }
+  backings.clear();
+  EXPECT_LE(open_fds(), before) << "the last range of an address space closes its handle";
+}
+
+TEST(BackingForFile, MapsOfOneFileShareOneDaemonMapping) {
+  Client client;
+  const ClientLayout& layout = client.layout();
+  auto first = backing_for_file(client.pid(), layout.memfd, 0, kPage, MapAccess::kReadWrite);
+  auto second = backing_for_file(client.pid(), layout.memfd, 2 * kPage, 2 * kPage, MapAccess::kReadWrite);
+  ASSERT_TRUE(first.ok() && second.ok());
+  const auto& a = dynamic_cast<const MappedFileBacking&>(**first);
+  const auto& b = dynamic_cast<const MappedFileBacking&>(**second);
+  EXPECT_EQ(&a.view(), &b.view());
+  auto read_only = backing_for_file(client.pid(), layout.memfd, 0, kPage, MapAccess::kRead);
+  ASSERT_TRUE(read_only.ok());
+  EXPECT_FALSE((*read_only)->writable());
+  EXPECT_EQ((*read_only)->write64(0, 1).code(), EACCES);
+}
+
+TEST(BackingForFile, RefusesANodeTheDaemonServes) {
+  Client client;
+  const ClientLayout& layout = client.layout();
+  struct stat status {};
+  ASSERT_EQ(::stat(fmt::format("/proc/{}/fd/{}", client.pid(), layout.memfd).c_str(), &status), 0);
+  add_served_device(status.st_dev);
+  auto refused = backing_for_file(client.pid(), layout.memfd, 0, kPage, MapAccess::kRead);
+  remove_served_device(status.st_dev);
+  EXPECT_EQ(refused.code(), EINVAL);
+  EXPECT_THAT(refused.error().why, HasSubstr("serves"));
+  EXPECT_TRUE(backing_for_file(client.pid(), layout.memfd, 0, kPage, MapAccess::kRead).ok());
 }
 
 }  // namespace

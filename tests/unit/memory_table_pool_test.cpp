@@ -6,7 +6,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -16,6 +18,14 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr Hpa kBase = HpaSpace::kTableWindowBase;
+
+// This process's resident anonymous memory (RssAnon), in KiB.
+uint64_t anonymous_resident_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("RssAnon:", 0) == 0) return std::stoull(line.substr(8));
+  return 0;
+}
 
 TEST(TablePool, PagesAreAlignedInsideTheWindowAndDistinct) {
   TablePool pool(kBase, 1024);
@@ -92,6 +102,45 @@ TEST(TablePool, BadFreesAreIgnoredAndCounted) {
   const Hpa first = *pool.alloc();
   const Hpa second = *pool.alloc();
   EXPECT_NE(first, second);
+}
+
+// Freed pages go back to the system: once many tables are freed, the pool keeps only a
+// few resident (for quick reuse), and the others are reused later as zeroed pages at
+// their HPAs.
+TEST(TablePool, FreedPagesGoBackToTheSystem) {
+  constexpr uint64_t kPages = 16384;  // 64 MiB
+  TablePool pool(kBase, kPages);
+  std::vector<Hpa> tables;
+  tables.reserve(kPages);
+  const uint64_t before = anonymous_resident_kib();
+  for (uint64_t i = 0; i < kPages; ++i) {
+    auto table = pool.alloc();
+    ASSERT_TRUE(table.ok()) << table.error().why;
+    ASSERT_TRUE(pool.write64(*table + 8 * (i % 512), ~i).ok());  // touched: resident
+    tables.push_back(*table);
+  }
+  const uint64_t peak = anonymous_resident_kib();
+  ASSERT_GE(peak, before + kPages * 4 * 9 / 10) << "the tables were not resident to begin with";
+  for (Hpa table : tables) pool.free(table);
+  EXPECT_GE(pool.released_pages(), kPages - TablePool::kResidentFreePages);
+  const uint64_t after = anonymous_resident_kib();
+  EXPECT_LE(after, before + 4096) << "RssAnon " << before << " KiB, " << peak << " KiB with " << kPages
+                                  << " tables, " << after << " KiB once they were freed";
+
+  // Every page comes back zeroed, at a distinct HPA of the window, up to the limit.
+  std::set<Hpa> again;
+  for (uint64_t i = 0; i < kPages; ++i) {
+    auto table = pool.alloc();
+    ASSERT_TRUE(table.ok()) << table.error().why;
+    ASSERT_TRUE(pool.contains(*table));
+    ASSERT_EQ(*pool.read64(*table + 8 * (i % 512)), 0u);
+    ASSERT_EQ(*pool.read64(*table + 8 * ((i + 7) % 512)), 0u);
+    again.insert(*table);
+  }
+  EXPECT_EQ(again.size(), kPages);
+  EXPECT_EQ(pool.released_pages(), 0u);
+  EXPECT_EQ(pool.alloc().code(), ENOMEM);
+  EXPECT_EQ(std::set<Hpa>(tables.begin(), tables.end()), again) << "the same HPAs";
 }
 
 TEST(TablePool, CompareExchangeReportsTheCurrentValue) {

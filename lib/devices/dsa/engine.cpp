@@ -69,7 +69,31 @@ bool Engine::wait_for_page(uint32_t index, Job& job, const Stopped& stopped) {
   Wq& wq = *wqs_[index];
   std::lock_guard lock(wq.mutex);
   if (wq.state.draining) return false;  // a WQ being disabled raises no page requests
+  if (job.gives_way) {
+    spdlog::debug("{} wq {}: a {} of ctx {} at PASID {} raises no page request for {:#x}: another file's work "
+                  "waits behind it",
+                  name_, index, opcode_name(opcode(job.desc)), job.file, job.pasid, stopped.fault.address);
+    return false;
+  }
   job.waiting = stopped;
+  return true;
+}
+
+bool Engine::make_way(uint32_t index, uint32_t file) {
+  Wq& wq = *wqs_[index];
+  if (!wq.state.config || !wq.state.config->block_on_fault) return false;  // nobody waits for pages
+  const uint32_t owner = wq.state.config->owner;
+  for (Job& job : wq.jobs)
+    if (job.file != owner && job.file != file) job.gives_way = true;
+  if (!wq.parked) return false;
+  Job& front = wq.jobs.front();
+  if (!front.gives_way || !front.waiting || front.answer) return false;
+  spdlog::info("{} wq {} (ctx {}'s): a {} of ctx {} waiting for a page response at {:#x} gives way to ctx {}'s work; "
+               "it ends as without block on fault",
+               name_, index, owner, opcode_name(opcode(front.desc)), front.file, front.waiting->fault.address, file);
+  front.answer = iommu::PageResponse::kInvalid;
+  front.stopped_waiting = true;
+  wq.parked = false;
   return true;
 }
 
@@ -82,27 +106,33 @@ WqState Engine::state(uint32_t index) const {
   return state;
 }
 
-Enqueued Engine::submit(uint32_t index, const ioasid_dsa_desc& desc, uint32_t pasid,
+Enqueued Engine::submit(uint32_t index, const ioasid_dsa_desc& desc, uint32_t pasid, uint32_t file,
                         std::shared_ptr<Submitter> submitter, const WqConfig& seen) {
   Wq& wq = *wqs_.at(index);
+  Enqueued outcome = Enqueued::kAccepted;
+  bool post_runner = false;
   {
     std::lock_guard lock(wq.mutex);
     if (!wq.state.config || wq.state.draining || !wq.state.config->same_queue(seen)) return Enqueued::kDisabled;
+    // Accepted or refused, this file's work now waits for the queued jobs: those of
+    // other files (but the owner) must not make it wait for their page responses.
+    post_runner = make_way(index, file);
     if (wq.jobs.size() >= wq.state.config->size) {
       ++wq.state.retried;
-      return Enqueued::kRetry;
+      outcome = Enqueued::kRetry;
+    } else {
+      wq.jobs.push_back(Job{.serial = next_serial_.fetch_add(1, std::memory_order_relaxed),
+                            .desc = desc,
+                            .pasid = pasid,
+                            .file = file,
+                            .submitter = std::move(submitter),
+                            .block_on_fault = wq.state.config->block_on_fault});
+      ++wq.state.accepted;
+      if (!wq.scheduled) post_runner = wq.scheduled = true;
     }
-    wq.jobs.push_back(Job{.serial = next_serial_.fetch_add(1, std::memory_order_relaxed),
-                          .desc = desc,
-                          .pasid = pasid,
-                          .submitter = std::move(submitter),
-                          .block_on_fault = wq.state.config->block_on_fault});
-    ++wq.state.accepted;
-    if (wq.scheduled) return Enqueued::kAccepted;
-    wq.scheduled = true;
   }
-  executor_.post([this, index] { run(index); });
-  return Enqueued::kAccepted;
+  if (post_runner) executor_.post([this, index] { run(index); });
+  return outcome;
 }
 
 void Engine::run(uint32_t index) {
@@ -123,6 +153,11 @@ void Engine::run(uint32_t index) {
       if (job->answer) continue;  // answered before we could park: go on
       if (wq.state.draining) {    // a disable began meanwhile: it will not wait for the answer
         job->answer = iommu::PageResponse::kInvalid;
+        continue;
+      }
+      if (job->gives_way) {  // another file's work arrived meanwhile: it will not wait either
+        job->answer = iommu::PageResponse::kInvalid;
+        job->stopped_waiting = true;
         continue;
       }
       wq.parked = true;
@@ -167,13 +202,17 @@ bool Engine::execute(uint32_t index, Job& job) {
 std::optional<Completion> Engine::execute_descriptor(uint32_t index, Job& job, const ioasid_dsa_desc& desc) {
   std::optional<iommu::PageResponse> answer;
   std::optional<Stopped> stopped;
+  bool gave_way = false;
   {
     std::lock_guard lock(wqs_[index]->mutex);  // a late answer looks at them
     answer = std::exchange(job.answer, std::nullopt);
     if (answer) stopped = std::exchange(job.waiting, std::nullopt);
+    gave_way = std::exchange(job.stopped_waiting, false);
   }
-  if (answer && *answer != iommu::PageResponse::kSuccess)  // back from a page request
-    return Completion{.status = fault_status(IOASID_DSA_COMP_PAGE_FAULT_IR, *stopped),
+  // Back from a page request: refused, or no longer waited for (as without block on fault).
+  if (answer && *answer != iommu::PageResponse::kSuccess)
+    return Completion{.status = fault_status(gave_way ? IOASID_DSA_COMP_PAGE_FAULT_NOBOF : IOASID_DSA_COMP_PAGE_FAULT_IR,
+                                             *stopped),
                       .bytes_completed = static_cast<uint32_t>(job.progress.done),
                       .fault_addr = stopped->fault.address};
   const uint32_t op = opcode(desc);

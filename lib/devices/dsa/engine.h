@@ -6,7 +6,10 @@
 //
 // A descriptor that faults with block-on-fault raises a page request through its
 // submitter and parks its WQ without holding a thread; the answer resumes it where it
-// stopped.
+// stopped. Since a parked WQ runs nothing else, only the WQ's owner may keep it parked
+// while another file's work waits: another file's descriptor gives way (ends as without
+// block-on-fault) as soon as a descriptor of any file but its own is queued behind it
+// or refused for lack of room.
 #pragma once
 
 #include "base/executor.h"
@@ -98,21 +101,36 @@ class Engine {
   WqState state(uint32_t wq) const;
 
   // ENQCMD (shared) or MOVDIR64B (dedicated: `pasid` is the WQ's): queues the
-  // descriptor to run at `pasid`, if the WQ is still configured as `seen` (else
-  // kDisabled). The submitter lives until the descriptor completes.
-  Enqueued submit(uint32_t wq, const ioasid_dsa_desc& desc, uint32_t pasid, std::shared_ptr<Submitter> submitter,
-                  const WqConfig& seen);
+  // descriptor of the open file `file` (a context id, as WqConfig::owner) to run at
+  // `pasid`, if the WQ is still configured as `seen` (else kDisabled). The submitter
+  // lives until the descriptor completes.
+  //
+  // Who may make others wait for a page response: only the WQ's owner. A descriptor of
+  // another file waits only while nothing but its own file's work is queued behind it.
+  // When a descriptor of any other file (the owner's included) is accepted behind it,
+  // or another file's submission is refused RETRY while it is queued, it gives way: if it
+  // waits, it stops waiting, and if it faults later, it raises no page request. Either
+  // way it ends as without block-on-fault (PAGE_FAULT_NOBOF, a partial record), and a
+  // late page response is ignored. So no file holds a WQ it does not own for longer
+  // than its descriptors take to run, page responses aside.
+  Enqueued submit(uint32_t wq, const ioasid_dsa_desc& desc, uint32_t pasid, uint32_t file,
+                  std::shared_ptr<Submitter> submitter, const WqConfig& seen);
 
  private:
   struct Job {
     uint64_t serial;  // tells a late page response from one for the job now in front
     ioasid_dsa_desc desc;
     uint32_t pasid;
+    uint32_t file;  // the context that submitted it
     std::shared_ptr<Submitter> submitter;
     bool block_on_fault;  // the WQ's setting when it was accepted
+    // Another file's work waits behind this one, which is not the owner's: it must not
+    // wait for a page response (see submit()).
+    bool gives_way = false;
     Progress progress;  // of the descriptor, or of the batch's current one
     std::optional<Stopped> waiting;  // the fault a page request was raised for
     std::optional<iommu::PageResponse> answer;
+    bool stopped_waiting = false;  // `answer` is not the page response: the job gave way
     // A batch: its descriptors once fetched, the next to run, how many ran, a failure.
     std::vector<ioasid_dsa_desc> batch;
     size_t batch_next = 0;
@@ -135,8 +153,13 @@ class Engine {
   std::optional<Completion> execute_batch(uint32_t index, Job& job);
   std::optional<Completion> on_fault(uint32_t index, Job& job, const ioasid_dsa_desc& desc, const Stopped& stopped);
   void resume(uint32_t wq, uint64_t serial, iommu::PageResponse answer);
-  // Records that the job waits for a page response; false when the WQ is being disabled.
+  // Records that the job waits for a page response; false when the WQ is being disabled
+  // or the job gives way.
   bool wait_for_page(uint32_t wq, Job& job, const Stopped& stopped);
+  // Under the WQ's lock: `file` has work waiting for room or in the queue's tail, so
+  // every queued job of another file but the owner gives way. True when the front job
+  // stopped waiting for a page response: its runner must be posted again.
+  bool make_way(uint32_t wq, uint32_t file);
   void complete(const Job& job, const ioasid_dsa_desc& desc, const Completion& completion);
   Port port(uint32_t pasid) const { return Port{iommu_, routes_, device_tlb_, pasid}; }
 

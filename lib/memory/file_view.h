@@ -1,0 +1,43 @@
+// The daemon's one mapping of a client file, shared by every backing of that file
+// (each MAP_FILE, each MAP_DMA of a shared file mapping): the daemon's memory maps
+// grow with the files clients use, not with the number of their MAP calls.
+//
+// A view maps the file from offset 0 MAP_SHARED, sized to a power of two past what
+// was asked (beyond the end of the file costs address space only), so a file mapped
+// again further on gets a new view at most log2(size) times. Views are found by the
+// file's identity (device, inode) and writability; a view lives while a backing uses
+// it and keeps the file open through its mapping.
+#pragma once
+
+#include "base/result.h"
+#include "memory/mapping.h"
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+namespace ioasid {
+
+class FileView {
+ public:
+  // A view of the open regular file `fd` (attributes `status`) covering [0, end),
+  // writable if `writable`. mmap's own errors (EACCES for a writable view of a file
+  // not open O_RDWR, EPERM for a memfd sealed against writes) pass through.
+  static Result<std::shared_ptr<FileView>> of(int fd, const struct statx& status, uint64_t end, bool writable);
+  FileView(Mapping mapping, bool writable) : mapping_(std::move(mapping)), writable_(writable) {}
+  std::byte* data() const { return mapping_.data(); }
+  size_t size() const { return mapping_.size(); }
+  bool writable() const { return writable_; }
+  // Set once a SIGBUS hit the view (the client shrank the file): every backing of it
+  // is dead, and no later MAP gets this view.
+  std::atomic<bool>& broken() { return broken_; }
+
+ private:
+  Mapping mapping_;
+  const bool writable_;
+  std::atomic<bool> broken_{false};
+};
+
+}  // namespace ioasid
