@@ -149,6 +149,52 @@ void BM_Daemon_PasidAllocFree(benchmark::State& state) {
   ::close(fd);
 }
 
+// ---- MAP then UNMAP of one page: what a mapping costs the daemon to take and drop ----
+
+// An IOAS of a fresh file of the daemon's node; its id (SkipWithError on failure).
+uint32_t new_ioas(benchmark::State& state, int fd) {
+  ioasid_alloc alloc{};
+  if (ioctl(fd, IOASID_ALLOC, &alloc) != 0) state.SkipWithError("IOASID_ALLOC failed");
+  return alloc.out_ioasid;
+}
+
+bool unmap_all(int fd, uint32_t ioasid) {
+  ioasid_unmap_dma unmap{.ioasid = ioasid, .iova = 0, .length = ~0ull};
+  return ioctl(fd, IOASID_UNMAP_DMA, &unmap) == 0 && unmap.length == 4096;
+}
+
+// MAP_FILE of a memfd page: the daemon takes the file (pidfd_getfd) and maps it through
+// the file's shared view.
+void BM_Daemon_MapFileUnmap4K(benchmark::State& state) {
+  const int fd = open_node(state, g_daemon);
+  const uint32_t ioasid = new_ioas(state, fd);
+  const int memfd = memfd_create("bench", MFD_CLOEXEC);
+  if (memfd < 0 || ftruncate(memfd, 4096) != 0) state.SkipWithError("memfd failed");
+  for (auto _ : state) {
+    ioasid_map_file map{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE, .ioasid = ioasid, .fd = memfd,
+                        .length = 4096};
+    if (ioctl(fd, IOASID_MAP_FILE, &map) != 0 || !unmap_all(fd, ioasid)) state.SkipWithError("map failed");
+  }
+  ::close(memfd);
+  ::close(fd);
+}
+
+// MAP_DMA of a private page: the daemon reads the maps listing and finds the address
+// space's shared /proc/<pid>/mem handle.
+void BM_Daemon_MapDmaPrivateUnmap4K(benchmark::State& state) {
+  const int fd = open_node(state, g_daemon);
+  const uint32_t ioasid = new_ioas(state, fd);
+  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (page == MAP_FAILED) state.SkipWithError("mmap failed");
+  for (auto _ : state) {
+    ioasid_map_dma map{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE, .ioasid = ioasid,
+                       .user_va = reinterpret_cast<uint64_t>(page), .length = 4096};
+    if (ioctl(fd, IOASID_MAP_DMA, &map) != 0 || !unmap_all(fd, ioasid)) state.SkipWithError("map failed");
+  }
+  munmap(page, 4096);
+  ::close(fd);
+}
+
 // ---- several client processes, each with its own open file ----
 
 void BM_Daemon_ClientProcesses(benchmark::State& state) {
@@ -409,6 +455,8 @@ BENCHMARK(BM_Null_IoctlNoStruct)->MinTime(0.5);
 BENCHMARK(BM_Daemon_GetApiVersion)->MinTime(0.5);
 BENCHMARK(BM_Null_TwoStructIoctls)->MinTime(0.5);
 BENCHMARK(BM_Daemon_PasidAllocFree)->MinTime(0.5);
+BENCHMARK(BM_Daemon_MapFileUnmap4K)->MinTime(0.5);
+BENCHMARK(BM_Daemon_MapDmaPrivateUnmap4K)->MinTime(0.5);
 BENCHMARK(BM_Daemon_ClientProcesses)->Arg(1)->Arg(2)->UseManualTime()->Iterations(3);
 
 // Prints the ratios the issue asks for after the normal report.

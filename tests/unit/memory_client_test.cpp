@@ -25,6 +25,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -711,6 +712,50 @@ TEST(AddressSpace, RangesOfOneProcessShareOneHandleAndOthersGetTheirOwn) {
   }
   backings.clear();
   EXPECT_LE(open_fds(), before) << "the last range of an address space closes its handle";
+}
+
+// After an exec the process has a new address space: a MAP then gets a handle of its
+// own (the shared one still reaches only the old, dead space).
+TEST(AddressSpace, AnExecGetsANewHandle) {
+  int to_parent[2], to_child[2];
+  ASSERT_EQ(::pipe2(to_parent, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(to_child, O_CLOEXEC), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto* page = static_cast<uint64_t*>(
+        ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    *page = 0x42;
+    const uint64_t va = reinterpret_cast<uint64_t>(page);
+    (void)!::write(to_parent[1], &va, sizeof va);
+    char go;
+    (void)!::read(to_child[0], &go, 1);
+    ::execl("/bin/sleep", "sleep", "30", nullptr);
+    ::_exit(127);
+  }
+  uint64_t va = 0;
+  ASSERT_EQ(::read(to_parent[0], &va, sizeof va), ssize_t(sizeof va));
+  auto before = RemoteBacking::open(child, va, kPage, MapAccess::kRead);
+  ASSERT_TRUE(before.ok()) << before.error().why;
+  EXPECT_EQ(*(*before)->read64(0), 0x42u);
+  ASSERT_EQ(::write(to_child[1], "x", 1), 1);
+  // Wait for the new image, then take a private page of it: its stack.
+  std::optional<MapsEntry> stack;
+  for (int i = 0; i < 500 && !stack; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (std::filesystem::read_symlink(fmt::format("/proc/{}/exe", child)).filename() != "sleep") continue;
+    if (auto maps = read_process_maps(child))
+      for (const MapsEntry& entry : *maps)
+        if (entry.path == "[stack]") stack = entry;
+  }
+  ASSERT_TRUE(stack.has_value()) << "the child did not exec /bin/sleep";
+  auto after = RemoteBacking::open(child, stack->end - kPage, kPage, MapAccess::kRead);
+  ASSERT_TRUE(after.ok()) << after.error().why;
+  EXPECT_TRUE((*after)->read64(0).ok()) << "the MAP after the exec got the old, dead address space";
+  EXPECT_EQ((*before)->read64(0).code(), EFAULT);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) ::close(fd);
 }
 
 TEST(BackingForFile, MapsOfOneFileShareOneDaemonMapping) {
