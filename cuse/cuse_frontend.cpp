@@ -1,14 +1,39 @@
 #include "frontend.h"
 
+#include "memory/client_file.h"
+
 #include <cuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
 
 namespace ioasid::daemon {
 namespace {
 
 NodeOps& ops_of(fuse_req_t req) { return *static_cast<NodeOps*>(fuse_req_userdata(req)); }
+
+// The device's node path, for init_done (one CUSE device per daemon).
+std::string cuse_node_path;
+std::optional<dev_t> cuse_device;  // its number once live, refused as memory (client_file.h)
+
+void on_device_live(void*) {
+  spdlog::info("CUSE device is live");
+  struct stat node {};
+  // A stat of the device node reads its inode, never the device: no request to us.
+  if (::stat(cuse_node_path.c_str(), &node) == 0 && S_ISCHR(node.st_mode)) {
+    cuse_device = node.st_rdev;
+    add_served_device(node.st_rdev);
+  } else {
+    spdlog::warn("{}: cannot read the device number ({}); MAP_FILE still refuses it as not a regular file",
+                 cuse_node_path, std::strerror(errno));
+  }
+}
 
 void cuse_open(fuse_req_t req, fuse_file_info* fi) { ops_of(req).open(req, fi, NodeOps::NodeKind::CharDevice); }
 void cuse_release(fuse_req_t req, fuse_file_info* fi) { ops_of(req).release(req, fi); }
@@ -24,7 +49,10 @@ class CuseFrontend final : public Frontend {
   CuseFrontend(fuse_session* session, std::string node_path)
       : session_(session), node_path_(std::move(node_path)) {}
   // Not cuse_lowlevel_teardown: it would remove signal handlers that are no longer libfuse's.
-  ~CuseFrontend() override { fuse_session_destroy(session_); }
+  ~CuseFrontend() override {
+    fuse_session_destroy(session_);
+    if (cuse_device) remove_served_device(*std::exchange(cuse_device, std::nullopt));
+  }
   fuse_session* session() const override { return session_; }
   const std::string& node_path() const override { return node_path_; }
   const char* kind() const override { return "cuse"; }
@@ -40,6 +68,7 @@ Result<std::unique_ptr<Frontend>> start_cuse(NodeOps& ops, const std::string& de
   if (access("/dev/cuse", R_OK | W_OK) != 0)
     return fail(ENODEV, "/dev/cuse is not available: the kernel has no CUSE (try 'modprobe cuse' or --frontend fuse)");
   const std::string dev_info = "DEVNAME=" + devname;
+  cuse_node_path = "/dev/" + devname;
   const char* dev_info_argv[] = {dev_info.c_str()};
   cuse_info info{};
   info.dev_info_argc = 1;
@@ -49,7 +78,7 @@ Result<std::unique_ptr<Frontend>> start_cuse(NodeOps& ops, const std::string& de
 
   static const cuse_lowlevel_ops cuse_ops = {
       .init = nullptr,
-      .init_done = [](void*) { spdlog::info("CUSE device is live"); },
+      .init_done = on_device_live,
       .destroy = nullptr,
       .open = cuse_open,
       .read = cuse_read,

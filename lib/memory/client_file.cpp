@@ -145,11 +145,13 @@ Result<ClientFile> take_client_file(pid_t tid, int fd) {
   auto status = cached_status(file.fd.get());
   if (!status) return fail(status.code(), "{}: {}", file.name, status.error().why);
   file.status = *status;
-  // A CUSE node is a character device: refused as not regular, like any device.
-  const bool served = is_served_device(makedev(file.status.stx_dev_major, file.status.stx_dev_minor));
+  // The FUSE node is a file of a served mount; the CUSE node a served device number.
+  const bool cuse_node = S_ISCHR(file.status.stx_mode) &&
+                         is_served_device(makedev(file.status.stx_rdev_major, file.status.stx_rdev_minor));
+  const bool served = cuse_node || is_served_device(makedev(file.status.stx_dev_major, file.status.stx_dev_minor));
   if (served || !S_ISREG(file.status.stx_mode)) {
     const std::string name = file.name;
-    close_off_session_thread(std::move(file.fd));
+    if (cuse_node) close_off_session_thread(std::move(file.fd));
     if (served) return fail(EINVAL, "{} is a node this daemon serves; it cannot back a mapping", name);
     return fail(EINVAL, "{} is not a regular file (memfd, shm or hugetlbfs)", name);
   }

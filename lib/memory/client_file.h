@@ -20,8 +20,8 @@
 
 namespace ioasid {
 
-// The device numbers of the daemon's own FUSE mounts (a CUSE node is a character
-// device, which no mapping accepts anyway). Process-wide, as serving is.
+// The device numbers of the daemon's own nodes: its FUSE mount's st_dev, its CUSE
+// device's st_rdev. Process-wide, as serving is.
 void add_served_device(dev_t device);
 void remove_served_device(dev_t device);
 bool is_served_device(dev_t device);
@@ -37,8 +37,8 @@ struct ClientFile {
 // has its own).
 // - No such process: ESRCH; no such fd: EBADF; no ptrace rights over it: EPERM.
 // - An O_PATH descriptor (it grants no access to the contents): EBADF.
-// - Not a regular file, or a file this daemon serves: EINVAL, and the daemon's
-//   reference is dropped off the session threads (see close_off_session_thread).
+// - Not a regular file, or a node this daemon serves: EINVAL (the daemon's reference
+//   to its own CUSE node is dropped off the session threads: close_off_session_thread).
 Result<ClientFile> take_client_file(pid_t tid, int fd);
 
 // The type, identity and size of an open file from the kernel's cache
