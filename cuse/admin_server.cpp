@@ -1,5 +1,7 @@
 #include "admin_server.h"
 
+#include "base/names.h"
+
 #include <boost/asio/buffers_iterator.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
@@ -44,11 +46,6 @@ std::string to_line(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-std::string errno_name(int code) {
-  const char* name = strerrorname_np(code);
-  return name ? name : fmt::format("E{}", code);
-}
-
 json ok_reply(json result) { return json{{"ok", true}, {"result", std::move(result)}}; }
 
 json error_reply(const Error& error) {
@@ -82,7 +79,7 @@ const char* device_type_name(devices::DeviceType type) {
 
 // The device the registry would pick for `name_or_pci` (its name, or its PCI address
 // in either form), as DeviceRegistry matches it.
-std::shared_ptr<uapi::Device> find_device(const std::vector<std::shared_ptr<uapi::Device>>& list,
+std::shared_ptr<dev_ioasid::Device> find_device(const std::vector<std::shared_ptr<dev_ioasid::Device>>& list,
                                           std::string_view name_or_pci) {
   const auto rid = devices::parse_pci_address(name_or_pci);
   for (const auto& device : list)
@@ -90,16 +87,11 @@ std::shared_ptr<uapi::Device> find_device(const std::vector<std::shared_ptr<uapi
   return nullptr;
 }
 
-constexpr const char* kFeatureNames[] = {"PASID",          "NESTING", "BIND_PGTBL",
-                                         "CACHE_INVLD",    "PAGE_RESP", "DIRTY_TRACKING",
-                                         "GPASID",         "MAP_FILE",  "SIOV"};
-
 json feature_names(uint32_t features) {
   json names = json::array();
   for (uint32_t bit = 0; bit < 32; ++bit) {
     if (!(features & (1u << bit))) continue;
-    names.push_back(bit < std::size(kFeatureNames) ? std::string(kFeatureNames[bit])
-                                                   : fmt::format("BIT{}", bit));
+    names.push_back(feature_name(bit));
   }
   return names;
 }
@@ -189,37 +181,13 @@ std::string group_label(gid_t gid) {
 // counted in dump_lines.
 constexpr size_t kMaxPgtableLines = 10000;
 
-struct CommandHelp {
-  const char* cmd;
-  const char* args;
-  const char* about;
-};
-
-constexpr CommandHelp kCommands[] = {
-    {"status", "", "engine counters and daemon facts (frontend, node, pid, netlink)"},
-    {"contexts", "", "open files of the node: id, client pid/uid/gid/comm, quota, PASIDs"},
-    {"pasids", "", "allocated PASIDs: owner context and its pid, gpasid, state, refcount"},
-    {"set-quota", "\"context\":N, \"quota\":Q", "set a context's PASID quota"},
-    {"devices", "",
-     "emulated devices: type, PCI address, capabilities, the contexts that bound them, their routes"},
-    {"stats", "",
-     "IOMMU counters: IOTLB, PASID cache, device-TLBs of ATS devices, HPA segments, table pages, pinned pages"},
-    {"pgtable", "\"context\":N, \"ioasid\":M",
-     "one IOASID's page table: mapped areas, attached routes, second-level leaves, table pages"},
-    {"device-add", "\"spec\":\"dma,name=N,pci=BB:DD.F,...\"",
-     "add an emulated device (dma or dsa; see ioasidd --device)"},
-    {"device-remove", "\"device\":\"NAME or PCI address\"",
-     "remove a device; a bound one stays with its owner, answering ENODEV"},
-    {"events", "", "turn this connection into an event stream (one event JSON per line)"},
-    {"help", "", "this list"},
-};
 
 }  // namespace
 
 class AdminSession;
 
 struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(boost::asio::io_context& io, uapi::Service& service, EventRelay& relay, AdminConfig config,
+  Impl(boost::asio::io_context& io, dev_ioasid::Service& service, EventRelay& relay, AdminConfig config,
        DaemonInfo daemon_info)
       : io(io), service(service), relay(relay), config(std::move(config)),
         daemon_info(std::move(daemon_info)), acceptor(io), accept_retry(io) {}
@@ -231,6 +199,15 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   // Answers one request, and logs it when it is refused.
   json handle(AdminSession& session, const json& request);
   json dispatch(AdminSession& session, const json& request);
+  // The admin commands: one row each, with the help text `help` answers and the
+  // handler that answers a request. Adding a command is one row and one function.
+  struct Command {
+    const char* cmd;
+    const char* args;
+    const char* about;
+    json (*answer)(Impl& server, AdminSession& session, const json& request);
+  };
+  static const Command kCommands[];
   void broadcast(const std::string& event_json);
   void close_all();
 
@@ -240,13 +217,15 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   json devices() const;
   json stats() const;
   json pgtable(const json& request) const;
-  json device_row(uapi::Device& device) const;
+  json device_row(dev_ioasid::Device& device) const;
   json opener_pid(uint32_t context) const;  // null if no such context
+  json help() const;
+  json set_quota(AdminSession& session, const json& request);
   json device_add(AdminSession& session, const json& request);
   json device_remove(AdminSession& session, const json& request);
 
   boost::asio::io_context& io;
-  uapi::Service& service;
+  dev_ioasid::Service& service;
   EventRelay& relay;
   const AdminConfig config;
   const DaemonInfo daemon_info;
@@ -568,6 +547,45 @@ Result<void> AdminServer::Impl::authorize(int socket, const ucred& peer) const {
               group_label(*config.group));
 }
 
+const AdminServer::Impl::Command AdminServer::Impl::kCommands[] = {
+    {"status", "", "engine counters and daemon facts (frontend, node, pid, netlink)",
+     [](Impl& server, AdminSession&, const json&) {
+       Result<json> result = server.status();
+       return result ? ok_reply(std::move(*result)) : error_reply(result.error());
+     }},
+    {"contexts", "", "open files of the node: id, client pid/uid/gid/comm, quota, PASIDs",
+     [](Impl& server, AdminSession&, const json&) { return ok_reply(server.contexts()); }},
+    {"pasids", "", "allocated PASIDs: owner context and its pid, gpasid, state, refcount",
+     [](Impl& server, AdminSession&, const json&) { return ok_reply(server.pasids()); }},
+    {"set-quota", "\"context\":N, \"quota\":Q", "set a context's PASID quota",
+     [](Impl& server, AdminSession& session, const json& request) { return server.set_quota(session, request); }},
+    {"devices", "", "emulated devices: type, PCI address, capabilities, the contexts that bound them, their routes",
+     [](Impl& server, AdminSession&, const json&) { return ok_reply(server.devices()); }},
+    {"stats", "",
+     "IOMMU counters: IOTLB, PASID cache, device-TLBs of ATS devices, HPA segments, table pages, pinned pages",
+     [](Impl& server, AdminSession&, const json&) { return ok_reply(server.stats()); }},
+    {"pgtable", "\"context\":N, \"ioasid\":M",
+     "one IOASID's page table: mapped areas, attached routes, second-level leaves, table pages",
+     [](Impl& server, AdminSession&, const json& request) { return server.pgtable(request); }},
+    {"device-add", "\"spec\":\"dma,name=N,pci=BB:DD.F,...\"", "add an emulated device (dma or dsa; see ioasidd --device)",
+     [](Impl& server, AdminSession& session, const json& request) {
+       return server.device_add(session, request);
+     }},
+    {"device-remove", "\"device\":\"NAME or PCI address\"",
+     "remove a device; a bound one stays with its owner, answering ENODEV",
+     [](Impl& server, AdminSession& session, const json& request) {
+       return server.device_remove(session, request);
+     }},
+    {"events", "", "turn this connection into an event stream (one event JSON per line)",
+     [](Impl&, AdminSession& session, const json&) {
+       session.begin_streaming();
+       spdlog::info("admin: session {} (uid {} pid {}) streams events", session.id(), session.peer().uid,
+                    session.peer().pid);
+       return ok_reply(json{{"stream", "events"}, {"max_queued", AdminServer::kMaxQueuedEventLines}});
+     }},
+    {"help", "", "this list", [](Impl& server, AdminSession&, const json&) { return server.help(); }},
+};
+
 json AdminServer::Impl::handle(AdminSession& session, const json& request) {
   json reply = dispatch(session, request);
   if (!reply.value("ok", false)) {
@@ -589,45 +607,32 @@ json AdminServer::Impl::dispatch(AdminSession& session, const json& request) {
   const std::string& name = cmd->get_ref<const std::string&>();
   spdlog::debug("admin: session {} (uid {}) cmd {}", session.id(), session.peer().uid, name);
 
-  if (name == "status") {
-    Result<json> result = status();
-    return result ? ok_reply(std::move(*result)) : error_reply(result.error());
-  }
-  if (name == "contexts") return ok_reply(contexts());
-  if (name == "pasids") return ok_reply(pasids());
-  if (name == "set-quota") {
-    Result<uint32_t> context = u32_field(request, "context");
-    if (!context) return error_reply(context.error());
-    Result<uint32_t> quota = u32_field(request, "quota");
-    if (!quota) return error_reply(quota.error());
-    if (Result<void> set = service.set_quota(*context, *quota); !set) return error_reply(set.error());
-    spdlog::info("admin: uid {} pid {} set the PASID quota of context {} to {}", session.peer().uid,
-                 session.peer().pid, *context, *quota);
-    return ok_reply(json{{"context", *context}, {"quota", *quota}});
-  }
-  if (name == "devices") return ok_reply(devices());
-  if (name == "stats") return ok_reply(stats());
-  if (name == "pgtable") return pgtable(request);
-  if (name == "device-add") return device_add(session, request);
-  if (name == "device-remove") return device_remove(session, request);
-  if (name == "events") {
-    session.begin_streaming();
-    spdlog::info("admin: session {} (uid {} pid {}) streams events", session.id(),
-                 session.peer().uid, session.peer().pid);
-    return ok_reply(json{{"stream", "events"},
-                         {"max_queued", AdminServer::kMaxQueuedEventLines}});
-  }
-  if (name == "help") {
-    json commands = json::array();
-    for (const CommandHelp& help : kCommands)
-      commands.push_back(json{{"cmd", help.cmd}, {"args", help.args}, {"about", help.about}});
-    return ok_reply(json{{"commands", std::move(commands)}});
-  }
+  for (const Command& command : kCommands)
+    if (name == command.cmd) return command.answer(*this, session, request);
   return error_reply(fail(EINVAL, "unknown command \"{}\" (try {{\"cmd\":\"help\"}})", name));
 }
 
+
+json AdminServer::Impl::help() const {
+  json commands = json::array();
+  for (const Command& command : kCommands)
+    commands.push_back(json{{"cmd", command.cmd}, {"args", command.args}, {"about", command.about}});
+  return ok_reply(json{{"commands", std::move(commands)}});
+}
+
+json AdminServer::Impl::set_quota(AdminSession& session, const json& request) {
+  Result<uint32_t> context = u32_field(request, "context");
+  if (!context) return error_reply(context.error());
+  Result<uint32_t> quota = u32_field(request, "quota");
+  if (!quota) return error_reply(quota.error());
+  if (Result<void> set = service.set_quota(*context, *quota); !set) return error_reply(set.error());
+  spdlog::info("admin: uid {} pid {} set the PASID quota of context {} to {}", session.peer().uid,
+               session.peer().pid, *context, *quota);
+  return ok_reply(json{{"context", *context}, {"quota", *quota}});
+}
+
 Result<json> AdminServer::Impl::status() const {
-  const uapi::ServiceStatus s = service.status();
+  const dev_ioasid::ServiceStatus s = service.status();
   size_t streams = 0;
   for (const auto& session : sessions) streams += session->streaming() ? 1 : 0;
   json result = {
@@ -665,7 +670,7 @@ Result<json> AdminServer::Impl::status() const {
 
 json AdminServer::Impl::contexts() const {
   json rows = json::array();
-  for (const uapi::ContextInfo& c : service.contexts()) {
+  for (const dev_ioasid::ContextInfo& c : service.contexts()) {
     rows.push_back(json{{"id", c.id},
                         {"pid", c.client.pid},
                         {"uid", c.client.uid},
@@ -681,16 +686,16 @@ json AdminServer::Impl::contexts() const {
 
 json AdminServer::Impl::opener_pid(uint32_t context) const {
   if (context != 0)
-    for (const uapi::ContextInfo& c : service.contexts())
+    for (const dev_ioasid::ContextInfo& c : service.contexts())
       if (c.id == context) return c.client.pid;
   return nullptr;
 }
 
 json AdminServer::Impl::pasids() const {
   std::unordered_map<uint32_t, pid_t> openers;  // one look at the contexts, not one per PASID
-  for (const uapi::ContextInfo& c : service.contexts()) openers.emplace(c.id, c.client.pid);
+  for (const dev_ioasid::ContextInfo& c : service.contexts()) openers.emplace(c.id, c.client.pid);
   json rows = json::array();
-  for (const uapi::PasidOwnerInfo& p : service.pasids()) {
+  for (const dev_ioasid::PasidOwnerInfo& p : service.pasids()) {
     const auto opener = openers.find(p.context);
     rows.push_back(json{{"pasid", p.pasid},
                         {"context", p.context},
@@ -702,7 +707,7 @@ json AdminServer::Impl::pasids() const {
   return rows;
 }
 
-json AdminServer::Impl::device_row(uapi::Device& device) const {
+json AdminServer::Impl::device_row(dev_ioasid::Device& device) const {
   const devices::DeviceSpec& spec = device.spec();
   const uint32_t owner = device.owner();
   const json owner_id = owner != 0 ? json(owner) : json(nullptr);
@@ -807,7 +812,7 @@ json AdminServer::Impl::stats() const {
 namespace {
 
 // A nested IOASID's parent and binding, or null for a kernel-managed one.
-json nested_json(const std::optional<uapi::NestedDump>& nested) {
+json nested_json(const std::optional<dev_ioasid::NestedDump>& nested) {
   if (!nested) return nullptr;
   json binding = nullptr;
   if (const auto& bound = nested->binding)
@@ -823,7 +828,7 @@ json AdminServer::Impl::pgtable(const json& request) const {
   if (!context) return error_reply(context.error());
   Result<uint32_t> ioasid = u32_field(request, "ioasid");
   if (!ioasid) return error_reply(ioasid.error());
-  Result<uapi::IoasDump> dump = service.dump_ioas(*context, *ioasid);
+  Result<dev_ioasid::IoasDump> dump = service.dump_ioas(*context, *ioasid);
   if (!dump) return error_reply(dump.error());
   json areas = json::array();
   for (const iommu::AreaInfo& area : dump->areas)
@@ -834,7 +839,7 @@ json AdminServer::Impl::pgtable(const json& request) const {
                          {"writeable", area.writeable},
                          {"source", area.source}});
   json routes = json::array();
-  for (const uapi::IoasRoute& route : dump->routes)
+  for (const dev_ioasid::IoasRoute& route : dump->routes)
     routes.push_back(json{{"device", route.device},
                           {"dev_id", route.dev_id},
                           {"pasid", pasid_or_rid(route.pasid)}});
@@ -872,7 +877,7 @@ json AdminServer::Impl::device_remove(AdminSession& session, const json& request
   if (!which) return error_reply(which.error());
   // Looked up first so the reply can say what went and who still holds it; the
   // owner is read after the removal, from the same object.
-  const std::shared_ptr<uapi::Device> device = find_device(service.devices().list(), *which);
+  const std::shared_ptr<dev_ioasid::Device> device = find_device(service.devices().list(), *which);
   if (Result<void> removed = service.remove_device(*which); !removed)
     return error_reply(removed.error());
   if (!device) {  // added and removed between our look and the removal
@@ -931,10 +936,10 @@ Result<void> remove_stale_socket(const std::string& path) {
 
 }  // namespace
 
-AdminServer::AdminServer(boost::asio::io_context& io, uapi::Service& service, EventRelay& relay,
+AdminServer::AdminServer(boost::asio::io_context& io, dev_ioasid::Service& service, EventRelay& relay,
                          AdminConfig config, DaemonInfo daemon_info)
     : impl_(std::make_shared<Impl>(io, service, relay, std::move(config), std::move(daemon_info))) {
-  relay.add_output([weak = std::weak_ptr<Impl>(impl_)](const uapi::Event&, const std::string& json) {
+  relay.add_output([weak = std::weak_ptr<Impl>(impl_)](const dev_ioasid::Event&, const std::string& json) {
     auto impl = weak.lock();
     if (!impl) return;
     std::lock_guard lock(impl->mutex);

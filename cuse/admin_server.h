@@ -17,7 +17,7 @@
 
 #include "base/result.h"
 #include "event_relay.h"
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
 #include <utility>  // before Boost.Asio: g++ 12 with -std=c++20 needs it
 #include <boost/asio/io_context.hpp>
@@ -53,7 +53,7 @@ class AdminServer {
 
   // Registers an output on `relay` (harmless after this object is gone). The relay
   // must outlive this object or be stopped first.
-  AdminServer(boost::asio::io_context& io, uapi::Service& service, EventRelay& relay,
+  AdminServer(boost::asio::io_context& io, dev_ioasid::Service& service, EventRelay& relay,
               AdminConfig config, DaemonInfo daemon_info);
   ~AdminServer();  // stop()
   AdminServer(const AdminServer&) = delete;

@@ -23,7 +23,7 @@ struct EventRelay::Core : std::enable_shared_from_this<Core> {
   }
 
   // ---- the sink side: ioctl threads ----
-  void enqueue(const uapi::Event& event) noexcept {
+  void enqueue(const dev_ioasid::Event& event) noexcept {
     std::lock_guard lock(queue_mutex);
     if (queue.size() >= kMaxQueued && !keep_all.load(std::memory_order_relaxed)) {
       ++lost_since_drain;
@@ -75,8 +75,8 @@ struct EventRelay::Core : std::enable_shared_from_this<Core> {
       std::lock_guard lock(outputs_mutex);
       current = outputs;
     }
-    for (const uapi::Event& event : draining) {
-      const std::string json = uapi::to_json(event);
+    for (const dev_ioasid::Event& event : draining) {
+      const std::string json = dev_ioasid::to_json(event);
       for (const Output& output : *current) {
         // An exception escaping a handler would end io_context::run for the daemon.
         try {
@@ -91,11 +91,11 @@ struct EventRelay::Core : std::enable_shared_from_this<Core> {
   }
 
   std::mutex queue_mutex;
-  std::vector<uapi::Event> queue;  // filled by the sink
+  std::vector<dev_ioasid::Event> queue;  // filled by the sink
   uint64_t lost_since_drain = 0;   // under queue_mutex
 
   std::mutex drain_mutex;             // one drain at a time, in order
-  std::vector<uapi::Event> draining;  // under drain_mutex
+  std::vector<dev_ioasid::Event> draining;  // under drain_mutex
 
   std::mutex outputs_mutex;
   // Copied on write so a drain iterates a snapshot without holding the lock.
@@ -110,7 +110,7 @@ struct EventRelay::Core : std::enable_shared_from_this<Core> {
   std::atomic<uint64_t> dropped_total{0};
 };
 
-EventRelay::EventRelay(boost::asio::io_context& io, uapi::Service& service)
+EventRelay::EventRelay(boost::asio::io_context& io, dev_ioasid::Service& service)
     : core_(std::make_shared<Core>(io)), service_(service) {}
 
 EventRelay::~EventRelay() { stop(); }
@@ -134,7 +134,7 @@ void EventRelay::start() {
   // The sink holds the core, not this object: the bus may still call a sink that
   // was being unsubscribed while stop() ran.
   subscription_ = service_.subscribe(
-      [core = core_](const uapi::Event& event) { core->enqueue(event); });
+      [core = core_](const dev_ioasid::Event& event) { core->enqueue(event); });
   spdlog::debug("events: relay started, drained every {} ms", kDrainPeriod.count());
 }
 

@@ -18,8 +18,8 @@
 // and counted (dropped()), and the drain logs how many were lost.
 #pragma once
 
-#include "uapi/events.h"
-#include "uapi/service.h"
+#include "dev_ioasid/events.h"
+#include "dev_ioasid/service.h"
 
 #include <utility>  // before Boost.Asio: g++ 12 with -std=c++20 needs it
 #include <boost/asio/io_context.hpp>
@@ -35,14 +35,14 @@ namespace ioasid::daemon {
 
 class EventRelay {
  public:
-  // Receives each event with its wire form (uapi::to_json, one line, no newline).
+  // Receives each event with its wire form (dev_ioasid::to_json, one line, no newline).
   // Runs on an io_context thread; must not block for long (no waiting on peers).
-  using Output = std::function<void(const uapi::Event& event, const std::string& json)>;
+  using Output = std::function<void(const dev_ioasid::Event& event, const std::string& json)>;
 
   static constexpr std::chrono::milliseconds kDrainPeriod{5};
   static constexpr size_t kMaxQueued = 16384;
 
-  EventRelay(boost::asio::io_context& io, uapi::Service& service);
+  EventRelay(boost::asio::io_context& io, dev_ioasid::Service& service);
   ~EventRelay();  // stops (and drains) if still running
   EventRelay(const EventRelay&) = delete;
   EventRelay& operator=(const EventRelay&) = delete;
@@ -66,8 +66,8 @@ class EventRelay {
  private:
   struct Core;  // shared with the sink and the timer handler, so neither outlives it
   std::shared_ptr<Core> core_;
-  uapi::Service& service_;
-  uapi::EventSubscription subscription_;
+  dev_ioasid::Service& service_;
+  dev_ioasid::EventSubscription subscription_;
 };
 
 }  // namespace ioasid::daemon

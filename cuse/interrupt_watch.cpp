@@ -1,6 +1,6 @@
 #include "interrupt_watch.h"
 
-#include "uapi/caller_signals.h"
+#include "dev_ioasid/caller_signals.h"
 
 #include <spdlog/spdlog.h>
 
@@ -28,7 +28,7 @@ InterruptWatch::~InterruptWatch() {
 }
 
 bool InterruptWatch::should_cancel(const Call& call, bool first_look) {
-  const auto masks = uapi::read_signal_masks(call.caller_tid);
+  const auto masks = dev_ioasid::read_signal_masks(call.caller_tid);
   if (!masks) {
     // Nothing to go by: do what an interrupt always did rather than hold a caller
     // that may be going away.
@@ -36,7 +36,7 @@ bool InterruptWatch::should_cancel(const Call& call, bool first_look) {
                  call.context, call.caller_tid, masks.error().why);
     return true;
   }
-  if (const auto signal = uapi::signal_ending_the_call(*masks)) {
+  if (const auto signal = dev_ioasid::signal_ending_the_call(*masks)) {
     spdlog::info("ctx {} tid {}: {} pending{}: the call ends with EINTR", call.context, call.caller_tid,
                  signal_name(*signal), first_look ? "" : " (after an interrupt that did not end it)");
     return true;

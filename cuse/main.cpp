@@ -146,8 +146,8 @@ class HeapTrimmer {
   explicit HeapTrimmer(boost::asio::io_context& io) : timer_(io) {}
 
   // An EventRelay output: outputs are called one at a time, the trim runs on the loop.
-  void on_event(const uapi::Event& event) {
-    if (event.type != uapi::EventType::ContextClose || scheduled_.exchange(true)) return;
+  void on_event(const dev_ioasid::Event& event) {
+    if (event.type != dev_ioasid::EventType::ContextClose || scheduled_.exchange(true)) return;
     timer_.expires_after(kDelay);
     timer_.async_wait([this](const boost::system::error_code& error) {
       scheduled_ = false;  // a close from now on schedules another trim
@@ -168,20 +168,20 @@ int run(const Options& options) {
   warn_about_missing_memory_rights();
   raise_fd_limit();
   AsioExecutor device_executor(options.workers);  // outlives the service: its engines drain into it
-  uapi::ServiceConfig config = options.service;
+  dev_ioasid::ServiceConfig config = options.service;
   config.executor = &device_executor;
-  uapi::Service service(config);
+  dev_ioasid::Service service(config);
   boost::asio::io_context io;
   HeapTrimmer trimmer(io);  // before the relay: its last drain may still call the trimmer
   EventRelay relay(io, service);
-  relay.add_output([&trimmer](const uapi::Event& event, const std::string&) { trimmer.on_event(event); });
+  relay.add_output([&trimmer](const dev_ioasid::Event& event, const std::string&) { trimmer.on_event(event); });
 
   std::unique_ptr<NetlinkPublisher> netlink;
   if (options.netlink_group != 0) {
     auto opened = NetlinkPublisher::open(options.netlink_group);
     if (opened) {
       netlink = std::move(*opened);
-      relay.add_output([&netlink](const uapi::Event&, const std::string& json) {
+      relay.add_output([&netlink](const dev_ioasid::Event&, const std::string& json) {
         if (auto sent = netlink->publish(json); !sent) spdlog::debug("netlink: {}", sent.error().why);
       });
     } else {

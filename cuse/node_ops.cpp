@@ -53,12 +53,12 @@ int reply_open(fuse_req_t req, fuse_file_info* fi, NodeOps::NodeKind kind) {
 }  // namespace
 
 struct NodeOps::OpenFile {
-  std::shared_ptr<uapi::Context> context;
+  std::shared_ptr<dev_ioasid::Context> context;
   NodeKind kind = NodeKind::CharDevice;
   fuse_pollhandle* poll_handle = nullptr;  // guarded by NodeOps::mutex_
 };
 
-NodeOps::NodeOps(uapi::Service& service) : service_(service) {}
+NodeOps::NodeOps(dev_ioasid::Service& service) : service_(service) {}
 
 NodeOps::~NodeOps() { shutdown(); }
 
@@ -70,7 +70,7 @@ NodeOps::OpenFile* NodeOps::file_of(fuse_req_t req, fuse_file_info* fi) const {
 
 void NodeOps::open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) {
   const fuse_ctx* caller = fuse_req_ctx(req);
-  const uapi::ClientIdentity client{thread_group_of(caller->pid), caller->uid, caller->gid};
+  const dev_ioasid::ClientIdentity client{thread_group_of(caller->pid), caller->uid, caller->gid};
   // Only a client's request can make the daemon open a file, and its own node must never
   // be one (client_file.h refuses it first): a context opened so would be uid 0's, and
   // an open waiting on a session thread can take the last one.

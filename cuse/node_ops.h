@@ -8,7 +8,7 @@
 #include <fuse_lowlevel.h>
 
 #include "interrupt_watch.h"
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
 #include <memory>
 #include <mutex>
@@ -19,7 +19,7 @@ namespace ioasid::daemon {
 
 class NodeOps {
  public:
-  explicit NodeOps(uapi::Service& service);
+  explicit NodeOps(dev_ioasid::Service& service);
   ~NodeOps();
   NodeOps(const NodeOps&) = delete;
   NodeOps& operator=(const NodeOps&) = delete;
@@ -54,7 +54,7 @@ class NodeOps {
   // Replies with records if any are queued; false if none (the read stays pending).
   bool reply_faults(fuse_req_t req, size_t size, OpenFile& file);
 
-  uapi::Service& service_;
+  dev_ioasid::Service& service_;
   // Guards open files, parked reads and poll handles. Reads and polls are rare next
   // to ioctls, which never take it.
   std::mutex mutex_;

@@ -1,7 +1,7 @@
 // ioasidd's command line.
 #pragma once
 
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
 #include <sys/types.h>
 
@@ -21,7 +21,7 @@ struct Options {
   std::optional<gid_t> node_group;
   unsigned session_threads = 2;  // more threads blocked in read() on one FUSE fd cost latency
   unsigned workers = 2;
-  uapi::ServiceConfig service;
+  dev_ioasid::ServiceConfig service;
   std::string admin_socket = "/run/ioasidd/admin.sock";  // empty: no admin socket
   std::optional<gid_t> admin_group;
   uint32_t netlink_group = 23;  // 0: no netlink events

@@ -12,18 +12,11 @@
 namespace ioasid::examples {
 
 namespace {
-constexpr std::array<const char*, IOASID_FEAT_COUNT> kFeatureNames = {
-    "PASID", "NESTING", "BIND_PGTBL", "CACHE_INVLD", "PAGE_RESP",
-    "DIRTY_TRACKING", "GPASID", "MAP_FILE", "SIOV"};
 // Indexed by IOASID_FAULT_REASON_* (UNKNOWN 0 .. OOR_ADDRESS 8).
 constexpr std::array<const char*, IOASID_FAULT_REASON_OOR_ADDRESS + 1> kFaultReasonNames = {
     "UNKNOWN", "PASID_FETCH", "BAD_PASID_ENTRY", "PASID_INVALID", "WALK_EABT",
     "PTE_FETCH", "PERMISSION", "ACCESS", "OOR_ADDRESS"};
 }  // namespace
-
-std::string feature_name(uint32_t index) {
-  return index < kFeatureNames.size() ? kFeatureNames[index] : fmt::format("BIT{}", index);
-}
 
 std::string feature_list(uint32_t features) {
   std::string list;
@@ -50,11 +43,6 @@ std::string page_size_list(uint64_t bitmap) {
       list += fmt::format("{}", uint64_t{1} << shift);
   }
   return list.empty() ? "none" : list;
-}
-
-std::string errno_name(int code) {
-  const char* name = strerrorname_np(code);
-  return name ? name : fmt::format("E{}", code);
 }
 
 int errno_from_name(const std::string& name) {

@@ -1,19 +1,19 @@
 // Names for the uAPI's numbers, shared by the example programs.
 #pragma once
 
+#include "base/names.h"  // errno_name, feature_name: the daemon's names too
+
 #include <cstdint>
 #include <string>
 
 namespace ioasid::examples {
 
-// "PASID", "NESTING", ... for an IOASID_FEAT_* index; "BIT<n>" past the known ones.
-std::string feature_name(uint32_t index);
+using ioasid::errno_name;
+using ioasid::feature_name;
 // Every feature whose bit is set, space separated ("PASID NESTING ...").
 std::string feature_list(uint32_t features);
 // "4K 2M 1G" for a page-size bitmap (bit n = 2^n bytes).
 std::string page_size_list(uint64_t bitmap);
-// "EINVAL" for EINVAL; "E<n>" if the C library has no name.
-std::string errno_name(int code);
 // EINVAL for "EINVAL"; 0 if unknown.
 int errno_from_name(const std::string& name);
 // "ACCESS" for IOASID_FAULT_REASON_ACCESS; "REASON<n>" past the known ones.

@@ -1,10 +1,10 @@
 // ATTACH_IOASID, ATTACH_IOASID_PASID, DETACH_IOASID, DETACH_IOASID_PASID: a bound
 // device's requests (its RID's, or one PASID's) are routed to an IOASID of the same
 // file. An attachment holds its IOASID busy and, for a PASID, a reference on it.
-#include "uapi/handlers.h"
-#include "uapi/service.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/service.h"
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 struct Target {
@@ -128,4 +128,4 @@ Result<long> detach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
 Result<long> detach_rid(Call& call, ioasid_attach& attach) { return detach_ioasid(call, attach, false); }
 Result<long> detach_pasid(Call& call, ioasid_attach& attach) { return detach_ioasid(call, attach, true); }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

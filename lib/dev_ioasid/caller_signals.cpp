@@ -1,4 +1,4 @@
-#include "uapi/caller_signals.h"
+#include "dev_ioasid/caller_signals.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -10,7 +10,7 @@
 
 #include "base/unique_fd.h"
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 uint64_t bit_of(int signal) { return uint64_t{1} << (signal - 1); }
@@ -103,4 +103,4 @@ Result<SignalMasks> read_signal_masks(pid_t tid) {
   return parse_signal_masks(text);
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

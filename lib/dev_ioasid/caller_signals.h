@@ -17,7 +17,7 @@
 #include <optional>
 #include <string_view>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 // Bit N-1 stands for signal N, as /proc/<pid>/status prints them.
 struct SignalMasks {
@@ -41,4 +41,4 @@ std::optional<int> signal_ending_the_call(const SignalMasks& masks);
 // /proc/<tid>/task/<tid>/status. The errno of the open or EINVAL.
 Result<SignalMasks> read_signal_masks(pid_t tid);
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -4,10 +4,10 @@
 
 #include "iommu/fault_queue.h"
 #include "iommu/page_requests.h"
-#include "ioasid/allocator.h"
-#include "uapi/device_registry.h"
-#include "uapi/ioas.h"
-#include "uapi/object_table.h"
+#include "pasid/allocator.h"
+#include "dev_ioasid/device_registry.h"
+#include "dev_ioasid/ioas.h"
+#include "dev_ioasid/object_table.h"
 
 #include <sys/types.h>
 
@@ -16,7 +16,7 @@
 #include <mutex>
 #include <cstdint>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 struct ClientIdentity {
   pid_t pid = 0;  // process (thread-group) id of the opener
@@ -58,4 +58,4 @@ class Context : public std::enable_shared_from_this<Context> {
   std::atomic<bool> released_{false};
 };
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -1,12 +1,12 @@
 // DEVICE_BIND, DEVICE_UNBIND, DEVICE_GET_INFO: a file takes exclusive ownership of
 // an emulated device and names it by a dev_id of its own object table.
-#include "uapi/handlers.h"
-#include "uapi/service.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/service.h"
 
 #include <cstring>
 #include <string_view>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 Result<long> device_bind(Call& call, ioasid_device_bind& bind) {
   IOASID_TRY(check_flags(bind.flags, 0));
@@ -52,4 +52,4 @@ Result<long> device_get_info(Call& call, ioasid_device_info& info) {
   return 0;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -1,8 +1,8 @@
-#include "uapi/device_registry.h"
+#include "dev_ioasid/device_registry.h"
 
 #include <algorithm>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 // An ATS device caches far fewer translations than the IOMMU.
 constexpr size_t kDeviceTlbEntries = 256;
@@ -98,4 +98,4 @@ std::vector<std::shared_ptr<Device>> DeviceRegistry::list() const {
   return devices_;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 class Device {
  public:
@@ -76,4 +76,4 @@ class DeviceRegistry {
   std::vector<std::shared_ptr<Device>> devices_;
 };
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -1,11 +1,11 @@
 // SET_DIRTY_TRACKING and GET_DIRTY_BITMAP: which pages of a kernel-managed IOASID
 // devices wrote since the last read, from the second-level D bits.
-#include "uapi/handlers.h"
-#include "uapi/service.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/service.h"
 
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 Result<long> set_dirty_tracking(Call& call, ioasid_dirty_tracking& tracking) {
   IOASID_TRY(check_flags(tracking.flags, IOASID_DIRTY_ENABLE));
@@ -45,4 +45,4 @@ Result<long> get_dirty_bitmap(Call& call, ioasid_dirty_bitmap& request) {
   return 0;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -2,17 +2,17 @@
 // feature bits and its handler. The generic rules (ENOTTY, EINVAL below the v1
 // size, E2BIG on a non-zero tail) live here
 // once; handlers see a decoded struct of the size they know.
-#include "uapi/dispatcher.h"
+#include "dev_ioasid/dispatcher.h"
 
 #include "iommu/vtd_regs.h"
-#include "uapi/handlers.h"
-#include "uapi/service.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/service.h"
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 using Runner = Result<long> (*)(Call&, std::span<std::byte>);
@@ -178,4 +178,4 @@ Result<long> get_info(Call& call, ioasid_info& info) {
   return 0;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

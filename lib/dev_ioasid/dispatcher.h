@@ -2,13 +2,13 @@
 #pragma once
 
 #include "base/result.h"
-#include "uapi/handlers.h"
+#include "dev_ioasid/handlers.h"
 
 #include <cstdint>
 #include <span>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 Result<long> dispatch(Call& call, uint32_t cmd, std::span<std::byte> buf);
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

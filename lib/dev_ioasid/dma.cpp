@@ -2,14 +2,14 @@
 // with or without a PASID, through the IOMMU. The ioctl succeeds whenever the device
 // ran; a fault stops the transfer, is reported in the struct and queued to the file.
 #include "devices/dma_function.h"
-#include "uapi/fault_reports.h"
-#include "uapi/handlers.h"
-#include "uapi/service.h"
+#include "dev_ioasid/fault_reports.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/service.h"
 
 #include <spdlog/spdlog.h>
 
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 // The longest transfer one request may ask for (a device's maximum transfer size).
@@ -141,4 +141,4 @@ Result<long> page_response(Call& call, ioasid_page_response& response) {
   return 0;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

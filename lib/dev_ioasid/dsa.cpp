@@ -2,16 +2,16 @@
 // dedicated to one of its PASIDs, or shared — and owns it; descriptors run on the
 // daemon's executor at a PASID of the file that submitted them, never another's.
 #include "devices/dsa/engine.h"
-#include "uapi/fault_reports.h"
-#include "uapi/handlers.h"
-#include "uapi/pasid_reference.h"
-#include "uapi/service.h"
+#include "dev_ioasid/fault_reports.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/pasid_reference.h"
+#include "dev_ioasid/service.h"
 
 #include <spdlog/spdlog.h>
 
 #include <cstring>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 using devices::dsa::Engine;
@@ -175,4 +175,4 @@ Result<long> device_submit(Call& call, ioasid_device_submit& submit) {
   return fail(EINVAL, "{} wq {} was disabled or reconfigured meanwhile", name, submit.wq);
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -1,11 +1,11 @@
-#include "uapi/events.h"
+#include "dev_ioasid/events.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 const char* to_string(EventType type) {
   switch (type) {
@@ -76,4 +76,4 @@ void EventBus::publish(Event event) {
   for (const auto& sink : sinks) (*sink)(event);
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

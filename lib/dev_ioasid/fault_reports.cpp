@@ -1,8 +1,8 @@
-#include "uapi/fault_reports.h"
+#include "dev_ioasid/fault_reports.h"
 
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 ioasid_fault unrecoverable_record(const FaultSource& source, const devices::DmaFault& fault) {
@@ -55,4 +55,4 @@ void report_page_request(Service& service, Context& context, const FaultSource& 
   publish(service, context, source, fault, EventType::PageRequest, grpid);
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "devices/dma_function.h"
-#include "uapi/context.h"
+#include "dev_ioasid/context.h"
 
 #include <linux/ioasid.h>
 
@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 class Service;
 
@@ -31,4 +31,4 @@ void report_unrecoverable(Service& service, Context& context, const FaultSource&
 void report_page_request(Service& service, Context& context, const FaultSource& source,
                          const devices::DmaFault& fault, uint32_t grpid);
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -5,14 +5,14 @@
 
 #include "base/result.h"
 #include "memory/client_memory.h"
-#include "uapi/context.h"
+#include "dev_ioasid/context.h"
 
 #include <linux/ioasid.h>
 
 #include <atomic>
 #include <cstdint>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 class Service;
 
@@ -88,4 +88,4 @@ Result<long> device_get_info(Call& call, ioasid_device_info& info);
 Result<void> check_reserved(uint64_t reserved, const char* field);
 Result<void> check_flags(uint64_t flags, uint64_t known);
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

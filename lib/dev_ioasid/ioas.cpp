@@ -2,12 +2,12 @@
 // spaces whose second-level tables the daemon keeps, mapping pinned client memory.
 #include "memory/backing_for_file.h"
 #include "memory/backing_for_range.h"
-#include "uapi/handlers.h"
-#include "uapi/service.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/service.h"
 
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 // The rules MAP_DMA and MAP_FILE share: flags, alignment, overflow.
@@ -171,4 +171,4 @@ Result<long> iova_ranges(Call& call, ioasid_iova_ranges& ranges) {
   return 0;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <optional>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 // What BIND_PGTBL bound: kept as given and reported by the admin.
 struct FirstLevelBinding {
@@ -57,4 +57,4 @@ struct Nested {
   std::optional<FirstLevelBinding> binding;  // changed under the file's routes_mutex
 };
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

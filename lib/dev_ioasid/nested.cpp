@@ -3,14 +3,14 @@
 // and the guest flushes what the IOMMU caches of it, entry by entry as its driver
 // would queue invalidation descriptors.
 #include "pgtable/walk.h"
-#include "uapi/handlers.h"
-#include "uapi/service.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/service.h"
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 constexpr uint64_t kFirstLevelFlags = IOASID_VTD_FL_SRE | IOASID_VTD_FL_EAFE | IOASID_VTD_FL_WPE |
@@ -228,4 +228,4 @@ Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& request) {
   return 0;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -12,7 +12,7 @@
 #include <variant>
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 template <typename... Kinds>
 class ObjectTable {
@@ -64,4 +64,4 @@ class ObjectTable {
   uint32_t next_id_ = 1;
 };
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -1,11 +1,11 @@
 // PASID_REQUEST and PASID_LOOKUP: a file's PASIDs live in its own allocator set,
 // with the file's quota; guest PASIDs are that set's spid map.
-#include "uapi/handlers.h"
-#include "uapi/service.h"
+#include "dev_ioasid/handlers.h"
+#include "dev_ioasid/service.h"
 
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 Result<void> check_range(const Allocator& allocator, uint32_t min, uint32_t max) {
@@ -87,4 +87,4 @@ Result<uint32_t> own_pasid(Call& call, uint32_t pasid, bool guest, bool take_ref
   return pasid;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -4,12 +4,12 @@
 // never given to another file under something still using it.
 #pragma once
 
-#include "ioasid/allocator.h"
+#include "pasid/allocator.h"
 
 #include <cstdint>
 #include <utility>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 class PasidReference {
  public:
@@ -29,4 +29,4 @@ class PasidReference {
   uint32_t pasid_;
 };
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -1,7 +1,8 @@
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
+#include "base/names.h"
 #include "pgtable/dump.h"
-#include "uapi/dispatcher.h"
+#include "dev_ioasid/dispatcher.h"
 
 #include <spdlog/spdlog.h>
 
@@ -13,7 +14,7 @@
 #include <shared_mutex>
 #include <tuple>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 uint64_t unix_now_ns() {
@@ -30,11 +31,6 @@ EventType event_type(PasidEvent event) {
     case PasidEvent::Unbind: return EventType::PasidUnbind;
   }
   return EventType::PasidAlloc;
-}
-
-const char* errno_name(int code) {
-  const char* name = strerrorname_np(code);
-  return name ? name : "E?";
 }
 
 }  // namespace
@@ -348,4 +344,4 @@ Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid) {
   return dump;
 }
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -6,12 +6,12 @@
 #include "base/executor.h"
 #include "base/result.h"
 #include "base/user_quota.h"
-#include "ioasid/allocator.h"
+#include "pasid/allocator.h"
 #include "iommu/iommu.h"
 #include "memory/client_memory.h"
-#include "uapi/context.h"
-#include "uapi/device_registry.h"
-#include "uapi/events.h"
+#include "dev_ioasid/context.h"
+#include "dev_ioasid/device_registry.h"
+#include "dev_ioasid/events.h"
 
 #include <sys/types.h>
 
@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 
 struct ServiceConfig {
   uint32_t pasid_bits = kDefaultPasidBits;
@@ -196,4 +196,4 @@ class Service {
 // Name of an ioctl command for logs ("IOASID_PASID_REQUEST"), or "unknown".
 const char* ioctl_name(uint32_t cmd);
 
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -11,7 +11,7 @@
 // - One mutex serialises every mutation. Notifications are collected under it into an
 //   Outbox and delivered once it is dropped; chains are immutable snapshots, so a
 //   callback may re-enter the allocator in any way.
-#include "ioasid/allocator.h"
+#include "pasid/allocator.h"
 
 #include "base/fail_nth.h"
 

@@ -1,6 +1,6 @@
 // PASID allocator throughput and footprint. Targets: >= 10M alloc+free pairs/s on one
 // thread, find <= 20 ns, <= 64 bytes per live PASID with the whole 20-bit space taken.
-#include "ioasid/allocator.h"
+#include "pasid/allocator.h"
 
 #include <benchmark/benchmark.h>
 #include <malloc.h>

@@ -1,6 +1,6 @@
 // The engine's cost per ioctl in-process (no FUSE): what the daemon adds to a
 // round trip. Run: build/tests/bench/service_bench
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
 #include <benchmark/benchmark.h>
 
@@ -11,7 +11,7 @@
 namespace {
 
 using namespace ioasid;
-using namespace ioasid::uapi;
+using namespace ioasid::dev_ioasid;
 
 template <typename T>
 long run(Service& service, Context& context, uint32_t cmd, T& arg) {

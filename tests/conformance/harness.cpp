@@ -2,6 +2,8 @@
 // watchdog so that no test can hang, and the helpers declared in harness.hpp.
 #include "harness.hpp"
 
+#include "base/names.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -401,11 +403,7 @@ void expect_daemon_alive() {
   }
 }
 
-std::string errno_name(int e) {
-  if (e == 0) return "OK";
-  const char* n = ::strerrorname_np(e);
-  return n ? n : ("errno " + std::to_string(e));
-}
+std::string errno_name(int e) { return e == 0 ? "OK" : ioasid::errno_name(e); }
 std::ostream& operator<<(std::ostream& os, Errno e) { return os << errno_name(e.value); }
 
 Node::Node(int extra_flags) {

@@ -1,4 +1,4 @@
-// libFuzzer target: drives ioasid::uapi::Service in-process with programs of
+// libFuzzer target: drives ioasid::dev_ioasid::Service in-process with programs of
 // ioctls, fault reads and reopens over a few open files (format: ioctl_program.h),
 // then checks that closing everything brings the service back to its baseline.
 //
@@ -10,7 +10,7 @@
 // reproducer); IOASID_FUZZ_LOG=info|debug turns the engine's spdlog output back on.
 #include "ioctl_program.h"
 #include "base/unique_fd.h"
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -37,9 +37,9 @@ namespace ioasid_fuzz {
 namespace {
 
 using ioasid::ProcessMemory;
-using ioasid::uapi::Context;
-using ioasid::uapi::Service;
-using ioasid::uapi::ServiceConfig;
+using ioasid::dev_ioasid::Context;
+using ioasid::dev_ioasid::Service;
+using ioasid::dev_ioasid::ServiceConfig;
 
 [[noreturn]] void die(const char* what) {
   std::fprintf(stderr, "dispatcher_fuzzer: %s: %s\n", what, std::strerror(errno));

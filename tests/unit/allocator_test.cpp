@@ -1,6 +1,6 @@
 // The PASID allocator: lifecycle and reference counts, sets and quotas, the spid
 // map, notifier ordering and re-entrancy, and a multi-threaded hammer.
-#include "ioasid/allocator.h"
+#include "pasid/allocator.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // Which signals end a client's blocking ioctl (EINTR) and which let it go on: a stop
 // and a continue must not cancel a call, a handler or a fatal default must.
-#include "uapi/caller_signals.h"
+#include "dev_ioasid/caller_signals.h"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 #include <atomic>
 #include <thread>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 uint64_t bit(int signal) { return uint64_t{1} << (signal - 1); }
@@ -117,4 +117,4 @@ TEST(CallerSignals, ReadsARealThreadsMasks) {
 }
 
 }  // namespace
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -8,7 +8,7 @@
 // file is released everything must be back where it started.
 #include "base/fail_nth.h"
 #include "translation_support.h"
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 using namespace std::chrono_literals;
@@ -355,4 +355,4 @@ INSTANTIATE_TEST_SUITE_P(Slices, FailNth, ::testing::ValuesIn(scenarios()),
                          [](const auto& info) { return std::string(info.param.name) + "_" + site_name(info.param.site); });
 
 }  // namespace
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid

@@ -1,6 +1,6 @@
 // The dispatcher and Service in-process: generic ioctl rules, the PASID commands,
 // context lifecycle, events and the admin view, with no FUSE in between.
-#include "uapi/service.h"
+#include "dev_ioasid/service.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -11,7 +11,7 @@
 #include <set>
 #include <vector>
 
-namespace ioasid::uapi {
+namespace ioasid::dev_ioasid {
 namespace {
 
 class ServiceTest : public ::testing::Test {
@@ -325,4 +325,4 @@ TEST_F(ServiceTest, RandomInputNeverDisturbsAnotherContext) {
 }
 
 }  // namespace
-}  // namespace ioasid::uapi
+}  // namespace ioasid::dev_ioasid
