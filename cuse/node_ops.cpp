@@ -1,5 +1,7 @@
 #include "node_ops.h"
 
+#include "memory/client_file.h"
+
 #include <spdlog/spdlog.h>
 
 #include <linux/fs.h>
@@ -8,20 +10,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <string>
 
 namespace ioasid::daemon {
 namespace {
-
-// fuse_req_ctx()->pid is the calling thread; contexts are owned by processes.
-pid_t thread_group_of(pid_t tid) {
-  std::ifstream status("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("Tgid:", 0) == 0) return static_cast<pid_t>(std::stol(line.substr(5)));
-  return tid;
-}
 
 struct ReadyRead {
   fuse_req_t req;
@@ -70,7 +62,9 @@ NodeOps::OpenFile* NodeOps::file_of(fuse_req_t req, fuse_file_info* fi) const {
 
 void NodeOps::open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) {
   const fuse_ctx* caller = fuse_req_ctx(req);
-  const dev_ioasid::ClientIdentity client{thread_group_of(caller->pid), caller->uid, caller->gid};
+  // fuse_req_ctx()->pid is the calling thread; contexts are owned by processes.
+  const pid_t group = thread_group_of(caller->pid);
+  const dev_ioasid::ClientIdentity client{group ? group : caller->pid, caller->uid, caller->gid};
   // Only a client's request can make the daemon open a file, and its own node must never
   // be one (client_file.h refuses it first): a context opened so would be uid 0's, and
   // an open waiting on a session thread can take the last one.

@@ -25,17 +25,16 @@ Result<MapAccess> check_map(uint32_t flags, uint64_t length, uint64_t iova, uint
 }
 
 // Charges the pages to the file's user and maps the backing; returns the IOVA.
-Result<uint64_t> map_backing(Call& call, Ioas& ioas, Result<std::shared_ptr<Backing>> backing, uint32_t flags,
+Result<uint64_t> map_backing(Call& call, Ioas& ioas, Result<std::shared_ptr<Backing>> backing,
+                             UserQuota::Charge mapping, uint32_t flags,
                              uint64_t iova) {
   IOASID_TRY(backing);
   const uint64_t length = (*backing)->size();
   auto charge = call.service.iommu().pins().charge(call.context.client().uid, length / kPageSize);
   IOASID_TRY(charge);
-  auto mapping = call.service.maps_quota().charge(call.context.client().uid);
-  IOASID_TRY(mapping);
   auto mapped = ioas.table->map({.backing = std::move(*backing),
                                  .charge = std::move(*charge),
-                                 .mapping = std::move(*mapping),
+                                 .mapping = std::move(mapping),
                                  .iova = (flags & IOASID_MAP_FIXED_IOVA) ? std::optional(iova) : std::nullopt,
                                  .readable = bool(flags & IOASID_MAP_READABLE),
                                  .writeable = bool(flags & IOASID_MAP_WRITEABLE)});
@@ -56,16 +55,12 @@ Result<long> map_into(Call& call, uint32_t ioasid, uint32_t flags, uint64_t leng
   IOASID_TRY(access);
   auto ioas = find_kernel_managed(call, ioasid);
   IOASID_TRY(ioas);
-  // Before the client's memory is looked at: the limit bounds the daemon's fds and maps.
-  if (const uid_t uid = call.context.client().uid; uid != 0) {
-    const auto& quota = call.service.maps_quota();
-    if (quota.limit() != 0 && quota.held(uid) >= quota.limit())
-      return fail(ENOSPC, "uid {} holds {} mappings, the limit per user (--max-maps-per-user {})", uid,
-                  quota.held(uid), quota.limit());
-  }
+  // Charged before the client's memory is looked at: the limit bounds the daemon's fds and maps.
+  auto mapping = call.service.maps_quota().charge(call.context.client().uid);
+  IOASID_TRY(mapping);
   auto pid = caller(call);
   IOASID_TRY(pid);
-  auto mapped = map_backing(call, **ioas, make(*pid, *access), flags, iova);
+  auto mapped = map_backing(call, **ioas, make(*pid, *access), std::move(*mapping), flags, iova);
   IOASID_TRY(mapped);
   iova = *mapped;
   return 0;

@@ -1,5 +1,7 @@
 #include "memory/address_space.h"
 
+#include "memory/client_file.h"
+
 #include <elf.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -32,20 +34,12 @@ std::optional<std::string> read_small_file(const std::string& path) {
   return text;
 }
 
-std::optional<uint64_t> number_after(std::string_view text, std::string_view label) {
-  const size_t at = text.find(label);
-  if (at == std::string_view::npos) return std::nullopt;
-  return std::strtoull(text.data() + at + label.size(), nullptr, 10);
-}
-
 // The identity of the address space `memory` (a /proc/<tid>/mem) is bound to; empty
 // when it cannot be told, and the handle is then not shared.
 std::string identity(pid_t tid, int memory) {
-  const auto status = read_small_file(fmt::format("/proc/{}/status", tid));
-  if (!status) return {};
-  const auto group = number_after(*status, "\nTgid:");
-  if (!group) return {};
-  const auto stat = read_small_file(fmt::format("/proc/{}/stat", *group));
+  const pid_t group = thread_group_of(tid);
+  if (group == 0) return {};
+  const auto stat = read_small_file(fmt::format("/proc/{}/stat", group));
   const auto auxv = read_small_file(fmt::format("/proc/{}/auxv", tid));
   if (!stat || !auxv) return {};
   // The start time is field 22; the command name before it may hold spaces and ')'.
@@ -67,7 +61,7 @@ std::string identity(pid_t tid, int memory) {
   char random[16];
   if (random_at == 0 || ::pread(memory, random, sizeof random, static_cast<off_t>(random_at)) != sizeof random)
     return {};
-  return fmt::format("{} {} ", *group, start_time) + *auxv + std::string(random, sizeof random);
+  return fmt::format("{} {} ", group, start_time) + *auxv + std::string(random, sizeof random);
 }
 
 Result<UniqueFd> open_memory(pid_t tid, MapAccess access) {

@@ -28,17 +28,9 @@ std::vector<dev_t> served_devices;
 int pidfd_open(pid_t pid, unsigned flags) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags)); }
 int pidfd_getfd(int pidfd, int fd) { return static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
 
-// Before Linux 6.9 a pidfd names a thread group: use the thread's group, whose fd
-// table the thread shares unless it was created without CLONE_FILES.
-pid_t thread_group_of(pid_t tid) {
-  std::ifstream status("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("Tgid:", 0) == 0) return static_cast<pid_t>(std::stol(line.substr(5)));
-  return 0;
-}
-
 Result<UniqueFd> open_pidfd(pid_t tid) {
+  // Before Linux 6.9 a pidfd names a thread group: use the thread's, whose fd table the
+  // thread shares unless it was created without CLONE_FILES.
   UniqueFd pidfd(pidfd_open(tid, PIDFD_THREAD));
   if (!pidfd && errno == EINVAL)
     if (const pid_t group = thread_group_of(tid); group > 0) pidfd.reset(pidfd_open(group, 0));
@@ -94,6 +86,14 @@ class Closer {
 };
 
 }  // namespace
+
+pid_t thread_group_of(pid_t tid) {
+  std::ifstream status("/proc/" + std::to_string(tid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("Tgid:", 0) == 0) return static_cast<pid_t>(std::stol(line.substr(5)));
+  return 0;
+}
 
 void add_served_device(dev_t device) {
   std::lock_guard lock(served_mutex);

@@ -26,6 +26,9 @@ void add_served_device(dev_t device);
 void remove_served_device(dev_t device);
 bool is_served_device(dev_t device);
 
+// The thread group (process) of thread `tid`, from /proc; 0 if it is gone.
+pid_t thread_group_of(pid_t tid);
+
 struct ClientFile {
   UniqueFd fd;              // the daemon's own reference to the client's open file
   int access_mode = 0;      // O_RDONLY, O_WRONLY or O_RDWR, as the client opened it
