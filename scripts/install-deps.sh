@@ -12,6 +12,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   qemu-system-x86 busybox-static cpio kmod
   clang libclang-rt-14-dev jq
+  # the iommufd selftest stage: xz for the kernel source tarball, mount and unshare
+  # (util-linux, essential) for its namespace, linux/vfio.h
+  xz-utils mount linux-libc-dev
 )
 
 missing=()

@@ -4,13 +4,15 @@
 #   - an ASan+UBSan tree (clang): its unit tests, the conformance suite against a FUSE
 #     daemon built the same way, and a bounded run of the dispatcher fuzzer;
 #   - a TSan tree (g++): its unit tests and the conformance suite against its daemon;
-#   - the conformance suite against the FUSE node, the stress run (16 client processes,
-#     some killed, then no leak), and the same suite under real CUSE in a QEMU VM.
+#   - the conformance suite against the FUSE node, the kernel's own iommufd selftest
+#     (Linux 6.12's, built unchanged, tests/iommufd-selftest) against the FUSE node's
+#     /dev/iommu, the stress run (16 client processes, some killed, then no leak), and
+#     the conformance suite and the iommufd selftest under real CUSE in a QEMU VM.
 # Ends with one line "N passed, N failed" over all stages; exits non-zero if anything
 # failed. Run as root (FUSE mounts, the VM's initramfs).
 #
-#   scripts/run-tests.sh [--skip-vm] [--skip-asan] [--skip-tsan] [--fuzz-seconds N]
-#                        [--stress-seconds N] [--jobs N]
+#   scripts/run-tests.sh [--skip-vm] [--skip-asan] [--skip-tsan] [--skip-iommufd-selftest]
+#                        [--fuzz-seconds N] [--stress-seconds N] [--jobs N]
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +20,7 @@ jobs=$(nproc)
 skip_vm=0
 skip_asan=0
 skip_tsan=0
+skip_iommufd_selftest=0
 fuzz_seconds=60
 stress_seconds=30
 while [ $# -gt 0 ]; do
@@ -25,10 +28,11 @@ while [ $# -gt 0 ]; do
     --skip-vm) skip_vm=1 ;;
     --skip-asan) skip_asan=1 ;;
     --skip-tsan) skip_tsan=1 ;;
+    --skip-iommufd-selftest) skip_iommufd_selftest=1 ;;
     --fuzz-seconds) fuzz_seconds=$2; shift ;;
     --stress-seconds) stress_seconds=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "run-tests: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -38,7 +42,8 @@ build=$root/build
 asan=$root/build-asan
 tsan=$root/build-tsan
 results=$build/test-results
-figures=$build/figures  # fuzz and stress figures (docs/RELIABILITY.md)
+figures=$build/figures  # fuzz, stress and iommufd selftest figures (docs/RELIABILITY.md)
+selftest=$build/iommufd-selftest  # the kernel's iommufd selftest, built by its build.sh
 stage_failures=0
 
 say() { printf '\n=== %s  (%ds elapsed)\n' "$*" "$SECONDS"; }
@@ -87,6 +92,21 @@ say "conformance against the FUSE node"
 "$build/tests/conformance/ioasid-conformance" --gtest_output="json:$results/conformance-fuse.json" ||
   stage_failed "conformance (FUSE)"
 
+if [ "$skip_iommufd_selftest" -eq 0 ]; then
+  say "the kernel's iommufd selftest against the FUSE node's /dev/iommu (tests/iommufd-selftest)"
+  # Fetching the sources (once, then cached) and building can fail on their own:
+  # without the binaries the VM stage leaves the selftest out.
+  if "$root/tests/iommufd-selftest/build.sh" --out "$selftest"; then
+    "$root/tests/iommufd-selftest/run.sh" --ioasidd "$build/cuse/ioasidd" --bin "$selftest" \
+      --results "$results/iommufd-selftest-fuse.json" --figure "$figures/iommufd-selftest.json" \
+      --log "$build/iommufd-selftest.log" ||
+      stage_failed "iommufd selftest (FUSE; see $build/iommufd-selftest.log)"
+  else
+    rm -f "$selftest/iommufd"
+    stage_failed "iommufd selftest: fetching or building it"
+  fi
+fi
+
 say "stress: 16 client processes for ${stress_seconds}s, some killed, then nothing may be left"
 "$build/tests/stress/ioasid-stress" --seconds "$stress_seconds" --json "$figures/stress.json"
 status=$?
@@ -94,10 +114,17 @@ one_test_report "$results/stress.json" stress "$status"
 [ "$status" -eq 0 ] || stage_failed "stress"
 
 if [ "$skip_vm" -eq 0 ]; then
-  say "VM stage: conformance against real CUSE under QEMU"
+  vm_selftest=()
+  if [ "$skip_iommufd_selftest" -eq 0 ] && [ -x "$selftest/iommufd" ]; then
+    vm_selftest=(--iommufd-selftest "$selftest/iommufd"
+                 --iommufd-results "$results/iommufd-selftest-cuse-vm.json"
+                 --iommufd-figure "$figures/iommufd-selftest-vm.json")
+  fi
+  say "VM stage: conformance${vm_selftest[0]:+ and the iommufd selftest} against real CUSE under QEMU"
   "$root/tests/vm/run-vm-tests.sh" --ioasidd "$build/cuse/ioasidd" \
     --conformance "$build/tests/conformance/ioasid-conformance" \
-    --results "$results/conformance-cuse-vm.json" --log "$build/vm-console.log" ||
+    --results "$results/conformance-cuse-vm.json" --log "$build/vm-console.log" \
+    "${vm_selftest[@]}" ||
     stage_failed "VM stage (see $build/vm-console.log)"
 fi
 

@@ -2,10 +2,11 @@
 # /init of the VM stage's initramfs (run by busybox ash as PID 1).
 #
 # Loads fuse/cuse, starts ioasidd in CUSE mode, runs the conformance suite against
-# /dev/ioasid and reports everything on the serial console between marker lines that
-# run-vm-tests.sh parses. Every step is bounded and failures print
-# "VM-STAGE-ERROR: <what>" instead of hanging. PID 1 must never exit (the kernel would
-# panic), so the script always ends in power_off.
+# /dev/ioasid, then (when the host put it in the initramfs) the kernel's iommufd
+# selftest against the daemon's /dev/iommu, and reports everything on the serial
+# console between marker lines that run-vm-tests.sh parses. Every step is bounded and
+# failures print "VM-STAGE-ERROR: <what>" instead of hanging. PID 1 must never exit
+# (the kernel would panic), so the script always ends in power_off.
 
 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
 # The console is a tty, but the output ends up in a log file.
@@ -17,8 +18,12 @@ DAEMON_PIDFILE=/run/ioasidd.pid
 DAEMON_RCFILE=/run/ioasidd.rc
 DAEMON_LOG=/tmp/ioasidd.log
 RESULTS_JSON=/tmp/conformance.json
+SELFTEST=/usr/local/bin/iommufd-selftest
+IOMMU_DEV_TIMEOUT=5        # /dev/iommu comes with /dev/ioasid; a short grace only
+HUGEPAGES=64
 
-# Written by run-vm-tests.sh: DEV_TIMEOUT, TEST_TIMEOUT, STOP_TIMEOUT.
+# Written by run-vm-tests.sh: DEV_TIMEOUT, TEST_TIMEOUT, STOP_TIMEOUT, SELFTEST_TIMEOUT,
+# SELFTEST_DEADLINE (the uptime by which the selftest must be over).
 . /etc/vm-stage.conf
 
 error() { echo "VM-STAGE-ERROR: $*"; }
@@ -100,6 +105,53 @@ run_conformance() {
     end conformance-exit
 }
 
+# 64 hugepages (128 MiB) for the selftest's hugepage variants, if the guest has the
+# memory. Reserved at boot: after the conformance suite, memory is too fragmented to
+# find 64 free 2 MiB pages (one run got 6).
+reserve_hugepages() {
+    [ -x "$SELFTEST" ] || return 0
+    mem_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+    if [ "${mem_kb:-0}" -ge 1048576 ]; then
+        echo "$HUGEPAGES" >/proc/sys/vm/nr_hugepages 2>/dev/null
+    fi
+}
+
+# The kernel's iommufd selftest (all 190 tests, once) against the daemon's CUSE
+# /dev/iommu. Its TAP output is judged on the host (tests/iommufd-selftest/report.sh).
+run_iommufd_selftest() {
+    [ -x "$SELFTEST" ] || return 0
+    hugepages=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null)
+    i=0
+    while [ ! -c /dev/iommu ] && [ "$i" -lt $((IOMMU_DEV_TIMEOUT * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    iommu_dev=present
+    [ -c /dev/iommu ] || iommu_dev=absent
+    # What is left of the guest's time budget, at most SELFTEST_TIMEOUT.
+    now=$(cut -d. -f1 /proc/uptime)
+    limit=$((SELFTEST_DEADLINE - now))
+    [ "$limit" -le "$SELFTEST_TIMEOUT" ] || limit=$SELFTEST_TIMEOUT
+    if [ "$limit" -lt 30 ]; then
+        error "iommufd selftest not run: only ${limit} s left of the VM's time limit"
+        return 0
+    fi
+    # Kernel messages must not split the TAP lines the host parses (dmesg is reported).
+    echo 1 >/proc/sys/kernel/printk 2>/dev/null
+    begin iommufd-selftest-output
+    timeout -s KILL "$limit" "$SELFTEST" 2>&1 </dev/null
+    rc=$?
+    end iommufd-selftest-output
+    [ "$rc" -eq 137 ] && error "iommufd selftest killed (limit of $limit s or SIGKILL)"
+    begin iommufd-selftest-exit
+    echo "$rc"
+    end iommufd-selftest-exit
+    begin iommufd-selftest-info
+    echo "/dev/iommu $iommu_dev, vm.nr_hugepages=$hugepages (MemTotal ${mem_kb} kB)," \
+        "limit ${limit} s, took $(( $(cut -d. -f1 /proc/uptime) - now )) s"
+    end iommufd-selftest-info
+}
+
 # SIGTERM, then a bounded wait for the recorded exit status.
 stop_daemon() {
     status=none
@@ -154,10 +206,12 @@ main() {
     # Leading newline: firmware output before us does not end its last line.
     echo
     echo "$M START uptime=$(cut -d' ' -f1 /proc/uptime)"
+    reserve_hugepages
     if load_modules; then
         start_daemon
         if wait_for_device; then
             run_conformance
+            run_iommufd_selftest
         fi
         stop_daemon
     fi

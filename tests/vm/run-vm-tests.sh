@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# VM stage: runs the conformance suite against a real CUSE /dev/ioasid.
+# VM stage: runs the conformance suite against a real CUSE /dev/ioasid, and
+# optionally the kernel's iommufd selftest (tests/iommufd-selftest) against the
+# daemon's CUSE /dev/iommu.
 #
 # The host kernel has no CONFIG_CUSE, so this boots Debian's cloud kernel (which ships
 # cuse.ko) under qemu TCG with a throw-away initramfs holding busybox, fuse/cuse, the
@@ -7,8 +9,17 @@
 # over the serial console between marker lines, which are parsed here.
 #
 # Usage: run-vm-tests.sh --ioasidd PATH --conformance PATH [--results FILE]
-#                        [--log FILE] [-- extra gtest args]
+#                        [--log FILE] [--iommufd-selftest PATH
+#                        [--iommufd-results FILE] [--iommufd-figure FILE]]
+#                        [-- extra gtest args]
 # Last line of output is always "vm: N passed, M failed"; exit 0 only if M is 0.
+#
+# --iommufd-selftest PATH is the `iommufd` binary tests/iommufd-selftest/build.sh
+# made: the guest runs it (whole, once) after the conformance suite, and its output is
+# judged on the host by tests/iommufd-selftest/report.sh against the same allowlist
+# as the FUSE stage (an allowlisted test that does not pass fails this stage; N and M
+# include the allowlisted tests). --iommufd-results gets the GoogleTest-style JSON
+# (one test per allowlisted entry), --iommufd-figure the whole-binary figure.
 #
 # Environment:
 #   IOASID_VM_CACHE        kernel cache dir (default: tests/vm/cache)
@@ -16,6 +27,8 @@
 #                          linux-image-6.1.0-<N>-cloud-amd64 known to apt)
 #   IOASID_VM_TIMEOUT      overall limit for the VM in seconds (default: 900)
 #   IOASID_VM_DEV_TIMEOUT  seconds to wait for /dev/ioasid in the guest (default: 30)
+#   IOASID_VM_SELFTEST_TIMEOUT  limit for the iommufd selftest in the guest in seconds
+#                          (default: 600; less if the VM's overall limit leaves less)
 #   IOASID_VM_VERBOSE=1    stream the serial console while the VM runs
 set -euo pipefail
 
@@ -28,15 +41,28 @@ CACHE_DIR=${IOASID_VM_CACHE:-$SCRIPT_DIR/cache}
 VM_TIMEOUT=${IOASID_VM_TIMEOUT:-900}
 DEV_TIMEOUT=${IOASID_VM_DEV_TIMEOUT:-30}
 STOP_TIMEOUT=10
+SELFTEST_TIMEOUT=${IOASID_VM_SELFTEST_TIMEOUT:-600}
+# The guest's memory: enough for the selftest's hugepages (64 x 2 MiB) and its
+# 128 MiB dirty-tracking buffers beside the daemon and the initramfs.
+readonly VM_MEMORY_MB=1536
 # The guest bounds the suite itself so that on a hang it can still report the daemon
 # log; leave it enough margin (boot + reporting) inside the host's overall limit.
 TEST_TIMEOUT=$(( VM_TIMEOUT > 180 ? VM_TIMEOUT - 90 : VM_TIMEOUT / 2 ))
+# The selftest starts after the conformance suite: the guest gives it what is left
+# before this uptime (same margin), at most SELFTEST_TIMEOUT.
+SELFTEST_DEADLINE=$TEST_TIMEOUT
 
 IOASIDD=''
 CONFORMANCE=''
 RESULTS=''
 LOG=''
 GTEST_ARGS=()
+SELFTEST=''
+SELFTEST_RESULTS=''
+SELFTEST_FIGURE=''
+readonly SELFTEST_DIR=$REPO_DIR/tests/iommufd-selftest
+SELFTEST_PASSED=0
+SELFTEST_FAILED=0
 WORK_DIR=''
 QEMU_PID=''
 KERNEL_PKG=''
@@ -47,7 +73,7 @@ log() { echo "vm: $*" >&2; }
 die() { log "error: $*"; echo "vm: 0 passed, 1 failed"; exit 1; }
 
 usage() {
-    sed -n '9,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '11,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -58,6 +84,9 @@ parse_args() {
             --conformance) CONFORMANCE=${2:?--conformance needs a path}; shift 2 ;;
             --results) RESULTS=${2:?--results needs a path}; shift 2 ;;
             --log) LOG=${2:?--log needs a path}; shift 2 ;;
+            --iommufd-selftest) SELFTEST=${2:?--iommufd-selftest needs a path}; shift 2 ;;
+            --iommufd-results) SELFTEST_RESULTS=${2:?--iommufd-results needs a path}; shift 2 ;;
+            --iommufd-figure) SELFTEST_FIGURE=${2:?--iommufd-figure needs a path}; shift 2 ;;
             --) shift; GTEST_ARGS=("$@"); break ;;
             -h|--help) usage ;;
             *) log "unknown argument: $1"; usage ;;
@@ -65,7 +94,7 @@ parse_args() {
     done
     if [ -z "$IOASIDD" ] || [ -z "$CONFORMANCE" ]; then usage; fi
     local f
-    for f in "$IOASIDD" "$CONFORMANCE"; do
+    for f in "$IOASIDD" "$CONFORMANCE" ${SELFTEST:+"$SELFTEST"}; do
         if [ ! -f "$f" ] || [ ! -x "$f" ]; then die "not an executable file: $f"; fi
     done
 }
@@ -78,7 +107,7 @@ run_as_root() {
 ensure_tools() {
     local t missing=()
     for t in qemu-system-x86_64 cpio gzip dpkg-deb apt-get apt-cache modinfo ldd \
-             timeout flock; do
+             timeout flock jq; do
         command -v "$t" >/dev/null || missing+=("$t")
     done
     [ -x /bin/busybox ] || missing+=(busybox-static)
@@ -263,12 +292,19 @@ build_initramfs() {
     install_binary "$CONFORMANCE" "$root/usr/local/bin/ioasid-conformance"
     install_libs "$root" "$IOASIDD"
     install_libs "$root" "$CONFORMANCE"
+    # init.sh runs the selftest when this file exists.
+    if [ -n "$SELFTEST" ]; then
+        install_binary "$SELFTEST" "$root/usr/local/bin/iommufd-selftest"
+        install_libs "$root" "$SELFTEST"
+    fi
     printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
     printf 'root:x:0:\n' >"$root/etc/group"
     cat >"$root/etc/vm-stage.conf" <<EOF
 DEV_TIMEOUT=$DEV_TIMEOUT
 TEST_TIMEOUT=$TEST_TIMEOUT
 STOP_TIMEOUT=$STOP_TIMEOUT
+SELFTEST_TIMEOUT=$SELFTEST_TIMEOUT
+SELFTEST_DEADLINE=$SELFTEST_DEADLINE
 EOF
     : >"$root/etc/gtest-args"
     for arg in "${GTEST_ARGS[@]}"; do
@@ -299,7 +335,7 @@ boot_vm() {
     # TCG only: KVM is present here but hangs when nested. -cpu max so binaries built
     # for a modern host CPU (SSE4.2, AVX2, ...) do not hit SIGILL on qemu64.
     timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
-        -accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot \
+        -accel tcg -cpu max -m "$VM_MEMORY_MB" -smp 2 -nographic -no-reboot \
         -kernel "$kdir/vmlinuz" -initrd "$WORK_DIR/initramfs.cpio.gz" \
         -append "console=ttyS0 panic=-1 quiet" \
         </dev/null >"$LOG" 2>&1 &
@@ -335,6 +371,41 @@ count_results() {
         /^          "result": "SKIPPED"/ { skipped++ }
         /^          "failures": \[/ { failed++ }
         END { printf "%d %d %d\n", completed - failed, failed, skipped }' "$1"
+}
+
+# The iommufd selftest's TAP output, judged by report.sh (the FUSE stage's rules and
+# allowlist). Sets SELFTEST_PASSED/SELFTEST_FAILED (allowlisted tests) and adds
+# problems to PROBLEMS.
+judge_selftest() {
+    local tap=$WORK_DIR/iommufd-selftest.tap json=$WORK_DIR/iommufd-selftest.json
+    local info rc args verdict=0
+    info=$(section iommufd-selftest-info | tr '\n' ' ' | sed 's/ *$//' || true)
+    [ -z "$info" ] || log "iommufd selftest in the guest: $info"
+    if ! section iommufd-selftest-output >"$tap"; then
+        PROBLEMS+=("no iommufd selftest output in the console log")
+        return 0
+    fi
+    rc=$(section iommufd-selftest-exit | tr -d '[:space:]' || true)
+    case $rc in
+        0|1) ;;
+        137) PROBLEMS+=("iommufd selftest killed in the guest (time limit or SIGKILL)") ;;
+        *) PROBLEMS+=("iommufd selftest exited with status ${rc:-unknown}") ;;
+    esac
+    args=(--tap "$tap" --allowlist "$SELFTEST_DIR/allowlist" --results "$json"
+          --label "iommufd selftest (CUSE VM)")
+    [ -f "$(dirname "$SELFTEST")/VERSION" ] && args+=(--version-file "$(dirname "$SELFTEST")/VERSION")
+    [ -z "$SELFTEST_FIGURE" ] || args+=(--figure "$SELFTEST_FIGURE")
+    "$SELFTEST_DIR/report.sh" "${args[@]}" >&2 || verdict=$?
+    if [ "$verdict" -gt 1 ] || [ ! -s "$json" ]; then
+        PROBLEMS+=("report.sh failed on the iommufd selftest output (status $verdict)")
+        return 0
+    fi
+    if [ -n "$SELFTEST_RESULTS" ]; then
+        mkdir -p "$(dirname "$SELFTEST_RESULTS")"
+        cp "$json" "$SELFTEST_RESULTS"
+    fi
+    # The allowlisted tests count like the conformance tests in the last line.
+    read -r SELFTEST_PASSED SELFTEST_FAILED < <(jq -r '"\(.tests - .failures) \(.failures)"' "$json")
 }
 
 print_failure_details() {
@@ -395,6 +466,11 @@ main() {
     status=$(section conformance-exit | tr -d '[:space:]' || true)
     if [ -s "$json" ] && [ -n "$status" ] && [ "$status" != 0 ] && [ "$failed" -eq 0 ]; then
         PROBLEMS+=("conformance exited with status $status but reported no failing test")
+    fi
+    if [ -n "$SELFTEST" ]; then
+        judge_selftest
+        passed=$(( passed + SELFTEST_PASSED ))
+        failed=$(( failed + SELFTEST_FAILED ))
     fi
     status=$(section daemon-exit | tr -d '[:space:]' || true)
     if [ "$status" != 0 ] && ! printf '%s\n' "${PROBLEMS[@]}" | grep -q 'ioasidd exit status'; then
