@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -15,8 +16,19 @@
 namespace ioasid {
 namespace {
 
+// The live handles of each recognised address space, by identity: one per access,
+// and the number both share (kept while either lives, so two handles alive at the
+// same time always agree on it).
+struct Handles {
+  std::weak_ptr<AddressSpace> read;
+  std::weak_ptr<AddressSpace> write;
+  uint64_t mm_id = 0;
+  bool expired() const { return read.expired() && write.expired(); }
+};
+
 std::mutex spaces_mutex;
-std::map<std::string, std::weak_ptr<AddressSpace>> spaces;  // guarded by spaces_mutex
+std::map<std::string, Handles> spaces;  // guarded by spaces_mutex
+std::atomic<uint64_t> next_mm_id{1};
 
 std::optional<std::string> read_small_file(const std::string& path) {
   UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -84,15 +96,22 @@ Result<UniqueFd> open_memory(pid_t tid, MapAccess access) {
 Result<std::shared_ptr<AddressSpace>> AddressSpace::of(pid_t tid, MapAccess access) {
   auto memory = open_memory(tid, access);
   IOASID_TRY(memory);
+  const bool writable = allows_write(access);
   std::string key = identity(tid, memory->get());
-  if (key.empty()) return std::make_shared<AddressSpace>(std::move(*memory), tid, allows_write(access));
-  key += allows_write(access) ? 'w' : 'r';
+  if (key.empty()) return std::make_shared<AddressSpace>(std::move(*memory), tid, writable, next_mm_id++);
   std::lock_guard lock(spaces_mutex);
-  if (auto found = spaces.find(key); found != spaces.end())
-    if (auto space = found->second.lock()) return space;  // the fresh handle closes here
-  auto space = std::make_shared<AddressSpace>(std::move(*memory), tid, allows_write(access));
+  uint64_t mm_id = 0;
+  if (auto found = spaces.find(key); found != spaces.end() && !found->second.expired()) {
+    std::weak_ptr<AddressSpace>& same_access = writable ? found->second.write : found->second.read;
+    if (auto space = same_access.lock()) return space;  // the fresh handle closes here
+    mm_id = found->second.mm_id;  // the other access's handle is alive: the same mm
+  }
+  if (mm_id == 0) mm_id = next_mm_id++;
+  auto space = std::make_shared<AddressSpace>(std::move(*memory), tid, writable, mm_id);
   std::erase_if(spaces, [](const auto& entry) { return entry.second.expired(); });
-  spaces[key] = space;
+  Handles& handles = spaces[key];
+  (writable ? handles.write : handles.read) = space;
+  handles.mm_id = mm_id;
   return space;
 }
 

@@ -1,5 +1,7 @@
 #include "memory/backing.h"
 
+#include "memory/physical_memory.h"
+
 namespace ioasid {
 
 Result<void> Backing::check_range(uint64_t offset, size_t length, bool for_write) const {
@@ -52,6 +54,11 @@ Result<void> Backing::write64(uint64_t offset, uint64_t value) {
 Result<bool> Backing::compare_exchange64(uint64_t offset, uint64_t& expected, uint64_t desired) {
   IOASID_TRY(check_word(offset, true));
   return do_compare_exchange64(offset, expected, desired);
+}
+
+std::optional<PageLocation> Backing::location(uint64_t offset) const {
+  if (offset >= size_) return std::nullopt;
+  return do_location(offset & ~(kPageSize - 1));
 }
 
 }  // namespace ioasid

@@ -5,11 +5,13 @@
 #pragma once
 
 #include "base/result.h"
+#include "memory/page_location.h"
 #include "memory/sigbus_guard.h"
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -66,6 +68,11 @@ class Backing {
   // On a mismatch returns false and stores the current value in `expected`.
   Result<bool> compare_exchange64(uint64_t offset, uint64_t& expected, uint64_t desired);
 
+  // Where the page holding byte `offset` lives (page_location.h), as it was when the
+  // backing was made: what it pins. nullopt outside the range, or where the
+  // implementation cannot tell.
+  std::optional<PageLocation> location(uint64_t offset) const;
+
  protected:
   Backing(uint64_t size, bool writable, std::string description)
       : size_(size), writable_(writable), description_(std::move(description)) {}
@@ -77,6 +84,8 @@ class Backing {
   virtual Result<uint64_t> do_read64(uint64_t offset) = 0;
   virtual Result<void> do_write64(uint64_t offset, uint64_t value) = 0;
   virtual std::span<std::byte> do_mapped(uint64_t, size_t) { return {}; }
+  // Called with the page-aligned offset of a page inside the range.
+  virtual std::optional<PageLocation> do_location(uint64_t) const { return std::nullopt; }
   virtual Result<bool> do_compare_exchange64(uint64_t offset, uint64_t& expected,
                                              uint64_t desired) = 0;
 

@@ -1,6 +1,7 @@
 #include "memory/backing_for_range.h"
 
 #include "memory/client_file.h"
+#include "memory/locate_pages.h"
 #include "memory/mapped_file_backing.h"
 #include "memory/physical_memory.h"
 #include "memory/remote_backing.h"
@@ -122,9 +123,12 @@ Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint6
     if (mapped.code() == EINVAL) return fail(EFAULT, "pid {}: {}", pid, mapped.error().why);
     // Anything else (no CAP_SYS_ADMIN for map_files, a non-regular file): remote.
   }
+  // What the pages are (a shared file's pages stay the file's, reached this way too),
+  // from the same listing: the backing pins those.
+  std::vector<LocatedRun> layout = locate_runs(*covering, va, length, *space, nullptr);
   return std::shared_ptr<Backing>(std::make_shared<RemoteBacking>(
       std::move(*space), va, length, allows_write(access),
-      fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length)));
+      fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length), std::move(layout)));
 }
 
 }  // namespace ioasid

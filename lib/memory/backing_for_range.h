@@ -30,6 +30,12 @@ namespace ioasid {
 //   one followed by a private one) the result is a RemoteBacking: coherent for data,
 //   not zero copy, no cross-process atomics.
 // No ptrace rights over pid: EPERM with the reason; no such process: ESRCH.
+//
+// Either way the backing's location() of a page is what locate_pages() said of it
+// when the backing was made, and the backing pins it (pinned_pages.h). A hugetlbfs
+// range (MAP_HUGETLB) takes the same paths: a shared one is mapped (the daemon's view
+// is in whole huge pages, so any 4 KiB-aligned sub-range works), a private one is
+// remote.
 Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint64_t length,
                                                    MapAccess access);
 

@@ -34,10 +34,15 @@ uint64_t mapping_granule(const struct statx& status) {
   return kPageSize;
 }
 
-uint64_t view_size(uint64_t end, uint64_t granule) {
+uint64_t round_up(uint64_t value, uint64_t granule) { return (value + granule - 1) & ~(granule - 1); }
+
+uint64_t view_size(uint64_t end, uint64_t granule, uint64_t file_size) {
   const uint64_t wanted = std::max({end, kSmallestView, granule});
-  if (wanted > kLargestRoundedView) return (wanted + granule - 1) & ~(granule - 1);
-  return std::bit_ceil(wanted);
+  const uint64_t rounded = wanted > kLargestRoundedView ? round_up(wanted, granule) : std::bit_ceil(wanted);
+  if (granule == kPageSize) return rounded;
+  // hugetlbfs (see the header): up to the end of the file (whole huge pages: a
+  // hugetlbfs file's size is), however little that leaves for later requests.
+  return std::max(round_up(end, granule), std::min(rounded, file_size & ~(granule - 1)));
 }
 
 }  // namespace
@@ -48,9 +53,9 @@ Result<std::shared_ptr<FileView>> FileView::of(int fd, const struct statx& statu
   if (auto found = views.find(key); found != views.end()) {
     if (auto view = found->second.lock(); view && view->size() >= end && !view->broken().load()) return view;
   }
-  auto mapping = Mapping::map_shared(fd, 0, view_size(end, mapping_granule(status)), writable);
+  auto mapping = Mapping::map_shared(fd, 0, view_size(end, mapping_granule(status), status.stx_size), writable);
   IOASID_TRY(mapping);
-  auto view = std::make_shared<FileView>(std::move(*mapping), writable);
+  auto view = std::make_shared<FileView>(std::move(*mapping), writable, key.device, key.inode);
   std::erase_if(views, [](const auto& entry) { return entry.second.expired(); });
   views[key] = view;
   return view;

@@ -49,7 +49,15 @@ Result<std::shared_ptr<MappedFileBacking>> MappedFileBacking::create(int fd, uin
 
 MappedFileBacking::MappedFileBacking(std::shared_ptr<FileView> view, uint64_t offset, uint64_t length,
                                      bool writable, std::string description)
-    : Backing(length, writable, std::move(description)), view_(std::move(view)), data_(view_->data() + offset) {}
+    : Backing(length, writable, std::move(description)),
+      view_(std::move(view)),
+      data_(view_->data() + offset),
+      file_offset_(offset),
+      pin_(PinnedPages::global().pin(PageLocation::file(view_->device(), view_->inode(), offset), length)) {}
+
+std::optional<PageLocation> MappedFileBacking::do_location(uint64_t offset) const {
+  return PageLocation::file(view_->device(), view_->inode(), file_offset_ + offset);
+}
 
 // A kernel copy into a page the client truncated away fails with EFAULT (the kernel
 // fixes its own access up; no SIGBUS reaches the daemon).

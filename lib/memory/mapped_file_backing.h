@@ -10,6 +10,7 @@
 
 #include "memory/backing.h"
 #include "memory/file_view.h"
+#include "memory/pinned_pages.h"
 
 #include <atomic>
 #include <memory>
@@ -41,7 +42,8 @@ class MappedFileBacking final : public Backing {
   // The daemon mapping this backing shares with every other backing of its file.
   const FileView& view() const { return *view_; }
 
-  // Use create(); public for std::make_shared.
+  // Use create(); public for std::make_shared. Pins its pages of the file
+  // (pinned_pages.h) for as long as it lives.
   MappedFileBacking(std::shared_ptr<FileView> view, uint64_t offset, uint64_t length, bool writable,
                     std::string description);
 
@@ -50,6 +52,7 @@ class MappedFileBacking final : public Backing {
   Result<void> do_write(uint64_t offset, std::span<const std::byte> in,
                         size_t& bytes_done) override;
   std::span<std::byte> do_mapped(uint64_t offset, size_t length) override;
+  std::optional<PageLocation> do_location(uint64_t offset) const override;
   Result<uint64_t> do_read64(uint64_t offset) override;
   Result<void> do_write64(uint64_t offset, uint64_t value) override;
   Result<bool> do_compare_exchange64(uint64_t offset, uint64_t& expected,
@@ -60,6 +63,8 @@ class MappedFileBacking final : public Backing {
 
   const std::shared_ptr<FileView> view_;
   std::byte* const data_;  // the first byte of the client's range inside the view
+  const uint64_t file_offset_;  // of data_
+  const PinnedPages::Pin pin_;
 };
 
 }  // namespace ioasid

@@ -17,7 +17,7 @@ Mapping& Mapping::operator=(Mapping&& other) noexcept {
 
 Result<Mapping> Mapping::map_shared(int fd, uint64_t offset, size_t size, bool writable) {
   const int protection = PROT_READ | (writable ? PROT_WRITE : 0);
-  void* address = ::mmap(nullptr, size, protection, MAP_SHARED, fd, static_cast<off_t>(offset));
+  void* address = ::mmap(nullptr, size, protection, MAP_SHARED | MAP_NORESERVE, fd, static_cast<off_t>(offset));
   if (address == MAP_FAILED) {
     const int error = errno;
     return fail(error, "mmap of {} bytes at file offset {:#x} ({}): {}", size, offset,

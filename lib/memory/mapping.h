@@ -20,6 +20,11 @@ class Mapping {
   ~Mapping() { reset(); }
 
   // MAP_SHARED view of [offset, offset + size) of `fd`; `writable` adds PROT_WRITE.
+  // It reserves nothing (MAP_NORESERVE, which of shared mappings only hugetlbfs
+  // heeds): a view may span parts of a hugetlbfs file the client never mapped, and
+  // reserving their huge pages would drain the pool, or fail when it is short. A page
+  // the pool cannot supply once touched is a SIGBUS, which accesses survive
+  // (sigbus_guard.h).
   static Result<Mapping> map_shared(int fd, uint64_t offset, size_t size, bool writable);
   // Private zero-filled memory, reserved lazily (MAP_NORESERVE): pages cost memory
   // only once touched.

@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 
 namespace ioasid {
@@ -28,8 +30,24 @@ Result<std::shared_ptr<RemoteBacking>> RemoteBacking::open(pid_t pid, uint64_t v
 }
 
 RemoteBacking::RemoteBacking(std::shared_ptr<AddressSpace> space, uint64_t va, uint64_t length, bool writable,
-                             std::string description)
-    : Backing(length, writable, std::move(description)), space_(std::move(space)), va_(va) {}
+                             std::string description, std::vector<LocatedRun> layout)
+    : Backing(length, writable, std::move(description)), space_(std::move(space)), va_(va), layout_(std::move(layout)) {
+  if (layout_.empty())
+    layout_.push_back(LocatedRun{.offset = 0, .length = length, .first = PageLocation::private_page(space_, va),
+                                 .huge = false});
+  pins_.reserve(layout_.size());
+  for (const LocatedRun& run : layout_) pins_.push_back(PinnedPages::global().pin(run.first, run.length));
+}
+
+std::optional<PageLocation> RemoteBacking::do_location(uint64_t offset) const {
+  // The last run starting at or before offset.
+  auto after = std::upper_bound(layout_.begin(), layout_.end(), offset,
+                                [](uint64_t at, const LocatedRun& run) { return at < run.offset; });
+  if (after == layout_.begin()) return std::nullopt;
+  const LocatedRun& run = *std::prev(after);
+  if (offset - run.offset >= run.length) return std::nullopt;
+  return run.first.plus(offset - run.offset);
+}
 
 // pread/pwrite on /proc/<pid>/mem stop at the first page they cannot reach: a count
 // short of the request, -1 (EIO) when not even the first page could be reached, 0

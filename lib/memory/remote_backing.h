@@ -15,10 +15,12 @@
 
 #include "memory/backing.h"
 #include "memory/address_space.h"
+#include "memory/pinned_pages.h"
 
 #include <sys/types.h>
 
 #include <memory>
+#include <vector>
 
 namespace ioasid {
 
@@ -30,8 +32,12 @@ class RemoteBacking final : public Backing {
   static Result<std::shared_ptr<RemoteBacking>> open(pid_t pid, uint64_t va, uint64_t length,
                                                      MapAccess access);
 
+  // `layout` says where the range's pages live (locate_runs of the range, offsets
+  // relative to va): a shared file page reached through /proc/<pid>/mem is still the
+  // file's page. Empty: all of it private memory of `space`. The backing pins those
+  // pages (pinned_pages.h) for as long as it lives.
   RemoteBacking(std::shared_ptr<AddressSpace> space, uint64_t va, uint64_t length, bool writable,
-                std::string description);
+                std::string description, std::vector<LocatedRun> layout = {});
 
   bool zero_copy() const override { return false; }
   uint64_t client_va() const { return va_; }
@@ -44,12 +50,15 @@ class RemoteBacking final : public Backing {
   Result<void> do_write64(uint64_t offset, uint64_t value) override;
   Result<bool> do_compare_exchange64(uint64_t offset, uint64_t& expected,
                                      uint64_t desired) override;
+  std::optional<PageLocation> do_location(uint64_t offset) const override;
 
   Result<void> transfer(uint64_t offset, std::byte* buffer, size_t size, bool to_client,
                         size_t& bytes_done);
 
   const std::shared_ptr<AddressSpace> space_;
   const uint64_t va_;
+  std::vector<LocatedRun> layout_;  // in offset order, covering [0, size())
+  std::vector<PinnedPages::Pin> pins_;  // one per run of layout_
 };
 
 }  // namespace ioasid
