@@ -16,59 +16,64 @@
 namespace ioasid::daemon {
 namespace {
 
-NodeOps& ops_of(fuse_req_t req) { return *static_cast<NodeOps*>(fuse_req_userdata(req)); }
+// One CUSE device: its handler, its node path and, once live, its device number.
+struct CuseNode {
+  NodeHandler& handler;
+  std::string path;
+  std::optional<dev_t> device;  // refused as memory (client_file.h)
+};
 
-// The device's node path, for init_done (one CUSE device per daemon).
-std::string cuse_node_path;
-std::optional<dev_t> cuse_device;  // its number once live, refused as memory (client_file.h)
+NodeHandler& handler_of(fuse_req_t req) { return static_cast<CuseNode*>(fuse_req_userdata(req))->handler; }
 
-void on_device_live(void*) {
-  spdlog::info("CUSE device is live");
-  struct stat node {};
+void on_device_live(void* userdata) {
+  auto& node = *static_cast<CuseNode*>(userdata);
+  spdlog::info("CUSE device {} is live", node.path);
+  struct stat st {};
   // A stat of the device node reads its inode, never the device: no request to us.
-  if (::stat(cuse_node_path.c_str(), &node) == 0 && S_ISCHR(node.st_mode)) {
-    cuse_device = node.st_rdev;
-    add_served_device(node.st_rdev);
+  if (::stat(node.path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) {
+    node.device = st.st_rdev;
+    add_served_device(st.st_rdev);
   } else {
     spdlog::warn("{}: cannot read the device number ({}); MAP_FILE still refuses it as not a regular file",
-                 cuse_node_path, std::strerror(errno));
+                 node.path, std::strerror(errno));
   }
 }
 
-void cuse_open(fuse_req_t req, fuse_file_info* fi) { ops_of(req).open(req, fi, NodeOps::NodeKind::CharDevice); }
-void cuse_release(fuse_req_t req, fuse_file_info* fi) { ops_of(req).release(req, fi); }
-void cuse_read(fuse_req_t req, size_t size, off_t, fuse_file_info* fi) { ops_of(req).read(req, size, fi); }
-void cuse_poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) { ops_of(req).poll(req, fi, ph); }
+void cuse_open(fuse_req_t req, fuse_file_info* fi) { handler_of(req).open(req, fi, NodeHandler::NodeKind::CharDevice); }
+void cuse_release(fuse_req_t req, fuse_file_info* fi) { handler_of(req).release(req, fi); }
+void cuse_read(fuse_req_t req, size_t size, off_t, fuse_file_info* fi) { handler_of(req).read(req, size, fi); }
+void cuse_poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) { handler_of(req).poll(req, fi, ph); }
 void cuse_ioctl(fuse_req_t req, int cmd, void* arg, fuse_file_info* fi, unsigned flags, const void* in_buf,
                 size_t in_bufsz, size_t out_bufsz) {
-  ops_of(req).ioctl(req, static_cast<unsigned>(cmd), arg, fi, flags, in_buf, in_bufsz, out_bufsz);
+  handler_of(req).ioctl(req, static_cast<unsigned>(cmd), arg, fi, flags, in_buf, in_bufsz, out_bufsz);
 }
 
 class CuseFrontend final : public Frontend {
  public:
-  CuseFrontend(fuse_session* session, std::string node_path)
-      : session_(session), node_path_(std::move(node_path)) {}
+  explicit CuseFrontend(std::unique_ptr<CuseNode> node) : node_(std::move(node)) {}
   // Not cuse_lowlevel_teardown: it would remove signal handlers that are no longer libfuse's.
   ~CuseFrontend() override {
-    fuse_session_destroy(session_);
-    if (cuse_device) remove_served_device(*std::exchange(cuse_device, std::nullopt));
+    if (session_) fuse_session_destroy(session_);
+    if (node_->device) remove_served_device(*node_->device);
   }
+  void set_session(fuse_session* session) { session_ = session; }
+  CuseNode* node() const { return node_.get(); }
   fuse_session* session() const override { return session_; }
-  const std::string& node_path() const override { return node_path_; }
+  std::vector<std::string> node_paths() const override { return {node_->path}; }
   const char* kind() const override { return "cuse"; }
 
  private:
-  fuse_session* session_;
-  std::string node_path_;
+  std::unique_ptr<CuseNode> node_;
+  fuse_session* session_ = nullptr;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Frontend>> start_cuse(NodeOps& ops, const std::string& devname) {
+Result<std::unique_ptr<Frontend>> start_cuse(NodeHandler& handler, const std::string& devname) {
   if (access("/dev/cuse", R_OK | W_OK) != 0)
     return fail(ENODEV, "/dev/cuse is not available: the kernel has no CUSE (try 'modprobe cuse' or --frontend fuse)");
   const std::string dev_info = "DEVNAME=" + devname;
-  cuse_node_path = "/dev/" + devname;
+  auto frontend = std::make_unique<CuseFrontend>(std::make_unique<CuseNode>(CuseNode{handler, "/dev/" + devname, {}}));
   const char* dev_info_argv[] = {dev_info.c_str()};
   cuse_info info{};
   info.dev_info_argc = 1;
@@ -92,11 +97,12 @@ Result<std::unique_ptr<Frontend>> start_cuse(NodeOps& ops, const std::string& de
   const char* argv[] = {"ioasidd", "-f", nullptr};
   int multithreaded = 0;
   fuse_session* session =
-      cuse_lowlevel_setup(2, const_cast<char**>(argv), &info, &cuse_ops, &multithreaded, &ops);
+      cuse_lowlevel_setup(2, const_cast<char**>(argv), &info, &cuse_ops, &multithreaded, frontend->node());
   if (!session) return fail(EIO, "cuse_lowlevel_setup failed for /dev/{}", devname);
   // The daemon's Asio loop owns SIGINT/SIGTERM.
   fuse_remove_signal_handlers(session);
-  return std::unique_ptr<Frontend>(std::make_unique<CuseFrontend>(session, "/dev/" + devname));
+  frontend->set_session(session);
+  return std::unique_ptr<Frontend>(std::move(frontend));
 }
 
 }  // namespace ioasid::daemon

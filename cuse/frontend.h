@@ -3,13 +3,14 @@
 #pragma once
 
 #include "base/result.h"
-#include "node_ops.h"
+#include "node_handler.h"
 
 #include <sys/types.h>
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ioasid::daemon {
 
@@ -17,7 +18,8 @@ class Frontend {
  public:
   virtual ~Frontend() = default;
   virtual fuse_session* session() const = 0;
-  virtual const std::string& node_path() const = 0;
+  // Where clients open the nodes it serves, the first one first.
+  virtual std::vector<std::string> node_paths() const = 0;
   virtual const char* kind() const = 0;  // "cuse" or "fuse"
   // Makes the node reachable at its final path (FUSE: the bind mount). Called once
   // session threads serve requests: the kernel asks the daemon about the node
@@ -25,16 +27,24 @@ class Frontend {
   virtual Result<void> expose() { return success(); }
 };
 
-// Creates /dev/<devname> through /dev/cuse. ENODEV when the kernel has no CUSE.
-Result<std::unique_ptr<Frontend>> start_cuse(NodeOps& ops, const std::string& devname);
+// Creates /dev/<devname> through /dev/cuse (one session per device). ENODEV when the
+// kernel has no CUSE.
+Result<std::unique_ptr<Frontend>> start_cuse(NodeHandler& handler, const std::string& devname);
+
+struct FuseNode {
+  std::string name;       // the node is mount_dir/name
+  NodeHandler* handler;
+  std::string bind_path;  // if set, the node is bind-mounted here too
+};
 
 struct FuseNodeOptions {
-  std::string mount_dir;                 // the node is mount_dir/ioasid
-  std::string bind_path;                 // if set, the node is bind-mounted here too
+  std::string mount_dir;
+  std::vector<FuseNode> nodes;
   mode_t mode = 0660;
   std::optional<gid_t> group;
 };
 
-Result<std::unique_ptr<Frontend>> start_fuse(NodeOps& ops, const FuseNodeOptions& options);
+// One mount holding every node as a file.
+Result<std::unique_ptr<Frontend>> start_fuse(const FuseNodeOptions& options);
 
 }  // namespace ioasid::daemon

@@ -1,6 +1,6 @@
-// The FUSE fallback for kernels without CUSE: a mount whose root holds one
-// regular file, the node. FUSE serves size-encoded ioctls in restricted mode
-// exactly as CUSE does, so the same NodeOps serve both.
+// The FUSE fallback for kernels without CUSE: a mount whose root holds the nodes as
+// regular files (ioasid, iommu). FUSE serves size-encoded ioctls in restricted mode
+// exactly as CUSE does, so the same handlers serve both.
 #include "frontend.h"
 
 #include "memory/client_file.h"
@@ -16,20 +16,26 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <algorithm>
 #include <optional>
+#include <string_view>
+#include <vector>
 
 namespace ioasid::daemon {
 namespace {
 
 constexpr fuse_ino_t kRootInode = FUSE_ROOT_ID;
-constexpr fuse_ino_t kNodeInode = 2;
-constexpr const char* kNodeName = "ioasid";
+constexpr fuse_ino_t kFirstNodeInode = 2;  // node i is inode 2 + i
 constexpr double kAttrTimeout = 1.0;
 
 struct FuseContext {
-  NodeOps& ops;
   FuseNodeOptions options;
   time_t started = time(nullptr);
+
+  const FuseNode* node(fuse_ino_t ino) const {
+    if (ino < kFirstNodeInode || ino - kFirstNodeInode >= options.nodes.size()) return nullptr;
+    return &options.nodes[ino - kFirstNodeInode];
+  }
 };
 
 FuseContext& context_of(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_req_userdata(req)); }
@@ -43,7 +49,7 @@ bool fill_attr(const FuseContext& context, fuse_ino_t ino, struct stat& st) {
   if (ino == kRootInode) {
     st.st_mode = S_IFDIR | 0755;
     st.st_nlink = 2;
-  } else if (ino == kNodeInode) {
+  } else if (context.node(ino)) {
     st.st_mode = S_IFREG | context.options.mode;
     st.st_nlink = 1;
   } else {
@@ -54,12 +60,14 @@ bool fill_attr(const FuseContext& context, fuse_ino_t ino, struct stat& st) {
 
 void fuse_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_entry_param entry{};
-  if (parent != kRootInode || std::strcmp(name, kNodeName) != 0 ||
-      !fill_attr(context_of(req), kNodeInode, entry.attr)) {
+  const auto& nodes = context_of(req).options.nodes;
+  const auto node = std::ranges::find(nodes, std::string_view(name), &FuseNode::name);
+  if (parent != kRootInode || node == nodes.end()) {
     fuse_reply_err(req, ENOENT);
     return;
   }
-  entry.ino = kNodeInode;
+  entry.ino = kFirstNodeInode + (node - nodes.begin());
+  fill_attr(context_of(req), entry.ino, entry.attr);
   entry.attr_timeout = entry.entry_timeout = kAttrTimeout;
   fuse_reply_entry(req, &entry);
 }
@@ -78,10 +86,12 @@ void fuse_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fus
     fuse_reply_err(req, ENOTDIR);
     return;
   }
-  const std::pair<const char*, fuse_ino_t> entries[] = {{".", kRootInode}, {"..", kRootInode}, {kNodeName, kNodeInode}};
+  std::vector<std::pair<const char*, fuse_ino_t>> entries = {{".", kRootInode}, {"..", kRootInode}};
+  const auto& nodes = context_of(req).options.nodes;
+  for (size_t i = 0; i < nodes.size(); ++i) entries.emplace_back(nodes[i].name.c_str(), kFirstNodeInode + i);
   std::vector<char> buf(size);
   size_t used = 0;
-  for (off_t i = offset; i < static_cast<off_t>(std::size(entries)); ++i) {
+  for (off_t i = offset; i < static_cast<off_t>(entries.size()); ++i) {
     struct stat st{};
     st.st_ino = entries[i].second;
     st.st_mode = entries[i].second == kRootInode ? S_IFDIR : S_IFREG;
@@ -92,31 +102,26 @@ void fuse_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fus
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void fuse_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if (ino != kNodeInode) {
-    fuse_reply_err(req, EISDIR);
-    return;
-  }
-  context_of(req).ops.open(req, fi, NodeOps::NodeKind::RegularFile);
-}
-
-// Only the node is an open file of NodeOps; the root directory is opened through
+// Only the nodes are open files of a handler; the root directory is opened through
 // opendir, and the kernel forwards ioctls on it too (FUSE_IOCTL_DIR), e.g. lsattr -d.
-bool is_node(fuse_req_t req, fuse_ino_t ino, int error) {
-  if (ino == kNodeInode) return true;
-  fuse_reply_err(req, error);
-  return false;
+NodeHandler* handler_of(fuse_req_t req, fuse_ino_t ino, int error) {
+  if (const FuseNode* node = context_of(req).node(ino)) return node->handler;
+  if (error) fuse_reply_err(req, error);
+  return nullptr;
 }
 
+void fuse_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (NodeHandler* handler = handler_of(req, ino, EISDIR)) handler->open(req, fi, NodeHandler::NodeKind::RegularFile);
+}
 void fuse_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if (is_node(req, ino, EBADF)) context_of(req).ops.release(req, fi);
+  if (NodeHandler* handler = handler_of(req, ino, EBADF)) handler->release(req, fi);
 }
 void fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t, fuse_file_info* fi) {
-  if (is_node(req, ino, EISDIR)) context_of(req).ops.read(req, size, fi);
+  if (NodeHandler* handler = handler_of(req, ino, EISDIR)) handler->read(req, size, fi);
 }
 void fuse_poll(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, fuse_pollhandle* ph) {
-  if (ino == kNodeInode) {
-    context_of(req).ops.poll(req, fi, ph);
+  if (NodeHandler* handler = handler_of(req, ino, 0)) {
+    handler->poll(req, fi, ph);
     return;
   }
   if (ph) fuse_pollhandle_destroy(ph);
@@ -128,19 +133,21 @@ void fuse_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, fus
     fuse_reply_err(req, ENOTTY);
     return;
   }
-  if (is_node(req, ino, ENOTTY)) context_of(req).ops.ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz);
+  if (NodeHandler* handler = handler_of(req, ino, ENOTTY))
+    handler->ioctl(req, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz);
 }
 void fuse_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 class FuseFrontend final : public Frontend {
  public:
-  explicit FuseFrontend(std::unique_ptr<FuseContext> context)
-      : context_(std::move(context)), node_path_(context_->options.mount_dir + "/" + kNodeName) {}
+  explicit FuseFrontend(std::unique_ptr<FuseContext> context) : context_(std::move(context)) {}
 
   ~FuseFrontend() override {
-    if (bind_mounted_ && umount2(context_->options.bind_path.c_str(), MNT_DETACH) != 0)
-      spdlog::warn("cannot unmount {}: {}", context_->options.bind_path, std::strerror(errno));
-    if (created_bind_target_) ::unlink(context_->options.bind_path.c_str());
+    for (const auto& bound : bound_) {
+      if (umount2(bound.path.c_str(), MNT_DETACH) != 0)
+        spdlog::warn("cannot unmount {}: {}", bound.path, std::strerror(errno));
+      if (bound.created) ::unlink(bound.path.c_str());
+    }
     if (session_) {
       if (mounted_) fuse_session_unmount(session_);
       fuse_session_destroy(session_);
@@ -193,43 +200,56 @@ class FuseFrontend final : public Frontend {
   }
 
   Result<void> expose() override {
-    return context_->options.bind_path.empty() ? success() : bind_node();
+    for (const FuseNode& node : context_->options.nodes)
+      if (!node.bind_path.empty()) IOASID_TRY(bind_node(mount_path(node), node.bind_path));
+    return success();
   }
 
   fuse_session* session() const override { return session_; }
-  const std::string& node_path() const override {
-    return context_->options.bind_path.empty() ? node_path_ : context_->options.bind_path;
+  std::vector<std::string> node_paths() const override {
+    std::vector<std::string> paths;
+    for (const FuseNode& node : context_->options.nodes)
+      paths.push_back(node.bind_path.empty() ? mount_path(node) : node.bind_path);
+    return paths;
   }
   const char* kind() const override { return "fuse"; }
 
  private:
-  Result<void> bind_node() {
-    const std::string& target = context_->options.bind_path;
+  struct Bound {
+    std::string path;
+    bool created;  // the daemon made the file it bound onto, and removes it
+  };
+
+  std::string mount_path(const FuseNode& node) const { return context_->options.mount_dir + "/" + node.name; }
+
+  Result<void> bind_node(const std::string& source, const std::string& target) {
+    bool created = false;
     if (::access(target.c_str(), F_OK) != 0) {
       const int fd = ::open(target.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
       if (fd < 0) return fail(errno, "cannot create bind target {}: {}", target, std::strerror(errno));
       ::close(fd);
-      created_bind_target_ = true;
+      created = true;
     }
-    if (::mount(node_path_.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0)
-      return fail(errno, "cannot bind-mount {} onto {}: {}", node_path_, target, std::strerror(errno));
-    bind_mounted_ = true;
+    if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      const int error = errno;
+      if (created) ::unlink(target.c_str());
+      return fail(error, "cannot bind-mount {} onto {}: {}", source, target, std::strerror(error));
+    }
+    bound_.push_back({target, created});
     return success();
   }
 
   std::unique_ptr<FuseContext> context_;
-  std::string node_path_;
   fuse_session* session_ = nullptr;
   bool mounted_ = false;
   std::optional<dev_t> served_device_;  // the mount's, refused as memory (client_file.h)
-  bool bind_mounted_ = false;
-  bool created_bind_target_ = false;
+  std::vector<Bound> bound_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Frontend>> start_fuse(NodeOps& ops, const FuseNodeOptions& options) {
-  auto frontend = std::make_unique<FuseFrontend>(std::make_unique<FuseContext>(FuseContext{ops, options}));
+Result<std::unique_ptr<Frontend>> start_fuse(const FuseNodeOptions& options) {
+  auto frontend = std::make_unique<FuseFrontend>(std::make_unique<FuseContext>(FuseContext{options}));
   IOASID_TRY(frontend->start());
   return std::unique_ptr<Frontend>(std::move(frontend));
 }

@@ -7,6 +7,7 @@
 #include "asio_executor.h"
 #include "event_relay.h"
 #include "frontend.h"
+#include "iommu_node_ops.h"
 #include "netlink_publisher.h"
 #include "node_ops.h"
 #include "options.h"
@@ -16,6 +17,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <fmt/ranges.h>
 
 #include <linux/capability.h>
 #include <malloc.h>
@@ -88,27 +90,55 @@ void warn_about_missing_memory_rights() {
   }
 }
 
-Result<std::unique_ptr<Frontend>> start_frontend(const Options& options, NodeOps& ops) {
-  const FuseNodeOptions fuse{options.fuse_dir, options.bind_node, options.node_mode, options.node_group};
+// The handlers of the nodes to serve, with their CUSE names and FUSE bind paths.
+struct ServedNode {
+  NodeHandler* handler;
+  std::string devname;
+  std::string bind_path;
+};
+
+Result<std::vector<std::unique_ptr<Frontend>>> start_cuse_nodes(const std::vector<ServedNode>& nodes) {
+  std::vector<std::unique_ptr<Frontend>> frontends;
+  for (const ServedNode& node : nodes) {
+    auto frontend = start_cuse(*node.handler, node.devname);
+    IOASID_TRY(frontend);
+    frontends.push_back(std::move(*frontend));
+  }
+  return frontends;
+}
+
+Result<std::vector<std::unique_ptr<Frontend>>> start_fuse_nodes(const Options& options,
+                                                                const std::vector<ServedNode>& nodes) {
+  FuseNodeOptions fuse{options.fuse_dir, {}, options.node_mode, options.node_group};
+  for (const ServedNode& node : nodes) fuse.nodes.push_back({node.devname, node.handler, node.bind_path});
+  auto frontend = start_fuse(fuse);
+  IOASID_TRY(frontend);
+  std::vector<std::unique_ptr<Frontend>> frontends;
+  frontends.push_back(std::move(*frontend));
+  return frontends;
+}
+
+Result<std::vector<std::unique_ptr<Frontend>>> start_frontends(const Options& options,
+                                                               const std::vector<ServedNode>& nodes) {
   switch (options.frontend) {
     case FrontendKind::Cuse:
-      return start_cuse(ops, options.devname);
+      return start_cuse_nodes(nodes);
     case FrontendKind::Fuse:
-      return start_fuse(ops, fuse);
+      return start_fuse_nodes(options, nodes);
     case FrontendKind::Auto:
       break;
   }
   if (::access("/dev/cuse", F_OK) != 0) {
     spdlog::info("frontend: FUSE fallback (no /dev/cuse on this kernel)");
-    return start_fuse(ops, fuse);
+    return start_fuse_nodes(options, nodes);
   }
-  auto cuse = start_cuse(ops, options.devname);
+  auto cuse = start_cuse_nodes(nodes);
   if (cuse) {
     spdlog::info("frontend: CUSE (/dev/cuse present)");
     return cuse;
   }
   spdlog::warn("frontend: CUSE failed ({}), using the FUSE fallback", cuse.error().why);
-  return start_fuse(ops, fuse);
+  return start_fuse_nodes(options, nodes);
 }
 
 // SIGINT/SIGTERM/SIGHUP wait, blocked, until the Asio signal_set can take them: a stop
@@ -189,24 +219,38 @@ int run(const Options& options) {
     }
   }
 
+  dev_iommu::Service iommu_service(service);
   NodeOps ops(service);
-  auto frontend = start_frontend(options, ops);
-  if (!frontend) {
-    spdlog::error("cannot start the front end: {}", frontend.error().why);
+  IommuNodeOps iommu_ops(iommu_service);
+  std::vector<ServedNode> nodes;
+  if (options.serve_ioasid) nodes.push_back({&ops, options.devname, options.bind_node});
+  if (options.serve_iommu) nodes.push_back({&iommu_ops, options.iommu_devname, options.bind_iommu_node});
+  if (nodes.empty()) {
+    spdlog::error("--serve names no node");
     return 1;
   }
+  auto frontends = start_frontends(options, nodes);
+  if (!frontends) {
+    spdlog::error("cannot start the front end: {}", frontends.error().why);
+    return 1;
+  }
+  std::vector<std::string> node_paths;
+  for (const auto& frontend : *frontends)
+    for (auto& path : frontend->node_paths()) node_paths.push_back(std::move(path));
+  const std::string kind = frontends->front()->kind();
   // The FUSE node's mode is the only gate (a file opened read-only may issue every
   // ioctl): say so when it lets in every local user. (CUSE: the udev rule decides.)
-  if (std::string_view((*frontend)->kind()) == "fuse" && (options.node_mode & 0007) != 0)
+  if (kind == "fuse" && (options.node_mode & 0007) != 0)
     spdlog::warn("--node-mode {:04o} lets every local user use {} (any open, read-only too, may issue every ioctl)",
-                 options.node_mode, (*frontend)->node_path());
+                 options.node_mode, fmt::join(node_paths, " and "));
   ::signal(SIGPIPE, SIG_IGN);  // a vanished admin client must not kill the daemon
 
   std::unique_ptr<AdminServer> admin;
   if (!options.admin_socket.empty()) {
     auto info = [&] {
-      return nlohmann::json{{"frontend", (*frontend)->kind()},
-                            {"node", (*frontend)->node_path()},
+      return nlohmann::json{{"frontend", kind},
+                            {"node", node_paths.front()},
+                            {"nodes", node_paths},
                             {"pid", ::getpid()},
                             {"version", IOASID_VERSION},
                             {"netlink_group", netlink ? netlink->group() : 0},
@@ -239,19 +283,29 @@ int run(const Options& options) {
   service.set_blocking_wait_hook([&serving] {
     if (SessionThreads* threads = serving.load(std::memory_order_acquire)) threads->ensure_free_reader();
   });
-  SessionThreads sessions((*frontend)->session(), options.session_threads, [&] {
-    failed = true;
-    boost::asio::post(io, stop_loop);
-  });
-  serving.store(&sessions, std::memory_order_release);
-  if (auto exposed = (*frontend)->expose(); !exposed) {
-    spdlog::error("cannot expose the node: {}", exposed.error().why);
+  // One set of threads per session (CUSE: one per device); the first serves /dev/ioasid.
+  std::vector<std::unique_ptr<SessionThreads>> sessions;
+  for (const auto& frontend : *frontends)
+    sessions.push_back(std::make_unique<SessionThreads>(frontend->session(), options.session_threads, [&] {
+      failed = true;
+      boost::asio::post(io, stop_loop);
+    }));
+  serving.store(sessions.front().get(), std::memory_order_release);
+  bool exposed = true;
+  for (const auto& frontend : *frontends) {
+    if (auto done = frontend->expose(); !done) {
+      spdlog::error("cannot expose the node: {}", done.error().why);
+      exposed = false;
+      break;
+    }
+  }
+  if (!exposed) {
     failed = true;
     boost::asio::post(io, stop_loop);
   } else {
     spdlog::info("ioasidd {} serving {} ({}), pid {}, {} session threads, PASID quota {} per file",
-                 IOASID_VERSION, (*frontend)->node_path(), (*frontend)->kind(), ::getpid(),
-                 options.session_threads, options.service.default_pasid_quota);
+                 IOASID_VERSION, fmt::join(node_paths, " and "), kind, ::getpid(), options.session_threads,
+                 options.service.default_pasid_quota);
   }
 
   std::vector<std::thread> workers;
@@ -267,13 +321,14 @@ int run(const Options& options) {
   io.run();
   for (auto& worker : workers) worker.join();
 
-  sessions.stop();
+  for (auto& session : sessions) session->stop();
   relay.keep_all_events();
+  iommu_ops.shutdown();  // before the engine's files: its mock devices are the engine's
   ops.shutdown();  // answers parked reads and releases every open file's context
   service.release_all();
   relay.stop();  // hands the last events (closes, frees) to the outputs
   if (admin) admin->stop();
-  frontend->reset();
+  frontends->clear();
   spdlog::info("stopped");
   return failed ? 1 : 0;
 }

@@ -30,19 +30,16 @@ bool kernel_wants_full_reply(NodeOps::NodeKind kind, unsigned int cmd) {
          cmd == FS_IOC_FSSETXATTR;
 }
 
-// A regular file keeps a file-position lock that would make a second read() of the
-// same file sleep uninterruptibly behind a parked one, unless it is opened as a
-// stream. libfuse 3.14's fuse_file_info cannot say FOPEN_STREAM; the reply is this struct.
-int reply_open(fuse_req_t req, fuse_file_info* fi, NodeOps::NodeKind kind) {
-  if (kind == NodeOps::NodeKind::CharDevice) return fuse_reply_open(req, fi);
+}  // namespace
+
+int reply_open(fuse_req_t req, fuse_file_info* fi, NodeHandler::NodeKind kind) {
+  if (kind == NodeHandler::NodeKind::CharDevice) return fuse_reply_open(req, fi);
   fuse_open_out out{};
   out.fh = fi->fh;
   // NOFLUSH: a close sends no FLUSH, so a close of the node never waits for a session thread.
   out.open_flags = FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM | FOPEN_NOFLUSH;
   return fuse_reply_buf(req, reinterpret_cast<const char*>(&out), sizeof out);
 }
-
-}  // namespace
 
 struct NodeOps::OpenFile {
   std::shared_ptr<dev_ioasid::Context> context;

@@ -4,10 +4,8 @@
 // caller is interrupted), release destroys the Context.
 #pragma once
 
-#define FUSE_USE_VERSION 35
-#include <fuse_lowlevel.h>
-
 #include "interrupt_watch.h"
+#include "node_handler.h"
 #include "dev_ioasid/service.h"
 
 #include <memory>
@@ -17,26 +15,22 @@
 
 namespace ioasid::daemon {
 
-class NodeOps {
+class NodeOps final : public NodeHandler {
  public:
   explicit NodeOps(dev_ioasid::Service& service);
   ~NodeOps();
   NodeOps(const NodeOps&) = delete;
   NodeOps& operator=(const NodeOps&) = delete;
 
-  // What the kernel sees: CUSE makes a character device, the FUSE fallback a
-  // regular file, which the kernel treats differently (position lock, fileattr ioctls).
-  enum class NodeKind { CharDevice, RegularFile };
-
-  void open(fuse_req_t req, fuse_file_info* fi, NodeKind kind);
-  void release(fuse_req_t req, fuse_file_info* fi);
-  void read(fuse_req_t req, size_t size, fuse_file_info* fi);
-  void poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph);
+  void open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) override;
+  void release(fuse_req_t req, fuse_file_info* fi) override;
+  void read(fuse_req_t req, size_t size, fuse_file_info* fi) override;
+  void poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) override;
   void ioctl(fuse_req_t req, unsigned int cmd, void* arg, fuse_file_info* fi, unsigned flags,
-             const void* in_buf, size_t in_bufsz, size_t out_bufsz);
+             const void* in_buf, size_t in_bufsz, size_t out_bufsz) override;
 
   // Daemon shutdown: answers every parked read (ENODEV) and releases every file.
-  void shutdown();
+  void shutdown() override;
 
  private:
   struct OpenFile;

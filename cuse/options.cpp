@@ -47,6 +47,7 @@ std::optional<gid_t> group_id(const std::string& name) {
 std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   Options options;
   std::string frontend = "auto";
+  std::string serve = "ioasid,iommu";
   std::string node_mode = "0660";
   std::string node_group;
   std::string admin_group;
@@ -73,12 +74,17 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
       ("version", "print the version and exit")
       ("frontend", with_default(frontend, "KIND"),
        "how to serve the node: cuse, fuse, or auto (CUSE when /dev/cuse exists, else FUSE)")
-      ("devname", with_default(options.devname, "NAME"), "CUSE: the node is /dev/NAME")
+      ("serve", with_default(serve, "LIST"),
+       "the nodes to serve, comma separated: ioasid (this project's uAPI), iommu (Linux's iommufd uAPI)")
+      ("devname", with_default(options.devname, "NAME"), "CUSE: the ioasid node is /dev/NAME")
+      ("iommu-devname", with_default(options.iommu_devname, "NAME"), "CUSE: the iommu node is /dev/NAME")
       ("fuse", with_default(options.fuse_dir, "DIR"),
-       "FUSE: mount the node's file system at DIR (created if missing); the node is DIR/ioasid")
+       "FUSE: mount the nodes' file system at DIR (created if missing); the nodes are DIR/ioasid and DIR/iommu")
       ("bind-node", po::value(&options.bind_node)->value_name("PATH"),
-       "FUSE: also bind-mount the node onto PATH, e.g. /dev/ioasid (needs root); a PATH created for it "
+       "FUSE: also bind-mount the ioasid node onto PATH, e.g. /dev/ioasid (needs root); a PATH created for it "
        "is removed on exit")
+      ("bind-iommu-node", po::value(&options.bind_iommu_node)->value_name("PATH"),
+       "FUSE: the same for the iommu node, e.g. /dev/iommu")
       ("node-mode", with_default(node_mode, "MODE"),
        "FUSE: the node's permission bits, in octal (CUSE: the udev rule sets them)")
       ("node-group", po::value(&node_group)->value_name("GROUP"),
@@ -138,6 +144,15 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     else if (frontend == "cuse") options.frontend = FrontendKind::Cuse;
     else if (frontend == "fuse") options.frontend = FrontendKind::Fuse;
     else throw po::error("--frontend must be auto, cuse or fuse");
+    options.serve_ioasid = options.serve_iommu = false;
+    for (size_t at = 0; at <= serve.size();) {
+      const size_t comma = std::min(serve.find(',', at), serve.size());
+      const std::string name = serve.substr(at, comma - at);
+      if (name == "ioasid") options.serve_ioasid = true;
+      else if (name == "iommu") options.serve_iommu = true;
+      else throw po::error("--serve takes ioasid and/or iommu, not '" + name + "'");
+      at = comma + 1;
+    }
     options.node_mode = static_cast<mode_t>(std::stoul(node_mode, nullptr, 8)) & 07777;
     options.node_group = group_id(node_group);
     options.admin_group = group_id(admin_group);

@@ -15,8 +15,12 @@ enum class FrontendKind { Auto, Cuse, Fuse };
 struct Options {
   FrontendKind frontend = FrontendKind::Auto;
   std::string devname = "ioasid";
+  std::string iommu_devname = "iommu";
+  bool serve_ioasid = true;  // --serve: which personalities have a node
+  bool serve_iommu = true;
   std::string fuse_dir = "/run/ioasidd/fuse";
   std::string bind_node;
+  std::string bind_iommu_node;
   mode_t node_mode = 0660;
   std::optional<gid_t> node_group;
   unsigned session_threads = 2;  // more threads blocked in read() on one FUSE fd cost latency

@@ -106,6 +106,12 @@ void IoPageTable::drop_area_locked(uint64_t iova, Area& area) {
   areas_.erase(iova);  // releases the pin charge
 }
 
+std::optional<Hpa> IoPageTable::lookup(uint64_t iova) const {
+  const auto walked = table_.walk(iova, pgtable::Access{});
+  if (!walked) return std::nullopt;
+  return walked.translation().hpa;
+}
+
 Result<void> IoPageTable::set_dirty_tracking(bool enabled) {
   std::lock_guard lock(mutex_);
   if (enabled && !iommu_.dirty_tracking(domain_)) IOASID_TRY(table_.clear_all_dirty());

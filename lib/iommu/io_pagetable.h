@@ -77,6 +77,11 @@ class IoPageTable {
   void add_nested_domain(uint16_t domain);
   void remove_nested_domain(uint16_t domain);
 
+  // The HPA `iova` translates to for a read, by the walk the IOMMU does (A/D left
+  // alone); nullopt where nothing is mapped.
+  std::optional<Hpa> lookup(uint64_t iova) const;
+  HpaSpace& memory() const { return iommu_.memory(); }
+
   std::vector<IovaRange> allowed_ranges() const;
   std::vector<AreaInfo> areas() const;
   size_t table_pages() const;

@@ -243,6 +243,10 @@ TEST_F(DsaEngineTest, AnotherFilesWaitForAPageGivesWayToOtherFilesWork) {
   // The other file fills the WQ behind one waiting descriptor of its own, and its own
   // RETRY changes nothing: only its own work waits.
   auto slot = [](uint32_t i) { return kRecords + 64 + 32 * i; };
+  // The NOOP's record is written before the engine lets go of its slot: wait for an empty WQ.
+  const auto drained_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (engine_->state(0).queued != 0 && std::chrono::steady_clock::now() < drained_by) std::this_thread::yield();
+  ASSERT_EQ(engine_->state(0).queued, 0u);
   for (uint32_t i = 0; i < 4; ++i)
     ASSERT_EQ(submit_as(kOther, desc(IOASID_DSA_OPCODE_MEMFILL, IOASID_DSA_FLAG_BOF, 1, end + i * k4K, 8, slot(i))),
               Enqueued::kAccepted);

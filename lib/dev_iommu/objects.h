@@ -1,0 +1,79 @@
+// The object kinds of /dev/iommu: an IOAS (areas of user memory), a paging HWPT (an
+// engine second-level table the IOAS keeps filled), a device bound to the file, and
+// the selftest's mock device that binds one.
+#pragma once
+
+#include "dev_iommu/iova_areas.h"
+#include "dev_iommu/object.h"
+#include "dev_ioasid/device_registry.h"
+#include "iommu/io_pagetable.h"
+
+#include <cstdint>
+#include <memory>
+
+namespace ioasid::dev_iommu {
+
+struct Ioas final : Object {
+  Ioas(PinAccounting& pins, UserQuota& maps_quota, uid_t uid) : Object(ObjectType::Ioas), areas(pins, maps_quota, uid) {}
+  IovaAreas areas;
+};
+
+// What a paging domain offers: the mock driver's, as the selftest defines it.
+struct DomainGeometry {
+  uint64_t page_size;      // smallest IO page
+  IovaRange aperture;
+  bool dirty_tracking;     // can track dirty pages
+};
+
+struct HwptPaging final : Object {
+  HwptPaging(Use<Ioas> owner, std::unique_ptr<iommu::IoPageTable> engine_table, DomainGeometry domain_geometry,
+             bool automatic, bool parent_of_nested, bool enforce_dirty)
+      : Object(ObjectType::HwptPaging), ioas(std::move(owner)), table(std::move(engine_table)),
+        geometry(domain_geometry), auto_domain(automatic), nest_parent(parent_of_nested),
+        enforce_dirty_tracking(enforce_dirty) {}
+  ~HwptPaging() override { ioas->areas.remove_domain(this); }
+
+  DomainSlot slot() const { return {table.get(), geometry.page_size, geometry.aperture}; }
+
+  Use<Ioas> ioas;
+  std::unique_ptr<iommu::IoPageTable> table;
+  const DomainGeometry geometry;
+  const bool auto_domain;             // made by an attach to an IOAS, gone with its last device
+  const bool nest_parent;
+  const bool enforce_dirty_tracking;  // only devices that can track dirty pages attach
+};
+
+// A device bound to the file (iommufd_device): an engine device, routed by its RID to
+// the domain it is attached to.
+struct BoundDevice final : Object {
+  BoundDevice(std::shared_ptr<dev_ioasid::Device> engine_device, dev_ioasid::DeviceRegistry& registry,
+              iommu::Iommu& iommu, uint32_t context, uint32_t mock_flags)
+      : Object(ObjectType::Device), device(std::move(engine_device)), flags(mock_flags), registry_(registry),
+        iommu_(iommu), context_(context) {}
+  // Unrouted, unbound and out of the registry.
+  ~BoundDevice() override;
+
+  bool can_track_dirty() const;
+  uint32_t pasid_width() const;
+  // Routes the RID to the domain, replacing any route; returns the use it replaced.
+  Use<HwptPaging> route_to(Use<HwptPaging> hwpt);
+  Use<HwptPaging> unroute();
+  HwptPaging* attached() const { return attached_.get(); }
+
+  const std::shared_ptr<dev_ioasid::Device> device;
+  const uint32_t flags;  // MOCK_FLAGS_DEVICE_*
+
+ private:
+  dev_ioasid::DeviceRegistry& registry_;
+  iommu::Iommu& iommu_;
+  const uint32_t context_;
+  Use<HwptPaging> attached_;
+};
+
+// The selftest's mock device object: holds the bound device it made.
+struct MockDevice final : Object {
+  explicit MockDevice(Use<BoundDevice> bound) : Object(ObjectType::MockDevice), idev(std::move(bound)) {}
+  Use<BoundDevice> idev;
+};
+
+}  // namespace ioasid::dev_iommu

@@ -1,0 +1,46 @@
+#include "dev_iommu/pages.h"
+
+#include "memory/backing_for_range.h"
+
+namespace ioasid::dev_iommu {
+namespace {
+
+MapAccess access_for(bool writable) { return writable ? MapAccess::kReadWrite : MapAccess::kRead; }
+
+}  // namespace
+
+Result<std::shared_ptr<Pages>> Pages::record(pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable) {
+  if (length == 0 || length > ~0ull - kPageSize) return fail(EINVAL, "length {:#x} cannot be mapped", length);
+  if (uptr + length < uptr) return fail(EOVERFLOW, "user_va {:#x} + length {:#x} wraps", uptr, length);
+  if (page_ceil(uptr + length) < uptr + length)
+    return fail(EOVERFLOW, "user_va {:#x} + length {:#x} ends in the last page", uptr, length);
+  auto space = AddressSpace::of(pid, access_for(writable));
+  if (!space) {
+    if (space.code() == ESRCH) return fail(EFAULT, "the mapping process {} is gone", pid);
+    return std::move(space).error();
+  }
+  return std::shared_ptr<Pages>(new Pages(std::move(*space), pid, uid, uptr, length, writable));
+}
+
+Result<std::shared_ptr<PagesPin>> Pages::pin(PinAccounting& pins) {
+  if (auto pinned = pinned_.lock()) return pinned;
+  // iommufd pins from the mm MAP recorded: a process that exited or execed has none.
+  auto now = AddressSpace::of(pid_, access_for(writable_));
+  if (!now || *now != space_)
+    return fail(EFAULT, "the address space that mapped [{:#x}, +{:#x}) is gone (pid {} exited or execed)", uptr_,
+                length_, pid_);
+  const uint64_t first = page_floor(uptr_);
+  const uint64_t size = page_ceil(uptr_ + length_) - first;
+  auto charge = pins.charge(uid_, size / kPageSize);
+  IOASID_TRY(charge);
+  auto backing = backing_for_range(pid_, first, size, access_for(writable_));
+  if (!backing) {
+    if (backing.code() == ESRCH) return fail(EFAULT, "the mapping process {} is gone", pid_);
+    return std::move(backing).error();
+  }
+  auto pinned = std::make_shared<PagesPin>(PagesPin{std::move(*backing), std::move(*charge)});
+  pinned_ = pinned;
+  return pinned;
+}
+
+}  // namespace ioasid::dev_iommu

@@ -1,0 +1,56 @@
+// The user memory of one IOAS_MAP (iommufd's iopt_pages): a range of the mapping
+// process's address space, recorded at MAP and pinned only while something needs the
+// pages (a domain the IOAS fills); areas made by COPY share it, and with it the pin.
+#pragma once
+
+#include "base/result.h"
+#include "memory/address_space.h"
+#include "memory/backing.h"
+#include "memory/pin_accounting.h"
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+
+namespace ioasid::dev_iommu {
+
+inline constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t page_floor(uint64_t value) { return value & ~(kPageSize - 1); }
+constexpr uint64_t page_ceil(uint64_t value) { return (value + kPageSize - 1) & ~(kPageSize - 1); }
+
+// The pages while pinned: a backing of the whole page-rounded range.
+struct PagesPin {
+  std::shared_ptr<Backing> backing;  // starts at page_floor(Pages::uptr)
+  PinCharge charge;
+};
+
+class Pages {
+ public:
+  // Records [uptr, uptr + length) of the process `pid` runs in now. ENOMEM/EOVERFLOW
+  // as iommufd for a length or range it cannot hold; EFAULT with no such process.
+  static Result<std::shared_ptr<Pages>> record(pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable);
+
+  uint64_t uptr() const { return uptr_; }
+  uint64_t length() const { return length_; }
+  bool writable() const { return writable_; }
+  pid_t pid() const { return pid_; }
+
+  // The pinned pages, shared by every holder. EFAULT when the recorded process is gone
+  // (or execed) or the range has a hole; the pin limit's errno when over it.
+  Result<std::shared_ptr<PagesPin>> pin(PinAccounting& pins);
+
+ private:
+  Pages(std::shared_ptr<AddressSpace> space, pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable)
+      : space_(std::move(space)), pid_(pid), uid_(uid), uptr_(uptr), length_(length), writable_(writable) {}
+
+  const std::shared_ptr<AddressSpace> space_;  // the mm MAP recorded
+  const pid_t pid_;
+  const uid_t uid_;
+  const uint64_t uptr_;
+  const uint64_t length_;
+  const bool writable_;
+  std::weak_ptr<PagesPin> pinned_;
+};
+
+}  // namespace ioasid::dev_iommu

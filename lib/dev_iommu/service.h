@@ -1,0 +1,55 @@
+// /dev/iommu: Linux's iommufd uAPI over the engine /dev/ioasid uses (its IOMMU, its
+// devices, its per-user limits). Called with the ioctl's number and argument and a
+// ClientMemory: every iommufd command is _IO, so the struct is read from and written
+// to the caller's memory at the argument, as the kernel does.
+#pragma once
+
+#include "base/result.h"
+#include "dev_iommu/context.h"
+#include "dev_ioasid/service.h"
+#include "memory/client_memory.h"
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace ioasid::dev_iommu {
+
+class Service {
+ public:
+  explicit Service(dev_ioasid::Service& engine);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // EMFILE over the engine's --max-files-per-user (counted apart from /dev/ioasid's).
+  Result<std::shared_ptr<Context>> open(const ClientIdentity& client);
+  // Destroys every object of the file, leaf first. Idempotent.
+  void release(Context& context);
+  void release_all();
+  Result<long> ioctl(Context& context, uint32_t cmd, uint64_t arg, ClientMemory& memory);
+
+  dev_ioasid::Service& engine() { return engine_; }
+  // Releases begun and not finished: the selftest's pin checks wait for them, as a
+  // FUSE release reaches the daemon after close(2) returned.
+  uint64_t releases_in_flight() const { return releases_in_flight_.load(); }
+  uint32_t next_mock_number() { return mock_numbers_.fetch_add(1); }
+
+ private:
+  dev_ioasid::Service& engine_;
+  UserQuota files_quota_;
+  std::mutex mutex_;
+  std::map<uint32_t, std::shared_ptr<Context>> contexts_;
+  uint32_t next_id_ = 1;
+  std::atomic<uint64_t> releases_in_flight_{0};
+  std::atomic<uint32_t> mock_numbers_{0};
+};
+
+// Context ids of /dev/iommu files, apart from /dev/ioasid's in device bindings.
+inline constexpr uint32_t kContextIdBase = 0x40000000;
+
+const char* ioctl_name(uint32_t cmd);
+
+}  // namespace ioasid::dev_iommu
