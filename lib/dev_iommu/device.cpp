@@ -18,6 +18,8 @@ constexpr uint32_t kMockDeviceFlags = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DE
 // Mock devices sit on PCI buses 0xe0-0xff, away from configured devices.
 constexpr uint16_t kMockRidBase = 0xe000;
 constexpr int kNameAttempts = 16;
+// GET_HW_INFO zero-fills the caller's buffer past the data: up to this much.
+constexpr uint32_t kMaxHwInfoLength = 64 * 1024;
 
 iommu::PasidEntry route_entry(const HwptPaging& hwpt) {
   return {.ioasid = hwpt.id(),
@@ -66,6 +68,9 @@ Use<HwptPaging> BoundDevice::unroute() {
 Result<std::shared_ptr<BoundDevice>> bind_mock_device(Call& call, uint32_t flags) {
   if (flags & ~kMockDeviceFlags) return fail(EINVAL, "unknown mock device flags {:#x}", flags & ~kMockDeviceFlags);
   auto& engine = call.service.engine();
+  // Mock devices take places in the engine's device list (the admin's too): bounded per user.
+  auto charge = call.service.mock_devices_quota().charge(call.context.client().uid);
+  IOASID_TRY(charge);
   Result<std::shared_ptr<dev_ioasid::Device>> added = fail(EEXIST, "no free mock device name");
   for (int attempt = 0; attempt < kNameAttempts && !added && added.code() == EEXIST; ++attempt) {
     const uint32_t number = call.service.next_mock_number();
@@ -81,7 +86,10 @@ Result<std::shared_ptr<BoundDevice>> bind_mock_device(Call& call, uint32_t flags
     (void)engine.devices().remove((*added)->spec().name);
     return std::move(bound).error();
   }
-  return std::make_shared<BoundDevice>(std::move(*bound), engine.devices(), engine.iommu(), call.context.id(), flags);
+  auto device =
+      std::make_shared<BoundDevice>(std::move(*bound), engine.devices(), engine.iommu(), call.context.id(), flags);
+  device->mock_charge = std::move(*charge);
+  return device;
 }
 
 Result<uint32_t> attach_device(Call& call, BoundDevice& device, uint32_t pt_id) {
@@ -138,6 +146,8 @@ Result<long> get_hw_info(Call& call, iommu_hw_info& cmd) {
       cmd.in_data_type != IOMMU_HW_INFO_TYPE_SELFTEST)
     return fail(EOPNOTSUPP, "in_data_type {:#x}: the mock IOMMU reports only type {:#x}", cmd.in_data_type,
                 IOMMU_HW_INFO_TYPE_SELFTEST);
+  if (cmd.data_len > kMaxHwInfoLength)
+    return fail(EINVAL, "data_len {} is above the {} bytes this daemon fills", cmd.data_len, kMaxHwInfoLength);
   const iommu_test_hw_info info{.flags = 0, .test_reg = IOMMU_HW_INFO_SELFTEST_REGVAL};
   const auto bytes = std::as_bytes(std::span(&info, 1));
   const size_t copied = std::min<size_t>(cmd.data_len, bytes.size());

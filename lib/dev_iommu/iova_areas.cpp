@@ -294,8 +294,9 @@ void IovaAreas::unreserve(const void* owner) {
 Result<void> IovaAreas::allow(std::vector<IovaRange> ranges) {
   std::ranges::sort(ranges, {}, &IovaRange::start);
   for (size_t i = 0; i < ranges.size(); ++i) {
-    if (ranges[i].start > ranges[i].last)
-      return fail(EINVAL, "allowed range [{:#x}, {:#x}] is empty", ranges[i].start, ranges[i].last);
+    // iommufd takes only ranges of two IOVAs or more.
+    if (ranges[i].start >= ranges[i].last)
+      return fail(EINVAL, "allowed range [{:#x}, {:#x}] must have start < last", ranges[i].start, ranges[i].last);
     if (i > 0 && ranges[i].start <= ranges[i - 1].last)
       return fail(EINVAL, "allowed ranges [{:#x}, {:#x}] and [{:#x}, {:#x}] overlap", ranges[i - 1].start,
                   ranges[i - 1].last, ranges[i].start, ranges[i].last);

@@ -75,8 +75,10 @@ class IovaAreas {
   // Reserved ranges (EADDRINUSE over an area or an allowed range), removed by owner.
   Result<void> reserve(uint64_t start, uint64_t last, const void* owner);
   void unreserve(const void* owner);
+  size_t reserved_count() const { return reserved_.size(); }
   // Replaces the allowed ranges (none: everything is allowed). EINVAL for an empty or
-  // overlapping range, EADDRINUSE over a reserved one.
+  // overlapping range or one with start >= last,
+  // EADDRINUSE over a reserved one.
   Result<void> allow(std::vector<IovaRange> ranges);
   // What IOVA_RANGES reports: [0, ~0] less the reserved ranges.
   std::vector<IovaRange> usable() const;

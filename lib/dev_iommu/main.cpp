@@ -19,6 +19,8 @@ namespace {
 
 using Runner = Result<long> (*)(Call&, uint32_t size);
 
+constexpr uint32_t kMaxStructSize = 64 * 1024;
+
 struct Op {
   const char* name;
   uint32_t cmd;
@@ -26,13 +28,16 @@ struct Op {
   Runner run;
 };
 
-// Reads the caller's struct as iommufd's copy_struct_from_user does.
+// Reads the caller's struct as iommufd's copy_struct_from_user does. A tail beyond
+// kMaxStructSize is refused rather than read: the daemon does not scan gigabytes of a
+// client's memory for it.
 template <typename T>
 Result<T> read_struct(Call& call, uint32_t size) {
+  if (size > kMaxStructSize) return fail(E2BIG, "size {} is above the {} bytes this daemon reads", size, kMaxStructSize);
   T value{};
   const size_t known = std::min<size_t>(size, sizeof(T));
   IOASID_TRY(call.memory.read(call.arg, std::as_writable_bytes(std::span(&value, 1)).first(known)));
-  std::array<std::byte, 256> chunk;
+  std::array<std::byte, 4096> chunk;
   for (uint64_t at = sizeof(T); at < size;) {
     const size_t n = std::min<uint64_t>(chunk.size(), size - at);
     IOASID_TRY(call.memory.read(call.arg + at, std::span(chunk).first(n)));

@@ -62,6 +62,7 @@ struct BoundDevice final : Object {
 
   const std::shared_ptr<dev_ioasid::Device> device;
   const uint32_t flags;  // MOCK_FLAGS_DEVICE_*
+  UserQuota::Charge mock_charge;  // one of the user's mock devices
 
  private:
   dev_ioasid::DeviceRegistry& registry_;

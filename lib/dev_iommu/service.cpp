@@ -12,7 +12,8 @@ Result<long> dispatch(Call& call, uint32_t cmd);  // main.cpp
 Service::Service(dev_ioasid::Service& engine)
     : engine_(engine),
       files_quota_("open files of /dev/iommu", "--max-files-per-user", EMFILE, engine.config().max_files_per_user,
-                   /*root_exempt=*/true) {}
+                   /*root_exempt=*/true),
+      mock_devices_quota_("mock devices", "(fixed)", ENOSPC, kMaxMockDevicesPerUser, /*root_exempt=*/true) {}
 
 Service::~Service() { release_all(); }
 

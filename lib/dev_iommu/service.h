@@ -36,10 +36,15 @@ class Service {
   // FUSE release reaches the daemon after close(2) returned.
   uint64_t releases_in_flight() const { return releases_in_flight_.load(); }
   uint32_t next_mock_number() { return mock_numbers_.fetch_add(1); }
+  UserQuota& mock_devices_quota() { return mock_devices_quota_; }
+  // Mock devices a uid other than root may hold: each is a place in the engine's
+  // device list, which the admin's devices share.
+  static constexpr uint32_t kMaxMockDevicesPerUser = 16;
 
  private:
   dev_ioasid::Service& engine_;
   UserQuota files_quota_;
+  UserQuota mock_devices_quota_;
   std::mutex mutex_;
   std::map<uint32_t, std::shared_ptr<Context>> contexts_;
   uint32_t next_id_ = 1;
