@@ -189,6 +189,7 @@ Result<uint64_t> IovaAreas::map(std::span<const PagesPiece> pieces, std::optiona
                   piece.length, page_offset, mask + 1);
     auto charge = maps_quota_.charge(uid_);
     IOASID_TRY(charge);
+    IOASID_TRY(piece.pages->bind_address_space());
     added.emplace(at, Area{piece.length, piece.pages, piece.start_byte, readable, writeable, std::move(*charge), {}});
     at += piece.length;
   }

@@ -14,16 +14,23 @@ Result<std::shared_ptr<Pages>> Pages::record(pid_t pid, uid_t uid, uint64_t uptr
   if (uptr + length < uptr) return fail(EOVERFLOW, "user_va {:#x} + length {:#x} wraps", uptr, length);
   if (page_ceil(uptr + length) < uptr + length)
     return fail(EOVERFLOW, "user_va {:#x} + length {:#x} ends in the last page", uptr, length);
-  auto space = AddressSpace::of(pid, access_for(writable));
+  return std::shared_ptr<Pages>(new Pages(pid, uid, uptr, length, writable));
+}
+
+Result<void> Pages::bind_address_space() {
+  if (space_) return success();
+  auto space = AddressSpace::of(pid_, access_for(writable_));
   if (!space) {
-    if (space.code() == ESRCH) return fail(EFAULT, "the mapping process {} is gone", pid);
+    if (space.code() == ESRCH) return fail(EFAULT, "the mapping process {} is gone", pid_);
     return std::move(space).error();
   }
-  return std::shared_ptr<Pages>(new Pages(std::move(*space), pid, uid, uptr, length, writable));
+  space_ = std::move(*space);
+  return success();
 }
 
 Result<std::shared_ptr<PagesPin>> Pages::pin(PinAccounting& pins) {
   if (auto pinned = pinned_.lock()) return pinned;
+  IOASID_TRY(bind_address_space());
   // iommufd pins from the mm MAP recorded: a process that exited or execed has none.
   auto now = AddressSpace::of(pid_, access_for(writable_));
   if (!now || *now != space_)

@@ -27,9 +27,13 @@ struct PagesPin {
 
 class Pages {
  public:
-  // Records [uptr, uptr + length) of the process `pid` runs in now. ENOMEM/EOVERFLOW
-  // as iommufd for a length or range it cannot hold; EFAULT with no such process.
+  // Records [uptr, uptr + length) of the process `pid`. EINVAL/EOVERFLOW as iommufd
+  // for a length or range it cannot hold.
   static Result<std::shared_ptr<Pages>> record(pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable);
+  // Takes the address space the process runs in now, once, when an area of the pages
+  // is about to exist (a MAP that fails its IOVA checks never reads /proc). EFAULT
+  // with no such process.
+  Result<void> bind_address_space();
 
   uint64_t uptr() const { return uptr_; }
   uint64_t length() const { return length_; }
@@ -41,10 +45,10 @@ class Pages {
   Result<std::shared_ptr<PagesPin>> pin(PinAccounting& pins);
 
  private:
-  Pages(std::shared_ptr<AddressSpace> space, pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable)
-      : space_(std::move(space)), pid_(pid), uid_(uid), uptr_(uptr), length_(length), writable_(writable) {}
+  Pages(pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable)
+      : pid_(pid), uid_(uid), uptr_(uptr), length_(length), writable_(writable) {}
 
-  const std::shared_ptr<AddressSpace> space_;  // the mm MAP recorded
+  std::shared_ptr<AddressSpace> space_;  // the mm MAP recorded
   const pid_t pid_;
   const uid_t uid_;
   const uint64_t uptr_;
