@@ -1,6 +1,7 @@
 // ATTACH_IOASID, ATTACH_IOASID_PASID, DETACH_IOASID, DETACH_IOASID_PASID: a bound
 // device's requests (its RID's, or one PASID's) are routed to an IOASID of the same
-// file. An attachment holds its IOASID busy and, for a PASID, a reference on it.
+// file. An attachment's RouteHold keeps its IOASID busy and, for a PASID, a reference
+// on it, for as long as the route exists.
 #include "dev_ioasid/handlers.h"
 #include "dev_ioasid/service.h"
 
@@ -62,43 +63,38 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   auto ioas = call.context.objects().find<Ioas>(attach.ioasid);
   if (!ioas) return fail(ENOENT, "no IOASID {} in this file", attach.ioasid);
   Allocator& allocator = call.service.allocator();
+  RouteHold hold{.context = call.context.id(), .ioas = IoasUser(ioas), .pasid = std::nullopt};
   if (with_pasid) {
     // Held by the attachment: a FREE of the PASID detaches it, and the number is
     // reclaimed when this reference goes.
     IOASID_TRY(own_pasid(call, target->pasid, /*guest=*/false, /*take_reference=*/true));
+    hold.pasid.emplace(allocator, target->pasid);
   }
   Device& device = *target->device;
   std::lock_guard lock(device.attach_mutex());
-  if (call.context.objects().find<Device>(attach.dev_id) != target->device) {  // unbound meanwhile
-    if (with_pasid) allocator.put(target->pasid);
+  if (call.context.objects().find<Device>(attach.dev_id) != target->device)  // unbound meanwhile
     return fail(ENOENT, "no device with dev_id {} in this file", attach.dev_id);
-  }
   const auto current = device.pasid_table().lookup(target->pasid);
-  if (const uint32_t holder = device.route_owner(target->pasid); current && holder != call.context.id()) {
-    if (with_pasid) allocator.put(target->pasid);
+  if (const uint32_t holder = device.route_owner(target->pasid); current && holder != call.context.id())
     return fail(EBUSY, "the RID of shared {} is attached by ctx {}", device.spec().name, holder);
-  }
   const bool replace = attach.flags & IOASID_ATTACH_REPLACE;
   if (current.has_value() != replace) {
-    if (with_pasid) allocator.put(target->pasid);
     if (current) return fail(EBUSY, "{} {} is attached to IOASID {} (use REPLACE)", device.spec().name,
                                    with_pasid ? fmt::format("PASID {}", target->pasid) : "RID", current->ioasid);
     return fail(ENOENT, "REPLACE, but nothing is attached to {} {}", device.spec().name,
                 with_pasid ? fmt::format("PASID {}", target->pasid) : "RID");
   }
-  ioas->users.fetch_add(1);
   const iommu::PasidEntry route = route_entry(*ioas, attach.ioasid);
   device.pasid_table().set(target->pasid, route);
-  device.set_route_owner(target->pasid, call.context.id());
+  // The old route's hold (its IOASID's use, its PASID reference) goes once the IOMMU
+  // has forgotten the old route.
+  std::optional<RouteHold> old = device.set_route_hold(target->pasid, std::move(hold));
   // The PASID's guest table changes with the route: UNBIND for the old, BIND for the new.
   if (with_pasid && current && current->bound_first_level())
     (void)allocator.notify(target->pasid, PasidEvent::Unbind);
   if (with_pasid && route.bound_first_level()) (void)allocator.notify(target->pasid, PasidEvent::Bind);
-  if (current) {
-    call.service.iommu().flush_pasid(current->domain, target->pasid);
-    if (auto old = call.context.objects().find<Ioas>(current->ioasid)) old->users.fetch_sub(1);
-    if (with_pasid) allocator.put(target->pasid);  // the route keeps the reference it had
-  }
+  if (current) call.service.iommu().flush_pasid(current->domain, target->pasid);
+  old.reset();
   // A FREE between our get and now found no route to detach (its detach waits on this
   // lock): the PASID is FREE_PENDING, so undo rather than route a dying PASID.
   if (with_pasid && !allocator.find(call.context.pasid_set(), target->pasid)) {

@@ -29,15 +29,22 @@ uint32_t Device::owner() const {
 }
 
 uint32_t Device::route_owner(uint32_t pasid) const {
-  auto it = route_owners_.find(pasid);
-  return it == route_owners_.end() ? 0 : it->second;
+  auto it = route_holds_.find(pasid);
+  return it == route_holds_.end() ? 0 : it->second.context;
 }
 
-void Device::set_route_owner(uint32_t pasid, uint32_t context) {
-  if (context == 0)
-    route_owners_.erase(pasid);
-  else
-    route_owners_[pasid] = context;
+std::optional<RouteHold> Device::set_route_hold(uint32_t pasid, RouteHold hold) {
+  auto old = take_route_hold(pasid);
+  route_holds_.emplace(pasid, std::move(hold));
+  return old;
+}
+
+std::optional<RouteHold> Device::take_route_hold(uint32_t pasid) {
+  auto it = route_holds_.find(pasid);
+  if (it == route_holds_.end()) return std::nullopt;
+  std::optional<RouteHold> hold(std::move(it->second));
+  route_holds_.erase(it);
+  return hold;
 }
 
 std::shared_ptr<Device> DeviceRegistry::find_locked(std::string_view name_or_pci) const {

@@ -8,15 +8,26 @@
 #include "devices/device_spec.h"
 #include "devices/dsa/engine.h"
 #include "iommu/iommu.h"
+#include "dev_ioasid/ioas.h"
+#include "dev_ioasid/pasid_reference.h"
 
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <vector>
 
 namespace ioasid::dev_ioasid {
+
+// What a route at one PASID (or the RID) of a device holds while it exists: its owner,
+// the IOASID it reaches (busy meanwhile) and, for a PASID, a reference on it.
+struct RouteHold {
+  uint32_t context = 0;
+  IoasUser ioas;                        // none for /dev/iommu's routes (their domains hold themselves)
+  std::optional<PasidReference> pasid;  // ATTACH_IOASID_PASID
+};
 
 class Device {
  public:
@@ -30,7 +41,10 @@ class Device {
   // Which context made the route at `pasid` (iommu::kRidPasid: the RID's), 0: none.
   // Changed with the route, under attach_mutex().
   uint32_t route_owner(uint32_t pasid) const;
-  void set_route_owner(uint32_t pasid, uint32_t context);
+  // The route's hold replaces the one before, which is returned (its owner decides when
+  // to let go of it: after the IOMMU has forgotten the old route).
+  std::optional<RouteHold> set_route_hold(uint32_t pasid, RouteHold hold);
+  std::optional<RouteHold> take_route_hold(uint32_t pasid);
   // The work queues of a dsa device; null for others.
   devices::dsa::Engine* engine() { return engine_.get(); }
   // Where its requests go; changed by its owner's ATTACH/DETACH under attach_mutex().
@@ -45,7 +59,7 @@ class Device {
   mutable std::mutex bindings_mutex_;
   std::vector<uint32_t> bound_by_;
   std::atomic<bool> removed_{false};
-  std::map<uint32_t, uint32_t> route_owners_;  // pasid -> context, under attach_mutex_
+  std::map<uint32_t, RouteHold> route_holds_;  // by pasid, under attach_mutex_
   iommu::PasidTable pasid_table_;
   std::mutex attach_mutex_;
   std::unique_ptr<iommu::Iotlb> device_tlb_;

@@ -26,6 +26,24 @@ struct Ioas;
 
 struct Nested;
 
+// One user of an IOASID (an attached route, a nested IOASID on top): FREE is EBUSY while
+// any lives.
+class IoasUser {
+ public:
+  IoasUser() = default;
+  explicit IoasUser(std::shared_ptr<Ioas> ioas);
+  IoasUser(IoasUser&& other) noexcept = default;
+  IoasUser& operator=(IoasUser&& other) noexcept;
+  IoasUser(const IoasUser&) = delete;
+  IoasUser& operator=(const IoasUser&) = delete;
+  ~IoasUser();
+  Ioas* operator->() const { return ioas_.get(); }
+  Ioas& operator*() const { return *ioas_; }
+
+ private:
+  std::shared_ptr<Ioas> ioas_;
+};
+
 struct Ioas {
   std::unique_ptr<iommu::IoPageTable> table;  // kernel-managed only
   std::unique_ptr<Nested> nested;             // nested only
@@ -36,22 +54,32 @@ struct Ioas {
   bool is_nested() const { return nested != nullptr; }
 };
 
+inline IoasUser::IoasUser(std::shared_ptr<Ioas> ioas) : ioas_(std::move(ioas)) {
+  if (ioas_) ioas_->users.fetch_add(1);
+}
+inline IoasUser& IoasUser::operator=(IoasUser&& other) noexcept {
+  if (this != &other) {
+    if (ioas_) ioas_->users.fetch_sub(1);
+    ioas_ = std::move(other.ioas_);
+  }
+  return *this;
+}
+inline IoasUser::~IoasUser() {
+  if (ioas_) ioas_->users.fetch_sub(1);
+}
+
 // A nested IOASID's own state. It counts as a user of its parent and is one of the
 // parent table's nested domains for as long as it lives.
 struct Nested {
   Nested(std::shared_ptr<Ioas> parent_ioas, uint32_t parent, iommu::Domain own_domain)
       : parent(std::move(parent_ioas)), parent_id(parent), domain(std::move(own_domain)) {
-    this->parent->users.fetch_add(1);
     this->parent->table->add_nested_domain(domain.id());
   }
-  ~Nested() {
-    parent->table->remove_nested_domain(domain.id());
-    parent->users.fetch_sub(1);
-  }
+  ~Nested() { parent->table->remove_nested_domain(domain.id()); }
   Nested(const Nested&) = delete;
   Nested& operator=(const Nested&) = delete;
 
-  const std::shared_ptr<Ioas> parent;  // kernel-managed
+  const IoasUser parent;  // kernel-managed
   const uint32_t parent_id;
   const iommu::Domain domain;  // the IOTLB tag of its translations
   std::optional<FirstLevelBinding> binding;  // changed under the file's routes_mutex

@@ -251,16 +251,16 @@ void Service::detach(Context& context, uint32_t dev_id, Device& device, uint32_t
 void Service::detach_locked(Context& context, uint32_t dev_id, Device& device, uint32_t pasid) {
   if (device.route_owner(pasid) != context.id()) return;  // not this file's route (a shared device)
   const auto entry = device.pasid_table().clear(pasid);
-  device.set_route_owner(pasid, 0);
+  // Released at the end: the IOASID stays busy and the PASID referenced until the
+  // IOMMU has forgotten the route and its page requests are cancelled.
+  std::optional<RouteHold> hold = device.take_route_hold(pasid);
   if (!entry) return;
   iommu_.flush_pasid(entry->domain, pasid);
-  if (auto ioas = context.objects().find<Ioas>(entry->ioasid)) ioas->users.fetch_sub(1);
   if (pasid != iommu::kRidPasid) {
     if (entry->bound_first_level()) (void)allocator_.notify(pasid, PasidEvent::Unbind);
     context.page_requests().cancel([&](uint32_t dev, std::optional<uint32_t> requested) {
       return dev == dev_id && requested == pasid;
     });
-    allocator_.put(pasid);
   }
   publish({.type = EventType::DeviceDetach,
            .context = context.id(),

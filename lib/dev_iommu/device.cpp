@@ -52,7 +52,7 @@ uint32_t BoundDevice::pasid_width() const { return device->spec().pasid_bits; }
 Use<HwptPaging> BoundDevice::route_to(Use<HwptPaging> hwpt) {
   std::lock_guard lock(device->attach_mutex());
   const auto old = device->pasid_table().set(iommu::kRidPasid, route_entry(*hwpt));
-  device->set_route_owner(iommu::kRidPasid, context_);
+  (void)device->set_route_hold(iommu::kRidPasid, {.context = context_, .ioas = {}, .pasid = std::nullopt});
   if (old) iommu_.flush_pasid(old->domain, iommu::kRidPasid);
   std::swap(attached_, hwpt);
   return hwpt;
@@ -61,7 +61,7 @@ Use<HwptPaging> BoundDevice::route_to(Use<HwptPaging> hwpt) {
 Use<HwptPaging> BoundDevice::unroute() {
   std::lock_guard lock(device->attach_mutex());
   if (const auto old = device->pasid_table().clear(iommu::kRidPasid)) iommu_.flush_pasid(old->domain, iommu::kRidPasid);
-  device->set_route_owner(iommu::kRidPasid, 0);
+  (void)device->take_route_hold(iommu::kRidPasid);
   return std::move(attached_);
 }
 
@@ -146,18 +146,20 @@ Result<long> get_hw_info(Call& call, iommu_hw_info& cmd) {
       cmd.in_data_type != IOMMU_HW_INFO_TYPE_SELFTEST)
     return fail(EOPNOTSUPP, "in_data_type {:#x}: the mock IOMMU reports only type {:#x}", cmd.in_data_type,
                 IOMMU_HW_INFO_TYPE_SELFTEST);
-  if (cmd.data_len > kMaxHwInfoLength)
-    return fail(EINVAL, "data_len {} is above the {} bytes this daemon fills", cmd.data_len, kMaxHwInfoLength);
   const iommu_test_hw_info info{.flags = 0, .test_reg = IOMMU_HW_INFO_SELFTEST_REGVAL};
   const auto bytes = std::as_bytes(std::span(&info, 1));
   const size_t copied = std::min<size_t>(cmd.data_len, bytes.size());
   IOASID_TRY(call.memory.write(cmd.data_uptr, bytes.first(copied)));
+  // The rest of the caller's buffer is zeroed, as iommufd does, up to a bound.
   static constexpr std::array<std::byte, 4096> kZeros{};
-  for (uint64_t at = copied; at < cmd.data_len;) {
-    const size_t n = std::min<uint64_t>(kZeros.size(), cmd.data_len - at);
+  const uint64_t filled = std::min<uint64_t>(cmd.data_len, kMaxHwInfoLength);
+  for (uint64_t at = copied; at < filled;) {
+    const size_t n = std::min<uint64_t>(kZeros.size(), filled - at);
     IOASID_TRY(call.memory.write(cmd.data_uptr + at, std::span(kZeros).first(n)));
     at += n;
   }
+  if (cmd.data_len > kMaxHwInfoLength)
+    return fail(EINVAL, "data_len {} is above the {} bytes this daemon fills", cmd.data_len, kMaxHwInfoLength);
   cmd.data_len = sizeof info;
   cmd.out_data_type = IOMMU_HW_INFO_TYPE_SELFTEST;
   cmd.out_capabilities = (*device)->can_track_dirty() ? IOMMU_HW_CAP_DIRTY_TRACKING : 0;

@@ -28,25 +28,31 @@ struct Op {
   Runner run;
 };
 
-// Reads the caller's struct as iommufd's copy_struct_from_user does. A tail beyond
-// kMaxStructSize is refused rather than read: the daemon does not scan gigabytes of a
-// client's memory for it.
+// Reads the caller's struct as iommufd's copy_struct_from_user does: the bytes past
+// what is known must be zero, checked in order (E2BIG at the first non-zero byte,
+// EFAULT where the memory ends). Past kMaxStructSize the daemon stops looking and
+// refuses (E2BIG) rather than scan gigabytes of a client's memory.
 template <typename T>
 Result<T> read_struct(Call& call, uint32_t size) {
-  if (size > kMaxStructSize) return fail(E2BIG, "size {} is above the {} bytes this daemon reads", size, kMaxStructSize);
   T value{};
   const size_t known = std::min<size_t>(size, sizeof(T));
   IOASID_TRY(call.memory.read(call.arg, std::as_writable_bytes(std::span(&value, 1)).first(known)));
   std::array<std::byte, 4096> chunk;
-  for (uint64_t at = sizeof(T); at < size;) {
-    const size_t n = std::min<uint64_t>(chunk.size(), size - at);
-    IOASID_TRY(call.memory.read(call.arg + at, std::span(chunk).first(n)));
+  const uint64_t scanned = std::min<uint64_t>(size, kMaxStructSize);
+  for (uint64_t at = sizeof(T); at < scanned;) {
+    // A chunk never crosses a page: a fault means the page is missing, and every byte
+    // before it was looked at.
+    const uint64_t address = call.arg + at;
+    const size_t n = std::min<uint64_t>({chunk.size() - address % chunk.size(), scanned - at});
+    IOASID_TRY(call.memory.read(address, std::span(chunk).first(n)));
     for (size_t i = 0; i < n; ++i)
       if (chunk[i] != std::byte{0})
         return fail(E2BIG, "size {} has a non-zero byte at offset {} beyond the {} bytes known", size, at + i,
                     sizeof(T));
     at += n;
   }
+  if (size > kMaxStructSize)
+    return fail(E2BIG, "size {} is above the {} bytes this daemon reads", size, kMaxStructSize);
   return value;
 }
 

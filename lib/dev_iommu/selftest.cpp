@@ -16,6 +16,7 @@ namespace {
 constexpr uint64_t kMockPageSize = kPageSize / 2;
 // ADD_RESERVED ranges one IOAS may hold: each is daemon memory the client asks for.
 constexpr size_t kMaxReservedPerIoas = 4096;
+constexpr uint64_t kMaxCheckLength = 1ull << 30;
 
 Result<long> add_reserved(Call& call, iommu_test_cmd& cmd) {
   const uint64_t start = cmd.add_reserved.start, length = cmd.add_reserved.length;
@@ -63,8 +64,11 @@ Result<long> mock_domain_replace(Call& call, iommu_test_cmd& cmd) {
   return 0;
 }
 
-// The caller's pages as it maps them now, page by page from page_floor(uptr).
+// The caller's pages as it maps them now, page by page from page_floor(uptr). One
+// call checks at most kMaxCheckLength: each page is an entry of daemon memory.
 Result<std::vector<LocatedPage>> caller_pages(Call& call, uint64_t uptr, uint64_t length) {
+  if (length > kMaxCheckLength)
+    return fail(EINVAL, "length {:#x} is above the {:#x} bytes one check covers", length, kMaxCheckLength);
   if (call.memory.pid() == 0) return fail(EFAULT, "no client process");
   const uint64_t first = page_floor(uptr);
   return locate_pages(call.memory.pid(), first, page_ceil(uptr + length) - first);
