@@ -12,6 +12,8 @@
 #include "bench_daemon.h"
 #include "memcpy_baseline.h"
 #include <linux/ioasid.h>
+#include <linux/iommufd.h>
+#include "iommufd_test/iommufd_test.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -194,6 +196,42 @@ void BM_Daemon_MapDmaPrivateUnmap4K(benchmark::State& state) {
   munmap(page, 4096);
   ::close(fd);
 }
+
+// ---- /dev/iommu: the same engine behind Linux's iommufd uAPI ----
+
+// IOMMU_IOAS_MAP (automatic IOVA) + IOMMU_IOAS_UNMAP of a private page, in an IOAS with
+// no domain (nothing pinned, as iommufd) or with a mock device's domain (pinned and
+// mapped in the engine's table, as /dev/ioasid's MAP_DMA always is).
+void run_iommu_map_bench(benchmark::State& state, bool with_domain) {
+  const std::string node = g_daemon.dir + "/mnt/iommu";
+  const int fd = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    state.SkipWithError("cannot open the iommu node");
+    return;
+  }
+  iommu_ioas_alloc alloc{.size = sizeof alloc};
+  if (ioctl(fd, IOMMU_IOAS_ALLOC, &alloc) != 0) state.SkipWithError("IOAS_ALLOC failed");
+  if (with_domain) {
+    iommu_test_cmd mock{.size = sizeof mock, .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = alloc.out_ioas_id};
+    if (ioctl(fd, IOMMU_TEST_CMD, &mock) != 0) state.SkipWithError("MOCK_DOMAIN failed");
+  }
+  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (page == MAP_FAILED) state.SkipWithError("mmap failed");
+  for (auto _ : state) {
+    iommu_ioas_map map{.size = sizeof map,
+                       .flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+                       .ioas_id = alloc.out_ioas_id,
+                       .user_va = reinterpret_cast<uint64_t>(page),
+                       .length = 4096};
+    iommu_ioas_unmap unmap{.size = sizeof unmap, .ioas_id = alloc.out_ioas_id, .iova = 0, .length = ~0ull};
+    if (ioctl(fd, IOMMU_IOAS_MAP, &map) != 0 || ioctl(fd, IOMMU_IOAS_UNMAP, &unmap) != 0 || unmap.length != 4096)
+      state.SkipWithError("map failed");
+  }
+  munmap(page, 4096);
+  ::close(fd);
+}
+void BM_Iommu_MapUnmap4K(benchmark::State& state) { run_iommu_map_bench(state, false); }
+void BM_Iommu_MapUnmap4KMockDomain(benchmark::State& state) { run_iommu_map_bench(state, true); }
 
 // ---- several client processes, each with its own open file ----
 
@@ -457,6 +495,8 @@ BENCHMARK(BM_Null_TwoStructIoctls)->MinTime(0.5);
 BENCHMARK(BM_Daemon_PasidAllocFree)->MinTime(0.5);
 BENCHMARK(BM_Daemon_MapFileUnmap4K)->MinTime(0.5);
 BENCHMARK(BM_Daemon_MapDmaPrivateUnmap4K)->MinTime(0.5);
+BENCHMARK(BM_Iommu_MapUnmap4K)->MinTime(0.5);
+BENCHMARK(BM_Iommu_MapUnmap4KMockDomain)->MinTime(0.5);
 BENCHMARK(BM_Daemon_ClientProcesses)->Arg(1)->Arg(2)->UseManualTime()->Iterations(3);
 
 // Prints the ratios the issue asks for after the normal report.
