@@ -100,10 +100,18 @@ struct ServedNode {
 Result<std::vector<std::unique_ptr<Frontend>>> start_cuse_nodes(const std::vector<ServedNode>& nodes) {
   std::vector<std::unique_ptr<Frontend>> frontends;
   for (const ServedNode& node : nodes) {
+    // A kernel with iommufd has its own /dev/iommu: never shadow a node someone else serves.
+    if (const std::string path = "/dev/" + node.devname; ::access(path.c_str(), F_OK) == 0) {
+      spdlog::warn("{} exists already (the kernel's or another daemon's): not serving it; --iommu-devname or "
+                   "--devname name another node, --serve chooses which to serve",
+                   path);
+      continue;
+    }
     auto frontend = start_cuse(*node.handler, node.devname);
     IOASID_TRY(frontend);
     frontends.push_back(std::move(*frontend));
   }
+  if (frontends.empty()) return fail(EEXIST, "every node to serve exists already");
   return frontends;
 }
 
