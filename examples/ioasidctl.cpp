@@ -92,9 +92,16 @@ std::string age(uint64_t opened_unix_ns) {
 
 void print_status(const json& s) {
   auto get = [&](const char* key) { return s.contains(key) ? text(s[key]) : std::string("?"); };
-  if (s.contains("pid"))
+  if (s.contains("pid")) {
+    // "nodes": every node served (ioasid, iommu); an older daemon says only "node".
+    std::string nodes = get("node");
+    if (s.contains("nodes") && s["nodes"].is_array() && !s["nodes"].empty()) {
+      nodes.clear();
+      for (const json& node : s["nodes"]) nodes += (nodes.empty() ? "" : " and ") + text(node);
+    }
     fmt::print("daemon      ioasidd {}, pid {}, {} front end serving {}\n", get("version"), get("pid"),
-               get("frontend"), get("node"));
+               get("frontend"), nodes);
+  }
   if (s.contains("netlink_group")) {
     if (s["netlink_group"] == 0)
       fmt::print("netlink     disabled\n");
@@ -112,7 +119,7 @@ void print_status(const json& s) {
   fmt::print("admin       {} session(s), {} streaming, {} refused since start\n", get("admin_sessions"),
              get("admin_streams"), get("admin_refused"));
   static const std::set<std::string> kShown = {
-      "pid", "version", "frontend", "node", "netlink_group", "netlink_port", "api_version", "features",
+      "pid", "version", "frontend", "node", "nodes", "netlink_group", "netlink_port", "api_version", "features",
       "feature_names", "pasids_allocated", "pasid_capacity", "pasid_bits", "pasid_quota_available",
       "default_pasid_quota", "contexts", "ioctls", "ioctl_errors", "events_relayed", "events_dropped",
       "admin_sessions", "admin_streams", "admin_refused"};

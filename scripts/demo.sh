@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs, builds, starts ioasidd (CUSE when the kernel has it, else the FUSE
-# fallback bind-mounted onto /dev/ioasid) and runs the demo programs against it.
+# fallback bind-mounted onto /dev/ioasid) and runs the demo programs against it:
+# those of /dev/ioasid, then iommufd-demo on the daemon's second node, Linux's iommufd
+# uAPI (CUSE: /dev/iommu; FUSE: the file iommu beside ioasid in the mount).
 # Run as root. The daemon is stopped at the end.
 set -euo pipefail
 
@@ -9,7 +11,8 @@ build=$root/build
 run=$(mktemp -d /tmp/ioasid-demo.XXXXXX)
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove
+cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove \
+  iommufd-demo
 
 daemon_pid=
 cleanup() {
@@ -30,6 +33,11 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 grep -E "frontend|serving" "$run/ioasidd.log"
+# The daemon serves both nodes by default: under CUSE the iommu node is /dev/iommu, under
+# FUSE the file iommu beside ioasid in the mount. It says which in its status (a kernel
+# with iommufd keeps its own /dev/iommu, and then the daemon serves none under CUSE).
+iommu_dev=$("$build/examples/ioasidctl" --socket "$run/admin.sock" --json status |
+  jq -r '.nodes[] | select(. != "/dev/ioasid")' | head -n 1)
 
 export IOASID_DEV=/dev/ioasid
 echo; echo "== ioasid-info"; "$build/examples/ioasid-info"
@@ -37,5 +45,10 @@ echo; echo "== pasid-demo"; "$build/examples/pasid-demo"
 echo; echo "== dma-demo"; "$build/examples/dma-demo"
 echo; echo "== mini-vmm"; "$build/examples/mini-vmm"
 echo; echo "== dsa-memmove"; "$build/examples/dsa-memmove"
+if [ -n "$iommu_dev" ]; then
+  echo; echo "== iommufd-demo ($iommu_dev)"; IOMMU_DEV=$iommu_dev "$build/examples/iommufd-demo"
+else
+  echo; echo "== iommufd-demo: skipped, the daemon serves no iommu node (see its log)"
+fi
 echo; echo "== ioasidctl status"; "$build/examples/ioasidctl" --socket "$run/admin.sock" status
 echo; echo "== daemon log"; cat "$run/ioasidd.log"
