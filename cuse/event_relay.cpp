@@ -76,7 +76,7 @@ struct EventRelay::Core : std::enable_shared_from_this<Core> {
       current = outputs;
     }
     for (const dev_ioasid::Event& event : draining) {
-      const std::string json = dev_ioasid::to_json(event);
+      const std::string json = engine::to_json(event);
       for (const Output& output : *current) {
         // An exception escaping a handler would end io_context::run for the daemon.
         try {

@@ -18,7 +18,7 @@
 // and counted (dropped()), and the drain logs how many were lost.
 #pragma once
 
-#include "dev_ioasid/events.h"
+#include "engine/events.h"
 #include "dev_ioasid/service.h"
 
 #include <utility>  // before Boost.Asio: g++ 12 with -std=c++20 needs it
@@ -35,7 +35,7 @@ namespace ioasid::daemon {
 
 class EventRelay {
  public:
-  // Receives each event with its wire form (dev_ioasid::to_json, one line, no newline).
+  // Receives each event with its wire form (engine::to_json, one line, no newline).
   // Runs on an io_context thread; must not block for long (no waiting on peers).
   using Output = std::function<void(const dev_ioasid::Event& event, const std::string& json)>;
 

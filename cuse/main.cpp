@@ -208,7 +208,9 @@ int run(const Options& options) {
   AsioExecutor device_executor(options.workers);  // outlives the service: its engines drain into it
   dev_ioasid::ServiceConfig config = options.service;
   config.executor = &device_executor;
-  dev_ioasid::Service service(config);
+  // One engine, two personalities: /dev/ioasid's files and /dev/iommu's share it.
+  engine::Engine engine(config.engine());
+  dev_ioasid::Service service(engine, config);
   boost::asio::io_context io;
   HeapTrimmer trimmer(io);  // before the relay: its last drain may still call the trimmer
   EventRelay relay(io, service);
@@ -227,7 +229,7 @@ int run(const Options& options) {
     }
   }
 
-  dev_iommu::Service iommu_service(service);
+  dev_iommu::Service iommu_service(engine, config.max_files_per_user);
   NodeOps ops(service);
   IommuNodeOps iommu_ops(iommu_service);
   std::vector<ServedNode> nodes;

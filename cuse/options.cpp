@@ -12,20 +12,27 @@ namespace ioasid::daemon {
 namespace po = boost::program_options;
 namespace {
 
-constexpr const char* kUsage = R"(ioasidd - serves /dev/ioasid, an emulated VT-d style IOMMU, from user space.
+constexpr const char* kUsage = R"(ioasidd - serves /dev/ioasid and /dev/iommu, an emulated VT-d style IOMMU, from
+user space: /dev/ioasid speaks this project's uAPI, /dev/iommu Linux's iommufd uAPI
+(with the selftest's mock devices), over one engine.
 
 Usage: ioasidd [OPTION]...
 
-Front ends: with CUSE the node is a real character device, /dev/DEVNAME (needs
-root and the cuse module). The FUSE fallback mounts a file system at DIR
-(--fuse) holding one file, DIR/ioasid, that answers the same ioctls; as root it
-can also bind-mount that file onto a path such as /dev/ioasid (--bind-node). The
-default, --frontend auto, picks CUSE when /dev/cuse exists, else FUSE, and logs
-its choice. Programs find the node through IOASID_DEV (default /dev/ioasid);
-ioasidctl and ioasid-monitor talk to the admin socket.
+Front ends: with CUSE each node is a real character device, /dev/DEVNAME and
+/dev/IOMMU-DEVNAME (needs root and the cuse module; a node that exists already,
+such as a kernel's own /dev/iommu, is not served). The FUSE fallback mounts a file
+system at DIR (--fuse) holding the files DIR/ioasid and DIR/iommu, that answer the
+same ioctls; as root it can also bind-mount them onto paths such as /dev/ioasid
+(--bind-node, --bind-iommu-node). The default, --frontend auto, picks CUSE when
+/dev/cuse exists, else FUSE, and logs its choice. Programs find the node through
+IOASID_DEV (default /dev/ioasid); ioasidctl and ioasid-monitor talk to the admin
+socket.
+
+Every per-user limit counts what both nodes make the daemon hold (IOASIDs and
+iommufd objects, MAP areas, pinned pages); open files are counted per node.
 
 SIGINT, SIGTERM and SIGHUP stop the daemon: every open file is released, the
-node removed, the admin socket unlinked; exit 0. More in ioasidd(8).
+nodes removed, the admin socket unlinked; exit 0. More in ioasidd(8).
 
 Options)";
 

@@ -3,10 +3,20 @@
 // file. An attachment's RouteHold keeps its IOASID busy and, for a PASID, a reference
 // on it, for as long as the route exists.
 #include "dev_ioasid/handlers.h"
+#include "dev_ioasid/pasid_reference.h"
 #include "dev_ioasid/service.h"
+
+#include <memory>
+#include <optional>
 
 namespace ioasid::dev_ioasid {
 namespace {
+
+// What an attachment keeps for as long as its route exists.
+struct Attachment {
+  IoasUser ioas;
+  std::optional<PasidReference> pasid;
+};
 
 struct Target {
   std::shared_ptr<Device> device;
@@ -63,12 +73,12 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   auto ioas = call.context.objects().find<Ioas>(attach.ioasid);
   if (!ioas) return fail(ENOENT, "no IOASID {} in this file", attach.ioasid);
   Allocator& allocator = call.service.allocator();
-  RouteHold hold{.context = call.context.id(), .ioas = IoasUser(ioas), .pasid = std::nullopt};
+  auto attachment = std::make_shared<Attachment>(Attachment{IoasUser(ioas), std::nullopt});
   if (with_pasid) {
     // Held by the attachment: a FREE of the PASID detaches it, and the number is
     // reclaimed when this reference goes.
     IOASID_TRY(own_pasid(call, target->pasid, /*guest=*/false, /*take_reference=*/true));
-    hold.pasid.emplace(allocator, target->pasid);
+    attachment->pasid.emplace(allocator, target->pasid);
   }
   Device& device = *target->device;
   std::lock_guard lock(device.attach_mutex());
@@ -88,7 +98,8 @@ Result<long> attach_ioasid(Call& call, ioasid_attach& attach, bool with_pasid) {
   device.pasid_table().set(target->pasid, route);
   // The old route's hold (its IOASID's use, its PASID reference) goes once the IOMMU
   // has forgotten the old route.
-  std::optional<RouteHold> old = device.set_route_hold(target->pasid, std::move(hold));
+  std::optional<RouteHold> old =
+      device.set_route_hold(target->pasid, {.context = call.context.id(), .keeps = std::move(attachment)});
   // The PASID's guest table changes with the route: UNBIND for the old, BIND for the new.
   if (with_pasid && current && current->bound_first_level())
     (void)allocator.notify(target->pasid, PasidEvent::Unbind);

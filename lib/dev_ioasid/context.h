@@ -5,7 +5,7 @@
 #include "iommu/fault_queue.h"
 #include "iommu/page_requests.h"
 #include "pasid/allocator.h"
-#include "dev_ioasid/device_registry.h"
+#include "engine/device_registry.h"
 #include "dev_ioasid/ioas.h"
 #include "dev_ioasid/object_table.h"
 
@@ -17,6 +17,11 @@
 #include <cstdint>
 
 namespace ioasid::dev_ioasid {
+
+// The engine's kinds, as this personality names them.
+using engine::Device;
+using engine::DeviceRegistry;
+using engine::RouteHold;
 
 struct ClientIdentity {
   pid_t pid = 0;  // process (thread-group) id of the opener

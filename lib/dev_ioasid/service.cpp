@@ -44,20 +44,32 @@ struct Service::Registry {
   std::atomic<uint64_t> ioctl_errors{0};
 };
 
+engine::EngineConfig ServiceConfig::engine() const {
+  return {.pasid_bits = pasid_bits,
+          .addr_width = addr_width,
+          .devices = devices,
+          .pin_limit_pages = pin_limit_pages,
+          .max_maps_per_user = max_maps_per_user,
+          .max_ioasids_per_user = max_ioasids_per_user,
+          .executor = executor};
+}
+
 Service::Service(ServiceConfig config)
-    : config_(config),
-      allocator_(config.pasid_bits),
-      iommu_({.addr_width = config.addr_width, .pin_limit_pages = config.pin_limit_pages}),
-      maps_quota_("mappings", "--max-maps-per-user", ENOSPC, config.max_maps_per_user, /*root_exempt=*/true),
-      ioasids_quota_("IOASIDs", "--max-ioasids-per-user", ENOSPC, config.max_ioasids_per_user, /*root_exempt=*/true),
-      own_executor_(config.executor ? nullptr : std::make_unique<ThreadPoolExecutor>(2)),
-      executor_(config.executor ? config.executor : own_executor_.get()),
-      devices_(iommu_, *executor_),
+    : config_(std::move(config)),
+      own_engine_(std::make_unique<engine::Engine>(config_.engine())),
+      engine_(*own_engine_),
       registry_(std::make_unique<Registry>()) {
-  for (const auto& spec : config_.devices)
-    if (auto added = devices_.add(spec); !added) spdlog::error("device {}: {}", spec.name, added.error().why);
+  subscribe_pasid_events();
+}
+
+Service::Service(engine::Engine& engine, ServiceConfig config)
+    : config_(std::move(config)), engine_(engine), registry_(std::make_unique<Registry>()) {
+  subscribe_pasid_events();
+}
+
+void Service::subscribe_pasid_events() {
   // Every set the service creates is a File set whose token is the context id.
-  pasid_events_ = allocator_.subscribe([this](const Notification& notification) {
+  pasid_events_ = allocator().subscribe([this](const Notification& notification) {
     Event event{.type = event_type(notification.event),
                 .context = static_cast<uint32_t>(notification.set_token),
                 .pasid = notification.pasid,
@@ -93,7 +105,7 @@ Result<std::shared_ptr<Context>> Service::open(const ClientIdentity& client) {
                     client.uid, open_files);
     }
     const uint32_t id = registry_->next_id;
-    auto set = allocator_.create_set(id, SetType::File, config_.default_pasid_quota);
+    auto set = allocator().create_set(id, SetType::File, config_.default_pasid_quota);
     if (!set)
       return fail(set.code(), "cannot give a new file its PASID quota of {}: {}", config_.default_pasid_quota,
                   set.error().why);
@@ -118,7 +130,7 @@ void Service::release(Context& context) {
   // IOASIDs, newest first: nested ones before their parents.
   for (const auto& [ioasid, ioas] : context.objects().all<Ioas>()) context.objects().remove<Ioas>(ioasid);
   // PASIDs next (each announced FREE while the context is still listed), then the set.
-  if (auto freed = allocator_.free_set(context.pasid_set()); !freed)
+  if (auto freed = allocator().free_set(context.pasid_set()); !freed)
     spdlog::error("ctx {}: freeing its PASID set failed: {}", context.id(), freed.error().why);
   {
     std::unique_lock lock(registry_->mutex);
@@ -169,10 +181,10 @@ ServiceStatus Service::status() const {
   return ServiceStatus{
       .api_version = IOASID_API_VERSION,
       .features = served_features(),
-      .pasid_bits = allocator_.pasid_bits(),
-      .pasid_capacity = allocator_.capacity(),
-      .pasids_allocated = allocator_.allocated(),
-      .pasid_quota_available = allocator_.quota_available(),
+      .pasid_bits = allocator().pasid_bits(),
+      .pasid_capacity = allocator().capacity(),
+      .pasids_allocated = allocator().allocated(),
+      .pasid_quota_available = allocator().quota_available(),
       .default_pasid_quota = config_.default_pasid_quota,
       .contexts = static_cast<uint32_t>(registry_->contexts.size()),
       .ioctls = registry_->ioctls.load(std::memory_order_relaxed),
@@ -184,7 +196,7 @@ std::vector<ContextInfo> Service::contexts() const {
   std::vector<ContextInfo> out;
   std::shared_lock lock(registry_->mutex);
   for (const auto& [id, context] : registry_->contexts) {
-    auto set = allocator_.set_info(context->pasid_set());
+    auto set = allocator().set_info(context->pasid_set());
     out.push_back({.id = id,
                    .client = context->client(),
                    .pasid_quota = set ? set->quota : 0,
@@ -199,7 +211,7 @@ std::vector<PasidOwnerInfo> Service::pasids() const {
   std::vector<PasidOwnerInfo> out;
   std::shared_lock lock(registry_->mutex);
   for (const auto& [id, context] : registry_->contexts) {
-    (void)allocator_.for_each(context->pasid_set(), [&, id = id](const PasidInfo& info) {
+    (void)allocator().for_each(context->pasid_set(), [&, id = id](const PasidInfo& info) {
       out.push_back({.pasid = info.pasid,
                      .context = id,
                      .gpasid = info.spid,
@@ -213,7 +225,7 @@ std::vector<PasidOwnerInfo> Service::pasids() const {
 Result<void> Service::set_quota(uint32_t context_id, uint32_t quota) {
   auto context = find_context(context_id);
   if (!context) return fail(ENOENT, "no context {}", context_id);
-  IOASID_TRY(allocator_.adjust_quota(context->pasid_set(), quota));
+  IOASID_TRY(allocator().adjust_quota(context->pasid_set(), quota));
   spdlog::info("ctx {}: PASID quota set to {}", context_id, quota);
   publish({.type = EventType::QuotaChange, .context = context_id, .pid = context->client().pid, .quota = quota});
   return success();
@@ -221,14 +233,14 @@ Result<void> Service::set_quota(uint32_t context_id, uint32_t quota) {
 
 Result<std::shared_ptr<Device>> Service::add_device(devices::DeviceSpec spec) {
   const std::string description = devices::describe(spec);
-  auto device = devices_.add(std::move(spec));
+  auto device = devices().add(std::move(spec));
   IOASID_TRY(device);
   spdlog::info("device added: {}", description);
   return device;
 }
 
 Result<void> Service::remove_device(std::string_view name_or_pci) {
-  auto device = devices_.remove(name_or_pci);
+  auto device = devices().remove(name_or_pci);
   IOASID_TRY(device);
   const std::vector<uint32_t> binders = (*device)->bound_by();
   spdlog::info("device {} removed{}", (*device)->spec().name,
@@ -255,9 +267,9 @@ void Service::detach_locked(Context& context, uint32_t dev_id, Device& device, u
   // IOMMU has forgotten the route and its page requests are cancelled.
   std::optional<RouteHold> hold = device.take_route_hold(pasid);
   if (!entry) return;
-  iommu_.flush_pasid(entry->domain, pasid);
+  iommu().flush_pasid(entry->domain, pasid);
   if (pasid != iommu::kRidPasid) {
-    if (entry->bound_first_level()) (void)allocator_.notify(pasid, PasidEvent::Unbind);
+    if (entry->bound_first_level()) (void)allocator().notify(pasid, PasidEvent::Unbind);
     context.page_requests().cancel([&](uint32_t dev, std::optional<uint32_t> requested) {
       return dev == dev_id && requested == pasid;
     });
@@ -281,17 +293,13 @@ void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
   context.page_requests().cancel([&](uint32_t dev, std::optional<uint32_t>) { return dev == dev_id; });
   if (auto* engine = device.engine())
     for (uint32_t wq = 0; wq < engine->num_wqs(); ++wq) engine->disable(wq, context.id());  // this file's only
-  devices_.unbind(device, context.id());
+  devices().unbind(device, context.id());
   publish({.type = EventType::DeviceUnbind,
            .context = context.id(),
            .pid = context.client().pid,
            .device = device.spec().name,
            .dev_id = dev_id});
 }
-
-EventSubscription Service::subscribe(EventSink sink) { return events_.subscribe(std::move(sink)); }
-
-void Service::publish(Event event) { events_.publish(std::move(event)); }
 
 std::shared_ptr<Context> Service::find_context(uint32_t id) const {
   std::shared_lock lock(registry_->mutex);
@@ -328,7 +336,7 @@ Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid) {
   }
   // Table words are read lock-free, as the IOMMU's own walks read them.
   if (!nested) {
-    auto lines = pgtable::dump_second_level(iommu_.memory(), dump.root, dump.levels);
+    auto lines = pgtable::dump_second_level(iommu().memory(), dump.root, dump.levels);
     IOASID_TRY(lines);
     dump.lines = std::move(*lines);
   }

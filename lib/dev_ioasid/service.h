@@ -1,6 +1,8 @@
-// The engine as the daemon sees it: open files (Contexts), the ioctl dispatcher,
-// fault reads, the admin view and the event stream. Called with plain bytes and a
-// ClientMemory, so tests and fuzzers drive it in-process.
+// /dev/ioasid over the engine: its open files (Contexts), the ioctl dispatcher, fault
+// reads and the admin's view of them. Called with plain bytes and a ClientMemory, so
+// tests and fuzzers drive it in-process. The engine (PASIDs, IOMMU, devices, per-user
+// limits, events) is shared with /dev/iommu when the daemon gives one; a Service made
+// from a config alone has an engine of its own.
 #pragma once
 
 #include "base/executor.h"
@@ -10,8 +12,7 @@
 #include "iommu/iommu.h"
 #include "memory/client_memory.h"
 #include "dev_ioasid/context.h"
-#include "dev_ioasid/device_registry.h"
-#include "dev_ioasid/events.h"
+#include "engine/engine.h"
 
 #include <sys/types.h>
 
@@ -25,6 +26,11 @@
 #include <vector>
 
 namespace ioasid::dev_ioasid {
+
+using engine::Event;
+using engine::EventSink;
+using engine::EventSubscription;
+using engine::EventType;
 
 struct ServiceConfig {
   uint32_t pasid_bits = kDefaultPasidBits;
@@ -46,6 +52,9 @@ struct ServiceConfig {
   // Where devices run their work (the daemon's Asio pool); null: two threads of the
   // service's own. Must outlive the Service.
   Executor* executor = nullptr;
+
+  // The engine's part of it.
+  engine::EngineConfig engine() const;
 };
 
 struct ServiceStatus {
@@ -108,6 +117,8 @@ struct IoasDump {
 class Service {
  public:
   explicit Service(ServiceConfig config = {});
+  // Over an engine another personality shares; it must outlive the Service.
+  Service(engine::Engine& engine, ServiceConfig config);
   ~Service();
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
@@ -137,7 +148,7 @@ class Service {
   std::vector<ContextInfo> contexts() const;
   std::vector<PasidOwnerInfo> pasids() const;
   Result<void> set_quota(uint32_t context_id, uint32_t quota);
-  DeviceRegistry& devices() { return devices_; }
+  DeviceRegistry& devices() const { return engine_.devices(); }
   Result<std::shared_ptr<Device>> add_device(devices::DeviceSpec spec);
   // A bound device stays with its owner, answering ENODEV; the owner gets an event.
   Result<void> remove_device(std::string_view name_or_pci);
@@ -152,7 +163,7 @@ class Service {
 
   // Every PASID, context and fault event; the sink runs on the thread that caused
   // the event, after engine locks are dropped, so it must be quick.
-  EventSubscription subscribe(EventSink sink);
+  EventSubscription subscribe(EventSink sink) { return engine_.subscribe(std::move(sink)); }
 
   // Run by a thread about to wait (a DMA waiting for a page response), so the daemon
   // can make sure another thread serves the node meanwhile (the PAGE_RESP itself).
@@ -161,13 +172,14 @@ class Service {
     if (blocking_wait_hook_) blocking_wait_hook_();
   }
 
-  Allocator& allocator() { return allocator_; }
-  iommu::Iommu& iommu() { return iommu_; }
+  engine::Engine& engine() const { return engine_; }
+  Allocator& allocator() const { return engine_.allocator(); }
+  iommu::Iommu& iommu() const { return engine_.iommu(); }
   // What each user holds against --max-maps-per-user and --max-ioasids-per-user.
-  UserQuota& maps_quota() { return maps_quota_; }
-  UserQuota& ioasids_quota() { return ioasids_quota_; }
-  Executor& executor() { return *executor_; }
-  void publish(Event event);
+  UserQuota& maps_quota() const { return engine_.maps_quota(); }
+  UserQuota& ioasids_quota() const { return engine_.ioasids_quota(); }
+  Executor& executor() const { return engine_.executor(); }
+  void publish(Event event) { engine_.publish(std::move(event)); }
 
   // Admin view of one IOASID of a context: its kernel-managed table (areas, a readable
   // dump of the second-level table) and the routes that reach it. ENOENT for an
@@ -177,16 +189,11 @@ class Service {
 
  private:
   std::shared_ptr<Context> find_context(uint32_t id) const;
+  void subscribe_pasid_events();
 
   ServiceConfig config_;
-  Allocator allocator_;
-  iommu::Iommu iommu_;
-  UserQuota maps_quota_;
-  UserQuota ioasids_quota_;
-  EventBus events_;
-  std::unique_ptr<Executor> own_executor_;
-  Executor* executor_;
-  DeviceRegistry devices_;  // after the executor: device engines drain into it
+  std::unique_ptr<engine::Engine> own_engine_;  // when made from a config alone
+  engine::Engine& engine_;
   Subscription pasid_events_;
   struct Registry;
   std::unique_ptr<Registry> registry_;

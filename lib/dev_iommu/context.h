@@ -3,7 +3,7 @@
 #pragma once
 
 #include "dev_iommu/object.h"
-#include "dev_ioasid/context.h"
+#include "dev_ioasid/context.h"  // ClientIdentity
 
 #include <atomic>
 #include <cstdint>

@@ -43,7 +43,7 @@ void drop_if_unused_auto(Call& call, Use<HwptPaging> old) {
 BoundDevice::~BoundDevice() {
   (void)unroute();
   registry_.unbind(*device, context_);
-  (void)registry_.remove(device->spec().name);
+  registry_.remove(*device);
 }
 
 bool BoundDevice::can_track_dirty() const { return !(flags & MOCK_FLAGS_DEVICE_NO_DIRTY); }
@@ -52,7 +52,7 @@ uint32_t BoundDevice::pasid_width() const { return device->spec().pasid_bits; }
 Use<HwptPaging> BoundDevice::route_to(Use<HwptPaging> hwpt) {
   std::lock_guard lock(device->attach_mutex());
   const auto old = device->pasid_table().set(iommu::kRidPasid, route_entry(*hwpt));
-  (void)device->set_route_hold(iommu::kRidPasid, {.context = context_, .ioas = {}, .pasid = std::nullopt});
+  (void)device->set_route_hold(iommu::kRidPasid, {.context = context_, .keeps = nullptr});
   if (old) iommu_.flush_pasid(old->domain, iommu::kRidPasid);
   std::swap(attached_, hwpt);
   return hwpt;
@@ -71,7 +71,7 @@ Result<std::shared_ptr<BoundDevice>> bind_mock_device(Call& call, uint32_t flags
   // Mock devices take places in the engine's device list (the admin's too): bounded per user.
   auto charge = call.service.mock_devices_quota().charge(call.context.client().uid);
   IOASID_TRY(charge);
-  Result<std::shared_ptr<dev_ioasid::Device>> added = fail(EEXIST, "no free mock device name");
+  Result<std::shared_ptr<engine::Device>> added = fail(EEXIST, "no free mock device name");
   for (int attempt = 0; attempt < kNameAttempts && !added && added.code() == EEXIST; ++attempt) {
     const uint32_t number = call.service.next_mock_number();
     devices::DeviceSpec spec{.name = fmt::format("mock{}", number),
@@ -105,10 +105,12 @@ Result<uint32_t> attach_device(Call& call, BoundDevice& device, uint32_t pt_id) 
     // An automatic domain of the IOAS is reused: mock domains are interchangeable.
     if (HwptPaging* current = device.attached(); current && current->auto_domain && current->ioas.get() == ioas.get())
       return current->id();
-    for (uint32_t id = 1; id <= call.context.objects().size() + 1 && !hwpt; ++id)
-      if (auto candidate = call.context.objects().find<HwptPaging>(id, ObjectType::HwptPaging);
-          candidate && candidate->auto_domain && candidate->ioas.get() == ioas.get())
-        hwpt = candidate;
+    for (const auto& object : call.context.objects().all(ObjectType::HwptPaging))
+      if (auto candidate = std::static_pointer_cast<HwptPaging>(object);
+          candidate->auto_domain && candidate->ioas.get() == ioas.get()) {
+        hwpt = std::move(candidate);
+        break;
+      }
     if (!hwpt) {
       auto charge = call.service.engine().ioasids_quota().charge(call.context.client().uid);
       IOASID_TRY(charge);

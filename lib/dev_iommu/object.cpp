@@ -31,6 +31,13 @@ std::shared_ptr<Object> ObjectTable::find_any(uint32_t id) const {
   return it == objects_.end() ? nullptr : it->second;
 }
 
+std::vector<std::shared_ptr<Object>> ObjectTable::all(ObjectType type) const {
+  std::vector<std::shared_ptr<Object>> out;
+  for (const auto& [id, object] : objects_)
+    if (object->type() == type) out.push_back(object);
+  return out;
+}
+
 Result<std::shared_ptr<Object>> ObjectTable::remove(uint32_t id) {
   auto it = objects_.find(id);
   if (it == objects_.end()) return fail(ENOENT, "no object {} in this file", id);

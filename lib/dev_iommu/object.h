@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <utility>
+#include <vector>
 
 namespace ioasid::dev_iommu {
 
@@ -83,6 +84,8 @@ class ObjectTable {
     return std::static_pointer_cast<T>(it->second);
   }
   std::shared_ptr<Object> find_any(uint32_t id) const;
+  // Every object of a type, by id.
+  std::vector<std::shared_ptr<Object>> all(ObjectType type) const;
 
   // ENOENT for no such id, EBUSY while it has users. The object goes when the last
   // reference to it does (an ioctl running on it may still hold one).

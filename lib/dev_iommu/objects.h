@@ -5,7 +5,7 @@
 
 #include "dev_iommu/iova_areas.h"
 #include "dev_iommu/object.h"
-#include "dev_ioasid/device_registry.h"
+#include "engine/device_registry.h"
 #include "iommu/io_pagetable.h"
 
 #include <cstdint>
@@ -46,7 +46,7 @@ struct HwptPaging final : Object {
 // A device bound to the file (iommufd_device): an engine device, routed by its RID to
 // the domain it is attached to.
 struct BoundDevice final : Object {
-  BoundDevice(std::shared_ptr<dev_ioasid::Device> engine_device, dev_ioasid::DeviceRegistry& registry,
+  BoundDevice(std::shared_ptr<engine::Device> engine_device, engine::DeviceRegistry& registry,
               iommu::Iommu& iommu, uint32_t context, uint32_t mock_flags)
       : Object(ObjectType::Device), device(std::move(engine_device)), flags(mock_flags), registry_(registry),
         iommu_(iommu), context_(context) {}
@@ -60,12 +60,12 @@ struct BoundDevice final : Object {
   Use<HwptPaging> unroute();
   HwptPaging* attached() const { return attached_.get(); }
 
-  const std::shared_ptr<dev_ioasid::Device> device;
+  const std::shared_ptr<engine::Device> device;
   const uint32_t flags;  // MOCK_FLAGS_DEVICE_*
   UserQuota::Charge mock_charge;  // one of the user's mock devices
 
  private:
-  dev_ioasid::DeviceRegistry& registry_;
+  engine::DeviceRegistry& registry_;
   iommu::Iommu& iommu_;
   const uint32_t context_;
   Use<HwptPaging> attached_;

@@ -9,9 +9,9 @@ namespace ioasid::dev_iommu {
 
 Result<long> dispatch(Call& call, uint32_t cmd);  // main.cpp
 
-Service::Service(dev_ioasid::Service& engine)
+Service::Service(engine::Engine& engine, uint32_t max_files_per_user)
     : engine_(engine),
-      files_quota_("open files of /dev/iommu", "--max-files-per-user", EMFILE, engine.config().max_files_per_user,
+      files_quota_("open files of /dev/iommu", "--max-files-per-user", EMFILE, max_files_per_user,
                    /*root_exempt=*/true),
       mock_devices_quota_("mock devices", "(fixed)", ENOSPC, kMaxMockDevicesPerUser, /*root_exempt=*/true) {}
 

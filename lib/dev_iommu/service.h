@@ -6,7 +6,7 @@
 
 #include "base/result.h"
 #include "dev_iommu/context.h"
-#include "dev_ioasid/service.h"
+#include "engine/engine.h"
 #include "memory/client_memory.h"
 
 #include <atomic>
@@ -19,19 +19,20 @@ namespace ioasid::dev_iommu {
 
 class Service {
  public:
-  explicit Service(dev_ioasid::Service& engine);
+  // max_files_per_user: opens per uid other than root (0: no limit), apart from /dev/ioasid's.
+  Service(engine::Engine& engine, uint32_t max_files_per_user);
   ~Service();
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
 
-  // EMFILE over the engine's --max-files-per-user (counted apart from /dev/ioasid's).
+  // EMFILE over max_files_per_user.
   Result<std::shared_ptr<Context>> open(const ClientIdentity& client);
   // Destroys every object of the file, leaf first. Idempotent.
   void release(Context& context);
   void release_all();
   Result<long> ioctl(Context& context, uint32_t cmd, uint64_t arg, ClientMemory& memory);
 
-  dev_ioasid::Service& engine() { return engine_; }
+  engine::Engine& engine() { return engine_; }
   // Releases begun and not finished: the selftest's pin checks wait for them, as a
   // FUSE release reaches the daemon after close(2) returned.
   uint64_t releases_in_flight() const { return releases_in_flight_.load(); }
@@ -42,7 +43,7 @@ class Service {
   static constexpr uint32_t kMaxMockDevicesPerUser = 16;
 
  private:
-  dev_ioasid::Service& engine_;
+  engine::Engine& engine_;
   UserQuota files_quota_;
   UserQuota mock_devices_quota_;
   std::mutex mutex_;

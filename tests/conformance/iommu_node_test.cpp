@@ -391,6 +391,26 @@ TEST(IommuObjects, DestroyRows) {
   EXPECT_EQ(mock_domain(file.fd(), 1000, nullptr), Err(ENOENT)) << "MOCK_DOMAIN on no object";
 }
 
+// A second mock device attached to an IOAS shares the automatic domain the first one
+// made, whatever ids lie between them (iommufd reuses a compatible domain).
+TEST(IommuObjects, AnAutomaticDomainIsReusedWhateverItsId) {
+  SKIP_WITHOUT_IOMMU_NODE();
+  IommuFile file;
+  ASSERT_TRUE(file.ok());
+  const uint32_t ioas = must_ioas(file.fd());
+  std::vector<uint32_t> others;
+  for (int i = 0; i < 8; ++i) others.push_back(must_ioas(file.fd()));
+  const Mock first = must_mock(file.fd(), ioas);
+  for (const uint32_t other : others) ASSERT_EQ(destroy(file.fd(), other), kOk);
+  const Mock second = must_mock(file.fd(), ioas);
+  EXPECT_EQ(second.hwpt, first.hwpt) << "one automatic domain per IOAS";
+  EXPECT_GT(first.hwpt, second.stdev) << "the domain's id is above the ids freed meanwhile";
+  EXPECT_EQ(destroy(file.fd(), first.stdev), kOk);
+  EXPECT_EQ(destroy(file.fd(), first.hwpt), Err(EBUSY)) << "the second device still uses it";
+  EXPECT_EQ(destroy(file.fd(), second.stdev), kOk);
+  EXPECT_EQ(destroy(file.fd(), first.hwpt), Err(ENOENT)) << "gone with its last device";
+}
+
 // MAP/UNMAP seen by the mock driver: before MAP nothing is pinned; after it the mock
 // domain maps the IOVAs to the very pages the buffer has (MD_CHECK_MAP) and each is
 // pinned once (MD_CHECK_REFS 1); after UNMAP neither. The checks can fail: a wrong

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-namespace ioasid::dev_ioasid {
+namespace ioasid::engine {
 
 enum class EventType : uint8_t {
   ContextOpen,
@@ -80,4 +80,4 @@ class EventBus {
   uint64_t next_seq_ = 1;
 };
 
-}  // namespace ioasid::dev_ioasid
+}  // namespace ioasid::engine

@@ -1,11 +1,11 @@
-#include "dev_ioasid/events.h"
+#include "engine/events.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 
-namespace ioasid::dev_ioasid {
+namespace ioasid::engine {
 
 const char* to_string(EventType type) {
   switch (type) {
@@ -76,4 +76,4 @@ void EventBus::publish(Event event) {
   for (const auto& sink : sinks) (*sink)(event);
 }
 
-}  // namespace ioasid::dev_ioasid
+}  // namespace ioasid::engine

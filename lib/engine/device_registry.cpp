@@ -1,8 +1,8 @@
-#include "dev_ioasid/device_registry.h"
+#include "engine/device_registry.h"
 
 #include <algorithm>
 
-namespace ioasid::dev_ioasid {
+namespace ioasid::engine {
 
 // An ATS device caches far fewer translations than the IOMMU.
 constexpr size_t kDeviceTlbEntries = 256;
@@ -81,6 +81,15 @@ Result<std::shared_ptr<Device>> DeviceRegistry::remove(std::string_view name_or_
   return device;
 }
 
+void DeviceRegistry::remove(const Device& device) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(devices_, [&](const std::shared_ptr<Device>& listed) {
+    if (listed.get() != &device) return false;
+    listed->removed_.store(true, std::memory_order_release);
+    return true;
+  });
+}
+
 Result<std::shared_ptr<Device>> DeviceRegistry::bind(std::string_view name_or_pci, uint32_t context) {
   std::lock_guard lock(mutex_);
   auto device = find_locked(name_or_pci);
@@ -105,4 +114,4 @@ std::vector<std::shared_ptr<Device>> DeviceRegistry::list() const {
   return devices_;
 }
 
-}  // namespace ioasid::dev_ioasid
+}  // namespace ioasid::engine

@@ -8,8 +8,6 @@
 #include "devices/device_spec.h"
 #include "devices/dsa/engine.h"
 #include "iommu/iommu.h"
-#include "dev_ioasid/ioas.h"
-#include "dev_ioasid/pasid_reference.h"
 
 #include <atomic>
 #include <map>
@@ -19,14 +17,14 @@
 #include <string_view>
 #include <vector>
 
-namespace ioasid::dev_ioasid {
+namespace ioasid::engine {
 
-// What a route at one PASID (or the RID) of a device holds while it exists: its owner,
-// the IOASID it reaches (busy meanwhile) and, for a PASID, a reference on it.
+// What a route at one PASID (or the RID) of a device holds while it exists: its owner
+// and whatever the personality that made it keeps alive for it (/dev/ioasid: the
+// IOASID it reaches, busy meanwhile, and a reference on the PASID).
 struct RouteHold {
   uint32_t context = 0;
-  IoasUser ioas;                        // none for /dev/iommu's routes (their domains hold themselves)
-  std::optional<PasidReference> pasid;  // ATTACH_IOASID_PASID
+  std::shared_ptr<void> keeps;
 };
 
 class Device {
@@ -76,6 +74,8 @@ class DeviceRegistry {
   // Takes the device out of the registry; returns it (its owner() says who still
   // holds it). ENOENT if unknown.
   Result<std::shared_ptr<Device>> remove(std::string_view name_or_pci);
+  // Takes this very device out, if it is still listed (its name may be another's now).
+  void remove(const Device& device);
   // ENOENT if no such device; EBUSY if this file has bound it, or another file has
   // and it is not shared.
   Result<std::shared_ptr<Device>> bind(std::string_view name_or_pci, uint32_t context);
@@ -90,4 +90,4 @@ class DeviceRegistry {
   std::vector<std::shared_ptr<Device>> devices_;
 };
 
-}  // namespace ioasid::dev_ioasid
+}  // namespace ioasid::engine
