@@ -188,8 +188,8 @@ class AdminSession;
 
 struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   Impl(boost::asio::io_context& io, dev_ioasid::Service& service, EventRelay& relay, AdminConfig config,
-       DaemonInfo daemon_info)
-      : io(io), service(service), relay(relay), config(std::move(config)),
+       DaemonInfo daemon_info, const dev_iommu::Service* iommu)
+      : io(io), service(service), iommu(iommu), relay(relay), config(std::move(config)),
         daemon_info(std::move(daemon_info)), acceptor(io), accept_retry(io) {}
 
   // Everything below runs with `mutex` held.
@@ -213,6 +213,7 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
 
   Result<json> status() const;
   json contexts() const;
+  json iommu_files() const;
   json pasids() const;
   json devices() const;
   json stats() const;
@@ -226,6 +227,7 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
 
   boost::asio::io_context& io;
   dev_ioasid::Service& service;
+  const dev_iommu::Service* iommu;
   EventRelay& relay;
   const AdminConfig config;
   const DaemonInfo daemon_info;
@@ -555,6 +557,8 @@ const AdminServer::Impl::Command AdminServer::Impl::kCommands[] = {
      }},
     {"contexts", "", "open files of the node: id, client pid/uid/gid/comm, quota, PASIDs",
      [](Impl& server, AdminSession&, const json&) { return ok_reply(server.contexts()); }},
+    {"iommu-files", "", "open files of the iommu node: number, context id (as devices show it), opener",
+     [](Impl& server, AdminSession&, const json&) { return ok_reply(server.iommu_files()); }},
     {"pasids", "", "allocated PASIDs: owner context and its pid, gpasid, state, refcount",
      [](Impl& server, AdminSession&, const json&) { return ok_reply(server.pasids()); }},
     {"set-quota", "\"context\":N, \"quota\":Q", "set a context's PASID quota",
@@ -685,10 +689,27 @@ json AdminServer::Impl::contexts() const {
 }
 
 json AdminServer::Impl::opener_pid(uint32_t context) const {
+  if (context >= dev_iommu::kContextIdBase) {
+    const auto opener = iommu ? iommu->opener(context) : std::nullopt;
+    return opener ? json(opener->pid) : json(nullptr);
+  }
   if (context != 0)
     for (const dev_ioasid::ContextInfo& c : service.contexts())
       if (c.id == context) return c.client.pid;
   return nullptr;
+}
+
+json AdminServer::Impl::iommu_files() const {
+  json rows = json::array();
+  if (!iommu) return rows;
+  for (const dev_iommu::Service::FileInfo& file : iommu->files())
+    rows.push_back(json{{"file", file.number},
+                        {"context", file.number + dev_iommu::kContextIdBase},
+                        {"pid", file.client.pid},
+                        {"uid", file.client.uid},
+                        {"gid", file.client.gid},
+                        {"comm", process_name(file.client.pid)}});
+  return rows;
 }
 
 json AdminServer::Impl::pasids() const {
@@ -937,8 +958,8 @@ Result<void> remove_stale_socket(const std::string& path) {
 }  // namespace
 
 AdminServer::AdminServer(boost::asio::io_context& io, dev_ioasid::Service& service, EventRelay& relay,
-                         AdminConfig config, DaemonInfo daemon_info)
-    : impl_(std::make_shared<Impl>(io, service, relay, std::move(config), std::move(daemon_info))) {
+                         AdminConfig config, DaemonInfo daemon_info, const dev_iommu::Service* iommu)
+    : impl_(std::make_shared<Impl>(io, service, relay, std::move(config), std::move(daemon_info), iommu)) {
   relay.add_output([weak = std::weak_ptr<Impl>(impl_)](const dev_ioasid::Event&, const std::string& json) {
     auto impl = weak.lock();
     if (!impl) return;

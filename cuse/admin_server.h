@@ -18,6 +18,7 @@
 #include "base/result.h"
 #include "event_relay.h"
 #include "dev_ioasid/service.h"
+#include "dev_iommu/service.h"
 
 #include <utility>  // before Boost.Asio: g++ 12 with -std=c++20 needs it
 #include <boost/asio/io_context.hpp>
@@ -53,8 +54,9 @@ class AdminServer {
 
   // Registers an output on `relay` (harmless after this object is gone). The relay
   // must outlive this object or be stopped first.
+  // `iommu`: the /dev/iommu personality, when the daemon serves it (null: none).
   AdminServer(boost::asio::io_context& io, dev_ioasid::Service& service, EventRelay& relay,
-              AdminConfig config, DaemonInfo daemon_info);
+              AdminConfig config, DaemonInfo daemon_info, const dev_iommu::Service* iommu = nullptr);
   ~AdminServer();  // stop()
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;

@@ -267,7 +267,8 @@ int run(const Options& options) {
                             {"netlink_port", netlink ? netlink->port() : 0}};
     };
     admin = std::make_unique<AdminServer>(io, service, relay,
-                                          AdminConfig{options.admin_socket, options.admin_group}, info);
+                                          AdminConfig{options.admin_socket, options.admin_group}, info,
+                                          options.serve_iommu ? &iommu_service : nullptr);
     if (auto started = admin->start(); !started) {
       spdlog::error("cannot start the admin socket {}: {}", options.admin_socket, started.error().why);
       return 1;

@@ -140,6 +140,18 @@ void print_contexts(const json& rows) {
   print_table({"CONTEXT", "PID", "COMM", "UID", "GID", "PASIDS/QUOTA", "IOCTLS", "AGE"}, cells);
 }
 
+void print_iommu_files(const json& rows) {
+  std::vector<std::vector<std::string>> cells;
+  for (const json& f : rows)
+    cells.push_back({cell(f, "file"), cell(f, "context"), cell(f, "pid"), cell(f, "comm"), cell(f, "uid"),
+                     cell(f, "gid")});
+  if (cells.empty()) {
+    fmt::print("no open files of the iommu node\n");
+    return;
+  }
+  print_table({"FILE", "CONTEXT", "PID", "COMM", "UID", "GID"}, cells);
+}
+
 void print_pasids(const json& rows) {
   std::vector<std::vector<std::string>> cells;
   for (const json& p : rows)
@@ -377,6 +389,11 @@ const std::vector<Command>& commands() {
        "that opened it, the PASIDs it holds of its quota, the ioctls it made and how long ago it was opened. "
        "CONTEXT in other commands is this id.",
        "ioasidctl contexts", no_arguments(), print_contexts},
+      {"iommu-files", "", "open files of the iommu node: opener",
+       "One row per open file of the iommu node (Linux's iommufd uAPI): its number (the log's \"iommu ctx "
+       "N\"), the context id a device it bound shows as its owner in ioasidctl devices, and the pid, command, "
+       "uid and gid of the process that opened it.",
+       "ioasidctl iommu-files", no_arguments(), print_iommu_files},
       {"pasids", "", "allocated PASIDs: owner, guest PASID, state",
        "One row per allocated PASID: the context that owns it and that context's pid, the guest PASID mapped "
        "to it (- if none), its state (idle; active: users hold references; free_pending: freed, waiting for "

@@ -43,6 +43,20 @@ void Service::release(Context& context) {
   releases_in_flight_.fetch_sub(1);
 }
 
+std::vector<Service::FileInfo> Service::files() const {
+  std::lock_guard lock(mutex_);
+  std::vector<FileInfo> out;
+  for (const auto& [id, context] : contexts_) out.push_back({id - kContextIdBase, context->client()});
+  return out;
+}
+
+std::optional<ClientIdentity> Service::opener(uint32_t context) const {
+  std::lock_guard lock(mutex_);
+  auto it = contexts_.find(context);
+  if (it == contexts_.end()) return std::nullopt;
+  return it->second->client();
+}
+
 void Service::release_all() {
   std::map<uint32_t, std::shared_ptr<Context>> contexts;
   {

@@ -14,6 +14,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 namespace ioasid::dev_iommu {
 
@@ -33,6 +35,16 @@ class Service {
   Result<long> ioctl(Context& context, uint32_t cmd, uint64_t arg, ClientMemory& memory);
 
   engine::Engine& engine() { return engine_; }
+
+  // The admin's view: each open file (its number, as the log says "iommu ctx N") and
+  // who opened it.
+  struct FileInfo {
+    uint32_t number;
+    ClientIdentity client;
+  };
+  std::vector<FileInfo> files() const;
+  // The opener of the file whose context id (a device's binding) is `context`.
+  std::optional<ClientIdentity> opener(uint32_t context) const;
   // Releases begun and not finished: the selftest's pin checks wait for them, as a
   // FUSE release reaches the daemon after close(2) returned.
   uint64_t releases_in_flight() const { return releases_in_flight_.load(); }
@@ -46,7 +58,7 @@ class Service {
   engine::Engine& engine_;
   UserQuota files_quota_;
   UserQuota mock_devices_quota_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::map<uint32_t, std::shared_ptr<Context>> contexts_;
   uint32_t next_id_ = 1;
   std::atomic<uint64_t> releases_in_flight_{0};

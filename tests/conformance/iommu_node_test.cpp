@@ -523,6 +523,14 @@ TEST(IommuObjects, MockDevicesAreListedWhileTheyExist) {
   ASSERT_TRUE(row["routes"].is_array()) << row.dump();
   ASSERT_EQ(row["routes"].size(), 1u) << "routed by its RID: " << row.dump();
   EXPECT_EQ(row["routes"][0].value("ioasid", 0u), mock.hwpt) << "to its domain: " << row.dump();
+  // Its owner is this file, which iommu-files lists with this process as its opener.
+  EXPECT_EQ(row.value("owner_pid", 0), ::getpid()) << row.dump();
+  const json files = json::parse(admin_request(R"({"cmd":"iommu-files"})"), nullptr, false);
+  ASSERT_TRUE(files.is_object() && files.value("ok", false)) << files.dump();
+  bool listed = false;
+  for (const json& f : files["result"])
+    listed |= f.value("context", 0u) == row.value("owner", 0u) && f.value("pid", 0) == ::getpid();
+  EXPECT_TRUE(listed) << "iommu-files lists the owner " << row.value("owner", 0u) << ": " << files.dump();
 
   ASSERT_EQ(destroy(file.fd(), mock.stdev), kOk);
   EXPECT_FALSE(mock_names().count(name)) << name << " is still listed after its DESTROY";
