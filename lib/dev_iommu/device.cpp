@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -169,7 +170,13 @@ Result<long> get_hw_info(Call& call, iommu_hw_info& cmd) {
   return 0;
 }
 
+// As the kernel's capable(): the capability in the caller's effective set, held in the
+// daemon's own user namespace. A process in a user namespace of its own has every
+// capability there and none here.
 bool caller_capable(const Call& call, int capability) {
+  std::error_code error;
+  const auto ns = std::filesystem::read_symlink(fmt::format("/proc/{}/ns/user", call.memory.pid()), error);
+  if (error || ns != std::filesystem::read_symlink("/proc/self/ns/user", error) || error) return false;
   std::ifstream status(fmt::format("/proc/{}/status", call.memory.pid()));
   for (std::string line; std::getline(status, line);)
     if (line.starts_with("CapEff:")) return (std::strtoull(line.c_str() + 7, nullptr, 16) >> capability) & 1;

@@ -31,7 +31,11 @@ std::optional<uint64_t> fixed_iova(uint32_t flags, uint64_t iova) {
 
 Result<std::shared_ptr<Pages>> record_user_pages(Call& call, uint64_t uptr, uint64_t length, bool writable) {
   if (call.memory.pid() == 0) return fail(EFAULT, "no client process to map memory from");
-  return Pages::record(call.memory.pid(), call.context.client().uid, uptr, length, writable);
+  // IOMMU_OPTION_RLIMIT_MODE: pins count against the user's limit, or the process's.
+  const PinAccount account = call.context.account_per_process
+                                 ? PinAccount{&call.service.process_pins(), static_cast<uid_t>(call.context.client().pid)}
+                                 : PinAccount{&call.service.engine().iommu().pins(), call.context.client().uid};
+  return Pages::record(call.memory.pid(), account, uptr, length, writable);
 }
 
 Result<long> ioas_alloc(Call& call, iommu_ioas_alloc& cmd) {
@@ -39,7 +43,7 @@ Result<long> ioas_alloc(Call& call, iommu_ioas_alloc& cmd) {
   auto charge = call.service.engine().ioasids_quota().charge(call.context.client().uid);
   IOASID_TRY(charge);
   auto& engine = call.service.engine();
-  auto ioas = std::make_shared<Ioas>(engine.iommu().pins(), engine.maps_quota(), call.context.client().uid);
+  auto ioas = std::make_shared<Ioas>(engine.maps_quota(), call.context.client().uid);
   cmd.out_ioas_id = call.context.objects().insert(std::move(ioas), std::move(*charge));
   return 0;
 }

@@ -120,7 +120,7 @@ Result<void> IovaAreas::check_fixed(uint64_t iova, uint64_t length) const {
 
 Result<void> IovaAreas::pin(Area& area) {
   if (area.pinned) return success();
-  auto pinned = area.pages->pin(pins_);
+  auto pinned = area.pages->pin();
   IOASID_TRY(pinned);
   area.pinned = std::move(*pinned);
   return success();

@@ -54,7 +54,7 @@ struct AreaView {
 
 class IovaAreas {
  public:
-  IovaAreas(PinAccounting& pins, UserQuota& maps_quota, uid_t uid) : pins_(pins), maps_quota_(maps_quota), uid_(uid) {}
+  IovaAreas(UserQuota& maps_quota, uid_t uid) : maps_quota_(maps_quota), uid_(uid) {}
   ~IovaAreas();
   IovaAreas(const IovaAreas&) = delete;
   IovaAreas& operator=(const IovaAreas&) = delete;
@@ -128,7 +128,6 @@ class IovaAreas {
   Result<void> pin(Area& area);
   void drop(std::map<uint64_t, Area>::iterator it);
 
-  PinAccounting& pins_;
   UserQuota& maps_quota_;
   const uid_t uid_;
   std::map<uint64_t, Area> areas_;                  // by IOVA

@@ -14,7 +14,7 @@
 namespace ioasid::dev_iommu {
 
 struct Ioas final : Object {
-  Ioas(PinAccounting& pins, UserQuota& maps_quota, uid_t uid) : Object(ObjectType::Ioas), areas(pins, maps_quota, uid) {}
+  Ioas(UserQuota& maps_quota, uid_t uid) : Object(ObjectType::Ioas), areas(maps_quota, uid) {}
   IovaAreas areas;
 };
 

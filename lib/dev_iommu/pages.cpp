@@ -9,12 +9,13 @@ MapAccess access_for(bool writable) { return writable ? MapAccess::kReadWrite : 
 
 }  // namespace
 
-Result<std::shared_ptr<Pages>> Pages::record(pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable) {
+Result<std::shared_ptr<Pages>> Pages::record(pid_t pid, PinAccount account, uint64_t uptr, uint64_t length,
+                                             bool writable) {
   if (length == 0 || length > ~0ull - kPageSize) return fail(EINVAL, "length {:#x} cannot be mapped", length);
   if (uptr + length < uptr) return fail(EOVERFLOW, "user_va {:#x} + length {:#x} wraps", uptr, length);
   if (page_ceil(uptr + length) < uptr + length)
     return fail(EOVERFLOW, "user_va {:#x} + length {:#x} ends in the last page", uptr, length);
-  return std::shared_ptr<Pages>(new Pages(pid, uid, uptr, length, writable));
+  return std::shared_ptr<Pages>(new Pages(pid, account, uptr, length, writable));
 }
 
 Result<void> Pages::bind_address_space() {
@@ -28,7 +29,7 @@ Result<void> Pages::bind_address_space() {
   return success();
 }
 
-Result<std::shared_ptr<PagesPin>> Pages::pin(PinAccounting& pins) {
+Result<std::shared_ptr<PagesPin>> Pages::pin() {
   if (auto pinned = pinned_.lock()) return pinned;
   IOASID_TRY(bind_address_space());
   // iommufd pins from the mm MAP recorded: a process that exited or execed has none.
@@ -38,7 +39,7 @@ Result<std::shared_ptr<PagesPin>> Pages::pin(PinAccounting& pins) {
                 length_, pid_);
   const uint64_t first = page_floor(uptr_);
   const uint64_t size = page_ceil(uptr_ + length_) - first;
-  auto charge = pins.charge(uid_, size / kPageSize);
+  auto charge = account_.pins->charge(account_.key, size / kPageSize);
   IOASID_TRY(charge);
   auto backing = backing_for_range(pid_, first, size, access_for(writable_));
   if (!backing) {

@@ -25,11 +25,20 @@ struct PagesPin {
   PinCharge charge;
 };
 
+// Whom the pinned pages are charged to: a user (iommufd's default) or, with
+// IOMMU_OPTION_RLIMIT_MODE 1, the mapping process (its tgid as the key of a separate
+// accounting with the same limit).
+struct PinAccount {
+  PinAccounting* pins;
+  uid_t key;
+};
+
 class Pages {
  public:
   // Records [uptr, uptr + length) of the process `pid`. EINVAL/EOVERFLOW as iommufd
   // for a length or range it cannot hold.
-  static Result<std::shared_ptr<Pages>> record(pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable);
+  static Result<std::shared_ptr<Pages>> record(pid_t pid, PinAccount account, uint64_t uptr, uint64_t length,
+                                               bool writable);
   // Takes the address space the process runs in now, once, when an area of the pages
   // is about to exist (a MAP that fails its IOVA checks never reads /proc). EFAULT
   // with no such process.
@@ -42,15 +51,15 @@ class Pages {
 
   // The pinned pages, shared by every holder. EFAULT when the recorded process is gone
   // (or execed) or the range has a hole; the pin limit's errno when over it.
-  Result<std::shared_ptr<PagesPin>> pin(PinAccounting& pins);
+  Result<std::shared_ptr<PagesPin>> pin();
 
  private:
-  Pages(pid_t pid, uid_t uid, uint64_t uptr, uint64_t length, bool writable)
-      : pid_(pid), uid_(uid), uptr_(uptr), length_(length), writable_(writable) {}
+  Pages(pid_t pid, PinAccount account, uint64_t uptr, uint64_t length, bool writable)
+      : pid_(pid), account_(account), uptr_(uptr), length_(length), writable_(writable) {}
 
   std::shared_ptr<AddressSpace> space_;  // the mm MAP recorded
   const pid_t pid_;
-  const uid_t uid_;
+  const PinAccount account_;
   const uint64_t uptr_;
   const uint64_t length_;
   const bool writable_;

@@ -13,7 +13,8 @@ Service::Service(engine::Engine& engine, uint32_t max_files_per_user)
     : engine_(engine),
       files_quota_("open files of /dev/iommu", "--max-files-per-user", EMFILE, max_files_per_user,
                    /*root_exempt=*/true),
-      mock_devices_quota_("mock devices", "(fixed)", ENOSPC, kMaxMockDevicesPerUser, /*root_exempt=*/true) {}
+      mock_devices_quota_("mock devices", "(fixed)", ENOSPC, kMaxMockDevicesPerUser, /*root_exempt=*/true),
+      process_pins_(engine.iommu().pins().limit_pages()) {}
 
 Service::~Service() { release_all(); }
 

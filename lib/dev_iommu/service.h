@@ -50,6 +50,9 @@ class Service {
   uint64_t releases_in_flight() const { return releases_in_flight_.load(); }
   uint32_t next_mock_number() { return mock_numbers_.fetch_add(1); }
   UserQuota& mock_devices_quota() { return mock_devices_quota_; }
+  // Pins of files in IOMMU_OPTION_RLIMIT_MODE 1, per process (tgid), under the same
+  // --pin-limit as the per-user accounting.
+  PinAccounting& process_pins() { return process_pins_; }
   // Mock devices a uid other than root may hold: each is a place in the engine's
   // device list, which the admin's devices share.
   static constexpr uint32_t kMaxMockDevicesPerUser = 16;
@@ -58,6 +61,7 @@ class Service {
   engine::Engine& engine_;
   UserQuota files_quota_;
   UserQuota mock_devices_quota_;
+  PinAccounting process_pins_;
   mutable std::mutex mutex_;
   std::map<uint32_t, std::shared_ptr<Context>> contexts_;
   uint32_t next_id_ = 1;

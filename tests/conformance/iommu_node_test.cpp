@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -891,6 +892,32 @@ TEST(IommuAttacker, MockChecksOverAHugeRangeAreBounded) {
 // Objects per user are bounded: an unprivileged user's IOAS_ALLOC fails with ENOSPC
 // at --max-ioasids-per-user (every object counts), its opens of the node with EMFILE at --max-files-per-user, and a closed
 // file gives its objects back.
+// IOMMU_OPTION_RLIMIT_MODE changes how pins are counted and needs CAP_SYS_RESOURCE,
+// as the kernel's capable() means it: in the daemon's user namespace. A user who makes
+// a user namespace of its own holds every capability there, and still gets EPERM.
+TEST(IommuAttacker, ACapabilityInAUserNamespaceOfItsOwnIsNotEnough) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  AttackedDaemon daemon({"--node-mode", "0666"});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const std::string node = daemon.iommu();
+  const std::string report = report_from_child([&] {
+    if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+    if (::unshare(CLONE_NEWUSER) != 0) return std::string("SKIP: no user namespaces: ") + errno_name(errno);
+    const int fd = ::open(node.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return "open: " + errno_name(errno);
+    iommu_option option{.size = sizeof option, .option_id = IOMMU_OPTION_RLIMIT_MODE, .op = IOMMU_OPTION_OP_SET,
+                        .val64 = 1};
+    std::ostringstream seen;
+    seen << "SET " << ioctl_errno(fd, IOMMU_OPTION, &option) << "\n";
+    option.op = IOMMU_OPTION_OP_GET;
+    seen << "GET " << ioctl_errno(fd, IOMMU_OPTION, &option) << " " << option.val64 << "\n";
+    return seen.str();
+  });
+  if (report.rfind("SKIP", 0) == 0) GTEST_SKIP() << report;
+  EXPECT_EQ(report, "SET EPERM\nGET OK 0\n");
+  EXPECT_TRUE(daemon.survived());
+}
+
 TEST(IommuAttacker, ObjectsAndFilesPerUserAreBounded) {
   SKIP_WITHOUT_PRIVATE_DAEMONS();
   AttackedDaemon daemon({"--node-mode", "0666", "--max-ioasids-per-user", "6", "--max-files-per-user", "3"});

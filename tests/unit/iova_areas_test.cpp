@@ -47,17 +47,17 @@ class IovaAreasTest : public ::testing::Test {
     for (void* memory : memory_) ::munmap(memory, kMemorySize);
   }
 
-  std::unique_ptr<IovaAreas> fresh() { return std::make_unique<IovaAreas>(iommu_.pins(), maps_, ::getuid()); }
+  std::unique_ptr<IovaAreas> fresh() { return std::make_unique<IovaAreas>(maps_, ::getuid()); }
 
   std::shared_ptr<Pages> record(uint64_t uptr, uint64_t length, bool writable = true) {
-    auto pages = Pages::record(::getpid(), ::getuid(), uptr, length, writable);
+    auto pages = Pages::record(::getpid(), {&iommu_.pins(), ::getuid()}, uptr, length, writable);
     EXPECT_TRUE(pages.ok()) << pages.error().why;
     return pages.ok() ? std::move(*pages) : nullptr;
   }
 
   // IOAS_MAP of [uptr, uptr + length) at `iova` (nullopt: an automatic IOVA).
   Result<uint64_t> map(IovaAreas& areas, uint64_t uptr, uint64_t length, std::optional<uint64_t> iova = std::nullopt) {
-    auto pages = Pages::record(::getpid(), ::getuid(), uptr, length, true);
+    auto pages = Pages::record(::getpid(), {&iommu_.pins(), ::getuid()}, uptr, length, true);
     IOASID_TRY(pages);
     const PagesPiece piece{std::move(*pages), 0, length};
     return areas.map(std::span(&piece, 1), iova, true, true);
@@ -106,7 +106,7 @@ class IovaAreasTest : public ::testing::Test {
   UserQuota maps_{"mappings", "--max-maps-per-user", ENOSPC, 0, /*root_exempt=*/true};
   std::unique_ptr<iommu::IoPageTable> table_, second_table_;  // outlive the areas that map into them
   const char domain_owner_ = 0, second_owner_ = 0;
-  IovaAreas areas_{iommu_.pins(), maps_, ::getuid()};
+  IovaAreas areas_{maps_, ::getuid()};
   std::vector<void*> memory_;
 };
 
@@ -557,6 +557,34 @@ TEST_F(IovaAreasTest, DomainAreasMayNotShareAnIovaPage) {
   EXPECT_EQ(map(va + k4K, k2K, kApertureStart + 2 * k4K + k2K).code(), EINVAL) << "offsets 0 and 2 KiB";
   EXPECT_EQ(areas_.areas().size(), 1u) << describe(areas_.areas());
   EXPECT_EQ(pins(va + k4K, k4K), all(0, k4K)) << "failed MAPs leave no pin";
+}
+
+// Pins are charged to the account the MAP recorded: the user's by default, the mapping
+// process's under IOMMU_OPTION_RLIMIT_MODE 1 (a separate accounting with the same
+// limit), and given back when the domain no longer needs them.
+TEST_F(IovaAreasTest, PinsAreChargedToTheAccountTheMapRecorded) {
+  const uint64_t va = memory();
+  PinAccounting per_process(iommu_.pins().limit_pages());
+  const uid_t process_key = static_cast<uid_t>(::getpid());
+  const uint64_t user_before = iommu_.pins().pinned_pages(::getuid());
+  auto pages = Pages::record(::getpid(), {&per_process, process_key}, va, 4 * k4K, true);
+  ASSERT_TRUE(pages.ok()) << pages.error().why;
+  const PagesPiece piece{std::move(*pages), 0, 4 * k4K};
+  ASSERT_TRUE(areas_.add_domain(mock_domain(), &domain_owner_).ok());
+  auto iova = areas_.map(std::span(&piece, 1), kApertureStart, true, true);
+  ASSERT_TRUE(iova.ok()) << iova.error().why;
+  EXPECT_EQ(per_process.pinned_pages(process_key), 4u);
+  EXPECT_EQ(iommu_.pins().pinned_pages(::getuid()), user_before) << "nothing charged to the user";
+
+  PinAccounting tight(2);  // fewer pages than the area has
+  auto over = Pages::record(::getpid(), {&tight, process_key}, va + 4 * k4K, 4 * k4K, true);
+  ASSERT_TRUE(over.ok());
+  const PagesPiece too_big{std::move(*over), 0, 4 * k4K};
+  EXPECT_EQ(areas_.map(std::span(&too_big, 1), std::nullopt, true, true).code(), ENOMEM)
+      << "the account's limit applies";
+
+  areas_.remove_domain(&domain_owner_);
+  EXPECT_EQ(per_process.pinned_pages(process_key), 0u) << "no domain needs the pages pinned";
 }
 
 }  // namespace
