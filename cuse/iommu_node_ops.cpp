@@ -1,12 +1,10 @@
 #include "iommu_node_ops.h"
 
-#include "memory/client_file.h"
 #include "memory/client_memory.h"
 
 #include <spdlog/spdlog.h>
 
 #include <poll.h>
-#include <unistd.h>
 
 namespace ioasid::daemon {
 
@@ -21,14 +19,9 @@ std::shared_ptr<dev_iommu::Context> IommuNodeOps::context_of(fuse_req_t req, fus
 }
 
 void IommuNodeOps::open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) {
-  const fuse_ctx* caller = fuse_req_ctx(req);
-  const pid_t group = thread_group_of(caller->pid);
-  const dev_iommu::ClientIdentity client{group ? group : caller->pid, caller->uid, caller->gid};
-  if (client.pid == ::getpid()) {  // see NodeOps::open
-    spdlog::warn("open of /dev/iommu by the daemon itself refused (thread {})", caller->pid);
-    fuse_reply_err(req, EPERM);
-    return;
-  }
+  const auto opener = opener_of(req, "the iommu node");
+  if (!opener) return;
+  const dev_iommu::ClientIdentity& client = *opener;
   auto context = service_.open(client);
   if (!context) {
     spdlog::warn("iommu open by pid {} refused: {}", client.pid, context.error().why);

@@ -5,7 +5,10 @@
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
 
+#include "dev_ioasid/context.h"
+
 #include <cstddef>
+#include <optional>
 
 namespace ioasid::daemon {
 
@@ -25,6 +28,13 @@ class NodeHandler {
   // Daemon shutdown: answers what is parked and releases every open file.
   virtual void shutdown() = 0;
 };
+
+// Who opens a node: the calling thread's process (files are owned by processes). Only a
+// client's request can make the daemon open a file, and its own node must never be one
+// (client_file.h refuses it first): a file opened so would be uid 0's, and an open
+// waiting on a session thread can take the last one. So the daemon itself is answered
+// EPERM here (nullopt: replied).
+std::optional<dev_ioasid::ClientIdentity> opener_of(fuse_req_t req, const char* node);
 
 // The reply to an open: a regular file keeps a file-position lock that would make a
 // second read() of the same file sleep uninterruptibly behind a parked one, unless it

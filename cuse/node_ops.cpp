@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <linux/fuse.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -31,6 +32,19 @@ bool kernel_wants_full_reply(NodeOps::NodeKind kind, unsigned int cmd) {
 }
 
 }  // namespace
+
+std::optional<dev_ioasid::ClientIdentity> opener_of(fuse_req_t req, const char* node) {
+  const fuse_ctx* caller = fuse_req_ctx(req);
+  // fuse_req_ctx()->pid is the calling thread.
+  const pid_t group = thread_group_of(caller->pid);
+  const dev_ioasid::ClientIdentity client{group ? group : caller->pid, caller->uid, caller->gid};
+  if (client.pid == ::getpid()) {
+    spdlog::warn("open of {} by the daemon itself refused (thread {})", node, caller->pid);
+    fuse_reply_err(req, EPERM);
+    return std::nullopt;
+  }
+  return client;
+}
 
 int reply_open(fuse_req_t req, fuse_file_info* fi, NodeHandler::NodeKind kind) {
   if (kind == NodeHandler::NodeKind::CharDevice) return fuse_reply_open(req, fi);
@@ -58,18 +72,9 @@ NodeOps::OpenFile* NodeOps::file_of(fuse_req_t req, fuse_file_info* fi) const {
 }
 
 void NodeOps::open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) {
-  const fuse_ctx* caller = fuse_req_ctx(req);
-  // fuse_req_ctx()->pid is the calling thread; contexts are owned by processes.
-  const pid_t group = thread_group_of(caller->pid);
-  const dev_ioasid::ClientIdentity client{group ? group : caller->pid, caller->uid, caller->gid};
-  // Only a client's request can make the daemon open a file, and its own node must never
-  // be one (client_file.h refuses it first): a context opened so would be uid 0's, and
-  // an open waiting on a session thread can take the last one.
-  if (client.pid == ::getpid()) {
-    spdlog::warn("open of the node by the daemon itself refused (thread {})", caller->pid);
-    fuse_reply_err(req, EPERM);
-    return;
-  }
+  const auto opener = opener_of(req, "the ioasid node");
+  if (!opener) return;
+  const dev_ioasid::ClientIdentity& client = *opener;
   auto context = service_.open(client);
   if (!context) {
     spdlog::warn("open by pid {} refused: {}", client.pid, context.error().why);
