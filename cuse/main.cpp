@@ -7,6 +7,7 @@
 #include "asio_executor.h"
 #include "event_relay.h"
 #include "frontend.h"
+#include "iommu_fd_node_ops.h"
 #include "iommu_node_ops.h"
 #include "netlink_publisher.h"
 #include "node_ops.h"
@@ -232,9 +233,15 @@ int run(const Options& options) {
   dev_iommu::Service iommu_service(engine, config.max_files_per_user);
   NodeOps ops(service);
   IommuNodeOps iommu_ops(iommu_service);
+  IommuFdNodeOps iommu_fd_ops(iommu_service);
   std::vector<ServedNode> nodes;
   if (options.serve_ioasid) nodes.push_back({&ops, options.devname, options.bind_node});
-  if (options.serve_iommu) nodes.push_back({&iommu_ops, options.iommu_devname, options.bind_iommu_node});
+  if (options.serve_iommu) {
+    nodes.push_back({&iommu_ops, options.iommu_devname, options.bind_iommu_node});
+    // The companion node of iommufd's commands that hand out files: NAME-fd beside it.
+    nodes.push_back({&iommu_fd_ops, options.iommu_devname + "-fd",
+                     options.bind_iommu_node.empty() ? "" : options.bind_iommu_node + "-fd"});
+  }
   if (nodes.empty()) {
     spdlog::error("--serve names no node");
     return 1;
@@ -334,6 +341,7 @@ int run(const Options& options) {
 
   for (auto& session : sessions) session->stop();
   relay.keep_all_events();
+  iommu_fd_ops.shutdown();  // its objects belong to iommu files
   iommu_ops.shutdown();  // before the engine's files: its mock devices are the engine's
   ops.shutdown();  // answers parked reads and releases every open file's context
   service.release_all();

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 
 namespace ioasid::dev_iommu {
@@ -16,7 +17,7 @@ using dev_ioasid::ClientIdentity;
 // VFIO type1 on the file's compat IOAS.
 enum class VfioType { kNone, kType1, kType1v2 };
 
-class Context {
+class Context : public std::enable_shared_from_this<Context> {
  public:
   Context(uint32_t id, ClientIdentity client, UserQuota::Charge file_charge)
       : id_(id), client_(client), file_charge_(std::move(file_charge)) {}

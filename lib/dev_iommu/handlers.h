@@ -26,6 +26,9 @@ struct Call {
   // The struct goes back to the caller on success; some commands report on errors too.
   bool reply_on_error = false;
   bool reply = true;
+  // IOASID_IOMMU_FD_CMD: a command that makes an object with a file puts the token
+  // naming it here (null: the plain ioctl, which cannot hand out a file).
+  uint64_t* fd_token = nullptr;
 };
 
 template <typename T>
@@ -72,6 +75,13 @@ void destroy_mock_device(Call& call, MockDevice& mock);
 
 // selftest.cpp
 Result<long> test_cmd(Call& call, iommu_test_cmd& cmd);
+
+// access.cpp: the selftest's access objects
+Result<long> create_access(Call& call, iommu_test_cmd& cmd);
+Result<long> access_pages(Call& call, iommu_test_cmd& cmd);
+Result<long> destroy_access_pages(Call& call, iommu_test_cmd& cmd);
+Result<long> access_rw(Call& call, iommu_test_cmd& cmd);
+Result<long> access_replace_ioas(Call& call, iommu_test_cmd& cmd);
 
 // vfio_compat.cpp: commands below iommufd's numbers (and IOMMU_VFIO_IOAS).
 Result<long> vfio_ioas(Call& call, iommu_vfio_ioas& cmd);

@@ -53,6 +53,7 @@ bool IovaAreas::overlaps_allowed(uint64_t start, uint64_t last) const {
 uint64_t IovaAreas::alignment() const {
   uint64_t alignment = large_pages_disabled_ ? kPageSize : 1;
   for (const Domain& domain : domains_) alignment = std::max(alignment, domain.slot.page_size);
+  for (const Access& access : accesses_) alignment = std::max(alignment, access.alignment);
   return alignment;
 }
 
@@ -221,6 +222,7 @@ Result<uint64_t> IovaAreas::unmap(uint64_t iova, uint64_t length) {
       return fail(ENOENT, "area [{:#x}, {:#x}] is only partly inside [{:#x}, {:#x}] ({:#x} bytes unmapped before)",
                   it->first, area_last, iova, last, unmapped);
     unmapped += it->second.length;
+    notify_accesses(it->first, it->second.length);
     auto next = std::next(it);
     drop(it);
     it = next;
@@ -232,6 +234,7 @@ uint64_t IovaAreas::unmap_all() {
   uint64_t unmapped = 0;
   while (!areas_.empty()) {
     unmapped += areas_.begin()->second.length;
+    notify_accesses(areas_.begin()->first, areas_.begin()->second.length);
     drop(areas_.begin());
   }
   return unmapped;
@@ -263,6 +266,9 @@ Result<void> IovaAreas::split_at(uint64_t iova) {
   Area& area = it->second;
   const uint64_t area_iova = it->first;
   if (area_iova == iova || last_of(area_iova, area.length) < iova) return success();
+  // As iommufd: what an access pinned is not tracked finely enough to be cut.
+  if (area.access_holds != 0)
+    return fail(EINVAL, "area [{:#x}, +{:#x}) has pages an access pinned", area_iova, area.length);
   if (!domains_.empty() && (iova % kPageSize))
     return fail(EINVAL, "cannot cut area [{:#x}, +{:#x}) inside a 4 KiB page of its domains", area_iova, area.length);
   auto charge = maps_quota_.charge(uid_);
@@ -279,6 +285,74 @@ Result<void> IovaAreas::split_at(uint64_t iova) {
   }
   areas_.emplace(iova, std::move(tail));
   return success();
+}
+
+void IovaAreas::notify_accesses(uint64_t iova, uint64_t length) {
+  // A copy: a notice may end an access, which removes itself.
+  const std::vector<Access> accesses = accesses_;
+  for (const Access& access : accesses) access.notice(iova, length);
+}
+
+Result<void> IovaAreas::add_access(const void* owner, uint64_t alignment, UnmapNotice notice) {
+  if (alignment > this->alignment()) IOASID_TRY(check_alignment(alignment));
+  accesses_.push_back({owner, alignment, std::move(notice)});
+  return success();
+}
+
+void IovaAreas::remove_access(const void* owner) { std::erase_if(accesses_, [&](const Access& a) { return a.owner == owner; }); }
+
+Result<std::vector<PinnedPiece>> IovaAreas::access_pins(uint64_t iova, uint64_t length, bool write, bool whole_pages,
+                                                        bool hold) {
+  if (length == 0) return fail(EINVAL, "length 0");
+  if (iova + (length - 1) < iova) return fail(EOVERFLOW, "iova {:#x} + length {:#x} wraps", iova, length);
+  const uint64_t last = last_of(iova, length);
+  std::vector<std::map<uint64_t, Area>::iterator> covering;
+  uint64_t cursor = iova;
+  auto it = areas_.upper_bound(iova);
+  if (it != areas_.begin()) --it;
+  for (; it != areas_.end() && it->first <= cursor; ++it) {
+    const uint64_t area_last = last_of(it->first, it->second.length);
+    if (area_last < cursor) continue;
+    const Area& area = it->second;
+    if (!(write ? area.writeable : area.readable))
+      return fail(EPERM, "area [{:#x}, +{:#x}) is not {}", it->first, area.length, write ? "writeable" : "readable");
+    if (whole_pages) {
+      // Pages go whole to an access: its first byte starts a page of memory, and an
+      // area it runs past ends one.
+      const uint64_t user_va = area.pages->uptr() + area.start_byte + (cursor - it->first);
+      const uint64_t area_end_va = area.pages->uptr() + area.start_byte + area.length;
+      if (user_va % kPageSize || (area_last < last && area_end_va % kPageSize))
+        return fail(EINVAL, "[{:#x}, +{:#x}) does not cover whole pages of memory at IOVA {:#x}", iova, length,
+                    cursor);
+    }
+    covering.push_back(it);
+    if (area_last >= last) break;
+    cursor = area_last + 1;
+  }
+  if (covering.empty() || last_of(covering.back()->first, covering.back()->second.length) < last)
+    return fail(ENOENT, "[{:#x}, {:#x}] is not mapped by contiguous areas", iova, last);
+
+  std::vector<PinnedPiece> pieces;
+  for (auto area_it : covering) {
+    const Area& area = area_it->second;
+    auto pin = area.pages->pin();
+    IOASID_TRY(pin);
+    const uint64_t from = std::max(iova, area_it->first);
+    const uint64_t to = std::min(last, last_of(area_it->first, area.length));
+    const uint64_t offset = area.pages->uptr() % kPageSize + area.start_byte + (from - area_it->first);
+    pieces.push_back({std::move(*pin), offset, to - from + 1});
+  }
+  if (hold)
+    for (auto area_it : covering) ++area_it->second.access_holds;
+  return pieces;
+}
+
+void IovaAreas::release_access_pins(uint64_t iova, uint64_t length) {
+  const uint64_t last = last_of(iova, length);
+  auto it = areas_.upper_bound(iova);
+  if (it != areas_.begin()) --it;
+  for (; it != areas_.end() && it->first <= last; ++it)
+    if (last_of(it->first, it->second.length) >= iova && it->second.access_holds != 0) --it->second.access_holds;
 }
 
 Result<void> IovaAreas::reserve(uint64_t start, uint64_t last, const void* owner) {

@@ -17,6 +17,7 @@
 #include "iommu/iova_space.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -41,6 +42,14 @@ struct DomainSlot {
 struct PagesPiece {
   std::shared_ptr<Pages> pages;
   uint64_t start_byte = 0;  // from pages->uptr()
+  uint64_t length = 0;
+};
+
+// Bytes of pinned pages an access reads or holds: [offset, offset + length) of the
+// pin's backing.
+struct PinnedPiece {
+  std::shared_ptr<PagesPin> pin;
+  uint64_t offset = 0;
   uint64_t length = 0;
 };
 
@@ -89,6 +98,21 @@ class IovaAreas {
   Result<void> disable_large_pages();
   void enable_large_pages() { large_pages_disabled_ = false; }
 
+  // An access (iommufd's in-kernel user of an IOAS, here the selftest's access object):
+  // its IOVA alignment joins the IOAS's (EADDRINUSE when an area breaks it), and it is
+  // told of each area about to be unmapped, before it is, so it drops what it holds.
+  using UnmapNotice = std::function<void(uint64_t iova, uint64_t length)>;
+  Result<void> add_access(const void* owner, uint64_t alignment, UnmapNotice notice);
+  void remove_access(const void* owner);
+  // The pinned pages behind [iova, iova + length) of contiguous areas, for an access:
+  // EPERM without the areas' permission (write or read), ENOENT for a hole, EINVAL
+  // when `whole_pages` and a page of memory would be shared with bytes outside (as
+  // iommufd's access_pin_pages). `hold`: the areas count the access's pin until
+  // release_access_pins (such an area cannot be split).
+  Result<std::vector<PinnedPiece>> access_pins(uint64_t iova, uint64_t length, bool write, bool whole_pages,
+                                               bool hold);
+  void release_access_pins(uint64_t iova, uint64_t length);
+
   // Fills the domain with every area (pins them) and keeps it filled until removed.
   Result<void> add_domain(DomainSlot slot, const void* owner);
   void remove_domain(const void* owner);
@@ -106,6 +130,12 @@ class IovaAreas {
     bool writeable;
     UserQuota::Charge mapping;               // one of the user's --max-maps-per-user
     std::shared_ptr<PagesPin> pinned;     // while domains exist
+    uint32_t access_holds = 0;            // pins of accesses on it
+  };
+  struct Access {
+    const void* owner;
+    uint64_t alignment;
+    UnmapNotice notice;
   };
   struct Reserved {
     uint64_t last;
@@ -127,6 +157,9 @@ class IovaAreas {
   void unmap_from(uint64_t iova, const Area& area, const DomainSlot& slot);
   Result<void> pin(Area& area);
   void drop(std::map<uint64_t, Area>::iterator it);
+  // Tells every access the area is going (they release their pins of it; the map of
+  // areas itself does not change).
+  void notify_accesses(uint64_t iova, uint64_t length);
 
   UserQuota& maps_quota_;
   const uid_t uid_;
@@ -134,6 +167,7 @@ class IovaAreas {
   std::multimap<uint64_t, Reserved> reserved_;      // by start
   std::vector<IovaRange> allowed_;                  // sorted, disjoint
   std::vector<Domain> domains_;
+  std::vector<Access> accesses_;
   bool large_pages_disabled_ = false;
 };
 

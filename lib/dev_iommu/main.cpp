@@ -8,6 +8,7 @@
 #include "dev_iommu/service.h"
 
 #include <linux/capability.h>
+#include <linux/ioasid_iommu_fd.h>
 
 #include <array>
 #include <cstddef>
@@ -96,7 +97,13 @@ const std::array kOps = [] {
   return ops;
 }();
 
+Result<long> fd_cmd(Call& call, ioasid_iommu_fd_cmd& cmd);
+
+// ioasidd's own command beside iommufd's (uapi/linux/ioasid_iommu_fd.h), framed alike.
+constexpr Op kFdCmdOp = IOCTL_OP(IOASID_IOMMU_FD_CMD, ioasid_iommu_fd_cmd, cmd_uptr, fd_cmd);
+
 const Op* find_op(uint32_t cmd) {
+  if (cmd == kFdCmdOp.cmd) return &kFdCmdOp;
   const uint32_t nr = _IOC_NR(cmd);
   if (nr < kBase || nr - kBase >= kOps.size()) return nullptr;
   return &kOps[nr - kBase];
@@ -112,17 +119,39 @@ const char* ioctl_name(uint32_t cmd) {
 
 Result<long> dispatch(Call& call, uint32_t cmd) {
   const uint32_t nr = _IOC_NR(cmd);
-  if (nr < kBase || nr - kBase >= kOps.size()) return vfio_ioctl(call, cmd);
+  if (nr < kBase) return vfio_ioctl(call, cmd);
+  const Op* found = find_op(cmd);
+  if (!found || !found->run || found->cmd != cmd) return fail(ENOTTY, "no iommufd ioctl {:#x} (nr {:#x})", cmd, nr);
+  const Op& op = *found;
   uint32_t size = 0;
   IOASID_TRY(call.memory.read(call.arg, std::as_writable_bytes(std::span(&size, 1))));
-  const Op& op = kOps[nr - kBase];
-  if (!op.run || op.cmd != cmd) return fail(ENOTTY, "no iommufd ioctl {:#x} (nr {:#x})", cmd, nr);
   if (size < op.min_size) return fail(EINVAL, "{}: size {} is below the minimum {}", op.name, size, op.min_size);
   return op.run(call, size);
 }
 
+namespace {
+
+Result<long> fd_cmd(Call& call, ioasid_iommu_fd_cmd& cmd) {
+  if (cmd.flags != 0) return fail(EOPNOTSUPP, "unknown flag bits {:#x}", cmd.flags);
+  if (cmd.__reserved != 0) return fail(EOPNOTSUPP, "__reserved is {:#x}, must be 0", cmd.__reserved);
+  if (call.fd_token) return fail(EINVAL, "IOASID_IOMMU_FD_CMD inside IOASID_IOMMU_FD_CMD");
+  if (cmd.cmd != IOMMU_TEST_CMD && cmd.cmd != IOMMU_FAULT_QUEUE_ALLOC)
+    return fail(EINVAL, "{} ({:#x}) hands out no file", ioctl_name(cmd.cmd), cmd.cmd);
+  Call inner{call.service, call.context, call.memory, cmd.cmd_uptr};
+  uint64_t token = 0;
+  inner.fd_token = &token;
+  auto result = dispatch(inner, cmd.cmd);
+  cmd.out_token = token;
+  return result;
+}
+
+}  // namespace
+
 Result<long> destroy(Call& call, iommu_destroy& cmd) {
   auto object = call.context.objects().find_any(cmd.id);
+  // As iommufd: its driver holds an access until the access's file closes.
+  if (object && object->type() == ObjectType::Access)
+    return fail(EBUSY, "access {} goes when its file is closed", cmd.id);
   if (object && object->type() == ObjectType::MockDevice && object->users() == 0) {
     destroy_mock_device(call, static_cast<MockDevice&>(*object));
     return 0;

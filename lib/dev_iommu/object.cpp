@@ -10,6 +10,7 @@ const char* object_type_name(ObjectType type) {
     case ObjectType::HwptPaging: return "HWPT_PAGING";
     case ObjectType::Device: return "DEVICE";
     case ObjectType::MockDevice: return "SELFTEST";
+    case ObjectType::Access: return "ACCESS";
   }
   return "object";
 }

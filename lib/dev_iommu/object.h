@@ -15,7 +15,7 @@
 
 namespace ioasid::dev_iommu {
 
-enum class ObjectType { Ioas, HwptPaging, Device, MockDevice };
+enum class ObjectType { Ioas, HwptPaging, Device, MockDevice, Access };
 
 const char* object_type_name(ObjectType type);
 

@@ -140,7 +140,10 @@ Result<long> check_refs(Call& call, iommu_test_cmd& cmd) {
 Result<long> test_cmd(Call& call, iommu_test_cmd& cmd) {
   // Only the ops that return ids write the struct back.
   call.reply = cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN || cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ||
-               cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE;
+               cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE || cmd.op == IOMMU_TEST_OP_CREATE_ACCESS ||
+               cmd.op == IOMMU_TEST_OP_ACCESS_PAGES;
+  if (call.fd_token && cmd.op != IOMMU_TEST_OP_CREATE_ACCESS)
+    return fail(EINVAL, "test op {} makes no object with a file", cmd.op);
   switch (cmd.op) {
     case IOMMU_TEST_OP_ADD_RESERVED: return add_reserved(call, cmd);
     case IOMMU_TEST_OP_MOCK_DOMAIN:
@@ -154,12 +157,11 @@ Result<long> test_cmd(Call& call, iommu_test_cmd& cmd) {
       if (cmd.memory_limit.limit < sizeof(unsigned long) + sizeof(uint32_t))
         return fail(EINVAL, "memory limit {} is below one batch element", cmd.memory_limit.limit);
       return 0;
-    case IOMMU_TEST_OP_CREATE_ACCESS:
-    case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES:
-    case IOMMU_TEST_OP_ACCESS_PAGES:
-    case IOMMU_TEST_OP_ACCESS_RW:
-    case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:
-      return fail(EOPNOTSUPP, "access objects (an fd handed to the caller) are not served yet");
+    case IOMMU_TEST_OP_CREATE_ACCESS: return create_access(call, cmd);
+    case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES: return destroy_access_pages(call, cmd);
+    case IOMMU_TEST_OP_ACCESS_PAGES: return access_pages(call, cmd);
+    case IOMMU_TEST_OP_ACCESS_RW: return access_rw(call, cmd);
+    case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS: return access_replace_ioas(call, cmd);
     default: return fail(EOPNOTSUPP, "unknown test op {}", cmd.op);
   }
 }

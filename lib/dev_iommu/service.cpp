@@ -1,6 +1,7 @@
 #include "dev_iommu/service.h"
 
 #include "base/names.h"
+#include "dev_iommu/access.h"
 #include "dev_iommu/handlers.h"
 
 #include <spdlog/spdlog.h>
@@ -13,6 +14,8 @@ Service::Service(engine::Engine& engine, uint32_t max_files_per_user)
     : engine_(engine),
       files_quota_("open files of /dev/iommu", "--max-files-per-user", EMFILE, max_files_per_user,
                    /*root_exempt=*/true),
+      fd_files_quota_("open files of the iommu-fd node", "--max-files-per-user", EMFILE, max_files_per_user,
+                      /*root_exempt=*/true),
       mock_devices_quota_("mock devices", "(fixed)", ENOSPC, kMaxMockDevicesPerUser, /*root_exempt=*/true),
       process_pins_(engine.iommu().pins().limit_pages()) {}
 
@@ -65,6 +68,60 @@ void Service::release_all() {
     contexts = contexts_;
   }
   for (auto& [id, context] : contexts) release(*context);
+}
+
+namespace {
+
+std::shared_ptr<Access> access_of(const FdObjectFile& file) {
+  auto object = file.object.lock();
+  if (!object || object->type() != ObjectType::Access) return nullptr;
+  return std::static_pointer_cast<Access>(object);
+}
+
+}  // namespace
+
+Result<FdObjectFile> Service::attach_fd_object(uint64_t token, uid_t uid, int fd_number) {
+  auto pending = fd_objects_.take(token, uid);
+  IOASID_TRY(pending);
+  FdObjectFile file{pending->context.lock(), pending->object};
+  auto object = pending->object.lock();
+  if (!file.context || !object) return fail(EBADF, "the iommufd file of token {:#x} is closed", token);
+  std::lock_guard lock(file.context->mutex());
+  if (file.context->released || file.context->objects().find_any(object->id()) != object)
+    return fail(EBADF, "the object of token {:#x} is gone with its iommufd file", token);
+  if (fd_number >= 0) IOASID_TRY(set_fd_number(file, fd_number, /*locked=*/true));
+  return file;
+}
+
+Result<void> Service::set_fd_number(const FdObjectFile& file, int fd_number, bool locked) {
+  if (fd_number < 0) return fail(EINVAL, "fd number {}", fd_number);
+  if (!file.context) return fail(EINVAL, "the file is not attached to an object");
+  std::unique_lock lock(file.context->mutex(), std::defer_lock);
+  if (!locked) lock.lock();
+  // Under the file's lock: the object's last reference may be this one.
+  auto access = access_of(file);
+  if (!access) return fail(EINVAL, "the file is no (live) access object");
+  std::lock_guard sequence_lock(mutex_);
+  access->fd_number = fd_number;
+  access->fd_sequence = ++fd_sequence_;
+  return success();
+}
+
+void Service::release_fd_object(FdObjectFile& file) {
+  if (!file.context) return;
+  releases_in_flight_.fetch_add(1);
+  {
+    std::lock_guard lock(file.context->mutex());
+    auto object = file.object.lock();
+    if (object && !file.context->released && file.context->objects().find_any(object->id()) == object) {
+      if (object->type() == ObjectType::Access) static_cast<Access&>(*object).detach();
+      file.context->objects().erase(object->id());
+    }
+    object.reset();  // the last reference: destroyed under the file's lock
+    file.object.reset();
+  }
+  file.context.reset();
+  releases_in_flight_.fetch_sub(1);
 }
 
 Result<long> Service::ioctl(Context& context, uint32_t cmd, uint64_t arg, ClientMemory& memory) {

@@ -6,6 +6,7 @@
 
 #include "base/result.h"
 #include "dev_iommu/context.h"
+#include "dev_iommu/fd_objects.h"
 #include "engine/engine.h"
 #include "memory/client_memory.h"
 
@@ -35,6 +36,17 @@ class Service {
   Result<long> ioctl(Context& context, uint32_t cmd, uint64_t arg, ClientMemory& memory);
 
   engine::Engine& engine() { return engine_; }
+  FdObjects& fd_objects() { return fd_objects_; }
+
+  // The companion node's side of uapi/linux/ioasid_iommu_fd.h: a file given a token
+  // becomes the object the token names (ENOENT: no such token for this user; EBADF:
+  // its iommufd file is gone); its number in the using process is recorded (-1:
+  // unknown yet); closing it destroys the object.
+  Result<FdObjectFile> attach_fd_object(uint64_t token, uid_t uid, int fd_number);
+  Result<void> set_fd_number(const FdObjectFile& file, int fd_number, bool locked = false);
+  void release_fd_object(FdObjectFile& file);
+  // An open of the companion node: one of the uid's --max-files-per-user there (EMFILE).
+  Result<UserQuota::Charge> charge_fd_file(uid_t uid) { return fd_files_quota_.charge(uid); }
 
   // The admin's view: each open file (its number, as the log says "iommu ctx N") and
   // who opened it.
@@ -60,8 +72,11 @@ class Service {
  private:
   engine::Engine& engine_;
   UserQuota files_quota_;
+  UserQuota fd_files_quota_;
   UserQuota mock_devices_quota_;
   PinAccounting process_pins_;
+  FdObjects fd_objects_;
+  uint64_t fd_sequence_ = 0;  // under mutex_
   mutable std::mutex mutex_;
   std::map<uint32_t, std::shared_ptr<Context>> contexts_;
   uint32_t next_id_ = 1;

@@ -6,7 +6,7 @@
 # lower layer is the host's /dev (so /dev/null, /dev/urandom, /dev/fd, ... work as
 # usual, and the host's /dev/pts and /dev/shm are bound back on top), and whose upper
 # layer is a tmpfs that only this namespace sees: /dev/iommu is created there and the
-# node is bind-mounted onto it. Nothing is ever written to the host's /dev, so nothing
+# node is bind-mounted onto it (and NODE-fd, its companion, onto /dev/iommu-fd). Nothing is ever written to the host's /dev, so nothing
 # can be left behind, even after a SIGKILL. A host /dev/iommu (a real kernel iommufd)
 # is hidden. The PID namespace has /proc remounted (the fail_nth tests write
 # /proc/self/task/<tid>/fail-nth) and means that when the command's process dies, every
@@ -47,10 +47,15 @@ inner() {
         mount --rbind "$scratch/host-dev${target#/dev}" "$target" || die "bind $target"
     done
     # The namespace's /dev/iommu: the node, or none at all (hiding a host one).
-    rm -f /dev/iommu
+    rm -f /dev/iommu /dev/iommu-fd
     if [ "$node" != none ]; then
         : >/dev/iommu
         mount --bind "$node" /dev/iommu || die "bind $node onto /dev/iommu"
+        # Its companion node (iommufd commands that hand out files), when served.
+        if [ -e "$node-fd" ]; then
+            : >/dev/iommu-fd
+            mount --bind "$node-fd" /dev/iommu-fd || die "bind $node-fd onto /dev/iommu-fd"
+        fi
     fi
     # The overlay's own scaffolding is not the command's business.
     umount -l "$scratch/host-dev" 2>/dev/null || true
