@@ -136,7 +136,7 @@ Result<void> IovaAreas::map_in(uint64_t iova, Area& area, const DomainSlot& slot
                 iova, user_va);
   const uint64_t first = page_floor(iova);
   const uint64_t size = page_ceil(iova + area.length) - first;
-  auto slice = slice_of(area.pinned->backing, page_floor(user_va) - page_floor(area.pages->uptr()), size);
+  auto slice = slice_of(area.pinned->backing, page_floor(user_va) - area.pinned->start_va, size);
   IOASID_TRY(slice);
   auto mapped = slot.table->map({.backing = std::move(*slice),
                                  .charge = {},
@@ -335,11 +335,12 @@ Result<std::vector<PinnedPiece>> IovaAreas::access_pins(uint64_t iova, uint64_t 
   std::vector<PinnedPiece> pieces;
   for (auto area_it : covering) {
     const Area& area = area_it->second;
-    auto pin = area.pages->pin();
-    IOASID_TRY(pin);
     const uint64_t from = std::max(iova, area_it->first);
     const uint64_t to = std::min(last, last_of(area_it->first, area.length));
-    const uint64_t offset = area.pages->uptr() % kPageSize + area.start_byte + (from - area_it->first);
+    const uint64_t va = area.pages->uptr() + area.start_byte + (from - area_it->first);
+    auto pin = area.pages->pin_part(va, to - from + 1);
+    IOASID_TRY(pin);
+    const uint64_t offset = va - (*pin)->start_va;
     pieces.push_back({std::move(*pin), offset, to - from + 1});
   }
   if (hold)

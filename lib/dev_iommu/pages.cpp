@@ -31,14 +31,26 @@ Result<void> Pages::bind_address_space() {
 
 Result<std::shared_ptr<PagesPin>> Pages::pin() {
   if (auto pinned = pinned_.lock()) return pinned;
+  const uint64_t first = page_floor(uptr_);
+  auto pinned = pin_pages(first, page_ceil(uptr_ + length_) - first);
+  IOASID_TRY(pinned);
+  pinned_ = *pinned;
+  return pinned;
+}
+
+Result<std::shared_ptr<PagesPin>> Pages::pin_part(uint64_t va, uint64_t length) {
+  if (auto pinned = pinned_.lock()) return pinned;
+  const uint64_t first = page_floor(va);
+  return pin_pages(first, page_ceil(va + length) - first);
+}
+
+Result<std::shared_ptr<PagesPin>> Pages::pin_pages(uint64_t first, uint64_t size) {
   IOASID_TRY(bind_address_space());
   // iommufd pins from the mm MAP recorded: a process that exited or execed has none.
   auto now = AddressSpace::of(pid_, access_for(writable_));
   if (!now || *now != space_)
     return fail(EFAULT, "the address space that mapped [{:#x}, +{:#x}) is gone (pid {} exited or execed)", uptr_,
                 length_, pid_);
-  const uint64_t first = page_floor(uptr_);
-  const uint64_t size = page_ceil(uptr_ + length_) - first;
   auto charge = account_.pins->charge(account_.key, size / kPageSize);
   IOASID_TRY(charge);
   auto backing = backing_for_range(pid_, first, size, access_for(writable_));
@@ -46,9 +58,7 @@ Result<std::shared_ptr<PagesPin>> Pages::pin() {
     if (backing.code() == ESRCH) return fail(EFAULT, "the mapping process {} is gone", pid_);
     return std::move(backing).error();
   }
-  auto pinned = std::make_shared<PagesPin>(PagesPin{std::move(*backing), std::move(*charge)});
-  pinned_ = pinned;
-  return pinned;
+  return std::make_shared<PagesPin>(PagesPin{std::move(*backing), first, std::move(*charge)});
 }
 
 }  // namespace ioasid::dev_iommu

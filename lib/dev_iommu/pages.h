@@ -19,9 +19,10 @@ inline constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t page_floor(uint64_t value) { return value & ~(kPageSize - 1); }
 constexpr uint64_t page_ceil(uint64_t value) { return (value + kPageSize - 1) & ~(kPageSize - 1); }
 
-// The pages while pinned: a backing of the whole page-rounded range.
+// Pinned pages: a backing of a page-rounded range of the mapping process's memory.
 struct PagesPin {
-  std::shared_ptr<Backing> backing;  // starts at page_floor(Pages::uptr)
+  std::shared_ptr<Backing> backing;
+  uint64_t start_va;  // the user address backing offset 0 stands for
   PinCharge charge;
 };
 
@@ -52,10 +53,17 @@ class Pages {
   // The pinned pages, shared by every holder. EFAULT when the recorded process is gone
   // (or execed) or the range has a hole; the pin limit's errno when over it.
   Result<std::shared_ptr<PagesPin>> pin();
+  // The pages holding [va, va + length) (inside the range), pinned: the whole range's
+  // pin when it has one, else a pin of just those pages, as an access pins only the
+  // pages it asks for.
+  Result<std::shared_ptr<PagesPin>> pin_part(uint64_t va, uint64_t length);
 
  private:
   Pages(pid_t pid, PinAccount account, uint64_t uptr, uint64_t length, bool writable)
       : pid_(pid), account_(account), uptr_(uptr), length_(length), writable_(writable) {}
+
+  // Pins the pages of [first, first + size) (page aligned) of the recorded address space.
+  Result<std::shared_ptr<PagesPin>> pin_pages(uint64_t first, uint64_t size);
 
   std::shared_ptr<AddressSpace> space_;  // the mm MAP recorded
   const pid_t pid_;
