@@ -74,7 +74,7 @@ libdir_rel=${libdir#"$prefix"/}
 record "installs ioasid.pc ($libdir_rel/pkgconfig)" 0
 
 # ---- the files
-for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove iommufd-demo; do
+for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove iommufd-demo ioasid-run; do
   check_file "bin/$program"
 done
 check_file sbin/ioasidd
@@ -83,6 +83,7 @@ check_file "$libdir_rel/libioasid.so.0"
 check_file "$libdir_rel/libioasid.so.$version"
 check_file include/ioasid-cuse/ioasid/client.hpp
 check_file include/ioasid-cuse/linux/ioasid.h
+check_file include/ioasid-cuse/linux/ioasid_iommu_fd.h
 if [ -e "$prefix/include/linux/ioasid.h" ]; then
   record "leaves include/linux to the kernel headers" 1 "include/linux/ioasid.h was installed"
 else

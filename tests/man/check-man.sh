@@ -2,15 +2,15 @@
 # The man pages against the programs: fails when an option `ioasidd --help` prints has
 # no entry in ioasidd.8's OPTIONS, a command ioasidctl's help lists has none in
 # ioasidctl.8's COMMANDS, or a page documents one the program no longer has, or
-# ioasidd.8 misses a default device; and, where groff is installed, when a page draws
-# a groff warning.
-#   check-man.sh IOASIDD IOASIDCTL MANDIR
+# ioasidd.8 misses a default device; the same for ioasid-run's options in ioasid-run.1
+# when its path is given; and, where groff is installed, when a page draws a groff warning.
+#   check-man.sh IOASIDD IOASIDCTL MANDIR [IOASID_RUN]
 set -eu
-if [ $# -ne 3 ]; then
-  echo "usage: $0 IOASIDD IOASIDCTL MANDIR" >&2
+if [ $# -ne 3 ] && [ $# -ne 4 ]; then
+  echo "usage: $0 IOASIDD IOASIDCTL MANDIR [IOASID_RUN]" >&2
   exit 2
 fi
-ioasidd=$1 ioasidctl=$2 mandir=$3
+ioasidd=$1 ioasidctl=$2 mandir=$3 ioasid_run=${4:-}
 failures=0
 
 fail() {
@@ -35,11 +35,17 @@ compare() {  # WHAT PAGE EXPECTED DOCUMENTED
   done
 }
 
+# The long options a program's --help lists against the OPTIONS entries of its page.
+compare_options() {  # PROGRAM PAGE
+  local options documented
+  options=$("$1" --help | grep -oE -e '^ +(-[a-zA-Z] \[ )?--[a-z0-9-]+' | grep -oE -e '--[a-z0-9-]+$')
+  documented=$(entry_tags "$2" OPTIONS | grep -oE -e '(^|[ "])--[a-z0-9-]+' | grep -oE -e '--[a-z0-9-]+')
+  [ -n "$options" ] || fail "found no options in $1 --help"
+  compare option "$2" "$options" "$documented"
+}
+
 page=$mandir/ioasidd.8
-options=$("$ioasidd" --help | grep -oE -e '^ +(-[a-zA-Z] \[ )?--[a-z0-9-]+' | grep -oE -e '--[a-z0-9-]+$')
-documented=$(entry_tags "$page" OPTIONS | grep -oE -e '(^|[ "])--[a-z0-9-]+' | grep -oE -e '--[a-z0-9-]+')
-[ -n "$options" ] || fail "found no options in $ioasidd --help"
-compare option "$page" "$options" "$documented"
+compare_options "$ioasidd" "$page"
 # The devices served without --device (they change as device models are added).
 defaults=$("$ioasidd" --help | tr -s ' \n' '  ' | sed -n 's/.*Without --device:\([a-z0-9 ]*\)(.*/\1/p')
 [ -n "$defaults" ] || fail "found no default devices in $ioasidd --help"
@@ -53,8 +59,12 @@ documented=$(entry_tags "$page" COMMANDS | awk '{ print $2 }')
 [ -n "$commands" ] || fail "found no commands in $ioasidctl --json help"
 compare command "$page" "$commands" "$documented"
 
+if [ -n "$ioasid_run" ]; then
+  compare_options "$ioasid_run" "$mandir/ioasid-run.1"
+fi
+
 if command -v groff >/dev/null; then
-  for page in "$mandir"/*.8; do
+  for page in "$mandir"/*.[18]; do
     warnings=$(groff -man -ww -z "$page" 2>&1)
     [ -z "$warnings" ] || fail "groff warns about $page: $warnings"
   done

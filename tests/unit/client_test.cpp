@@ -1,6 +1,8 @@
 // libioasid without a daemon: results, error messages, the node's path, and the DSA
 // descriptors its builders produce, byte for byte.
 #include <ioasid/client.hpp>
+#include <linux/iommufd.h>
+#include "iommufd_test/iommufd_test.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +11,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <memory>
+#include <unistd.h>
 #include <thread>
 
 namespace client = ioasid::client;
@@ -269,6 +273,60 @@ TEST(ClientDsa, WaitingForACompletionRecord) {
   alignas(32) ioasid_dsa_completion never{};
   auto timed_out = dsa::wait_for_completion(never, 10ms);
   EXPECT_EQ(timed_out.code(), ETIMEDOUT);
+}
+
+// ---------------------------------------------------------------- fd-returning iommufd commands
+
+TEST(ClientIommuFd, KnowsWhereEachCommandReturnsItsFd) {
+  namespace iommu_fd = client::iommu_fd;
+  iommu_fault_alloc alloc{.size = sizeof alloc};
+  EXPECT_EQ(iommu_fd::fd_field_offset(IOMMU_FAULT_QUEUE_ALLOC, &alloc), offsetof(iommu_fault_alloc, out_fault_fd));
+  iommu_test_cmd cmd{.size = sizeof cmd, .op = IOMMU_TEST_OP_CREATE_ACCESS};
+  EXPECT_EQ(iommu_fd::fd_field_offset(IOMMU_TEST_CMD, &cmd), offsetof(iommu_test_cmd, create_access.out_access_fd));
+  cmd.op = IOMMU_TEST_OP_MD_CHECK_MAP;
+  EXPECT_EQ(iommu_fd::fd_field_offset(IOMMU_TEST_CMD, &cmd), std::nullopt);
+  EXPECT_EQ(iommu_fd::fd_field_offset(IOMMU_IOAS_ALLOC, &cmd), std::nullopt);
+}
+
+// How many descriptors this process has open: the lowest free number does not tell.
+int open_descriptor_count() {
+  int count = 0;
+  for (int fd = 0; fd < 1024; ++fd) count += ::fcntl(fd, F_GETFD) >= 0;
+  return count;
+}
+
+TEST(ClientIommuFd, RefusesACommandThatReturnsNoFdBeforeSendingIt) {
+  // -1 would be EBADF if anything reached ioctl(2).
+  iommu_test_cmd cmd{.size = sizeof cmd, .op = IOMMU_TEST_OP_MD_CHECK_MAP};
+  auto result = client::iommufd_fd_command(-1, IOMMU_TEST_CMD, &cmd);
+  EXPECT_EQ(result.code(), EINVAL);
+  EXPECT_NE(result.error().what.find("IOMMU_TEST_CMD"), std::string::npos) << result.error().what;
+  iommu_fault_alloc short_alloc{.size = offsetof(iommu_fault_alloc, out_fault_fd)};
+  EXPECT_EQ(client::iommufd_fd_command(-1, IOMMU_FAULT_QUEUE_ALLOC, &short_alloc).code(), EINVAL)
+      << "a size that does not reach the fd field";
+}
+
+TEST(ClientIommuFd, AFailedStepLeavesNoDescriptorOpen) {
+  char path[] = "/tmp/client_test.XXXXXX";
+  const int not_iommu = ::mkstemp(path);
+  ASSERT_GE(not_iommu, 0);
+  ::unlink(path);
+  const int before = open_descriptor_count();
+  iommu_fault_alloc alloc{.size = sizeof alloc, .out_fault_fd = 12345};
+  auto result = client::iommufd_fd_command(not_iommu, IOMMU_FAULT_QUEUE_ALLOC, &alloc);
+  EXPECT_EQ(result.code(), ENOTTY);
+  EXPECT_NE(result.error().what.find("IOASID_IOMMU_FD_CMD (IOMMU_FAULT_QUEUE_ALLOC)"), std::string::npos)
+      << result.error().what;
+  EXPECT_EQ(alloc.out_fault_fd, 12345u);
+
+  // Step 2 alone: the companion node opens (a regular file here), the attach fails, and
+  // the descriptor is closed again.
+  auto attached = client::iommu_fd::open_object_file("/dev/null", 1, client::iommu_fd::FdNumber::this_process);
+  EXPECT_EQ(attached.code(), ENOTTY);
+  EXPECT_EQ(client::iommu_fd::open_object_file("/nonexistent/iommu-fd", 1,
+                                               client::iommu_fd::FdNumber::set_later).code(), ENOENT);
+  EXPECT_EQ(open_descriptor_count(), before);
+  ::close(not_iommu);
 }
 
 }  // namespace

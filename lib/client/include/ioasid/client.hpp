@@ -506,6 +506,64 @@ class WorkQueue {
   bool shared_ = false;
 };
 
+// ---------------------------------------------------------------- iommufd commands returning an fd
+
+// ioasidd's /dev/iommu cannot create a file descriptor in its caller (it answers through
+// CUSE/FUSE), so the iommufd commands that return one run in two steps
+// (<linux/ioasid_iommu_fd.h>): the command makes the object and names it by a token, then
+// an open file of the companion node becomes the object. These calls do both.
+
+// The companion node under CUSE; under FUSE it is DIR/iommu-fd, beside DIR/iommu.
+inline constexpr const char* kIommuFdCompanionPath = "/dev/iommu-fd";
+
+// Runs on `iommu_fd`, an open /dev/iommu of ioasidd, a command that hands its caller a new
+// file descriptor: IOMMU_FAULT_QUEUE_ALLOC (struct iommu_fault_alloc) or IOMMU_TEST_CMD
+// with op IOMMU_TEST_OP_CREATE_ACCESS (struct iommu_test_cmd); any other is EINVAL, sent
+// nowhere. `arg` is the command's struct, as ioctl(2) takes it. On success the struct holds
+// every output, its fd field (out_fault_fd, create_access.out_access_fd) the returned
+// descriptor: an O_CLOEXEC file of `companion_path` which is the object, closed by the
+// caller. On failure no descriptor is left open.
+Result<int> iommufd_fd_command(int iommu_fd, uint32_t cmd, void* arg,
+                               const char* companion_path = kIommuFdCompanionPath);
+
+// The steps of iommufd_fd_command, for a caller that places the object's file in another
+// process (ioasid-run, serving an unchanged program).
+namespace iommu_fd {
+
+// Where a command returns its descriptor: the offset of the __u32 fd field in its struct,
+// nullopt for a command that returns none. `cmd_struct` points at the struct's first 8
+// bytes at least (its size, and IOMMU_TEST_CMD's op).
+std::optional<size_t> fd_field_offset(uint32_t cmd, const void* cmd_struct);
+
+// An object made by step 1, waiting for its file.
+struct PendingObject {
+  uint64_t token = 0;     // for IOASID_IOMMU_FD_ATTACH, good once and for a few seconds
+  size_t fd_offset = 0;   // fd_field_offset of the command
+};
+
+// Step 1, IOASID_IOMMU_FD_CMD: runs the command on the struct at `cmd_struct` (sized by its
+// first u32, which must reach the fd field: EINVAL otherwise); the struct gets every output
+// but the fd.
+Result<PendingObject> make_object(int iommu_fd, uint32_t cmd, void* cmd_struct);
+
+// Which number the object's file has in the process that uses it, as the selftest names
+// an access by it: the descriptor's own (this process), or one set_fd_number gives later.
+enum class FdNumber { this_process, set_later };
+
+// Step 2: opens the companion node (O_RDWR | O_CLOEXEC) and makes the open file the object
+// (IOASID_IOMMU_FD_ATTACH). Returns the descriptor, owned by the caller; on failure it is
+// closed, and the unclaimed token expires.
+Result<int> open_object_file(const char* companion_path, uint64_t token, FdNumber number);
+
+// IOASID_IOMMU_FD_SET_NUMBER: the file's number in the process using it, after
+// FdNumber::set_later.
+Result<void> set_fd_number(int object_fd, int32_t number);
+
+// Writes `fd` into the struct's fd field.
+void store_fd(void* cmd_struct, const PendingObject& object, int32_t fd);
+
+}  // namespace iommu_fd
+
 // ---------------------------------------------------------------- DSA descriptors
 
 namespace dsa {
