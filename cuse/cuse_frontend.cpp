@@ -42,6 +42,9 @@ void on_device_live(void* userdata) {
 void cuse_open(fuse_req_t req, fuse_file_info* fi) { handler_of(req).open(req, fi, NodeHandler::NodeKind::CharDevice); }
 void cuse_release(fuse_req_t req, fuse_file_info* fi) { handler_of(req).release(req, fi); }
 void cuse_read(fuse_req_t req, size_t size, off_t, fuse_file_info* fi) { handler_of(req).read(req, size, fi); }
+void cuse_write(fuse_req_t req, const char* buf, size_t size, off_t, fuse_file_info* fi) {
+  handler_of(req).write(req, buf, size, fi);
+}
 void cuse_poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) { handler_of(req).poll(req, fi, ph); }
 void cuse_ioctl(fuse_req_t req, int cmd, void* arg, fuse_file_info* fi, unsigned flags, const void* in_buf,
                 size_t in_bufsz, size_t out_bufsz) {
@@ -87,7 +90,7 @@ Result<std::unique_ptr<Frontend>> start_cuse(NodeHandler& handler, const std::st
       .destroy = nullptr,
       .open = cuse_open,
       .read = cuse_read,
-      .write = nullptr,
+      .write = cuse_write,
       .flush = nullptr,
       .release = cuse_release,
       .fsync = nullptr,

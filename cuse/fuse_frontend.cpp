@@ -119,6 +119,9 @@ void fuse_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t, fuse_file_info* fi) {
   if (NodeHandler* handler = handler_of(req, ino, EISDIR)) handler->read(req, size, fi);
 }
+void fuse_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t, fuse_file_info* fi) {
+  if (NodeHandler* handler = handler_of(req, ino, EISDIR)) handler->write(req, buf, size, fi);
+}
 void fuse_poll(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, fuse_pollhandle* ph) {
   if (NodeHandler* handler = handler_of(req, ino, 0)) {
     handler->poll(req, fi, ph);
@@ -163,6 +166,7 @@ class FuseFrontend final : public Frontend {
       ops.readdir = fuse_readdir;
       ops.open = fuse_open;
       ops.read = fuse_read;
+      ops.write = fuse_write;
       ops.flush = fuse_flush;
       ops.release = fuse_release;
       ops.ioctl = fuse_ioctl;

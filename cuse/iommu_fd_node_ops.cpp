@@ -1,10 +1,14 @@
 #include "iommu_fd_node_ops.h"
 
 #include <linux/ioasid_iommu_fd.h>
+#include <linux/iommufd.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <span>
+#include <utility>
+#include <vector>
 
 namespace ioasid::daemon {
 
@@ -40,30 +44,84 @@ void IommuFdNodeOps::release(fuse_req_t req, fuse_file_info* fi) {
   }
   if (file) {
     std::lock_guard lock(file->mutex);
+    (void)service_.watch_fd_object(file->object, {});
     service_.release_fd_object(file->object);
+    file->poll->set(nullptr);
   }
   if (req) fuse_reply_err(req, 0);
 }
 
-// An access object's file has no read (the kernel's has only a release).
-void IommuFdNodeOps::read(fuse_req_t req, size_t, fuse_file_info*) { fuse_reply_err(req, EINVAL); }
+void IommuFdNodeOps::PollWaiter::set(fuse_pollhandle* ph) {
+  std::lock_guard lock(mutex);
+  if (handle) fuse_pollhandle_destroy(handle);
+  handle = ph;
+}
 
-void IommuFdNodeOps::poll(fuse_req_t req, fuse_file_info*, fuse_pollhandle* ph) {
-  if (ph) fuse_pollhandle_destroy(ph);
-  fuse_reply_poll(req, POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
+void IommuFdNodeOps::PollWaiter::notify() {
+  std::lock_guard lock(mutex);
+  if (handle) {
+    (void)fuse_lowlevel_notify_poll(handle);
+    fuse_pollhandle_destroy(std::exchange(handle, nullptr));
+  }
+}
+
+std::shared_ptr<IommuFdNodeOps::File> IommuFdNodeOps::file_of(fuse_req_t req, fuse_file_info* fi) {
+  std::lock_guard lock(mutex_);
+  if (auto it = files_.find(fi->fh); it != files_.end()) return it->second;
+  fuse_reply_err(req, EBADF);
+  return nullptr;
+}
+
+// A fault queue's records; an access's file has no read (the kernel's has only release).
+void IommuFdNodeOps::read(fuse_req_t req, size_t size, fuse_file_info* fi) {
+  auto file = file_of(req, fi);
+  if (!file) return;
+  // At most kMaxRead bytes of whole records per read (a short read, as any file may
+  // give); the remainder is kept, so a size that is not whole records still is not.
+  constexpr size_t kRecord = sizeof(iommu_hwpt_pgfault), kMaxRead = 64 * 1024;
+  std::vector<std::byte> buffer(size <= kMaxRead ? size : kMaxRead - kMaxRead % kRecord + size % kRecord);
+  auto done = service_.read_fd_object(file->object, buffer);
+  if (!done) {
+    spdlog::debug("iommu-fd read of {} bytes: {}", size, done.error().why);
+    fuse_reply_err(req, done.code());
+    return;
+  }
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buffer.data()), *done);
+}
+
+void IommuFdNodeOps::write(fuse_req_t req, const char* buf, size_t size, fuse_file_info* fi) {
+  auto file = file_of(req, fi);
+  if (!file) return;
+  auto done = service_.write_fd_object(file->object, std::as_bytes(std::span(buf, size)));
+  if (!done) {
+    spdlog::debug("iommu-fd write of {} bytes: {}", size, done.error().why);
+    fuse_reply_err(req, done.code());
+    return;
+  }
+  fuse_reply_write(req, *done);
+}
+
+void IommuFdNodeOps::poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) {
+  auto file = file_of(req, fi);
+  if (!file) {
+    if (ph) fuse_pollhandle_destroy(ph);
+    return;
+  }
+  if (ph) file->poll->set(ph);
+  const auto readable = service_.watch_fd_object(file->object, [waiter = file->poll] { waiter->notify(); });
+  if (!readable) {
+    // Not a fault queue: always ready, as the kernel's default poll says.
+    file->poll->set(nullptr);
+    fuse_reply_poll(req, POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
+    return;
+  }
+  fuse_reply_poll(req, POLLOUT | (*readable ? POLLIN | POLLRDNORM : 0));
 }
 
 void IommuFdNodeOps::ioctl(fuse_req_t req, unsigned int cmd, void*, fuse_file_info* fi, unsigned, const void* in_buf,
                            size_t in_bufsz, size_t) {
-  std::shared_ptr<File> file;
-  {
-    std::lock_guard lock(mutex_);
-    if (auto it = files_.find(fi->fh); it != files_.end()) file = it->second;
-  }
-  if (!file) {
-    fuse_reply_err(req, EBADF);
-    return;
-  }
+  auto file = file_of(req, fi);
+  if (!file) return;
   const pid_t caller = fuse_req_ctx(req)->pid;
   auto fail_with = [&](const Error& error) {
     spdlog::info("iommu-fd pid {}: {}: {}", caller, cmd == IOASID_IOMMU_FD_ATTACH ? "ATTACH" : "SET_NUMBER",

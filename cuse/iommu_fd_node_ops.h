@@ -22,17 +22,28 @@ class IommuFdNodeOps final : public NodeHandler {
   void open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) override;
   void release(fuse_req_t req, fuse_file_info* fi) override;
   void read(fuse_req_t req, size_t size, fuse_file_info* fi) override;
+  void write(fuse_req_t req, const char* buf, size_t size, fuse_file_info* fi) override;
   void poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) override;
   void ioctl(fuse_req_t req, unsigned int cmd, void* arg, fuse_file_info* fi, unsigned flags,
              const void* in_buf, size_t in_bufsz, size_t out_bufsz) override;
   void shutdown() override;
 
  private:
+  // A poll waiting on a fault queue's file, told when a record arrives.
+  struct PollWaiter {
+    std::mutex mutex;
+    fuse_pollhandle* handle = nullptr;
+    void set(fuse_pollhandle* ph);
+    void notify();
+    ~PollWaiter() { set(nullptr); }
+  };
   struct File {
     std::mutex mutex;  // one ATTACH at a time
     UserQuota::Charge charge;  // one of the opener's files of this node
     dev_iommu::FdObjectFile object;
+    std::shared_ptr<PollWaiter> poll = std::make_shared<PollWaiter>();
   };
+  std::shared_ptr<File> file_of(fuse_req_t req, fuse_file_info* fi);
 
   dev_iommu::Service& service_;
   std::mutex mutex_;

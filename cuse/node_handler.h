@@ -22,6 +22,11 @@ class NodeHandler {
   virtual void open(fuse_req_t req, fuse_file_info* fi, NodeKind kind) = 0;
   virtual void release(fuse_req_t req, fuse_file_info* fi) = 0;
   virtual void read(fuse_req_t req, size_t size, fuse_file_info* fi) = 0;
+  // A node without writes answers EINVAL, as a kernel file without a write op does.
+  virtual void write(fuse_req_t req, const char* buf, size_t size, fuse_file_info* fi) {
+    (void)buf, (void)size, (void)fi;
+    fuse_reply_err(req, EINVAL);
+  }
   virtual void poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) = 0;
   virtual void ioctl(fuse_req_t req, unsigned int cmd, void* arg, fuse_file_info* fi, unsigned flags,
                      const void* in_buf, size_t in_bufsz, size_t out_bufsz) = 0;

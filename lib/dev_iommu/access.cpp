@@ -105,6 +105,15 @@ Result<void> check_pinned_pages(Call& call, const std::vector<PinnedPiece>& piec
 
 }  // namespace
 
+void end_closed_accesses(Call& call) {
+  for (const auto& object : call.context.objects().all(ObjectType::Access)) {
+    auto& access = static_cast<Access&>(*object);
+    if (!caller_closed_file(call, access)) continue;
+    access.detach();
+    call.context.objects().erase(access.id());
+  }
+}
+
 Result<long> create_access(Call& call, iommu_test_cmd& cmd) {
   const uint32_t flags = cmd.create_access.flags;
   if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES)

@@ -13,7 +13,7 @@
 
 namespace ioasid::dev_iommu {
 
-class Access final : public Object {
+class Access final : public Object, public FileBacked {
  public:
   // needs_pin_pages: MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES (IOVAs page aligned).
   explicit Access(bool needs_pin_pages) : Object(ObjectType::Access), needs_pin_pages_(needs_pin_pages) {}
@@ -37,11 +37,6 @@ class Access final : public Object {
   Result<void> unpin(uint32_t id);
   // The IOAS is unmapping [iova, iova + length): pins meeting it go.
   void unmapped(uint64_t iova, uint64_t length);
-
-  // The number the access's file has in the process that uses it (-1: not known), and
-  // when that was said (the newest wins when a closed file's number was reused).
-  int fd_number = -1;
-  uint64_t fd_sequence = 0;
 
  private:
   struct Item {

@@ -50,19 +50,47 @@ BoundDevice::~BoundDevice() {
 bool BoundDevice::can_track_dirty() const { return !(flags & MOCK_FLAGS_DEVICE_NO_DIRTY); }
 uint32_t BoundDevice::pasid_width() const { return device->spec().pasid_bits; }
 
-Use<HwptPaging> BoundDevice::route_to(Use<HwptPaging> hwpt) {
-  std::lock_guard lock(device->attach_mutex());
-  const auto old = device->pasid_table().set(iommu::kRidPasid, route_entry(*hwpt));
+void BoundDevice::route(const HwptPaging& paging, uint32_t hwpt_id) {
+  iommu::PasidEntry entry = route_entry(paging);
+  entry.ioasid = hwpt_id;
+  const auto old = device->pasid_table().set(iommu::kRidPasid, entry);
   (void)device->set_route_hold(iommu::kRidPasid, {.context = context_, .keeps = nullptr});
   if (old) iommu_.flush_pasid(old->domain, iommu::kRidPasid);
+}
+
+void BoundDevice::leave_nested() {
+  if (attached_nested_ && attached_nested_->fault) attached_nested_->fault->forget_device(id());
+  attached_nested_.reset();
+}
+
+Use<HwptPaging> BoundDevice::route_to(Use<HwptPaging> hwpt) {
+  {
+    std::lock_guard lock(device->attach_mutex());
+    route(*hwpt, hwpt->id());
+  }
+  leave_nested();
   std::swap(attached_, hwpt);
   return hwpt;
 }
 
+Use<HwptPaging> BoundDevice::route_to(Use<HwptNested> hwpt) {
+  {
+    std::lock_guard lock(device->attach_mutex());
+    route(*hwpt->parent, hwpt->id());
+  }
+  leave_nested();
+  attached_nested_ = std::move(hwpt);
+  return std::move(attached_);
+}
+
 Use<HwptPaging> BoundDevice::unroute() {
-  std::lock_guard lock(device->attach_mutex());
-  if (const auto old = device->pasid_table().clear(iommu::kRidPasid)) iommu_.flush_pasid(old->domain, iommu::kRidPasid);
-  (void)device->take_route_hold(iommu::kRidPasid);
+  {
+    std::lock_guard lock(device->attach_mutex());
+    if (const auto old = device->pasid_table().clear(iommu::kRidPasid))
+      iommu_.flush_pasid(old->domain, iommu::kRidPasid);
+    (void)device->take_route_hold(iommu::kRidPasid);
+  }
+  leave_nested();
   return std::move(attached_);
 }
 
@@ -120,6 +148,10 @@ Result<uint32_t> attach_device(Call& call, BoundDevice& device, uint32_t pt_id) 
       hwpt = std::move(*made);
       call.context.objects().insert(hwpt, std::move(*charge));
     }
+  } else if (target->type() == ObjectType::HwptNested) {
+    Use<HwptPaging> old = device.route_to(Use<HwptNested>(std::static_pointer_cast<HwptNested>(target)));
+    drop_if_unused_auto(call, std::move(old));
+    return pt_id;
   } else {
     return fail(EINVAL, "{} {} is neither an IOAS nor an HWPT", object_type_name(target->type()), pt_id);
   }

@@ -1,5 +1,10 @@
 #include "dev_iommu/fd_objects.h"
 
+#include "dev_iommu/access.h"
+#include "dev_iommu/handlers.h"
+#include "memory/client_file.h"
+
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -49,6 +54,28 @@ Result<FdObjects::Pending> FdObjects::take(uint64_t token, uid_t uid) {
   Pending pending = std::move(it->second);
   pending_.erase(it);
   return pending;
+}
+
+namespace {
+
+const FileBacked* file_backed(const Object& object) {
+  if (object.type() == ObjectType::Access) return &static_cast<const Access&>(object);
+  if (object.type() == ObjectType::Fault) return &static_cast<const FaultQueue&>(object);
+  return nullptr;
+}
+
+}  // namespace
+
+bool caller_closed_file(Call& call, const FileBacked& backed) {
+  if (!backed.file_attached || backed.fd_number < 0) return false;
+  // A newer object's file has the number now: this one's was closed.
+  for (ObjectType type : {ObjectType::Access, ObjectType::Fault})
+    for (const auto& object : call.context.objects().all(type))
+      if (const FileBacked* other = file_backed(*object);
+          other->fd_number == backed.fd_number && other->fd_sequence > backed.fd_sequence)
+        return true;
+  auto held = holds_served_node(call.memory.pid(), backed.fd_number);
+  return held && !*held;
 }
 
 }  // namespace ioasid::dev_iommu

@@ -76,12 +76,24 @@ void destroy_mock_device(Call& call, MockDevice& mock);
 // selftest.cpp
 Result<long> test_cmd(Call& call, iommu_test_cmd& cmd);
 
+// fd_objects.cpp: has the caller closed the object's file (its number no longer a file
+// of this daemon's nodes, or another object's now)? Its release may be on the way.
+bool caller_closed_file(Call& call, const FileBacked& backed);
+
 // access.cpp: the selftest's access objects
 Result<long> create_access(Call& call, iommu_test_cmd& cmd);
 Result<long> access_pages(Call& call, iommu_test_cmd& cmd);
 Result<long> destroy_access_pages(Call& call, iommu_test_cmd& cmd);
 Result<long> access_rw(Call& call, iommu_test_cmd& cmd);
 Result<long> access_replace_ioas(Call& call, iommu_test_cmd& cmd);
+// Ends the accesses whose files the caller has closed: a FUSE release reaches the
+// daemon after the close(2) that caused it returned, and what the caller does next
+// (DESTROY of the IOAS, a pin count) must see the access gone, as iommufd's would be.
+void end_closed_accesses(Call& call);
+
+// fault.cpp
+Result<long> fault_queue_alloc(Call& call, iommu_fault_alloc& cmd);
+Result<long> trigger_iopf(Call& call, iommu_test_cmd& cmd);
 
 // vfio_compat.cpp: commands below iommufd's numbers (and IOMMU_VFIO_IOAS).
 Result<long> vfio_ioas(Call& call, iommu_vfio_ioas& cmd);

@@ -1,5 +1,5 @@
-// HWPT_ALLOC of paging domains, dirty tracking on them, and HWPT_INVALIDATE (which
-// only nested HWPTs take; this daemon makes none yet).
+// HWPT_ALLOC of paging domains and of the mock driver's nested ones, dirty tracking
+// on paging domains, and HWPT_INVALIDATE of nested ones.
 #include "dev_iommu/handlers.h"
 #include "dev_iommu/service.h"
 
@@ -34,6 +34,41 @@ Result<std::shared_ptr<HwptPaging>> make_hwpt_paging(Call& call, const std::shar
   return hwpt;
 }
 
+namespace {
+
+// The driver data of a nested HWPT, read as iommufd reads driver data: a length below
+// the first version's or above what is known is EINVAL, a non-zero unknown tail E2BIG.
+template <typename T>
+Result<T> read_driver_data(Call& call, uint64_t uptr, uint32_t length, uint32_t min_length) {
+  if (length < min_length || length > sizeof(T))
+    return fail(EINVAL, "driver data of {} bytes ({} to {} taken)", length, min_length, sizeof(T));
+  T value{};
+  IOASID_TRY(call.memory.read(uptr, std::as_writable_bytes(std::span(&value, 1)).first(length)));
+  return value;
+}
+
+Result<std::shared_ptr<Object>> alloc_nested(Call& call, iommu_hwpt_alloc& cmd, std::shared_ptr<HwptPaging> parent) {
+  if ((cmd.flags & ~IOMMU_HWPT_FAULT_ID_VALID) || cmd.data_len == 0)
+    return fail(EOPNOTSUPP, "a nested HWPT takes only FAULT_ID_VALID (flags {:#x}) and driver data", cmd.flags);
+  if (parent->auto_domain || !parent->nest_parent)
+    return fail(EINVAL, "HWPT {} was not allocated with NEST_PARENT", cmd.pt_id);
+  if (cmd.data_type != IOMMU_HWPT_DATA_SELFTEST)
+    return fail(EOPNOTSUPP, "data_type {:#x}: the mock driver takes {:#x}", cmd.data_type, IOMMU_HWPT_DATA_SELFTEST);
+  auto data = read_driver_data<iommu_hwpt_selftest>(call, cmd.data_uptr, cmd.data_len,
+                                                    offsetof(iommu_hwpt_selftest, iotlb) + sizeof(uint32_t));
+  IOASID_TRY(data);
+  Use<FaultQueue> fault;
+  if (cmd.flags & IOMMU_HWPT_FAULT_ID_VALID) {
+    auto queue = find_object<FaultQueue>(call, cmd.fault_id, ObjectType::Fault);
+    IOASID_TRY(queue);
+    fault = Use<FaultQueue>(std::move(*queue));
+  }
+  return std::shared_ptr<Object>(
+      std::make_shared<HwptNested>(Use<HwptPaging>(std::move(parent)), data->iotlb, std::move(fault)));
+}
+
+}  // namespace
+
 Result<long> hwpt_alloc(Call& call, iommu_hwpt_alloc& cmd) {
   if (cmd.__reserved != 0) return fail(EOPNOTSUPP, "__reserved is {:#x}, must be 0", cmd.__reserved);
   if ((cmd.data_type == IOMMU_HWPT_DATA_NONE) != (cmd.data_len == 0))
@@ -42,8 +77,14 @@ Result<long> hwpt_alloc(Call& call, iommu_hwpt_alloc& cmd) {
   IOASID_TRY(device);
   auto parent = call.context.objects().find_any(cmd.pt_id);
   if (!parent) return fail(EINVAL, "pt_id {} is no object of this file", cmd.pt_id);
-  if (parent->type() == ObjectType::HwptPaging)
-    return fail(EOPNOTSUPP, "nested HWPTs (a paging HWPT as pt_id) are not served yet");
+  auto charge = call.service.engine().ioasids_quota().charge(call.context.client().uid);
+  IOASID_TRY(charge);
+  if (parent->type() == ObjectType::HwptPaging) {
+    auto nested = alloc_nested(call, cmd, std::static_pointer_cast<HwptPaging>(parent));
+    IOASID_TRY(nested);
+    cmd.out_hwpt_id = call.context.objects().insert(std::move(*nested), std::move(*charge));
+    return 0;
+  }
   if (parent->type() != ObjectType::Ioas)
     return fail(EINVAL, "pt_id {} is a {}, not an IOAS or a paging HWPT", cmd.pt_id, object_type_name(parent->type()));
   if (cmd.flags & ~kPagingFlags) return fail(EOPNOTSUPP, "unknown flag bits {:#x}", cmd.flags & ~kPagingFlags);
@@ -51,8 +92,6 @@ Result<long> hwpt_alloc(Call& call, iommu_hwpt_alloc& cmd) {
   if (dirty && !(*device)->can_track_dirty())
     return fail(EOPNOTSUPP, "device {} cannot track dirty pages", cmd.dev_id);
   if (cmd.data_len != 0) return fail(EOPNOTSUPP, "a paging domain takes no driver data");
-  auto charge = call.service.engine().ioasids_quota().charge(call.context.client().uid);
-  IOASID_TRY(charge);
   auto hwpt = make_hwpt_paging(call, std::static_pointer_cast<Ioas>(parent), **device, /*automatic=*/false,
                                cmd.flags & IOMMU_HWPT_ALLOC_NEST_PARENT, dirty);
   IOASID_TRY(hwpt);
@@ -61,16 +100,46 @@ Result<long> hwpt_alloc(Call& call, iommu_hwpt_alloc& cmd) {
 }
 
 Result<long> hwpt_invalidate(Call& call, iommu_hwpt_invalidate& cmd) {
-  if (cmd.__reserved != 0) return fail(EOPNOTSUPP, "__reserved is {:#x}, must be 0", cmd.__reserved);
-  if (cmd.entry_num != 0 &&
-      (cmd.data_uptr == 0 || cmd.entry_len == 0 || cmd.entry_len > kPageSize || cmd.entry_num > (1u << 19)))
-    return fail(EINVAL, "entry_num {} with data_uptr {:#x}, entry_len {}", cmd.entry_num, cmd.data_uptr,
-                cmd.entry_len);
-  // Only nested HWPTs are invalidated by the user, and none is made here yet.
+  // entry_num goes back as the entries done, on errors too.
   call.reply_on_error = true;
   const uint32_t entries = cmd.entry_num;
   cmd.entry_num = 0;
-  return fail(ENOENT, "no nested HWPT {} in this file ({} entries not done)", cmd.hwpt_id, entries);
+  if (cmd.__reserved != 0) return fail(EOPNOTSUPP, "__reserved is {:#x}, must be 0", cmd.__reserved);
+  if (entries != 0 &&
+      (cmd.data_uptr == 0 || cmd.entry_len == 0 || cmd.entry_len > kPageSize || entries > (1u << 19)))
+    return fail(EINVAL, "entry_num {} with data_uptr {:#x}, entry_len {}", entries, cmd.data_uptr, cmd.entry_len);
+  auto hwpt = find_object<HwptNested>(call, cmd.hwpt_id, ObjectType::HwptNested);
+  IOASID_TRY(hwpt);
+  if (cmd.data_type != IOMMU_HWPT_INVALIDATE_DATA_SELFTEST)
+    return fail(EINVAL, "data_type {:#x}: the mock driver takes {:#x}", cmd.data_type,
+                IOMMU_HWPT_INVALIDATE_DATA_SELFTEST);
+  constexpr uint32_t kMinEntry = offsetof(iommu_hwpt_invalidate_selftest, iotlb_id) + sizeof(uint32_t);
+  HwptNested& nested = **hwpt;
+  // What the devices on this HWPT cached of its translation goes from the engine's
+  // IOTLB too, as a stage-1 invalidation does: once, for the entries done.
+  struct FlushDone {
+    Call& call;
+    const HwptNested& nested;
+    const iommu_hwpt_invalidate& cmd;
+    ~FlushDone() {
+      if (cmd.entry_num != 0) call.service.engine().iommu().flush_domain(nested.parent->table->domain());
+    }
+  } flush{call, nested, cmd};
+  for (uint32_t i = 0; i < entries; ++i) {
+    auto entry = read_driver_data<iommu_hwpt_invalidate_selftest>(call, cmd.data_uptr + uint64_t{i} * cmd.entry_len,
+                                                                  cmd.entry_len, kMinEntry);
+    IOASID_TRY(entry);
+    if (entry->flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL)
+      return fail(EOPNOTSUPP, "entry {}: unknown flag bits {:#x}", i, entry->flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL);
+    if (entry->iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX)
+      return fail(EINVAL, "entry {}: iotlb_id {} is above {}", i, entry->iotlb_id, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX);
+    if (entry->flags & IOMMU_TEST_INVALIDATE_FLAG_ALL)
+      nested.iotlb.fill(0);
+    else
+      nested.iotlb[entry->iotlb_id] = 0;
+    cmd.entry_num = i + 1;
+  }
+  return 0;
 }
 
 Result<long> hwpt_set_dirty_tracking(Call& call, iommu_hwpt_set_dirty_tracking& cmd) {

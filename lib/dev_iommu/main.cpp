@@ -93,6 +93,7 @@ const std::array kOps = [] {
   row(IOCTL_OP(IOMMU_HWPT_SET_DIRTY_TRACKING, iommu_hwpt_set_dirty_tracking, __reserved, hwpt_set_dirty_tracking));
   row(IOCTL_OP(IOMMU_HWPT_GET_DIRTY_BITMAP, iommu_hwpt_get_dirty_bitmap, data, hwpt_get_dirty_bitmap));
   row(IOCTL_OP(IOMMU_HWPT_INVALIDATE, iommu_hwpt_invalidate, __reserved, hwpt_invalidate));
+  row(IOCTL_OP(IOMMU_FAULT_QUEUE_ALLOC, iommu_fault_alloc, out_fault_fd, fault_queue_alloc));
   row(IOCTL_OP(IOMMU_TEST_CMD, iommu_test_cmd, last, test_cmd));
   return ops;
 }();
@@ -152,10 +153,18 @@ Result<long> destroy(Call& call, iommu_destroy& cmd) {
   // As iommufd: its driver holds an access until the access's file closes.
   if (object && object->type() == ObjectType::Access)
     return fail(EBUSY, "access {} goes when its file is closed", cmd.id);
+  // A fault queue's open file holds it. A FUSE release reaches the daemon after the
+  // close(2) that caused it returned, so a file the caller no longer has at its number
+  // is taken as closed already.
+  if (object && object->type() == ObjectType::Fault)
+    if (const auto& fault = static_cast<const FaultQueue&>(*object);
+        fault.file_attached && !caller_closed_file(call, fault))
+      return fail(EBUSY, "fault queue {} is held by its open file", cmd.id);
   if (object && object->type() == ObjectType::MockDevice && object->users() == 0) {
     destroy_mock_device(call, static_cast<MockDevice&>(*object));
     return 0;
   }
+  if (object && object->users() != 0) end_closed_accesses(call);
   auto removed = call.context.objects().remove(cmd.id);
   IOASID_TRY(removed);
   if ((*removed)->type() == ObjectType::Ioas && call.context.vfio_ioas == cmd.id) call.context.vfio_ioas = 0;

@@ -11,6 +11,8 @@ const char* object_type_name(ObjectType type) {
     case ObjectType::Device: return "DEVICE";
     case ObjectType::MockDevice: return "SELFTEST";
     case ObjectType::Access: return "ACCESS";
+    case ObjectType::HwptNested: return "HWPT_NESTED";
+    case ObjectType::Fault: return "FAULT";
   }
   return "object";
 }

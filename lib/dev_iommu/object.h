@@ -15,7 +15,7 @@
 
 namespace ioasid::dev_iommu {
 
-enum class ObjectType { Ioas, HwptPaging, Device, MockDevice, Access };
+enum class ObjectType { Ioas, HwptPaging, HwptNested, Device, MockDevice, Access, Fault };
 
 const char* object_type_name(ObjectType type);
 
@@ -39,6 +39,15 @@ class Object {
   uint32_t id_ = 0;
   uint32_t users_ = 0;  // changed under the file's lock, as everything here
   UserQuota::Charge charge_;  // one of the owner's --max-ioasids-per-user
+};
+
+// An object the caller holds as a file of the companion node (fd_objects.h): the
+// number that file has in the process using it (the selftest names an access by it),
+// and whether the file is open (iommufd's file holds its object).
+struct FileBacked {
+  int fd_number = -1;      // -1: not known
+  uint64_t fd_sequence = 0;  // when the number was said: the newest wins a reused one
+  bool file_attached = false;
 };
 
 // One object's use of another: the used one stays alive and busy while it lasts.

@@ -3,11 +3,14 @@
 // the selftest's mock device that binds one.
 #pragma once
 
+#include "dev_iommu/fault.h"
 #include "dev_iommu/iova_areas.h"
 #include "dev_iommu/object.h"
 #include "engine/device_registry.h"
 #include "iommu/io_pagetable.h"
+#include "iommufd_test/iommufd_test.h"
 
+#include <array>
 #include <cstdint>
 #include <memory>
 
@@ -43,6 +46,23 @@ struct HwptPaging final : Object {
   const bool enforce_dirty_tracking;  // only devices that can track dirty pages attach
 };
 
+// A nested HWPT of the mock driver: a user-managed stage-1 over a nest-parent paging
+// HWPT, whose translation is the parent's (the mock's stage 1 maps nothing of its
+// own), with the mock's four IOTLB registers that HWPT_INVALIDATE clears and
+// MD_CHECK_IOTLB reads, and the fault queue its page requests go to.
+struct HwptNested final : Object {
+  static constexpr size_t kIotlbEntries = MOCK_NESTED_DOMAIN_IOTLB_NUM;
+
+  HwptNested(Use<HwptPaging> nest_parent, uint32_t iotlb_value, Use<FaultQueue> fault_queue)
+      : Object(ObjectType::HwptNested), parent(std::move(nest_parent)), fault(std::move(fault_queue)) {
+    iotlb.fill(iotlb_value);
+  }
+
+  Use<HwptPaging> parent;
+  std::array<uint32_t, kIotlbEntries> iotlb;
+  Use<FaultQueue> fault;
+};
+
 // A device bound to the file (iommufd_device): an engine device, routed by its RID to
 // the domain it is attached to.
 struct BoundDevice final : Object {
@@ -55,10 +75,13 @@ struct BoundDevice final : Object {
 
   bool can_track_dirty() const;
   uint32_t pasid_width() const;
-  // Routes the RID to the domain, replacing any route; returns the use it replaced.
+  // Routes the RID to the domain (a nested HWPT: to its parent's table), replacing any
+  // route; returns the paging use it replaced (a nested one it replaced just goes).
   Use<HwptPaging> route_to(Use<HwptPaging> hwpt);
+  Use<HwptPaging> route_to(Use<HwptNested> hwpt);
   Use<HwptPaging> unroute();
   HwptPaging* attached() const { return attached_.get(); }
+  HwptNested* attached_nested() const { return attached_nested_.get(); }
 
   const std::shared_ptr<engine::Device> device;
   const uint32_t flags;  // MOCK_FLAGS_DEVICE_*
@@ -67,8 +90,14 @@ struct BoundDevice final : Object {
  private:
   engine::DeviceRegistry& registry_;
   iommu::Iommu& iommu_;
+  // The route to `table`, under the device's attach lock.
+  void route(const HwptPaging& table_owner, uint32_t hwpt_id);
+  // Leaves the nested HWPT: its fault queue forgets this device's groups.
+  void leave_nested();
+
   const uint32_t context_;
   Use<HwptPaging> attached_;
+  Use<HwptNested> attached_nested_;
 };
 
 // The selftest's mock device object: holds the bound device it made.

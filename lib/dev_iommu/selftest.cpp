@@ -135,6 +135,16 @@ Result<long> check_refs(Call& call, iommu_test_cmd& cmd) {
   }
 }
 
+Result<long> check_iotlb(Call& call, iommu_test_cmd& cmd) {
+  auto nested = find_object<HwptNested>(call, cmd.id, ObjectType::HwptNested);
+  IOASID_TRY(nested);
+  const uint32_t entry = cmd.check_iotlb.id;
+  if (entry >= HwptNested::kIotlbEntries) return fail(EINVAL, "iotlb entry {} (0 to {})", entry, HwptNested::kIotlbEntries - 1);
+  if ((*nested)->iotlb[entry] != cmd.check_iotlb.iotlb)
+    return fail(EINVAL, "iotlb entry {} is {:#x}, not {:#x}", entry, (*nested)->iotlb[entry], cmd.check_iotlb.iotlb);
+  return 0;
+}
+
 }  // namespace
 
 Result<long> test_cmd(Call& call, iommu_test_cmd& cmd) {
@@ -150,13 +160,17 @@ Result<long> test_cmd(Call& call, iommu_test_cmd& cmd) {
     case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS: return mock_domain(call, cmd);
     case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: return mock_domain_replace(call, cmd);
     case IOMMU_TEST_OP_MD_CHECK_MAP: return check_map(call, cmd);
-    case IOMMU_TEST_OP_MD_CHECK_REFS: return check_refs(call, cmd);
+    case IOMMU_TEST_OP_MD_CHECK_REFS:
+      end_closed_accesses(call);
+      return check_refs(call, cmd);
     case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
       // iommufd's pinning batch size; this daemon pins a MAP as one backing, so there is
       // nothing to tune, but the bound is the same.
       if (cmd.memory_limit.limit < sizeof(unsigned long) + sizeof(uint32_t))
         return fail(EINVAL, "memory limit {} is below one batch element", cmd.memory_limit.limit);
       return 0;
+    case IOMMU_TEST_OP_MD_CHECK_IOTLB: return check_iotlb(call, cmd);
+    case IOMMU_TEST_OP_TRIGGER_IOPF: return trigger_iopf(call, cmd);
     case IOMMU_TEST_OP_CREATE_ACCESS: return create_access(call, cmd);
     case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES: return destroy_access_pages(call, cmd);
     case IOMMU_TEST_OP_ACCESS_PAGES: return access_pages(call, cmd);

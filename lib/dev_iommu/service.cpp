@@ -2,6 +2,7 @@
 
 #include "base/names.h"
 #include "dev_iommu/access.h"
+#include "dev_iommu/fault.h"
 #include "dev_iommu/handlers.h"
 
 #include <spdlog/spdlog.h>
@@ -72,10 +73,14 @@ void Service::release_all() {
 
 namespace {
 
-std::shared_ptr<Access> access_of(const FdObjectFile& file) {
+// What the file became, under its iommufd file's lock (the object's last reference
+// may be the one returned).
+std::pair<std::shared_ptr<Object>, FileBacked*> backed_of(const FdObjectFile& file) {
   auto object = file.object.lock();
-  if (!object || object->type() != ObjectType::Access) return nullptr;
-  return std::static_pointer_cast<Access>(object);
+  FileBacked* backed = nullptr;
+  if (object && object->type() == ObjectType::Access) backed = static_cast<Access*>(object.get());
+  if (object && object->type() == ObjectType::Fault) backed = static_cast<FaultQueue*>(object.get());
+  return {std::move(object), backed};
 }
 
 }  // namespace
@@ -84,11 +89,12 @@ Result<FdObjectFile> Service::attach_fd_object(uint64_t token, uid_t uid, int fd
   auto pending = fd_objects_.take(token, uid);
   IOASID_TRY(pending);
   FdObjectFile file{pending->context.lock(), pending->object};
-  auto object = pending->object.lock();
-  if (!file.context || !object) return fail(EBADF, "the iommufd file of token {:#x} is closed", token);
+  if (!file.context) return fail(EBADF, "the iommufd file of token {:#x} is closed", token);
   std::lock_guard lock(file.context->mutex());
-  if (file.context->released || file.context->objects().find_any(object->id()) != object)
+  auto [object, backed] = backed_of(file);
+  if (!object || !backed || file.context->released || file.context->objects().find_any(object->id()) != object)
     return fail(EBADF, "the object of token {:#x} is gone with its iommufd file", token);
+  backed->file_attached = true;
   if (fd_number >= 0) IOASID_TRY(set_fd_number(file, fd_number, /*locked=*/true));
   return file;
 }
@@ -98,12 +104,11 @@ Result<void> Service::set_fd_number(const FdObjectFile& file, int fd_number, boo
   if (!file.context) return fail(EINVAL, "the file is not attached to an object");
   std::unique_lock lock(file.context->mutex(), std::defer_lock);
   if (!locked) lock.lock();
-  // Under the file's lock: the object's last reference may be this one.
-  auto access = access_of(file);
-  if (!access) return fail(EINVAL, "the file is no (live) access object");
+  auto [object, backed] = backed_of(file);
+  if (!backed) return fail(EINVAL, "the file's object is gone");
   std::lock_guard sequence_lock(mutex_);
-  access->fd_number = fd_number;
-  access->fd_sequence = ++fd_sequence_;
+  backed->fd_number = fd_number;
+  backed->fd_sequence = ++fd_sequence_;
   return success();
 }
 
@@ -112,9 +117,12 @@ void Service::release_fd_object(FdObjectFile& file) {
   releases_in_flight_.fetch_add(1);
   {
     std::lock_guard lock(file.context->mutex());
-    auto object = file.object.lock();
-    if (object && !file.context->released && file.context->objects().find_any(object->id()) == object) {
-      if (object->type() == ObjectType::Access) static_cast<Access&>(*object).detach();
+    auto [object, backed] = backed_of(file);
+    if (backed) backed->file_attached = false;
+    // An access goes with its file; a fault queue stays until DESTROY, as iommufd's.
+    if (object && object->type() == ObjectType::Access && !file.context->released &&
+        file.context->objects().find_any(object->id()) == object) {
+      static_cast<Access&>(*object).detach();
       file.context->objects().erase(object->id());
     }
     object.reset();  // the last reference: destroyed under the file's lock
@@ -122,6 +130,35 @@ void Service::release_fd_object(FdObjectFile& file) {
   }
   file.context.reset();
   releases_in_flight_.fetch_sub(1);
+}
+
+Result<size_t> Service::read_fd_object(const FdObjectFile& file, std::span<std::byte> out) {
+  if (!file.context) return fail(EINVAL, "the file is no object yet");
+  std::lock_guard lock(file.context->mutex());
+  auto object = file.object.lock();
+  if (!object) return fail(ENODEV, "the file's object is gone");
+  if (object->type() != ObjectType::Fault) return fail(EINVAL, "an {} cannot be read", object_type_name(object->type()));
+  return static_cast<FaultQueue&>(*object).read(out);
+}
+
+Result<size_t> Service::write_fd_object(const FdObjectFile& file, std::span<const std::byte> in) {
+  if (!file.context) return fail(EINVAL, "the file is no object yet");
+  std::lock_guard lock(file.context->mutex());
+  auto object = file.object.lock();
+  if (!object) return fail(ENODEV, "the file's object is gone");
+  if (object->type() != ObjectType::Fault)
+    return fail(EINVAL, "an {} cannot be written", object_type_name(object->type()));
+  return static_cast<FaultQueue&>(*object).write(in);
+}
+
+std::optional<bool> Service::watch_fd_object(const FdObjectFile& file, std::function<void()> on_readable) {
+  if (!file.context) return std::nullopt;
+  std::lock_guard lock(file.context->mutex());
+  auto object = file.object.lock();
+  if (!object || object->type() != ObjectType::Fault) return std::nullopt;
+  auto& queue = static_cast<FaultQueue&>(*object);
+  queue.on_deliver = std::move(on_readable);
+  return queue.readable();
 }
 
 Result<long> Service::ioctl(Context& context, uint32_t cmd, uint64_t arg, ClientMemory& memory) {

@@ -11,6 +11,8 @@
 #include "memory/client_memory.h"
 
 #include <atomic>
+#include <functional>
+#include <span>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -45,6 +47,14 @@ class Service {
   Result<FdObjectFile> attach_fd_object(uint64_t token, uid_t uid, int fd_number);
   Result<void> set_fd_number(const FdObjectFile& file, int fd_number, bool locked = false);
   void release_fd_object(FdObjectFile& file);
+  // A fault queue's file: records read, responses written (fault.h's rules); other
+  // objects' files take neither (EINVAL), a destroyed object's ENODEV.
+  Result<size_t> read_fd_object(const FdObjectFile& file, std::span<std::byte> out);
+  Result<size_t> write_fd_object(const FdObjectFile& file, std::span<const std::byte> in);
+  // A fault queue's file: calls `on_readable` whenever a record arrives (a poll's
+  // wake-up; it replaces the previous watch) and says whether one waits now. nullopt
+  // for other files, which have no poll of their own.
+  std::optional<bool> watch_fd_object(const FdObjectFile& file, std::function<void()> on_readable);
   // An open of the companion node: one of the uid's --max-files-per-user there (EMFILE).
   Result<UserQuota::Charge> charge_fd_file(uid_t uid) { return fd_files_quota_.charge(uid); }
 

@@ -124,7 +124,9 @@ Result<struct statx> cached_status(int fd) {
   return status;
 }
 
-Result<ClientFile> take_client_file(pid_t tid, int fd) {
+namespace {
+
+Result<UniqueFd> take_fd(pid_t tid, int fd) {
   if (fd < 0) return fail(EBADF, "fd {} is not a file descriptor", fd);
   auto pidfd = open_pidfd(tid);
   IOASID_TRY(pidfd);
@@ -136,7 +138,33 @@ Result<ClientFile> take_client_file(pid_t tid, int fd) {
     if (error == ESRCH) return fail(ESRCH, "no process {}", tid);
     return fail(error, "pidfd_getfd of fd {} of pid {}: {}", fd, tid, std::strerror(error));
   }
-  ClientFile file{.fd = std::move(taken), .name = {}};
+  return taken;
+}
+
+// The FUSE node is a file of a served mount; the CUSE node a served device number.
+bool is_cuse_node(const struct statx& status) {
+  return S_ISCHR(status.stx_mode) && is_served_device(makedev(status.stx_rdev_major, status.stx_rdev_minor));
+}
+bool is_served_node(const struct statx& status) {
+  return is_cuse_node(status) || is_served_device(makedev(status.stx_dev_major, status.stx_dev_minor));
+}
+
+}  // namespace
+
+Result<bool> holds_served_node(pid_t tid, int fd) {
+  auto taken = take_fd(tid, fd);
+  if (!taken && taken.code() == EBADF) return false;
+  IOASID_TRY(taken);
+  auto status = cached_status(taken->get());
+  IOASID_TRY(status);
+  if (is_cuse_node(*status)) close_off_session_thread(std::move(*taken));
+  return is_served_node(*status);
+}
+
+Result<ClientFile> take_client_file(pid_t tid, int fd) {
+  auto taken = take_fd(tid, fd);
+  IOASID_TRY(taken);
+  ClientFile file{.fd = std::move(*taken), .name = {}};
   file.name = fmt::format("pid {} fd {} ({})", tid, fd, describe(file.fd.get()));
   const int flags = ::fcntl(file.fd.get(), F_GETFL);
   if (flags < 0) return fail(EBADF, "{}: F_GETFL: {}", file.name, std::strerror(errno));
@@ -145,10 +173,8 @@ Result<ClientFile> take_client_file(pid_t tid, int fd) {
   auto status = cached_status(file.fd.get());
   if (!status) return fail(status.code(), "{}: {}", file.name, status.error().why);
   file.status = *status;
-  // The FUSE node is a file of a served mount; the CUSE node a served device number.
-  const bool cuse_node = S_ISCHR(file.status.stx_mode) &&
-                         is_served_device(makedev(file.status.stx_rdev_major, file.status.stx_rdev_minor));
-  const bool served = cuse_node || is_served_device(makedev(file.status.stx_dev_major, file.status.stx_dev_minor));
+  const bool cuse_node = is_cuse_node(file.status);
+  const bool served = is_served_node(file.status);
   if (served || !S_ISREG(file.status.stx_mode)) {
     const std::string name = file.name;
     if (cuse_node) close_off_session_thread(std::move(file.fd));

@@ -44,6 +44,10 @@ struct ClientFile {
 //   to its own CUSE node is dropped off the session threads: close_off_session_thread).
 Result<ClientFile> take_client_file(pid_t tid, int fd);
 
+// Whether fd `fd` of thread `tid` is a file of a node this daemon serves (false: no
+// such fd, or another file). ESRCH, EPERM as take_client_file.
+Result<bool> holds_served_node(pid_t tid, int fd);
+
 // The type, identity and size of an open file from the kernel's cache
 // (AT_STATX_DONT_SYNC): no request to a FUSE server, which may be this daemon or a
 // user's that never answers.
