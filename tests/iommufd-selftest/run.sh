@@ -12,8 +12,11 @@
 # every test in the allowlist must pass; the whole-binary figure
 # "iommufd selftest: P/190 passed (...)" is printed and written to the figure file.
 #
-# Usage: run.sh --ioasidd PATH [--bin DIR] [--results FILE.json] [--figure FILE.json]
-#               [--log FILE] [--allowlist FILE] [-- HARNESS-ARGS]
+# Usage: run.sh --ioasidd PATH [--ioasid-run PATH] [--bin DIR] [--results FILE.json]
+#               [--figure FILE.json] [--log FILE] [--allowlist FILE] [-- HARNESS-ARGS]
+#   --ioasid-run PATH the launcher both binaries run under, so their fd-returning
+#                    commands (CREATE_ACCESS, FAULT_QUEUE_ALLOC) get files (default:
+#                    the ioasid-run built beside --ioasidd, examples/ioasid-run)
 #   --bin DIR        where build.sh put iommufd and iommufd_fail_nth (default
 #                    build/iommufd-selftest; built there if missing)
 #   --results FILE   GoogleTest-style JSON, one test per allowlisted entry
@@ -43,6 +46,7 @@ SUITE_TIMEOUT=${IOASID_SELFTEST_TIMEOUT:-600}
 DEV_TIMEOUT=${IOASID_SELFTEST_DEV_TIMEOUT:-30}
 
 IOASIDD=''
+IOASID_RUN=''
 BIN=$REPO_DIR/build/iommufd-selftest
 RESULTS=''
 FIGURE=''
@@ -66,6 +70,7 @@ parse_args() {
     while [ $# -gt 0 ]; do
         case $1 in
             --ioasidd) IOASIDD=${2:?--ioasidd needs a path}; shift 2 ;;
+            --ioasid-run) IOASID_RUN=${2:?--ioasid-run needs a path}; shift 2 ;;
             --bin) BIN=${2:?--bin needs a dir}; shift 2 ;;
             --results) RESULTS=${2:?--results needs a path}; shift 2 ;;
             --figure) FIGURE=${2:?--figure needs a path}; shift 2 ;;
@@ -78,6 +83,8 @@ parse_args() {
     done
     [ -n "$IOASIDD" ] || usage
     [ -x "$IOASIDD" ] || die "not an executable file: $IOASIDD"
+    [ -n "$IOASID_RUN" ] || IOASID_RUN=$(dirname "$IOASIDD")/../examples/ioasid-run
+    [ -x "$IOASID_RUN" ] || die "no ioasid-run at $IOASID_RUN (--ioasid-run)"
     [ -f "$ALLOWLIST" ] || die "no allowlist: $ALLOWLIST"
     [ "$(id -u)" -eq 0 ] || die "needs root (FUSE mount, namespaces, vm.nr_hugepages)"
 }
@@ -249,11 +256,11 @@ main() {
 
     local rc suite_start=$SECONDS
     log "running iommufd${HARNESS_ARGS[*]:+ ${HARNESS_ARGS[*]}} (limit ${SUITE_TIMEOUT} s)"
-    rc=$(run_binary "$SUITE_TIMEOUT" "$TMP/iommufd.tap" "$node" "$BIN/iommufd" "${HARNESS_ARGS[@]}")
+    rc=$(run_binary "$SUITE_TIMEOUT" "$TMP/iommufd.tap" "$node" "$IOASID_RUN" "$BIN/iommufd" "${HARNESS_ARGS[@]}")
     check_status iommufd "$rc" "$SUITE_TIMEOUT"
     local suite_time=$((SECONDS - suite_start))
     alive "$DAEMON_PID" || PROBLEMS+=("ioasidd died during the suite")
-    rc=$(run_binary "$FAIL_NTH_TIMEOUT" "$TMP/fail_nth.tap" "$node" "$BIN/iommufd_fail_nth")
+    rc=$(run_binary "$FAIL_NTH_TIMEOUT" "$TMP/fail_nth.tap" "$node" "$IOASID_RUN" "$BIN/iommufd_fail_nth")
     check_status iommufd_fail_nth "$rc" "$FAIL_NTH_TIMEOUT"
     stop_daemon
     restore_hugepages
