@@ -3,16 +3,48 @@
 #include "dev_iommu/handlers.h"
 #include "dev_iommu/service.h"
 
+#include <algorithm>
+#include <span>
+#include <vector>
+
 namespace ioasid::dev_iommu {
 namespace {
 
-// The mock driver's paging domain as the selftest defines it: 2 KiB IO pages (1 MiB
-// IOPTEs for HUGE_IOVA devices, which only the page sizes reported change) inside
-// [MOCK_APERTURE_START, MOCK_APERTURE_LAST].
+constexpr uint64_t kMockPageSize = kPageSize / 2;
+constexpr uint64_t kMockHugePageSize = 512 * kMockPageSize;
+
+// The mock driver's paging domain as the selftest defines it: 2 KiB IO pages (and
+// 1 MiB IOPTEs for HUGE_IOVA devices) inside [MOCK_APERTURE_START, MOCK_APERTURE_LAST].
 DomainGeometry mock_geometry(const BoundDevice& device) {
-  return {.page_size = kPageSize / 2,
+  return {.page_size = kMockPageSize,
+          .largest_iopte = (device.flags & MOCK_FLAGS_DEVICE_HUGE_IOVA) ? kMockHugePageSize : kMockPageSize,
           .aperture = {MOCK_APERTURE_START, MOCK_APERTURE_LAST},
           .dirty_tracking = device.can_track_dirty()};
+}
+
+// The mock's IOPTEs are halves of the engine table's leaves, whose two software
+// dirty bits hold their dirty state (SecondLevelTable::mark_half_dirty): 4 KiB leaves
+// only for 2 KiB IOPTEs, up to 2 MiB leaves (1 MiB IOPTEs) on HUGE_IOVA devices.
+uint64_t engine_leaf_cap(const DomainGeometry& geometry) { return 2 * geometry.largest_iopte; }
+
+// GET_DIRTY_BITMAP builds the bitmap in daemon memory: at most this much per call
+// (at 2 KiB per bit, 256 GiB of IOVA), EOVERFLOW above. The same bound as the mock's
+// IOMMU_TEST_OP_DIRTY (16 MiB of bitmap).
+constexpr uint64_t kMaxDirtyBitmapBytes = 16ull << 20;
+
+// Sets bits [first, last] of a byte-addressed bitmap (bit i: byte i / 8, bit i % 8,
+// as iommufd's iova_bitmap writes the caller's buffer).
+void set_bits(std::span<std::byte> bitmap, uint64_t first, uint64_t last) {
+  for (uint64_t bit = first; bit <= last;) {
+    if (bit % 8 == 0 && last - bit >= 7) {
+      const uint64_t whole = (last - bit + 1) / 8;
+      std::fill_n(bitmap.begin() + static_cast<ptrdiff_t>(bit / 8), whole, std::byte{0xff});
+      bit += whole * 8;
+      continue;
+    }
+    bitmap[bit / 8] |= std::byte{1} << (bit % 8);
+    ++bit;
+  }
 }
 
 constexpr uint32_t kPagingFlags = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
@@ -22,10 +54,11 @@ constexpr uint32_t kPagingFlags = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLO
 Result<std::shared_ptr<HwptPaging>> make_hwpt_paging(Call& call, const std::shared_ptr<Ioas>& ioas,
                                                      const BoundDevice& device, bool automatic, bool nest_parent,
                                                      bool enforce_dirty) {
-  auto table = iommu::IoPageTable::create(call.service.engine().iommu());
+  const DomainGeometry geometry = mock_geometry(device);
+  auto table = iommu::IoPageTable::create(call.service.engine().iommu(), engine_leaf_cap(geometry));
   IOASID_TRY(table);
-  auto hwpt = std::make_shared<HwptPaging>(Use<Ioas>(ioas), std::move(*table), mock_geometry(device), automatic,
-                                           nest_parent, enforce_dirty);
+  auto hwpt = std::make_shared<HwptPaging>(Use<Ioas>(ioas), std::move(*table), geometry, automatic, nest_parent,
+                                           enforce_dirty);
   auto added = ioas->areas.add_domain(hwpt->slot(), hwpt.get());
   if (!added) {
     hwpt->ioas->areas.remove_domain(hwpt.get());
@@ -148,8 +181,9 @@ Result<long> hwpt_set_dirty_tracking(Call& call, iommu_hwpt_set_dirty_tracking& 
   if (cmd.__reserved != 0) return fail(EOPNOTSUPP, "__reserved is {:#x}, must be 0", cmd.__reserved);
   auto hwpt = find_object<HwptPaging>(call, cmd.hwpt_id, ObjectType::HwptPaging);
   IOASID_TRY(hwpt);
+  // As iommufd: a domain allocated without DIRTY_TRACKING has no dirty operations.
   if (!(*hwpt)->enforce_dirty_tracking)
-    return fail(EINVAL, "HWPT {} was not allocated with DIRTY_TRACKING", cmd.hwpt_id);
+    return fail(EOPNOTSUPP, "HWPT {} was not allocated with DIRTY_TRACKING", cmd.hwpt_id);
   IOASID_TRY((*hwpt)->table->set_dirty_tracking(cmd.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
   return 0;
 }
@@ -160,9 +194,49 @@ Result<long> hwpt_get_dirty_bitmap(Call& call, iommu_hwpt_get_dirty_bitmap& cmd)
   if (cmd.__reserved != 0) return fail(EOPNOTSUPP, "__reserved is {:#x}, must be 0", cmd.__reserved);
   auto hwpt = find_object<HwptPaging>(call, cmd.hwpt_id, ObjectType::HwptPaging);
   IOASID_TRY(hwpt);
-  if (!(*hwpt)->enforce_dirty_tracking)
-    return fail(EINVAL, "HWPT {} was not allocated with DIRTY_TRACKING", cmd.hwpt_id);
-  return fail(EOPNOTSUPP, "reading dirty bitmaps of /dev/iommu domains is not served yet");
+  HwptPaging& paging = **hwpt;
+  const IovaAreas& areas = paging.ioas->areas;
+  // iommufd_check_iova_range's rows, in its order.
+  const uint64_t iova = cmd.iova, length = cmd.length, page_size = cmd.page_size;
+  if (length == 0) return fail(EINVAL, "length 0");
+  if (iova + (length - 1) < iova) return fail(EOVERFLOW, "iova {:#x} + length {:#x} wraps", iova, length);
+  const uint64_t end = iova + length;  // 0 when the range reaches the top: still aligned
+  const uint64_t alignment = areas.alignment();
+  if ((iova | end) & (alignment - 1))
+    return fail(EINVAL, "iova {:#x} and length {:#x} are not multiples of the IOAS alignment {:#x}", iova, length,
+                alignment);
+  // iommufd takes the lowest set bit of a page_size that is no power of two; this
+  // daemon refuses it.
+  if (page_size == 0 || (page_size & (page_size - 1)))
+    return fail(EINVAL, "page_size {:#x} is not a power of two", page_size);
+  if ((iova | end) & (page_size - 1))
+    return fail(EINVAL, "iova {:#x} and length {:#x} are not multiples of page_size {:#x}", iova, length, page_size);
+  // Without DIRTY_TRACKING the domain has no dirty operations.
+  if (!paging.enforce_dirty_tracking)
+    return fail(EOPNOTSUPP, "HWPT {} was not allocated with DIRTY_TRACKING", cmd.hwpt_id);
+  if (!paging.table->dirty_tracking()) return fail(EINVAL, "dirty tracking is off on HWPT {}", cmd.hwpt_id);
+  // The areas must cover the range without a gap; so the range, and the bitmap at a
+  // page_size of 2 KiB or more, is bounded by what the caller pinned.
+  if (!areas.covers(iova, length))
+    return fail(EINVAL, "[{:#x}, +{:#x}) is not covered by areas of IOAS {}", iova, length, paging.ioas->id());
+  const uint64_t bits = (length - 1) / page_size + 1;
+  const uint64_t bytes = (bits + 7) / 8;
+  if (bytes > kMaxDirtyBitmapBytes)
+    return fail(EOVERFLOW, "a bitmap of {} bits is above the {} bytes one call fills", bits, kMaxDirtyBitmapBytes);
+  // The caller's bits are kept: iommufd sets bits in its buffer, it clears none. Read
+  // first, so a bad pointer fails before any dirty state is cleared.
+  std::vector<std::byte> bitmap(bytes);
+  IOASID_TRY(call.memory.read(cmd.data, bitmap));
+  const bool clear = !(cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR);
+  bool any = false;
+  IOASID_TRY(paging.table->read_dirty_ranges(iova, length, clear, [&](uint64_t start, uint64_t size) {
+    set_bits(bitmap, (start - iova) / page_size, (start + size - 1 - iova) / page_size);
+    any = true;
+  }));
+  // Nothing dirty: the caller's buffer is left alone. A failure of the write leaves
+  // the dirty state unknown, as the uAPI says of any failure.
+  if (any) IOASID_TRY(call.memory.write(cmd.data, bitmap));
+  return 0;
 }
 
 }  // namespace ioasid::dev_iommu

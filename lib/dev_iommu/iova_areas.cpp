@@ -259,6 +259,21 @@ Result<std::vector<PagesPiece>> IovaAreas::pieces(uint64_t iova, uint64_t length
   return fail(ENOENT, "IOVA {:#x} inside [{:#x}, {:#x}] is not mapped", cursor, iova, last);
 }
 
+bool IovaAreas::covers(uint64_t iova, uint64_t length) const {
+  if (length == 0 || iova + (length - 1) < iova) return false;
+  const uint64_t last = last_of(iova, length);
+  uint64_t cursor = iova;
+  auto it = areas_.upper_bound(iova);
+  if (it == areas_.begin()) return false;
+  for (--it; it != areas_.end() && it->first <= cursor; ++it) {
+    const uint64_t area_last = last_of(it->first, it->second.length);
+    if (area_last < cursor) return false;
+    if (area_last >= last) return true;
+    cursor = area_last + 1;
+  }
+  return false;
+}
+
 Result<void> IovaAreas::split_at(uint64_t iova) {
   auto it = areas_.upper_bound(iova);
   if (it == areas_.begin()) return success();

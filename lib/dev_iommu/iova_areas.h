@@ -78,6 +78,8 @@ class IovaAreas {
   uint64_t unmap_all();
   // The pages behind [iova, iova + length) of contiguous areas (any byte range).
   Result<std::vector<PagesPiece>> pieces(uint64_t iova, uint64_t length) const;
+  // Whether areas cover [iova, iova + length) without a gap (false when empty).
+  bool covers(uint64_t iova, uint64_t length) const;
   // Cuts the area holding `iova` in two there (VFIO type1 unmaps part of a mapping).
   Result<void> split_at(uint64_t iova);
 

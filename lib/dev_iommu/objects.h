@@ -24,6 +24,7 @@ struct Ioas final : Object {
 // What a paging domain offers: the mock driver's, as the selftest defines it.
 struct DomainGeometry {
   uint64_t page_size;      // smallest IO page
+  uint64_t largest_iopte;  // the mock's largest IOPTE: 2 KiB, or 1 MiB on HUGE_IOVA devices
   IovaRange aperture;
   bool dirty_tracking;     // can track dirty pages
 };

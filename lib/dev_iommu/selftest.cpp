@@ -7,8 +7,10 @@
 #include "memory/locate_pages.h"
 #include "memory/pinned_pages.h"
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 namespace ioasid::dev_iommu {
 namespace {
@@ -145,13 +147,54 @@ Result<long> check_iotlb(Call& call, iommu_test_cmd& cmd) {
   return 0;
 }
 
+// IOMMU_TEST_OP_DIRTY: the mock driver marks the IOPTEs of the set bits dirty, as if
+// its device had written them. A mock IOPTE is half a leaf of the engine table (see
+// make_hwpt_paging), so each mark is that half's software dirty bit in the engine's
+// own PTE, read back and cleared by GET_DIRTY_BITMAP with the hardware D bit.
+// iommufd_test_dirty's bound: at most 16M * 8 bits per call (EOVERFLOW above).
+constexpr uint64_t kMaxDirtyBits = (16ull << 20) * 8;
+
+Result<long> mark_dirty(Call& call, iommu_test_cmd& cmd) {
+  const uint64_t iova = cmd.dirty.iova, length = cmd.dirty.length, page_size = cmd.dirty.page_size;
+  if (page_size == 0 || length == 0 || iova % page_size || length % page_size || cmd.dirty.uptr == 0)
+    return fail(EINVAL, "iova {:#x}, length {:#x}, page_size {:#x}, uptr {:#x}", iova, length, page_size,
+                cmd.dirty.uptr);
+  const uint64_t bits = length / page_size;
+  if (bits > kMaxDirtyBits) return fail(EOVERFLOW, "{} bits are above the {} one call marks", bits, kMaxDirtyBits);
+  auto hwpt = find_object<HwptPaging>(call, cmd.id, ObjectType::HwptPaging);
+  IOASID_TRY(hwpt);
+  iommu::IoPageTable& table = *(*hwpt)->table;
+  if (!table.dirty_tracking()) return fail(EINVAL, "dirty tracking is off on HWPT {}", cmd.id);
+  std::vector<std::byte> bitmap((bits + 7) / 8);
+  IOASID_TRY(call.memory.read(cmd.dirty.uptr, bitmap));
+  const IovaAreas& areas = (*hwpt)->ioas->areas;
+  uint64_t marked = 0;
+  for (uint64_t byte = 0; byte < bitmap.size(); ++byte) {
+    if (bitmap[byte] == std::byte{0}) continue;
+    for (uint64_t bit = byte * 8; bit < std::min(bits, byte * 8 + 8); ++bit) {
+      if ((bitmap[byte] & (std::byte{1} << (bit % 8))) == std::byte{0}) continue;
+      // The mock IOPTE holding this IOVA: counted where one exists, inside an area of
+      // the IOAS (the engine's 4 KiB leaf may reach past an area by half a page).
+      // iommufd's mock looks its IOPTE up at iova / page_size, the same for the 2 KiB
+      // pages the selftest marks.
+      const uint64_t at = iova + bit * page_size;
+      if (!areas.covers(at, 1)) continue;
+      auto found = table.mark_half_dirty(at);
+      IOASID_TRY(found);
+      if (*found) ++marked;
+    }
+  }
+  cmd.dirty.out_nr_dirty = marked;
+  return 0;
+}
+
 }  // namespace
 
 Result<long> test_cmd(Call& call, iommu_test_cmd& cmd) {
   // Only the ops that return ids write the struct back.
   call.reply = cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN || cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ||
                cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE || cmd.op == IOMMU_TEST_OP_CREATE_ACCESS ||
-               cmd.op == IOMMU_TEST_OP_ACCESS_PAGES;
+               cmd.op == IOMMU_TEST_OP_ACCESS_PAGES || cmd.op == IOMMU_TEST_OP_DIRTY;
   if (call.fd_token && cmd.op != IOMMU_TEST_OP_CREATE_ACCESS)
     return fail(EINVAL, "test op {} makes no object with a file", cmd.op);
   switch (cmd.op) {
@@ -163,6 +206,7 @@ Result<long> test_cmd(Call& call, iommu_test_cmd& cmd) {
     case IOMMU_TEST_OP_MD_CHECK_REFS:
       end_closed_accesses(call);
       return check_refs(call, cmd);
+    case IOMMU_TEST_OP_DIRTY: return mark_dirty(call, cmd);
     case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
       // iommufd's pinning batch size; this daemon pins a MAP as one backing, so there is
       // nothing to tune, but the bound is the same.

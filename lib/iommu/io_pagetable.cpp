@@ -6,16 +6,19 @@ namespace {
 constexpr uint64_t kSuperpageSizes[] = {1ull << 30, 1ull << 21};
 
 // The IOVA alignment that lets the table use the largest page the segment's HPA
-// alignment and the length allow.
-uint64_t alignment_for(Hpa hpa, uint64_t length) {
+// alignment, the length and the table's cap allow.
+uint64_t alignment_for(Hpa hpa, uint64_t length, uint64_t largest_page) {
   for (const uint64_t size : kSuperpageSizes)
-    if (length >= size && hpa % size == 0) return size;
+    if (size <= largest_page && length >= size && hpa % size == 0) return size;
   return kPageSize;
 }
 
 }  // namespace
 
-Result<std::unique_ptr<IoPageTable>> IoPageTable::create(Iommu& iommu) {
+Result<std::unique_ptr<IoPageTable>> IoPageTable::create(Iommu& iommu, uint64_t largest_page) {
+  if (largest_page != pgtable::kPageSize4K && largest_page != pgtable::kPageSize2M &&
+      largest_page != pgtable::kPageSize1G)
+    return fail(EINVAL, "largest page {:#x} is not 4K, 2M or 1G", largest_page);
   auto domain = iommu.allocate_domain();
   IOASID_TRY(domain);
   auto table = pgtable::SecondLevelTable::create(iommu.memory(), iommu.levels());
@@ -23,11 +26,11 @@ Result<std::unique_ptr<IoPageTable>> IoPageTable::create(Iommu& iommu) {
     iommu.free_domain(*domain);
     return std::move(table).error();
   }
-  return std::unique_ptr<IoPageTable>(new IoPageTable(iommu, *domain, std::move(*table)));
+  return std::unique_ptr<IoPageTable>(new IoPageTable(iommu, *domain, std::move(*table), largest_page));
 }
 
-IoPageTable::IoPageTable(Iommu& iommu, uint16_t domain, pgtable::SecondLevelTable table)
-    : iommu_(iommu), domain_(domain), table_(std::move(table)), iovas_(iommu.last_iova(), {kMsiWindow}) {}
+IoPageTable::IoPageTable(Iommu& iommu, uint16_t domain, pgtable::SecondLevelTable table, uint64_t largest_page)
+    : iommu_(iommu), domain_(domain), largest_page_(largest_page), table_(std::move(table)), iovas_(iommu.last_iova(), {kMsiWindow}) {}
 
 IoPageTable::~IoPageTable() {
   {
@@ -52,7 +55,7 @@ Result<uint64_t> IoPageTable::map(MapRequest request) {
     }
     iova = *request.iova;
   } else {
-    auto chosen = iovas_.claim_any(length, alignment_for(*hpa, length));
+    auto chosen = iovas_.claim_any(length, alignment_for(*hpa, length, largest_page_));
     if (!chosen) {
       undo_segment();
       return std::move(chosen).error();
@@ -60,7 +63,7 @@ Result<uint64_t> IoPageTable::map(MapRequest request) {
     iova = *chosen;
   }
   const pgtable::Permissions permissions{.read = request.readable, .write = request.writeable};
-  if (auto mapped = table_.map(iova, *hpa, length, permissions, /*snoop=*/true); !mapped) {
+  if (auto mapped = table_.map(iova, *hpa, length, permissions, /*snoop=*/true, largest_page_); !mapped) {
     iovas_.release(iova);
     undo_segment();
     return std::move(mapped).error();
@@ -151,6 +154,24 @@ Result<void> IoPageTable::read_dirty(uint64_t iova, uint64_t length, uint64_t pa
                                                 bitmap));
   if (clear) iommu_.flush_range(domain_, iova, length);
   return success();
+}
+
+Result<void> IoPageTable::read_dirty_ranges(uint64_t iova, uint64_t length, bool clear,
+                                            const pgtable::SecondLevelTable::DirtyRangeCallback& report) {
+  std::lock_guard lock(mutex_);
+  if (!iommu_.dirty_tracking(domain_)) return fail(EINVAL, "dirty tracking is not enabled on this domain");
+  IOASID_TRY(check_mapped_locked(iova, length));
+  IOASID_TRY(table_.read_and_clear_dirty_ranges(
+      iova, length, clear ? pgtable::DirtyRead::kAndClear : pgtable::DirtyRead::kNoClear, report));
+  // Cached translations remember D set: flushed, the next write sets it again.
+  if (clear) iommu_.flush_range(domain_, iova, length);
+  return success();
+}
+
+Result<bool> IoPageTable::mark_half_dirty(uint64_t iova) {
+  std::lock_guard lock(mutex_);
+  if (!iommu_.dirty_tracking(domain_)) return fail(EINVAL, "dirty tracking is not enabled on this domain");
+  return table_.mark_half_dirty(iova);
 }
 
 void IoPageTable::restore_dirty(uint64_t iova, uint64_t length, uint64_t page_size,

@@ -40,7 +40,9 @@ struct AreaInfo {
 
 class IoPageTable {
  public:
-  static Result<std::unique_ptr<IoPageTable>> create(Iommu& iommu);
+  // `largest_page` (4K, 2M or 1G) caps the leaves map() writes: a domain whose driver
+  // has smaller IOPTEs keeps its leaves to a size whose halves are its IOPTEs.
+  static Result<std::unique_ptr<IoPageTable>> create(Iommu& iommu, uint64_t largest_page = pgtable::kPageSize1G);
   ~IoPageTable();
   IoPageTable(const IoPageTable&) = delete;
   IoPageTable& operator=(const IoPageTable&) = delete;
@@ -66,6 +68,15 @@ class IoPageTable {
   // of the range are flushed afterwards, so the next write sets D again. EINVAL:
   // tracking off, the range not wholly mapped, misaligned or a bad page size.
   Result<void> read_dirty(uint64_t iova, uint64_t length, uint64_t page_size, bool clear, std::span<uint64_t> bitmap);
+  // The same as dirty byte ranges (SecondLevelTable::read_and_clear_dirty_ranges): a
+  // whole leaf whose D a write set, or a half of a leaf mark_half_dirty marked; any
+  // alignment. EINVAL: tracking off or the range not wholly mapped.
+  Result<void> read_dirty_ranges(uint64_t iova, uint64_t length, bool clear,
+                                 const pgtable::SecondLevelTable::DirtyRangeCallback& report);
+  // Marks the half of the leaf mapping `iova` dirty, as a driver whose IOPTE is half a
+  // leaf records a write it saw (the selftest's mock domain); false if `iova` is not
+  // mapped. EINVAL while tracking is off.
+  Result<bool> mark_half_dirty(uint64_t iova);
   // Marks the pages of a bitmap read_dirty cleared dirty again (it could not be delivered).
   void restore_dirty(uint64_t iova, uint64_t length, uint64_t page_size, std::span<const uint64_t> bitmap);
   // EINVAL unless [iova, iova + length) is covered by areas without a gap.
@@ -96,12 +107,13 @@ class IoPageTable {
     PinCharge charge;
     UserQuota::Charge mapping;
   };
-  IoPageTable(Iommu& iommu, uint16_t domain, pgtable::SecondLevelTable table);
+  IoPageTable(Iommu& iommu, uint16_t domain, pgtable::SecondLevelTable table, uint64_t largest_page);
   void drop_area_locked(uint64_t iova, Area& area);
   Result<void> check_mapped_locked(uint64_t iova, uint64_t length) const;
 
   Iommu& iommu_;
   const uint16_t domain_;
+  const uint64_t largest_page_;
   mutable std::mutex mutex_;
   pgtable::SecondLevelTable table_;
   IovaSpace iovas_;

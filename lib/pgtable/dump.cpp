@@ -22,10 +22,12 @@ std::string describe_second_level_leaf(const LeafEntry& first, uint64_t count) {
   using namespace second_level;
   const uint64_t entry = first.value;
   const auto flag = [entry](uint64_t bit, char name) { return (entry & bit) != 0 ? name : '-'; };
-  return fmt::format("iova {:#x} -> hpa {:#x} {}{} {}{}{} {} {}{}", first.iova, output_address(entry),
+  // D0/D1: a half of the leaf marked dirty in software (mark_half_dirty).
+  return fmt::format("iova {:#x} -> hpa {:#x} {}{} {}{}{} {} {}{}{}{}", first.iova, output_address(entry),
                      page_size_name(first.size), count > 1 ? fmt::format(" x{}", count) : std::string{},
                      flag(kRead, 'R'), flag(kWrite, 'W'), flag(kExecute, 'X'), flag(kAccessed, 'A'),
-                     flag(kDirty, 'D'), (entry & kSnoop) != 0 ? " SNP" : "");
+                     flag(kDirty, 'D'), (entry & kSnoop) != 0 ? " SNP" : "",
+                     (entry & kHalfDirtyLow) != 0 ? " D0" : "", (entry & kHalfDirtyHigh) != 0 ? " D1" : "");
 }
 
 Result<std::vector<std::string>> dump_second_level(PhysicalMemory& memory, Hpa root, int levels,

@@ -13,6 +13,11 @@
 //   bit 9      D     dirty (leaves; hardware sets it on writes when SSADE is on)
 //   bit 11     SNP   snoop: the access snoops CPU caches (leaves)
 //   bits 51:12 ADDR  next table, or the page frame of a leaf
+//   bits 61:52       ignored by the hardware, free for software. The daemon keeps
+//                    two of them in leaves, D0 (52) and D1 (53): the lower / upper
+//                    half of the leaf is dirty, for a driver whose IOPTE is half a
+//                    leaf (see SecondLevelTable::mark_half_dirty). The walker never
+//                    sets them; its D means the whole leaf, both halves.
 //
 // There is no present bit: an entry with R and W both 0 is not present, whatever
 // its other bits say. The daemon writes table pointers with R, W and X all set so
@@ -46,6 +51,13 @@ inline constexpr uint64_t kAddressMask =
 inline constexpr uint64_t kPresentMask = kRead | kWrite;
 inline constexpr uint64_t kPermissionMask = kRead | kWrite | kExecute;
 inline constexpr uint64_t kAccessedDirtyMask = kAccessed | kDirty;
+// Software (ignored) bits 52 and 53 of a leaf: its lower / upper half is dirty.
+inline constexpr uint64_t kHalfDirtyLow = 1ull << 52;
+inline constexpr uint64_t kHalfDirtyHigh = 1ull << 53;
+inline constexpr uint64_t kHalfDirtyMask = kHalfDirtyLow | kHalfDirtyHigh;
+// The bits whose change alone leaves an entry the same translation: what the walker
+// and the dirty reader may race on with compare-and-swap.
+inline constexpr uint64_t kDirtyStateMask = kAccessedDirtyMask | kHalfDirtyMask;
 
 // Leaves exist at levels 1 (4 KiB), 2 (2 MiB) and 3 (1 GiB).
 inline constexpr int kMaxLeafLevel = 3;

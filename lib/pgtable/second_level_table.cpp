@@ -60,7 +60,8 @@ WalkResult SecondLevelTable::walk(uint64_t iova, Access access, AccessedDirty ac
   return walk_second_level(*memory_, root_, levels_, iova, access, accessed_dirty);
 }
 
-Result<void> SecondLevelTable::map(uint64_t iova, Hpa hpa, uint64_t length, Permissions permissions, bool snoop) {
+Result<void> SecondLevelTable::map(uint64_t iova, Hpa hpa, uint64_t length, Permissions permissions, bool snoop,
+                                   uint64_t largest_page) {
   if (memory_ == nullptr) return fail(EINVAL, "the table has been destroyed");
   if (length == 0) return fail(EINVAL, "an empty mapping at IOVA {:#x}", iova);
   if (!is_aligned(iova | hpa | length, kPageSize4K))
@@ -76,7 +77,9 @@ Result<void> SecondLevelTable::map(uint64_t iova, Hpa hpa, uint64_t length, Perm
     return fail(EINVAL, "HPA range [{:#x}, +{:#x}) goes beyond {} bits", hpa, length,
                 second_level::kMaxOutputAddressBits);
 
-  MapCursor cursor{iova, hpa, iova + length, second_level::leaf_attributes(permissions, snoop)};
+  if (largest_page != kPageSize4K && largest_page != kPageSize2M && largest_page != kPageSize1G)
+    return fail(EINVAL, "largest page {:#x} is not 4K, 2M or 1G", largest_page);
+  MapCursor cursor{iova, hpa, iova + length, second_level::leaf_attributes(permissions, snoop), largest_page};
   auto mapped = map_into(root_, levels_, cursor);
   if (!mapped) roll_back_map(iova, cursor.iova);
   return mapped;
@@ -100,7 +103,8 @@ Result<void> SecondLevelTable::map_into(Hpa table, int level, MapCursor& cursor)
     if (!read) return std::move(read).error();
     const uint64_t entry = *read;
 
-    const bool leaf_fits = level <= second_level::kMaxLeafLevel && is_aligned(cursor.iova | cursor.hpa, span) &&
+    const bool leaf_fits = level <= second_level::kMaxLeafLevel && span <= cursor.largest_page &&
+                           is_aligned(cursor.iova | cursor.hpa, span) &&
                            cursor.end - cursor.iova >= span;
     if (leaf_fits) {
       if (second_level::is_present(entry)) return fail(EEXIST, "IOVA {:#x} is already mapped", cursor.iova);

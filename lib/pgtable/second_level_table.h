@@ -44,12 +44,14 @@ class SecondLevelTable {
   uint64_t address_limit() const;  // one past the highest IOVA: 2^48 or 2^57
 
   // Maps [iova, iova + length) to [hpa, hpa + length), each step with the largest page
-  // (4K, 2M, 1G) that the alignment of both addresses and the remaining length allow.
+  // (4K, 2M, 1G, none above `largest_page`) that the alignment of both addresses and
+  // the remaining length allow.
   // EINVAL: unaligned to 4 KiB, empty, beyond the table's width or 52-bit HPAs, or no
   // read/write right (such an entry would not be present). EEXIST: a page of the
   // range is mapped already. ENOMEM: no table page left. On any error the table is
   // exactly as before: what this call added is removed and its table pages freed.
-  Result<void> map(uint64_t iova, Hpa hpa, uint64_t length, Permissions permissions, bool snoop = false);
+  Result<void> map(uint64_t iova, Hpa hpa, uint64_t length, Permissions permissions, bool snoop = false,
+                   uint64_t largest_page = kPageSize1G);
 
   // Removes every leaf inside [iova, iova + length), frees the table pages that become
   // empty, and returns the bytes unmapped (0 when nothing was mapped there). The range
@@ -64,24 +66,42 @@ class SecondLevelTable {
   // Translates as the IOMMU would (see walk.h).
   WalkResult walk(uint64_t iova, Access access, AccessedDirty accessed_dirty = AccessedDirty::kLeave) const;
 
-  // Dirty tracking. For each leaf in [iova, iova + length) with D set, reports every
-  // `page_size` page of it inside the range (a dirty 2M leaf is 512 pages of 4K; with
-  // pages larger than the leaf, the page holding it is reported once), then clears D
-  // with compare-and-swap unless kNoClear. A dirty leaf only partly inside the range
-  // keeps D: its pages outside have not been reported yet. EINVAL: page_size not a
-  // power of two of at least 4K, iova/length not multiples of it, empty range, or
-  // beyond the table's width.
+  // Dirty tracking. A leaf is dirty in whole when D is set (the walker sets it on a
+  // write through the leaf), or in one half when that half's software bit is set
+  // (mark_half_dirty: for a driver whose IOPTE is half a leaf, as the iommufd mock
+  // domain's 2 KiB IOPTE is half a 4 KiB leaf and its 1 MiB IOPTE half a 2 MiB one).
+  //
+  // Reports, in IOVA order, each dirty part (the whole leaf with D, else each dirty
+  // half) cut to [iova, iova + length), then clears it (compare-and-swap) unless
+  // kNoClear: a dirty half wholly inside the range is clean afterwards; one only
+  // partly inside stays dirty, its bytes outside have not been reported. So a leaf
+  // with D partly inside loses D and keeps the bits of the halves not wholly inside.
+  // EINVAL: empty range or beyond the table's width. The walk is bounded by the
+  // leaves present, so by what is mapped, whatever the length.
+  using DirtyRangeCallback = std::function<void(uint64_t iova, uint64_t length)>;
+  Result<void> read_and_clear_dirty_ranges(uint64_t iova, uint64_t length, DirtyRead mode,
+                                           const DirtyRangeCallback& report);
+  // Marks dirty the half of the leaf that maps `iova` (its software bit, as a driver
+  // that tracks dirty state per IOPTE would set it); false when nothing maps `iova`.
+  Result<bool> mark_half_dirty(uint64_t iova);
+
+  // The same per page: every `page_size` page holding a dirty part, in the range (a
+  // dirty 2M leaf is 512 pages of 4K; with pages larger than the part, the page
+  // holding it is reported once), cleared as above. EINVAL also: page_size not a
+  // power of two of at least 4K, iova/length not multiples of it.
   Result<void> read_and_clear_dirty(uint64_t iova, uint64_t length, uint64_t page_size, DirtyRead mode,
                                     const DirtyPageCallback& report);
   // The same into a bitmap: bit i (of u64 words, least significant first) stands for
   // the page iova + i * page_size; set bits are ORed in. EINVAL if it is too small.
   Result<void> read_and_clear_dirty_bitmap(uint64_t iova, uint64_t length, uint64_t page_size, DirtyRead mode,
                                            std::span<uint64_t> bitmap);
-  // Sets D again in every leaf wholly inside the range that holds a page set in the
-  // bitmap: undoes a read-and-clear whose bitmap could not be delivered.
+  // Sets D again in every leaf that holds a page of the range set in the bitmap:
+  // undoes a read-and-clear whose bitmap could not be delivered (D, the whole leaf,
+  // is a superset of what it cleared).
   Result<void> restore_dirty_bitmap(uint64_t iova, uint64_t length, uint64_t page_size,
                                     std::span<const uint64_t> bitmap);
-  // Clears D in every leaf: done when tracking is enabled, so it starts clean.
+  // Clears D and the half bits in every leaf: done when tracking is enabled, so it
+  // starts clean.
   Result<void> clear_all_dirty();
 
   // Table pages in use, the root included.
@@ -94,6 +114,7 @@ class SecondLevelTable {
     Hpa hpa;
     uint64_t end;
     uint64_t leaf_attributes;
+    uint64_t largest_page;
   };
 
   SecondLevelTable(PhysicalMemory& memory, int levels, Hpa root);

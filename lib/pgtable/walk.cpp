@@ -14,7 +14,7 @@ namespace {
 class SecondLevelWalker {
  public:
   static constexpr uint64_t kDirty = second_level::kDirty;
-  static constexpr uint64_t kAccessedDirtyMask = second_level::kAccessedDirtyMask;
+  static constexpr uint64_t kAccessedDirtyMask = second_level::kDirtyStateMask;
 
   explicit SecondLevelWalker(AccessedDirty accessed_dirty) : accessed_dirty_(accessed_dirty) {}
 

@@ -128,5 +128,18 @@ TEST_F(IoPageTableTest, DestroyingTheTableReleasesEverythingAndItsDomain) {
   EXPECT_NE((*next)->domain(), domain);  // ids are reused as late as possible
 }
 
+TEST_F(IoPageTableTest, LargestPageCapsTheLeavesMapWrites) {
+  EXPECT_EQ(IoPageTable::create(iommu_, 3 * k4K).code(), EINVAL);
+  auto capped = IoPageTable::create(iommu_, k4K);
+  ASSERT_TRUE(capped.ok());
+  table_ = std::move(*capped);
+  auto iova = map(0, 2 * k2M, 4 * k2M);
+  ASSERT_TRUE(iova.ok());
+  auto walk = pgtable::walk_second_level(iommu_.memory(), table_->root(), table_->levels(), *iova + k2M,
+                                         pgtable::Access{.read = true});
+  ASSERT_TRUE(walk.ok());
+  EXPECT_EQ(walk.translation().page_size, k4K);
+}
+
 }  // namespace
 }  // namespace ioasid::iommu

@@ -239,6 +239,20 @@ TEST_F(IovaAreasTest, FixedIovaOutsideTheAllowedRangesIsMapped) {
 
 // Every area meeting the range must lie inside it (no splitting): ENOENT for one only
 // partly inside, and those met before it stay unmapped. Nothing there is 0 bytes.
+TEST_F(IovaAreasTest, CoversNeedsAreasWithoutAGap) {
+  ASSERT_TRUE(map(kFarVa, k4K, 0x100000).ok());
+  ASSERT_TRUE(map(kFarVa + k4K, k4K, 0x101000).ok());
+  ASSERT_TRUE(map(kFarVa + 3 * k4K, k4K, 0x103000).ok());
+  EXPECT_TRUE(areas_.covers(0x100000, 0x2000)) << "two adjacent areas";
+  EXPECT_TRUE(areas_.covers(0x100800, 0x1000)) << "any byte range inside";
+  EXPECT_TRUE(areas_.covers(0x103fff, 1));
+  EXPECT_FALSE(areas_.covers(0x100000, 0x3000)) << "a gap at 0x102000";
+  EXPECT_FALSE(areas_.covers(0xfffff, 2)) << "starts before the first area";
+  EXPECT_FALSE(areas_.covers(0x104000, 1));
+  EXPECT_FALSE(areas_.covers(0x100000, 0)) << "empty";
+  EXPECT_FALSE(areas_.covers(0x100000, ~0ull)) << "wraps";
+}
+
 TEST_F(IovaAreasTest, UnmapTakesWholeAreasOnly) {
   ASSERT_TRUE(map(kFarVa, k4K, 0x100000).ok());            // A
   ASSERT_TRUE(map(kFarVa + k4K, k4K, 0x101000).ok());      // B

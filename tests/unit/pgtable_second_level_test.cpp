@@ -746,19 +746,134 @@ TEST(SecondLevelDirty, PagesLargerThanLeavesAreReportedOnce) {
   EXPECT_TRUE(read_dirty(table, 0, k1G, k4K, DirtyRead::kAndClear).empty());
 }
 
-TEST(SecondLevelDirty, ALeafPartlyInsideTheRangeKeepsItsDirtyBit) {
+TEST(SecondLevelDirty, ALeafPartlyInsideTheRangeStaysDirtyOutsideIt) {
   PoolMemory memory;
   auto table = make_table(memory);
   ASSERT_TRUE(table.map(0, kData, k2M, kReadWrite).ok());
   ASSERT_TRUE(table.walk(0, kWrite, AccessedDirty::kUpdate).ok());
+  // A quarter: inside the lower half, which stays dirty like the upper one.
+  EXPECT_EQ(read_dirty(table, 0, k2M / 4, k4K, DirtyRead::kAndClear).size(), 128u);
+  const uint64_t before = read_entry(memory, table.walk(0, kRead).translation().leaf_entry);
+  EXPECT_EQ(before & (sl::kDirty | sl::kHalfDirtyMask), sl::kDirty) << "no half read whole: D stays";
+  EXPECT_EQ(read_dirty(table, 0, k2M, k4K, DirtyRead::kNoClear).size(), 512u);
+  // The lower half wholly inside: clean afterwards; D became the upper half's bit.
   const auto first_half = read_dirty(table, 0, k2M / 2, k4K, DirtyRead::kAndClear);
   EXPECT_EQ(first_half.size(), 256u);
   EXPECT_EQ(first_half.back(), k2M / 2 - k4K);
-  const auto second_half = read_dirty(table, k2M / 2, k2M / 2, k4K, DirtyRead::kAndClear);
-  EXPECT_EQ(second_half.size(), 256u);
-  EXPECT_EQ(second_half.front(), k2M / 2);
-  EXPECT_EQ(read_dirty(table, 0, k2M, k4K, DirtyRead::kAndClear).size(), 512u);
+  const uint64_t entry = read_entry(memory, table.walk(0, kRead).translation().leaf_entry);
+  EXPECT_EQ(entry & (sl::kDirty | sl::kHalfDirtyMask), sl::kHalfDirtyHigh);
+  const auto whole = read_dirty(table, 0, k2M, k4K, DirtyRead::kAndClear);
+  ASSERT_EQ(whole.size(), 256u);
+  EXPECT_EQ(whole.front(), k2M / 2);
   EXPECT_TRUE(read_dirty(table, 0, k2M, k4K, DirtyRead::kAndClear).empty());
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> read_ranges(SecondLevelTable& table, uint64_t iova, uint64_t length,
+                                                       DirtyRead mode) {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  auto read = table.read_and_clear_dirty_ranges(iova, length, mode,
+                                                [&](uint64_t at, uint64_t size) { ranges.emplace_back(at, size); });
+  EXPECT_TRUE(read.ok()) << read.error().why;
+  return ranges;
+}
+
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+
+TEST(SecondLevelDirty, HalfDirtyBitsReportHalvesOfFourKLeaves) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData, 4 * k4K, kReadWrite).ok());
+  auto upper = table.mark_half_dirty(0x800);
+  ASSERT_TRUE(upper.ok());
+  EXPECT_TRUE(*upper);
+  ASSERT_TRUE(table.mark_half_dirty(2 * k4K + 0x7ff).ok());  // the lower half of the third leaf
+  const uint64_t entry = read_entry(memory, table.walk(0, kRead).translation().leaf_entry);
+  EXPECT_EQ(entry & (sl::kDirty | sl::kHalfDirtyMask), sl::kHalfDirtyHigh);
+  const Ranges expected{{0x800, 0x800}, {2 * k4K, 0x800}};
+  EXPECT_EQ(read_ranges(table, 0, 4 * k4K, DirtyRead::kNoClear), expected);
+  // Per page of 4K, a dirty half is its page.
+  EXPECT_EQ(read_dirty(table, 0, 4 * k4K, k4K, DirtyRead::kNoClear), (std::vector<uint64_t>{0, 2 * k4K}));
+  EXPECT_EQ(read_ranges(table, 0, 4 * k4K, DirtyRead::kAndClear), expected);
+  EXPECT_TRUE(read_ranges(table, 0, 4 * k4K, DirtyRead::kAndClear).empty());
+  // Nothing maps it: nothing marked.
+  auto unmapped = table.mark_half_dirty(k2M);
+  ASSERT_TRUE(unmapped.ok());
+  EXPECT_FALSE(*unmapped);
+}
+
+TEST(SecondLevelDirty, AWriteMakesTheWholeLeafDirty) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData, 2 * k4K, kReadWrite).ok());
+  ASSERT_TRUE(table.mark_half_dirty(0).ok());
+  ASSERT_TRUE(table.walk(0x900, kWrite, AccessedDirty::kUpdate).ok());
+  ASSERT_TRUE(table.walk(k4K, kWrite, AccessedDirty::kUpdate).ok());
+  EXPECT_EQ(read_ranges(table, 0, 2 * k4K, DirtyRead::kAndClear), (Ranges{{0, k4K}, {k4K, k4K}}));
+  EXPECT_EQ(read_entry(memory, table.walk(0, kRead).translation().leaf_entry) & (sl::kDirty | sl::kHalfDirtyMask),
+            0u);
+  // Read half by half: the half outside keeps its dirt until it is read.
+  ASSERT_TRUE(table.walk(0, kWrite, AccessedDirty::kUpdate).ok());
+  EXPECT_EQ(read_ranges(table, 0x800, 0x800, DirtyRead::kAndClear), (Ranges{{0x800, 0x800}}));
+  EXPECT_EQ(read_ranges(table, 0, 2 * k4K, DirtyRead::kNoClear), (Ranges{{0, 0x800}}));
+  EXPECT_EQ(read_ranges(table, 0, 0x800, DirtyRead::kAndClear), (Ranges{{0, 0x800}}));
+  EXPECT_TRUE(read_ranges(table, 0, 2 * k4K, DirtyRead::kAndClear).empty());
+}
+
+TEST(SecondLevelDirty, HalvesOfATwoMegLeafAreOneMeg) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(k2M, kData, 2 * k2M, kReadWrite).ok());
+  ASSERT_TRUE(table.mark_half_dirty(k2M + 5 * k4K).ok());      // lower half of the first
+  ASSERT_TRUE(table.mark_half_dirty(3 * k2M - k4K).ok());      // upper half of the second
+  EXPECT_EQ(read_ranges(table, 0, k1G, DirtyRead::kNoClear), (Ranges{{k2M, k2M / 2}, {2 * k2M + k2M / 2, k2M / 2}}));
+  // A read inside a half reports its part and leaves the half dirty.
+  EXPECT_EQ(read_ranges(table, k2M + k4K, k4K, DirtyRead::kAndClear), (Ranges{{k2M + k4K, k4K}}));
+  EXPECT_EQ(read_dirty(table, 0, k1G, k2M, DirtyRead::kAndClear), (std::vector<uint64_t>{k2M, 2 * k2M}));
+  EXPECT_TRUE(read_ranges(table, 0, k1G, DirtyRead::kNoClear).empty());
+}
+
+TEST(SecondLevelDirty, ClearAllAndRestoreCoverTheHalves) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData, 2 * k4K, kReadWrite).ok());
+  ASSERT_TRUE(table.mark_half_dirty(0).ok());
+  ASSERT_TRUE(table.mark_half_dirty(k4K + 0x800).ok());
+  ASSERT_TRUE(table.clear_all_dirty().ok());
+  EXPECT_TRUE(read_ranges(table, 0, 2 * k4K, DirtyRead::kNoClear).empty());
+  // A bitmap that could not be delivered: D again, a superset of the half cleared.
+  ASSERT_TRUE(table.mark_half_dirty(k4K).ok());
+  std::vector<uint64_t> bitmap(1, 0);
+  ASSERT_TRUE(table.read_and_clear_dirty_bitmap(0, 2 * k4K, k4K, DirtyRead::kAndClear, bitmap).ok());
+  EXPECT_EQ(bitmap[0], 2u);
+  ASSERT_TRUE(table.restore_dirty_bitmap(0, 2 * k4K, k4K, bitmap).ok());
+  EXPECT_EQ(read_ranges(table, 0, 2 * k4K, DirtyRead::kNoClear), (Ranges{{k4K, k4K}}));
+}
+
+TEST(SecondLevelDirty, TheWalkerKeepsHalfBitsAndDumpShowsThem) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData, k4K, kReadWrite).ok());
+  ASSERT_TRUE(table.mark_half_dirty(0x800).ok());
+  ASSERT_TRUE(table.walk(0, kRead, AccessedDirty::kUpdate).ok());
+  const uint64_t entry = read_entry(memory, table.walk(0, kRead).translation().leaf_entry);
+  EXPECT_EQ(entry & (sl::kAccessed | sl::kDirty | sl::kHalfDirtyMask), sl::kAccessed | sl::kHalfDirtyHigh);
+  EXPECT_EQ(table.walk(0, kRead).translation().hpa, kData);  // an ignored bit: not the address
+  auto lines = dump_second_level(memory, table.root(), table.levels(), DumpOptions{.coalesce = false});
+  ASSERT_TRUE(lines.ok());
+  ASSERT_EQ(lines->size(), 1u);
+  EXPECT_EQ((*lines)[0], fmt::format("iova 0x0 -> hpa {:#x} 4K RW- A - D1", kData));
+}
+
+TEST(SecondLevelMap, LargestPageCapsTheLeaves) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData, 2 * k2M, kReadWrite, false, k4K).ok());
+  EXPECT_EQ(table.walk(k2M + k4K, kRead).translation().page_size, k4K);
+  ASSERT_TRUE(table.map(k1G, kData, k1G, kReadWrite, false, k2M).ok());
+  EXPECT_EQ(table.walk(k1G + k2M, kRead).translation().page_size, k2M);
+  ASSERT_TRUE(table.map(2 * k1G, kData, k1G, kReadWrite).ok());
+  EXPECT_EQ(table.walk(2 * k1G, kRead).translation().page_size, k1G);
+  EXPECT_EQ(table.map(4 * k1G, kData, k4K, kReadWrite, false, 3 * k4K).code(), EINVAL);
 }
 
 TEST(SecondLevelDirty, BitmapHasOneBitPerPage) {

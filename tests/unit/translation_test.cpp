@@ -513,6 +513,40 @@ TEST_F(TranslateTest, EnablingDirtyTrackingDropsWriteRightsCachedBefore) {
   EXPECT_EQ(table_->read_dirty(kIova, k4K, k4K, false, bitmap).code(), EINVAL);
 }
 
+TEST_F(TranslateTest, HalfLeafMarksAndDmaWritesShareTheEnginesDirtyBits) {
+  using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+  const auto ranges = [&](bool clear) {
+    Ranges out;
+    auto read = table_->read_dirty_ranges(kIova, 4 * k4K, clear,
+                                          [&](uint64_t at, uint64_t size) { out.emplace_back(at, size); });
+    EXPECT_TRUE(read.ok()) << read.error().why;
+    return out;
+  };
+  ASSERT_TRUE(map(0, 4 * k4K, kIova).ok());
+  EXPECT_EQ(table_->mark_half_dirty(kIova).code(), EINVAL);  // tracking off
+  ASSERT_TRUE(table_->set_dirty_tracking(true).ok());
+  auto marked = table_->mark_half_dirty(kIova + 2 * k4K + 0x800);
+  ASSERT_TRUE(marked.ok());
+  EXPECT_TRUE(*marked);
+  ASSERT_TRUE(translate(kIova + 0x10, kWrite).ok());  // a DMA write dirties its whole leaf
+  EXPECT_EQ(ranges(false), (Ranges{{kIova, k4K}, {kIova + 2 * k4K + 0x800, 0x800}}));
+  // /dev/ioasid's per-page read sees both, and clears both.
+  EXPECT_EQ(dirty(4, /*clear=*/true), 0b0101u);
+  EXPECT_TRUE(ranges(false).empty());
+  // Cleared and flushed: the next write walks and sets D again.
+  ASSERT_TRUE(translate(kIova + 0x20, kWrite).ok());
+  EXPECT_EQ(ranges(true), (Ranges{{kIova, k4K}}));
+  // Tracking starts clean, the halves too.
+  ASSERT_TRUE(table_->mark_half_dirty(kIova + 3 * k4K).ok());
+  ASSERT_TRUE(table_->set_dirty_tracking(false).ok());
+  ASSERT_TRUE(table_->set_dirty_tracking(true).ok());
+  EXPECT_TRUE(ranges(false).empty());
+  auto outside = table_->mark_half_dirty(kIova + 8 * k4K);
+  ASSERT_TRUE(outside.ok());
+  EXPECT_FALSE(*outside);
+  EXPECT_EQ(table_->read_dirty_ranges(kIova, 8 * k4K, false, [](uint64_t, uint64_t) {}).code(), EINVAL);
+}
+
 // ---------------------------------------------------------------------------------
 // IOTLB fills racing with invalidations
 
