@@ -8,6 +8,8 @@
 
 #include <linux/ioasid_iommu_fd.h>
 
+#include <poll.h>
+
 #include <thread>
 
 namespace conf {
@@ -85,6 +87,77 @@ Errno access_pages(int fd, uint32_t access, uint64_t iova, uint64_t length, cons
 Errno destroy_access_pages(int fd, uint32_t access, uint32_t pages_id) {
   auto cmd = test_command(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, access);
   cmd.destroy_access_pages.access_pages_id = pages_id;
+  return ioctl_errno(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+// A fault queue made through both steps: its id and companion file.
+struct FaultFile {
+  explicit FaultFile(int iommu_fd) {
+    auto cmd = command<iommu_fault_alloc>();
+    uint64_t token = 0;
+    make_errno = fd_cmd(iommu_fd, IOMMU_FAULT_QUEUE_ALLOC, &cmd, &token);
+    if (make_errno != kOk) return;
+    id = cmd.out_fault_id;
+    fd = ::open(companion_path().c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) throw SetupFailed("open " + companion_path() + ": " + std::strerror(errno));
+    if (const Errno err = attach(fd, token, fd); err != kOk)
+      throw SetupFailed("IOASID_IOMMU_FD_ATTACH: " + errno_name(err.value));
+  }
+  ~FaultFile() { close(); }
+  FaultFile(const FaultFile&) = delete;
+  FaultFile& operator=(const FaultFile&) = delete;
+  void close() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  Errno make_errno{kOk};
+  uint32_t id = 0;
+  int fd = -1;
+};
+
+Errno hwpt_alloc(int fd, uint32_t dev, uint32_t pt, uint32_t flags, uint32_t* out, uint32_t data_type = 0,
+                 const void* data = nullptr, uint32_t data_len = 0, uint32_t fault_id = 0) {
+  auto cmd = command<iommu_hwpt_alloc>();
+  cmd.flags = flags;
+  cmd.dev_id = dev;
+  cmd.pt_id = pt;
+  cmd.data_type = data_type;
+  cmd.data_len = data_len;
+  cmd.data_uptr = reinterpret_cast<uint64_t>(data);
+  cmd.fault_id = fault_id;
+  const Errno err = ioctl_errno(fd, IOMMU_HWPT_ALLOC, &cmd);
+  if (out) *out = cmd.out_hwpt_id;
+  return err;
+}
+
+Errno check_iotlb(int fd, uint32_t hwpt, uint32_t entry, uint32_t value) {
+  auto cmd = test_command(IOMMU_TEST_OP_MD_CHECK_IOTLB, hwpt);
+  cmd.check_iotlb = {.id = entry, .iotlb = value};
+  return ioctl_errno(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+Errno invalidate(int fd, uint32_t hwpt, const iommu_hwpt_invalidate_selftest* entries, uint32_t entry_len,
+                 uint32_t* entry_num, uint32_t data_type = IOMMU_HWPT_INVALIDATE_DATA_SELFTEST) {
+  auto cmd = command<iommu_hwpt_invalidate>();
+  cmd.hwpt_id = hwpt;
+  cmd.data_uptr = reinterpret_cast<uint64_t>(entries);
+  cmd.data_type = data_type;
+  cmd.entry_len = entry_len;
+  cmd.entry_num = *entry_num;
+  const Errno err = ioctl_errno(fd, IOMMU_HWPT_INVALIDATE, &cmd);
+  *entry_num = cmd.entry_num;
+  return err;
+}
+
+Errno replace(int fd, uint32_t stdev, uint32_t pt) {
+  auto cmd = test_command(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev);
+  cmd.mock_domain_replace.pt_id = pt;
+  return ioctl_errno(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+Errno trigger_iopf(int fd, uint32_t dev, uint32_t pasid, uint32_t grpid, uint64_t addr) {
+  auto cmd = test_command(IOMMU_TEST_OP_TRIGGER_IOPF, 0);
+  cmd.trigger_iopf = {.dev_id = dev, .pasid = pasid, .grpid = grpid, .perm = IOMMU_PGFAULT_PERM_READ, .addr = addr};
   return ioctl_errno(fd, IOMMU_TEST_CMD, &cmd);
 }
 
@@ -302,6 +375,148 @@ TEST(IommuFdObjects, ReplaceIoasReleasesTheOldOnesPins) {
   EXPECT_EQ(check_refs(file.fd(), buffer.data, k4K, 0), kOk);
   EXPECT_EQ(destroy(file.fd(), first), kOk) << "the access left the first IOAS";
   EXPECT_EQ(destroy(file.fd(), second), Errno{EBUSY});
+}
+
+// ================================================================ nested HWPTs
+
+TEST(IommuNested, AllocRows) {
+  SKIP_WITHOUT_IOMMU_NODE();
+  IommuFile file;
+  ASSERT_TRUE(file.ok());
+  const uint32_t ioas = must_ioas(file.fd());
+  const Mock mock = must_mock(file.fd(), ioas);
+  uint32_t parent = 0, plain = 0, nested = 0, other = 0;
+  ASSERT_EQ(hwpt_alloc(file.fd(), mock.idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent), kOk);
+  ASSERT_EQ(hwpt_alloc(file.fd(), mock.idev, ioas, 0, &plain), kOk);
+  const iommu_hwpt_selftest data{.iotlb = IOMMU_TEST_IOTLB_DEFAULT};
+  const uint32_t type = IOMMU_HWPT_DATA_SELFTEST, len = sizeof data;
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, 0, &nested, IOMMU_HWPT_DATA_NONE, &data, len), Errno{EINVAL});
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, 0, &nested, type + 1, &data, len), Errno{EOPNOTSUPP});
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, 0, &nested, type, &data, len - 1), Errno{EINVAL});
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, 0, &nested, type, &data, len + 1), Errno{EINVAL});
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, 0, &nested, type, nullptr, len), Errno{EFAULT});
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, IOMMU_HWPT_ALLOC_NEST_PARENT, &nested, type, &data, len),
+            Errno{EOPNOTSUPP});
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, plain, 0, &nested, type, &data, len), Errno{EINVAL})
+      << "a parent without NEST_PARENT";
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, ioas, IOMMU_HWPT_FAULT_ID_VALID, &nested), Errno{EOPNOTSUPP})
+      << "a paging HWPT takes no fault queue";
+  ASSERT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, 0, &nested, type, &data, len), kOk);
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, nested, 0, &other, type, &data, len), Errno{EINVAL}) << "nested on nested";
+  EXPECT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, IOMMU_HWPT_FAULT_ID_VALID, &other, type, &data, len, 999),
+            Errno{ENOENT});
+  for (uint32_t entry = 0; entry < 4; ++entry) EXPECT_EQ(check_iotlb(file.fd(), nested, entry, IOMMU_TEST_IOTLB_DEFAULT), kOk);
+  EXPECT_EQ(check_iotlb(file.fd(), nested, 4, IOMMU_TEST_IOTLB_DEFAULT), Errno{EINVAL});
+  EXPECT_EQ(destroy(file.fd(), parent), Errno{EBUSY}) << "the nested HWPT holds its parent";
+  // A device on the nested HWPT is translated by the parent's table.
+  ASSERT_EQ(replace(file.fd(), mock.stdev, nested), kOk);
+  EXPECT_EQ(destroy(file.fd(), nested), Errno{EBUSY});
+  Buffer buffer(k4K);
+  uint64_t iova = MOCK_APERTURE_START;
+  ASSERT_EQ(ioas_map(file.fd(), ioas, buffer.data, k4K, &iova, kMapRW | IOMMU_IOAS_MAP_FIXED_IOVA), kOk);
+  EXPECT_EQ(check_map(file.fd(), parent, iova, k4K, buffer.data), kOk);
+  ASSERT_EQ(replace(file.fd(), mock.stdev, ioas), kOk);
+  EXPECT_EQ(destroy(file.fd(), nested), kOk);
+  EXPECT_EQ(destroy(file.fd(), parent), kOk);
+}
+
+TEST(IommuNested, InvalidateStopsAtTheFirstBadEntry) {
+  SKIP_WITHOUT_IOMMU_NODE();
+  IommuFile file;
+  ASSERT_TRUE(file.ok());
+  const uint32_t ioas = must_ioas(file.fd());
+  const Mock mock = must_mock(file.fd(), ioas);
+  uint32_t parent = 0, nested = 0;
+  ASSERT_EQ(hwpt_alloc(file.fd(), mock.idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent), kOk);
+  const iommu_hwpt_selftest data{.iotlb = IOMMU_TEST_IOTLB_DEFAULT};
+  ASSERT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, 0, &nested, IOMMU_HWPT_DATA_SELFTEST, &data, sizeof data), kOk);
+  iommu_hwpt_invalidate_selftest entries[2] = {};
+  const uint32_t len = sizeof entries[0];
+  uint32_t num = 1;
+  EXPECT_EQ(invalidate(file.fd(), parent, entries, len, &num), Errno{ENOENT}) << "only nested HWPTs";
+  EXPECT_EQ(num, 0u);
+  num = 1;
+  EXPECT_EQ(invalidate(file.fd(), nested, entries, len, &num, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID),
+            Errno{EINVAL});
+  num = 1;
+  EXPECT_EQ(invalidate(file.fd(), nested, entries, len + 1, &num), Errno{EINVAL}) << "longer than the driver knows";
+  num = 1;
+  EXPECT_EQ(invalidate(file.fd(), nested, nullptr, len, &num), Errno{EINVAL});
+  num = 1u << 20;
+  EXPECT_EQ(invalidate(file.fd(), nested, entries, len, &num), Errno{EINVAL}) << "above the kernel's 2^19 entries";
+  EXPECT_EQ(num, 0u);
+  // The first entry is done, the second refused: entry_num says 1.
+  entries[0] = {.flags = 0, .iotlb_id = 0};
+  entries[1] = {.flags = 0, .iotlb_id = MOCK_NESTED_DOMAIN_IOTLB_ID_MAX + 1};
+  num = 2;
+  EXPECT_EQ(invalidate(file.fd(), nested, entries, len, &num), Errno{EINVAL});
+  EXPECT_EQ(num, 1u);
+  EXPECT_EQ(check_iotlb(file.fd(), nested, 0, 0), kOk);
+  EXPECT_EQ(check_iotlb(file.fd(), nested, 1, IOMMU_TEST_IOTLB_DEFAULT), kOk);
+  entries[1] = {.flags = 0x80, .iotlb_id = 1};
+  num = 2;
+  EXPECT_EQ(invalidate(file.fd(), nested, entries, len, &num), Errno{EOPNOTSUPP});
+  EXPECT_EQ(num, 1u);
+  entries[0] = {.flags = IOMMU_TEST_INVALIDATE_FLAG_ALL, .iotlb_id = 0};
+  num = 1;
+  EXPECT_EQ(invalidate(file.fd(), nested, entries, len, &num), kOk);
+  for (uint32_t entry = 0; entry < 4; ++entry) EXPECT_EQ(check_iotlb(file.fd(), nested, entry, 0), kOk);
+}
+
+// ================================================================ fault queues
+
+TEST(IommuFault, RecordsAreReadAndAnswered) {
+  SKIP_WITHOUT_COMPANION_NODE();
+  IommuFile file;
+  ASSERT_TRUE(file.ok());
+  auto plain = command<iommu_fault_alloc>();
+  EXPECT_EQ(ioctl_errno(file.fd(), IOMMU_FAULT_QUEUE_ALLOC, &plain), Errno{EOPNOTSUPP}) << "needs the two steps";
+  const uint32_t ioas = must_ioas(file.fd());
+  const Mock mock = must_mock(file.fd(), ioas);
+  FaultFile fault(file.fd());
+  ASSERT_EQ(fault.make_errno, kOk);
+  uint32_t parent = 0, nested = 0;
+  ASSERT_EQ(hwpt_alloc(file.fd(), mock.idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent), kOk);
+  const iommu_hwpt_selftest data{.iotlb = IOMMU_TEST_IOTLB_DEFAULT};
+  ASSERT_EQ(hwpt_alloc(file.fd(), mock.idev, parent, IOMMU_HWPT_FAULT_ID_VALID, &nested, IOMMU_HWPT_DATA_SELFTEST,
+                       &data, sizeof data, fault.id),
+            kOk);
+  EXPECT_EQ(destroy(file.fd(), fault.id), Errno{EBUSY}) << "the nested HWPT uses it";
+  ASSERT_EQ(replace(file.fd(), mock.stdev, nested), kOk);
+
+  iommu_hwpt_pgfault record{};
+  EXPECT_EQ(::read(fault.fd, &record, sizeof record), 0) << "nothing to read";
+  EXPECT_EQ(::read(fault.fd, &record, sizeof record - 1), -1);
+  EXPECT_EQ(errno, ESPIPE);
+  pollfd waiting{.fd = fault.fd, .events = POLLIN, .revents = 0};
+  EXPECT_EQ(::poll(&waiting, 1, 0), 0);
+  ASSERT_EQ(trigger_iopf(file.fd(), mock.idev, 0x11, 7, 0x1234000), kOk);
+  EXPECT_EQ(::poll(&waiting, 1, 2000), 1);
+  ASSERT_EQ(::read(fault.fd, &record, sizeof record), static_cast<ssize_t>(sizeof record));
+  EXPECT_EQ(record.dev_id, mock.idev);
+  EXPECT_EQ(record.pasid, 0x11u);
+  EXPECT_EQ(record.grpid, 7u);
+  EXPECT_EQ(record.addr, 0x1234000u);
+  EXPECT_EQ(record.flags, unsigned{IOMMU_PGFAULT_FLAGS_PASID_VALID | IOMMU_PGFAULT_FLAGS_LAST_PAGE});
+  iommu_hwpt_page_response response{.cookie = record.cookie + 1, .code = IOMMUFD_PAGE_RESP_SUCCESS};
+  EXPECT_EQ(::write(fault.fd, &response, sizeof response), -1) << "no group has that cookie";
+  EXPECT_EQ(errno, EINVAL);
+  response = {.cookie = record.cookie, .code = 7};
+  EXPECT_EQ(::write(fault.fd, &response, sizeof response), -1) << "no such code";
+  EXPECT_EQ(errno, EINVAL);
+  response.code = IOMMUFD_PAGE_RESP_SUCCESS;
+  EXPECT_EQ(::write(fault.fd, &response, sizeof response), static_cast<ssize_t>(sizeof response));
+  EXPECT_EQ(::write(fault.fd, &response, sizeof response), -1) << "answered already";
+
+  // A device that leaves the HWPT takes its unread groups along.
+  ASSERT_EQ(trigger_iopf(file.fd(), mock.idev, 0, 8, 0x2000), kOk);
+  ASSERT_EQ(replace(file.fd(), mock.stdev, ioas), kOk);
+  EXPECT_EQ(::read(fault.fd, &record, sizeof record), 0);
+  // Its open file holds the queue; closed, it can go.
+  ASSERT_EQ(destroy(file.fd(), nested), kOk);
+  EXPECT_EQ(destroy(file.fd(), fault.id), Errno{EBUSY}) << "its file is open";
+  fault.close();
+  EXPECT_EQ(destroy(file.fd(), fault.id), kOk);
 }
 
 // ================================================================ bounds
