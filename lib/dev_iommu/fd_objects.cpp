@@ -5,7 +5,10 @@
 #include "memory/client_file.h"
 
 #include <algorithm>
-#include <random>
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstring>
 #include <vector>
 
 namespace ioasid::dev_iommu {
@@ -38,10 +41,11 @@ Result<uint64_t> FdObjects::issue(const std::shared_ptr<Context>& context, std::
   }
   if (waiting >= kMaxPendingPerFile)
     return fail(ENOSPC, "{} objects of this file wait for their files already", waiting);
-  static thread_local std::random_device random;
   uint64_t token = 0;
-  do token = (uint64_t{random()} << 32) | random();
-  while (token == 0 || pending_.contains(token));
+  do {
+    if (::getrandom(&token, sizeof token, 0) != sizeof token)
+      return fail(EAGAIN, "getrandom: {}", std::strerror(errno));
+  } while (token == 0 || pending_.contains(token));
   pending_.emplace(token, Pending{context, object, context->client().uid, now + kTokenLifetime});
   return token;
 }
