@@ -13,6 +13,7 @@
 #include "harness.hpp"
 #include "iommu_helpers.hpp"
 
+#include <linux/ioasid_iommu_fd.h>
 #include <linux/iommufd.h>
 #include <linux/vfio.h>
 #include "iommufd_test/iommufd_test.h"
@@ -783,6 +784,11 @@ TEST(IommuAttacker, ObjectsAndFilesPerUserAreBounded) {
     for (; opened < 100; ++opened)
       if (::open(node.c_str(), O_RDWR | O_CLOEXEC) < 0) break;
     seen << "files " << opened << " then " << errno_name(errno) << "\n";
+    // The companion node's files count apart, against the same limit.
+    int companions = 0;
+    for (; companions < 100; ++companions)
+      if (::open((node + "-fd").c_str(), O_RDWR | O_CLOEXEC) < 0) break;
+    seen << "companion files " << companions << " then " << errno_name(errno) << "\n";
     // A closed file's objects come back (its release may come after close returns).
     ::close(fd);
     int again = -1;
@@ -803,8 +809,42 @@ TEST(IommuAttacker, ObjectsAndFilesPerUserAreBounded) {
             "MOCK_DOMAIN OK\n"
             "MOCK_DOMAIN ENOSPC\n"
             "files 3 then EMFILE\n"
+            "companion files 3 then EMFILE\n"
             "after close OK\n");
   EXPECT_TRUE(contains(daemon.log(), "--max-ioasids-per-user 6")) << daemon.log().substr(0, 4000);
+  EXPECT_TRUE(daemon.survived());
+}
+
+// A token names an object of the user that made it: another user holding the number
+// gets nothing (and does not use it up).
+TEST(IommuAttacker, AnotherUsersTokenIsNotTheirs) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  AttackedDaemon daemon({"--node-mode", "0666"});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  IommuFile root(daemon.iommu());
+  ASSERT_TRUE(root.ok());
+  auto create = test_command(IOMMU_TEST_OP_CREATE_ACCESS, must_ioas(root.fd()));
+  auto outer = command<ioasid_iommu_fd_cmd>();
+  outer.cmd = IOMMU_TEST_CMD;
+  outer.cmd_uptr = reinterpret_cast<uint64_t>(&create);
+  ASSERT_EQ(ioctl_errno(root.fd(), IOASID_IOMMU_FD_CMD, &outer), kOk);
+  const std::string companion = daemon.iommu() + "-fd";
+  auto attach = [&](uint64_t token) {
+    const int fd = ::open(companion.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) return Err(errno);
+    ioasid_iommu_fd_attach cmd{.token = token, .fd_number = -1, .__reserved = 0};
+    const Errno err = ioctl_errno(fd, IOASID_IOMMU_FD_ATTACH, &cmd);
+    ::close(fd);
+    return err;
+  };
+  const std::string report = report_from_child([&] {
+    if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+    std::ostringstream seen;
+    seen << "nobody " << attach(outer.out_token) << "\n";
+    return seen.str();
+  });
+  EXPECT_EQ(report, "nobody ENOENT\n");
+  EXPECT_EQ(attach(outer.out_token), kOk) << "the failed try used the token up";
   EXPECT_TRUE(daemon.survived());
 }
 
