@@ -39,27 +39,23 @@ Errno attach(int companion, uint64_t token, int fd_number) {
   return ioctl_errno(companion, IOASID_IOMMU_FD_ATTACH, &cmd);
 }
 
-// An access made through both steps: its companion file (closed on scope exit).
-class AccessFile {
+// An object made through both steps, as its companion file (closed on scope exit).
+class ObjectFile {
  public:
-  AccessFile(int iommu_fd, uint32_t ioas, uint32_t flags = 0) {
-    auto cmd = test_command(IOMMU_TEST_OP_CREATE_ACCESS, ioas);
-    cmd.create_access.flags = flags;
+  ObjectFile(int iommu_fd, uint32_t cmd, void* arg) {
     uint64_t token = 0;
-    make_errno_ = fd_cmd(iommu_fd, IOMMU_TEST_CMD, &cmd, &token);
+    make_errno_ = fd_cmd(iommu_fd, cmd, arg, &token);
     if (make_errno_ != kOk) return;
-    fd_field_ = cmd.create_access.out_access_fd;
     fd_ = ::open(companion_path().c_str(), O_RDWR | O_CLOEXEC);
     if (fd_ < 0) throw SetupFailed("open " + companion_path() + ": " + std::strerror(errno));
     if (const Errno err = attach(fd_, token, fd_); err != kOk)
       throw SetupFailed("IOASID_IOMMU_FD_ATTACH: " + errno_name(err.value));
   }
-  ~AccessFile() { close(); }
-  AccessFile(const AccessFile&) = delete;
-  AccessFile& operator=(const AccessFile&) = delete;
+  ~ObjectFile() { close(); }
+  ObjectFile(const ObjectFile&) = delete;
+  ObjectFile& operator=(const ObjectFile&) = delete;
   Errno make_errno() const { return make_errno_; }
-  uint32_t fd_field() const { return fd_field_; }
-  uint32_t id() const { return static_cast<uint32_t>(fd_); }
+  int fd() const { return fd_; }
   void close() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -67,8 +63,24 @@ class AccessFile {
 
  private:
   Errno make_errno_{kOk};
-  uint32_t fd_field_ = 0;
   int fd_ = -1;
+};
+
+iommu_test_cmd create_access_command(uint32_t ioas, uint32_t flags) {
+  auto cmd = test_command(IOMMU_TEST_OP_CREATE_ACCESS, ioas);
+  cmd.create_access.flags = flags;
+  return cmd;
+}
+
+// An access: the selftest names it by its file's number.
+class AccessFile : public ObjectFile {
+ public:
+  AccessFile(int iommu_fd, uint32_t ioas, uint32_t flags = 0)
+      : AccessFile(iommu_fd, create_access_command(ioas, flags)) {}
+  uint32_t id() const { return static_cast<uint32_t>(fd()); }
+
+ private:
+  AccessFile(int iommu_fd, iommu_test_cmd cmd) : ObjectFile(iommu_fd, IOMMU_TEST_CMD, &cmd) {}
 };
 
 Errno access_rw(int fd, uint32_t access, uint64_t iova, void* buffer, uint64_t length, uint32_t flags) {
@@ -90,29 +102,16 @@ Errno destroy_access_pages(int fd, uint32_t access, uint32_t pages_id) {
   return ioctl_errno(fd, IOMMU_TEST_CMD, &cmd);
 }
 
-// A fault queue made through both steps: its id and companion file.
-struct FaultFile {
-  explicit FaultFile(int iommu_fd) {
-    auto cmd = command<iommu_fault_alloc>();
-    uint64_t token = 0;
-    make_errno = fd_cmd(iommu_fd, IOMMU_FAULT_QUEUE_ALLOC, &cmd, &token);
-    if (make_errno != kOk) return;
-    id = cmd.out_fault_id;
-    fd = ::open(companion_path().c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) throw SetupFailed("open " + companion_path() + ": " + std::strerror(errno));
-    if (const Errno err = attach(fd, token, fd); err != kOk)
-      throw SetupFailed("IOASID_IOMMU_FD_ATTACH: " + errno_name(err.value));
-  }
-  ~FaultFile() { close(); }
-  FaultFile(const FaultFile&) = delete;
-  FaultFile& operator=(const FaultFile&) = delete;
-  void close() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-  Errno make_errno{kOk};
+// A fault queue: its object id beside its file.
+class FaultFile : public ObjectFile {
+ public:
+  explicit FaultFile(int iommu_fd) : FaultFile(iommu_fd, command<iommu_fault_alloc>()) {}
   uint32_t id = 0;
-  int fd = -1;
+
+ private:
+  FaultFile(int iommu_fd, iommu_fault_alloc cmd) : ObjectFile(iommu_fd, IOMMU_FAULT_QUEUE_ALLOC, &cmd) {
+    id = cmd.out_fault_id;
+  }
 };
 
 Errno hwpt_alloc(int fd, uint32_t dev, uint32_t pt, uint32_t flags, uint32_t* out, uint32_t data_type = 0,
@@ -474,7 +473,7 @@ TEST(IommuFault, RecordsAreReadAndAnswered) {
   const uint32_t ioas = must_ioas(file.fd());
   const Mock mock = must_mock(file.fd(), ioas);
   FaultFile fault(file.fd());
-  ASSERT_EQ(fault.make_errno, kOk);
+  ASSERT_EQ(fault.make_errno(), kOk);
   uint32_t parent = 0, nested = 0;
   ASSERT_EQ(hwpt_alloc(file.fd(), mock.idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent), kOk);
   const iommu_hwpt_selftest data{.iotlb = IOMMU_TEST_IOTLB_DEFAULT};
@@ -485,33 +484,33 @@ TEST(IommuFault, RecordsAreReadAndAnswered) {
   ASSERT_EQ(replace(file.fd(), mock.stdev, nested), kOk);
 
   iommu_hwpt_pgfault record{};
-  EXPECT_EQ(::read(fault.fd, &record, sizeof record), 0) << "nothing to read";
-  EXPECT_EQ(::read(fault.fd, &record, sizeof record - 1), -1);
+  EXPECT_EQ(::read(fault.fd(), &record, sizeof record), 0) << "nothing to read";
+  EXPECT_EQ(::read(fault.fd(), &record, sizeof record - 1), -1);
   EXPECT_EQ(errno, ESPIPE);
-  pollfd waiting{.fd = fault.fd, .events = POLLIN, .revents = 0};
+  pollfd waiting{.fd = fault.fd(), .events = POLLIN, .revents = 0};
   EXPECT_EQ(::poll(&waiting, 1, 0), 0);
   ASSERT_EQ(trigger_iopf(file.fd(), mock.idev, 0x11, 7, 0x1234000), kOk);
   EXPECT_EQ(::poll(&waiting, 1, 2000), 1);
-  ASSERT_EQ(::read(fault.fd, &record, sizeof record), static_cast<ssize_t>(sizeof record));
+  ASSERT_EQ(::read(fault.fd(), &record, sizeof record), static_cast<ssize_t>(sizeof record));
   EXPECT_EQ(record.dev_id, mock.idev);
   EXPECT_EQ(record.pasid, 0x11u);
   EXPECT_EQ(record.grpid, 7u);
   EXPECT_EQ(record.addr, 0x1234000u);
   EXPECT_EQ(record.flags, unsigned{IOMMU_PGFAULT_FLAGS_PASID_VALID | IOMMU_PGFAULT_FLAGS_LAST_PAGE});
   iommu_hwpt_page_response response{.cookie = record.cookie + 1, .code = IOMMUFD_PAGE_RESP_SUCCESS};
-  EXPECT_EQ(::write(fault.fd, &response, sizeof response), -1) << "no group has that cookie";
+  EXPECT_EQ(::write(fault.fd(), &response, sizeof response), -1) << "no group has that cookie";
   EXPECT_EQ(errno, EINVAL);
   response = {.cookie = record.cookie, .code = 7};
-  EXPECT_EQ(::write(fault.fd, &response, sizeof response), -1) << "no such code";
+  EXPECT_EQ(::write(fault.fd(), &response, sizeof response), -1) << "no such code";
   EXPECT_EQ(errno, EINVAL);
   response.code = IOMMUFD_PAGE_RESP_SUCCESS;
-  EXPECT_EQ(::write(fault.fd, &response, sizeof response), static_cast<ssize_t>(sizeof response));
-  EXPECT_EQ(::write(fault.fd, &response, sizeof response), -1) << "answered already";
+  EXPECT_EQ(::write(fault.fd(), &response, sizeof response), static_cast<ssize_t>(sizeof response));
+  EXPECT_EQ(::write(fault.fd(), &response, sizeof response), -1) << "answered already";
 
   // A device that leaves the HWPT takes its unread groups along.
   ASSERT_EQ(trigger_iopf(file.fd(), mock.idev, 0, 8, 0x2000), kOk);
   ASSERT_EQ(replace(file.fd(), mock.stdev, ioas), kOk);
-  EXPECT_EQ(::read(fault.fd, &record, sizeof record), 0);
+  EXPECT_EQ(::read(fault.fd(), &record, sizeof record), 0);
   // Its open file holds the queue; closed, it can go.
   ASSERT_EQ(destroy(file.fd(), nested), kOk);
   EXPECT_EQ(destroy(file.fd(), fault.id), Errno{EBUSY}) << "its file is open";
