@@ -2,7 +2,8 @@
 # Installs, builds, starts ioasidd (CUSE when the kernel has it, else the FUSE
 # fallback bind-mounted onto /dev/ioasid) and runs the demo programs against it:
 # those of /dev/ioasid, then iommufd-demo on the daemon's second node, Linux's iommufd
-# uAPI (CUSE: /dev/iommu; FUSE: the file iommu beside ioasid in the mount).
+# uAPI (CUSE: /dev/iommu; FUSE: the file iommu beside ioasid in the mount), and
+# iommufd-fault-demo, an unchanged iommufd program reading a fault queue, under ioasid-run.
 # Run as root. The daemon is stopped at the end.
 set -euo pipefail
 
@@ -12,7 +13,7 @@ run=$(mktemp -d /tmp/ioasid-demo.XXXXXX)
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove \
-  iommufd-demo
+  iommufd-demo iommufd-fault-demo ioasid-run
 
 daemon_pid=
 cleanup() {
@@ -36,8 +37,10 @@ grep -E "frontend|serving" "$run/ioasidd.log"
 # The daemon serves both nodes by default: under CUSE the iommu node is /dev/iommu, under
 # FUSE the file iommu beside ioasid in the mount. It says which in its status (a kernel
 # with iommufd keeps its own /dev/iommu, and then the daemon serves none under CUSE).
-iommu_dev=$("$build/examples/ioasidctl" --socket "$run/admin.sock" --json status |
-  jq -r '.nodes[] | select(. != "/dev/ioasid")' | head -n 1)
+# Its companion node (iommu-fd beside it) serves the iommufd commands that return an fd.
+status=$("$build/examples/ioasidctl" --socket "$run/admin.sock" --json status)
+iommu_dev=$(jq -r '.nodes[] | select((endswith("/ioasid") or endswith("-fd")) | not)' <<<"$status" | head -n 1)
+iommu_fd_dev=$(jq -r '.nodes[] | select(endswith("-fd"))' <<<"$status" | head -n 1)
 
 export IOASID_DEV=/dev/ioasid
 echo; echo "== ioasid-info"; "$build/examples/ioasid-info"
@@ -49,6 +52,14 @@ if [ -n "$iommu_dev" ]; then
   echo; echo "== iommufd-demo ($iommu_dev)"; IOMMU_DEV=$iommu_dev "$build/examples/iommufd-demo"
 else
   echo; echo "== iommufd-demo: skipped, the daemon serves no iommu node (see its log)"
+fi
+if [ -n "$iommu_dev" ] && [ -n "$iommu_fd_dev" ]; then
+  # Unchanged: IOMMU_FAULT_QUEUE_ALLOC's fd comes from ioasid-run (seccomp, NOTIF_ADDFD).
+  echo; echo "== iommufd-fault-demo under ioasid-run ($iommu_dev, $iommu_fd_dev)"
+  "$build/examples/ioasid-run" --iommu-node "$iommu_dev" --companion "$iommu_fd_dev" \
+    "$build/examples/iommufd-fault-demo" --dev "$iommu_dev"
+else
+  echo; echo "== iommufd-fault-demo: skipped, the daemon serves no iommu node and companion (see its log)"
 fi
 echo; echo "== ioasidctl status"; "$build/examples/ioasidctl" --socket "$run/admin.sock" status
 echo; echo "== daemon log"; cat "$run/ioasidd.log"

@@ -1,8 +1,9 @@
 // END TO END, needs the daemon side of <linux/ioasid_iommu_fd.h>: the iommufd commands
 // that return a file descriptor (IOMMU_FAULT_QUEUE_ALLOC, IOMMU_TEST_OP_CREATE_ACCESS)
 // through the companion node, done by libioasid's iommufd_fd_command and, for an
-// unchanged program, by ioasid-run. Every test skips, saying so, while the daemon serves
-// no companion node (iommu-fd beside the iommu node).
+// unchanged program, by ioasid-run (the probe, and examples/iommufd-fault-demo reading
+// and answering a fault queue's page requests). Every test skips, saying so, while the
+// daemon serves no companion node (iommu-fd beside the iommu node).
 #include "harness.hpp"
 
 #include <linux/ioasid_iommu_fd.h>
@@ -10,9 +11,15 @@
 #include "iommufd_test/iommufd_test.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <regex>
 #include <string>
 
 namespace conf {
@@ -128,6 +135,99 @@ TEST(IommuFdCommand, AnUnchangedProgramGetsAFaultQueueUnderIoasidRun) {
 TEST(IommuFdCommand, AnUnchangedProgramCreatesAnAccessUnderIoasidRun) {
   SKIP_WITHOUT_COMPANION_NODE();
   EXPECT_EQ(under_launcher("create-access"), 0);
+}
+#endif
+
+#if defined(IOASID_RUN_PATH) && defined(IOMMUFD_FAULT_DEMO_PATH)
+// examples/iommufd-fault-demo, written against the kernel's uAPI headers alone, run as
+// it is; returns its exit code and what it printed (stdout and stderr).
+struct Ran {
+  int exit_code = -1;
+  std::string output;
+};
+
+Ran run_fault_demo(bool under_ioasid_run) {
+  const std::string node = iommu_node(), companion = companion_node();
+  Ran ran;
+  int output[2];
+  if (::pipe2(output, O_CLOEXEC) != 0) {
+    ran.output = std::string("pipe2: ") + std::strerror(errno);
+    return ran;
+  }
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(output[1], STDOUT_FILENO);
+    ::dup2(output[1], STDERR_FILENO);
+    if (under_ioasid_run)
+      ::execl(IOASID_RUN_PATH, IOASID_RUN_PATH, "--iommu-node", node.c_str(), "--companion", companion.c_str(),
+              IOMMUFD_FAULT_DEMO_PATH, "--dev", node.c_str(), nullptr);
+    else
+      ::execl(IOMMUFD_FAULT_DEMO_PATH, IOMMUFD_FAULT_DEMO_PATH, "--dev", node.c_str(), nullptr);
+    ::_exit(255);
+  }
+  ::close(output[1]);
+  // Read until the program and the launcher are gone, for at most 30 s.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    using std::chrono::milliseconds;
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd readable{.fd = output[0], .events = POLLIN, .revents = 0};
+    if (left.count() <= 0 || ::poll(&readable, 1, static_cast<int>(left.count())) == 0) {
+      ::kill(child, SIGKILL);
+      ran.output += "\n[killed: still running after 30 s]";
+      break;
+    }
+    char buffer[4096];
+    const ssize_t got = ::read(output[0], buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    ran.output.append(buffer, static_cast<size_t>(got));
+  }
+  ::close(output[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ran.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return ran;
+}
+
+bool says(const Ran& ran, const std::string& text) { return ran.output.find(text) != std::string::npos; }
+
+// Issue 14: the example runs an unchanged program that uses a fault queue through the
+// launcher: the queue's fd arrives, three page requests are polled for, read, answered.
+TEST(IommufdFaultDemo, RunsUnchangedUnderIoasidRun) {
+  SKIP_WITHOUT_COMPANION_NODE();
+  const Ran ran = run_fault_demo(true);
+  ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  EXPECT_TRUE(says(ran, "opened " + iommu_node())) << ran.output;
+  EXPECT_TRUE(std::regex_search(ran.output, std::regex(R"(-> fault queue \d+, its file is fd \d+)"))) << ran.output;
+  EXPECT_TRUE(says(ran, "-> poll: POLLIN")) << ran.output;
+  // The three requests as raised, each its own group (LAST_PAGE), PASID_VALID with a PASID.
+  EXPECT_TRUE(std::regex_search(ran.output, std::regex(R"(fault: device \d+ pasid 0 grpid 1 addr 0x1000000 perm r )"
+                                                       R"(length \d+ flags LAST_PAGE cookie \d+)")))
+      << ran.output;
+  EXPECT_TRUE(std::regex_search(ran.output, std::regex(R"(fault: device \d+ pasid 1 grpid 2 addr 0x1003000 perm rw )"
+                                                       R"(length \d+ flags PASID_VALID\|LAST_PAGE cookie \d+)")))
+      << ran.output;
+  EXPECT_TRUE(std::regex_search(ran.output, std::regex(R"(fault: device \d+ pasid 5 grpid 3 addr 0x40000000 perm wx )"
+                                                       R"(length \d+ flags PASID_VALID\|LAST_PAGE cookie \d+)")))
+      << ran.output;
+  EXPECT_TRUE(says(ran, "every record is the request raised, in order")) << ran.output;
+  for (const char* grpid : {"(grpid 1) answered", "(grpid 2) answered", "(grpid 3) answered"})
+    EXPECT_TRUE(says(ran, grpid)) << ran.output;
+  EXPECT_TRUE(says(ran, "a cookie already answered is refused\n    -> refused as it should be: Invalid argument"))
+      << ran.output;
+  EXPECT_TRUE(says(ran, "iommufd-fault-demo: every step succeeded")) << ran.output;
+}
+
+// Without the launcher the daemon cannot hand out the queue's file: the demo says which
+// call failed, and why, and exits 1.
+TEST(IommufdFaultDemo, NamesTheFailingCallWithoutIoasidRun) {
+  SKIP_WITHOUT_COMPANION_NODE();
+  const Ran ran = run_fault_demo(false);
+  EXPECT_EQ(ran.exit_code, 1) << ran.output;
+  EXPECT_TRUE(says(ran, "IOMMU_FAULT_QUEUE_ALLOC failed: Operation not supported")) << ran.output;
+  EXPECT_TRUE(says(ran, "run it under ioasid-run")) << ran.output;
+  EXPECT_TRUE(says(ran, "iommufd-fault-demo: FAILED at IOMMU_FAULT_QUEUE_ALLOC")) << ran.output;
 }
 #endif
 

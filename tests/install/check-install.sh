@@ -74,7 +74,8 @@ libdir_rel=${libdir#"$prefix"/}
 record "installs ioasid.pc ($libdir_rel/pkgconfig)" 0
 
 # ---- the files
-for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove iommufd-demo ioasid-run; do
+for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove iommufd-demo iommufd-fault-demo \
+               ioasid-run; do
   check_file "bin/$program"
 done
 check_file sbin/ioasidd
@@ -192,6 +193,16 @@ if [ $status -eq 1 ] && [[ "$output" == *"open $missing_node: No such file or di
   record "installed ioasid-info runs and reports ENOENT" 0
 else
   record "installed ioasid-info runs and reports ENOENT" 1 "exit $status: $output"
+fi
+
+# The installed iommufd-fault-demo (the uAPI headers alone, no library) knows its version
+# and names the node it cannot open.
+output=$("$prefix/bin/iommufd-fault-demo" --version 2>&1; "$prefix/bin/iommufd-fault-demo" --dev "$missing_node" 2>&1)
+status=$?
+if [ $status -eq 1 ] && [[ "$output" == "iommufd-fault-demo $version"$'\n'*"cannot open $missing_node: No such file or directory"* ]]; then
+  record "installed iommufd-fault-demo runs and reports ENOENT" 0
+else
+  record "installed iommufd-fault-demo runs and reports ENOENT" 1 "exit $status: $output"
 fi
 
 write_report
