@@ -7,6 +7,7 @@
 // Two rules hold for every iommufd command: the ioctl number is _IO(';', nr) (it
 // carries no size), and the struct begins with a __u32 holding its own size, which is
 // how the daemon (like the kernel) knows how much of it to read from this process.
+#include "common/iommu_node.h"
 #include <linux/iommufd.h>
 #include "iommufd_test/iommufd_test.h"
 
@@ -204,18 +205,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (path.empty()) {
-    const char* env = std::getenv("IOMMU_DEV");
-    path = env && *env ? env : "/dev/iommu";
-  }
-
-  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    std::fprintf(stderr, "iommufd-demo: cannot open %s: %s (is ioasidd serving it? set IOMMU_DEV or --dev)\n",
-                 path.c_str(), std::strerror(errno));
-    return 1;
-  }
-  std::printf("iommufd-demo: opened %s\n", path.c_str());
+  path = ioasid::examples::iommu_node_path(path);
+  const int fd = ioasid::examples::open_iommu_node("iommufd-demo", path);
+  if (fd < 0) return 1;
   // On a failure the objects made so far are left to close(): it destroys them all.
   const int status = run(fd, pause);
   close(fd);

@@ -10,6 +10,7 @@
 // ioasid-run (`ioasid-run --iommu-node PATH iommufd-fault-demo --dev PATH`), which
 // serves IOMMU_FAULT_QUEUE_ALLOC for it. Every step prints what it did; a failure names
 // the call that failed and exits 1.
+#include "common/iommu_node.h"
 #include <linux/iommufd.h>
 #include "iommufd_test/iommufd_test.h"
 
@@ -324,18 +325,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (path.empty()) {
-    const char* env = std::getenv("IOMMU_DEV");
-    path = env && *env ? env : "/dev/iommu";
-  }
-
-  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    std::fprintf(stderr, "iommufd-fault-demo: cannot open %s: %s (is ioasidd serving it? set IOMMU_DEV or --dev)\n",
-                 path.c_str(), std::strerror(errno));
-    return 1;
-  }
-  std::printf("iommufd-fault-demo: opened %s\n", path.c_str());
+  path = ioasid::examples::iommu_node_path(path);
+  const int fd = ioasid::examples::open_iommu_node("iommufd-fault-demo", path);
+  if (fd < 0) return 1;
   // On a failure the objects made so far are left to close(): it destroys them all.
   const int status = run(fd) ? 0 : 1;
   close(fd);
