@@ -3,7 +3,8 @@
 #
 # Loads fuse/cuse, starts ioasidd in CUSE mode, runs the conformance suite against
 # /dev/ioasid, then (when the host put it in the initramfs) the kernel's iommufd
-# selftest against the daemon's /dev/iommu, and reports everything on the serial
+# selftest against the daemon's /dev/iommu under the launcher ioasid-run (which serves
+# the fd-returning commands through the companion node /dev/iommu-fd), and reports everything on the serial
 # console between marker lines that run-vm-tests.sh parses. Every step is bounded and
 # failures print "VM-STAGE-ERROR: <what>" instead of hanging. PID 1 must never exit
 # (the kernel would panic), so the script always ends in power_off.
@@ -19,7 +20,10 @@ DAEMON_RCFILE=/run/ioasidd.rc
 DAEMON_LOG=/tmp/ioasidd.log
 RESULTS_JSON=/tmp/conformance.json
 SELFTEST=/usr/local/bin/iommufd-selftest
-IOMMU_DEV_TIMEOUT=5        # /dev/iommu comes with /dev/ioasid; a short grace only
+IOASID_RUN=/usr/local/bin/ioasid-run
+IOMMU_DEV=/dev/iommu
+IOMMU_FD_DEV=/dev/iommu-fd # the daemon's CUSE devname for it: <iommu devname>-fd
+IOMMU_DEV_TIMEOUT=5        # /dev/iommu(-fd) come with /dev/ioasid; a short grace only
 HUGEPAGES=64
 
 # Written by run-vm-tests.sh: DEV_TIMEOUT, TEST_TIMEOUT, STOP_TIMEOUT, SELFTEST_TIMEOUT,
@@ -116,18 +120,41 @@ reserve_hugepages() {
     fi
 }
 
+# "present (mode owner:group)" or "absent" for a device node.
+node_state() {
+    if [ -c "$1" ]; then
+        echo "present ($(stat -c '%a %U:%G' "$1" 2>/dev/null))"
+    else
+        echo absent
+    fi
+}
+
 # The kernel's iommufd selftest (all 190 tests, once) against the daemon's CUSE
-# /dev/iommu. Its TAP output is judged on the host (tests/iommufd-selftest/report.sh).
+# /dev/iommu, run by ioasid-run: the commands that hand the caller a file descriptor
+# (FAULT_QUEUE_ALLOC, the selftest's CREATE_ACCESS) are trapped with seccomp user
+# notification and answered with a file of the companion node /dev/iommu-fd. Its TAP
+# output is judged on the host (tests/iommufd-selftest/report.sh). Everything runs as
+# root, so the nodes' devtmpfs defaults (0600 root:root, no udev) are enough.
 run_iommufd_selftest() {
     [ -x "$SELFTEST" ] || return 0
+    if [ ! -x "$IOASID_RUN" ]; then
+        error "iommufd selftest not run: no $IOASID_RUN in the initramfs"
+        return 0
+    fi
     hugepages=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null)
     i=0
-    while [ ! -c /dev/iommu ] && [ "$i" -lt $((IOMMU_DEV_TIMEOUT * 10)) ]; do
+    while { [ ! -c "$IOMMU_DEV" ] || [ ! -c "$IOMMU_FD_DEV" ]; } &&
+          [ "$i" -lt $((IOMMU_DEV_TIMEOUT * 10)) ]; do
         sleep 0.1
         i=$((i + 1))
     done
-    iommu_dev=present
-    [ -c /dev/iommu ] || iommu_dev=absent
+    iommu_dev=$(node_state "$IOMMU_DEV")
+    iommu_fd_dev=$(node_state "$IOMMU_FD_DEV")
+    # Without /dev/iommu every test fails in setup (reported by the host's judge); a
+    # /dev/iommu without its companion is the daemon's fault.
+    if [ -c "$IOMMU_DEV" ] && [ ! -c "$IOMMU_FD_DEV" ]; then
+        error "$IOMMU_DEV appeared but not its companion $IOMMU_FD_DEV within $IOMMU_DEV_TIMEOUT s"
+    fi
     # What is left of the guest's time budget, at most SELFTEST_TIMEOUT.
     now=$(cut -d. -f1 /proc/uptime)
     limit=$((SELFTEST_DEADLINE - now))
@@ -139,15 +166,25 @@ run_iommufd_selftest() {
     # Kernel messages must not split the TAP lines the host parses (dmesg is reported).
     echo 1 >/proc/sys/kernel/printk 2>/dev/null
     begin iommufd-selftest-output
-    timeout -s KILL "$limit" "$SELFTEST" 2>&1 </dev/null
+    set --
+    while IFS= read -r arg; do [ -z "$arg" ] || set -- "$@" "$arg"; done </etc/selftest-args
+    timeout -s KILL "$limit" "$IOASID_RUN" --iommu-node "$IOMMU_DEV" \
+        --companion "$IOMMU_FD_DEV" "$SELFTEST" "$@" 2>&1 </dev/null
     rc=$?
     end iommufd-selftest-output
-    [ "$rc" -eq 137 ] && error "iommufd selftest killed (limit of $limit s or SIGKILL)"
+    if [ "$rc" -eq 137 ]; then
+        error "iommufd selftest killed (limit of $limit s or SIGKILL)"
+        # Killing ioasid-run leaves the selftest (its child) and the harness's forks
+        # running; nothing else in the guest has this name.
+        pids=$(pidof iommufd-selftest)
+        [ -z "$pids" ] || kill -KILL $pids 2>/dev/null
+    fi
     begin iommufd-selftest-exit
     echo "$rc"
     end iommufd-selftest-exit
     begin iommufd-selftest-info
-    echo "/dev/iommu $iommu_dev, vm.nr_hugepages=$hugepages (MemTotal ${mem_kb} kB)," \
+    echo "$IOMMU_DEV $iommu_dev, $IOMMU_FD_DEV $iommu_fd_dev," \
+        "vm.nr_hugepages=$hugepages (MemTotal ${mem_kb} kB)," \
         "limit ${limit} s, took $(( $(cut -d. -f1 /proc/uptime) - now )) s"
     end iommufd-selftest-info
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # VM stage: runs the conformance suite against a real CUSE /dev/ioasid, and
 # optionally the kernel's iommufd selftest (tests/iommufd-selftest) against the
-# daemon's CUSE /dev/iommu.
+# daemon's CUSE /dev/iommu, under the launcher ioasid-run.
 #
 # The host kernel has no CONFIG_CUSE, so this boots Debian's cloud kernel (which ships
 # cuse.ko) under qemu TCG with a throw-away initramfs holding busybox, fuse/cuse, the
@@ -9,7 +9,7 @@
 # over the serial console between marker lines, which are parsed here.
 #
 # Usage: run-vm-tests.sh --ioasidd PATH --conformance PATH [--results FILE]
-#                        [--log FILE] [--iommufd-selftest PATH
+#                        [--log FILE] [--iommufd-selftest PATH [--ioasid-run PATH]
 #                        [--iommufd-results FILE] [--iommufd-figure FILE]]
 #                        [-- extra gtest args]
 # Last line of output is always "vm: N passed, M failed"; exit 0 only if M is 0.
@@ -20,6 +20,10 @@
 # as the FUSE stage (an allowlisted test that does not pass fails this stage; N and M
 # include the allowlisted tests). --iommufd-results gets the GoogleTest-style JSON
 # (one test per allowlisted entry), --iommufd-figure the whole-binary figure.
+# The guest runs it as `ioasid-run --iommu-node /dev/iommu --companion /dev/iommu-fd
+# iommufd-selftest` (the fd-returning commands go through the daemon's CUSE companion
+# node); --ioasid-run PATH is the launcher (default: the one built beside --ioasidd,
+# examples/ioasid-run).
 #
 # Environment:
 #   IOASID_VM_CACHE        kernel cache dir (default: tests/vm/cache)
@@ -29,6 +33,9 @@
 #   IOASID_VM_DEV_TIMEOUT  seconds to wait for /dev/ioasid in the guest (default: 30)
 #   IOASID_VM_SELFTEST_TIMEOUT  limit for the iommufd selftest in the guest in seconds
 #                          (default: 600; less if the VM's overall limit leaves less)
+#   IOASID_VM_SELFTEST_ARGS  harness options for the iommufd selftest, split on white
+#                          space (e.g. "-r iommufd_ioas.mock_domain.access_rw"); the
+#                          allowlisted tests outside the selection are then not judged
 #   IOASID_VM_VERBOSE=1    stream the serial console while the VM runs
 set -euo pipefail
 
@@ -60,6 +67,7 @@ GTEST_ARGS=()
 SELFTEST=''
 SELFTEST_RESULTS=''
 SELFTEST_FIGURE=''
+IOASID_RUN=''
 readonly SELFTEST_DIR=$REPO_DIR/tests/iommufd-selftest
 SELFTEST_PASSED=0
 SELFTEST_FAILED=0
@@ -87,14 +95,18 @@ parse_args() {
             --iommufd-selftest) SELFTEST=${2:?--iommufd-selftest needs a path}; shift 2 ;;
             --iommufd-results) SELFTEST_RESULTS=${2:?--iommufd-results needs a path}; shift 2 ;;
             --iommufd-figure) SELFTEST_FIGURE=${2:?--iommufd-figure needs a path}; shift 2 ;;
+            --ioasid-run) IOASID_RUN=${2:?--ioasid-run needs a path}; shift 2 ;;
             --) shift; GTEST_ARGS=("$@"); break ;;
             -h|--help) usage ;;
             *) log "unknown argument: $1"; usage ;;
         esac
     done
     if [ -z "$IOASIDD" ] || [ -z "$CONFORMANCE" ]; then usage; fi
+    if [ -n "$SELFTEST" ] && [ -z "$IOASID_RUN" ]; then
+        IOASID_RUN=$(dirname "$IOASIDD")/../examples/ioasid-run
+    fi
     local f
-    for f in "$IOASIDD" "$CONFORMANCE" ${SELFTEST:+"$SELFTEST"}; do
+    for f in "$IOASIDD" "$CONFORMANCE" ${SELFTEST:+"$SELFTEST" "$IOASID_RUN"}; do
         if [ ! -f "$f" ] || [ ! -x "$f" ]; then die "not an executable file: $f"; fi
     done
 }
@@ -271,6 +283,20 @@ install_binary() {
     fi
 }
 
+# The conformance suite runs ioasid-run and its probe (IommuFdCommand.*UnderIoasidRun)
+# at the absolute build-tree paths compiled into it: those found in the binary are put
+# at the same paths in the guest. (A build under /tmp stays hidden: the guest mounts a
+# tmpfs there, and those tests then fail.)
+install_conformance_helpers() {
+    local root=$1 path
+    while IFS= read -r path; do
+        [ -n "$path" ] && [ -f "$path" ] && [ -x "$path" ] || continue
+        mkdir -p "$root$(dirname "$path")"
+        install_binary "$path" "$root$path"
+        install_libs "$root" "$path"
+    done < <(grep -aoE '/[A-Za-z0-9._+/-]*/(ioasid-run|ioasid_run_probe)' "$CONFORMANCE" | sort -u)
+}
+
 # Only /bin/sh is linked here (for /init's shebang): init.sh creates the other applet
 # links with "busybox --install -s", one process instead of ~400 ln forks.
 install_busybox() {
@@ -292,10 +318,13 @@ build_initramfs() {
     install_binary "$CONFORMANCE" "$root/usr/local/bin/ioasid-conformance"
     install_libs "$root" "$IOASIDD"
     install_libs "$root" "$CONFORMANCE"
-    # init.sh runs the selftest when this file exists.
+    install_conformance_helpers "$root"
+    # init.sh runs the selftest when this file exists, under ioasid-run.
     if [ -n "$SELFTEST" ]; then
         install_binary "$SELFTEST" "$root/usr/local/bin/iommufd-selftest"
         install_libs "$root" "$SELFTEST"
+        install_binary "$IOASID_RUN" "$root/usr/local/bin/ioasid-run"
+        install_libs "$root" "$IOASID_RUN"
     fi
     printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
     printf 'root:x:0:\n' >"$root/etc/group"
@@ -311,6 +340,10 @@ EOF
         [[ $arg != *$'\n'* ]] || die "gtest arguments must not contain newlines"
         printf '%s\n' "$arg" >>"$root/etc/gtest-args"
     done
+    local selftest_args=()
+    read -ra selftest_args <<<"${IOASID_VM_SELFTEST_ARGS:-}"
+    : >"$root/etc/selftest-args"
+    for arg in "${selftest_args[@]}"; do printf '%s\n' "$arg" >>"$root/etc/selftest-args"; done
     install -m 0755 "$SCRIPT_DIR/init.sh" "$root/init"
     # -R 0:0: files must belong to root inside the guest whoever builds the image.
     (cd "$root" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) |
@@ -394,6 +427,7 @@ judge_selftest() {
     args=(--tap "$tap" --allowlist "$SELFTEST_DIR/allowlist" --results "$json"
           --label "iommufd selftest (CUSE VM)")
     [ -f "$(dirname "$SELFTEST")/VERSION" ] && args+=(--version-file "$(dirname "$SELFTEST")/VERSION")
+    [ -z "${IOASID_VM_SELFTEST_ARGS:-}" ] || args+=(--selection)
     [ -z "$SELFTEST_FIGURE" ] || args+=(--figure "$SELFTEST_FIGURE")
     "$SELFTEST_DIR/report.sh" "${args[@]}" >&2 || verdict=$?
     if [ "$verdict" -gt 1 ] || [ ! -s "$json" ]; then
