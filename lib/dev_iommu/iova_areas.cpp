@@ -190,7 +190,9 @@ Result<uint64_t> IovaAreas::map(std::span<const PagesPiece> pieces, std::optiona
                   piece.length, page_offset, mask + 1);
     auto charge = maps_quota_.charge(uid_);
     IOASID_TRY(charge);
-    IOASID_TRY(piece.pages->bind_address_space());
+    // With domains, pinning the pages below binds them (one read of the address space's
+    // identity per MAP, not one here and one more to check it when pinning).
+    if (domains_.empty()) IOASID_TRY(piece.pages->bind_address_space());
     added.emplace(at, Area{piece.length, piece.pages, piece.start_byte, readable, writeable, std::move(*charge), {}});
     at += piece.length;
   }

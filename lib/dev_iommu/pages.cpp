@@ -45,12 +45,17 @@ Result<std::shared_ptr<PagesPin>> Pages::pin_part(uint64_t va, uint64_t length) 
 }
 
 Result<std::shared_ptr<PagesPin>> Pages::pin_pages(uint64_t first, uint64_t size) {
-  IOASID_TRY(bind_address_space());
-  // iommufd pins from the mm MAP recorded: a process that exited or execed has none.
-  auto now = AddressSpace::of(pid_, access_for(writable_));
-  if (!now || *now != space_)
-    return fail(EFAULT, "the address space that mapped [{:#x}, +{:#x}) is gone (pid {} exited or execed)", uptr_,
-                length_, pid_);
+  if (!space_) {
+    // Recorded by the MAP that pins now (an IOAS with a domain binds here, not before):
+    // what the process runs in now is the mm MAP recorded, read once.
+    IOASID_TRY(bind_address_space());
+  } else {
+    // iommufd pins from the mm MAP recorded: a process that exited or execed has none.
+    auto now = AddressSpace::of(pid_, access_for(writable_));
+    if (!now || *now != space_)
+      return fail(EFAULT, "the address space that mapped [{:#x}, +{:#x}) is gone (pid {} exited or execed)", uptr_,
+                  length_, pid_);
+  }
   auto charge = account_.pins->charge(account_.key, size / kPageSize);
   IOASID_TRY(charge);
   auto backing = backing_for_range(pid_, first, size, access_for(writable_));
