@@ -14,6 +14,7 @@
 #include <linux/ioasid.h>
 #include <linux/iommufd.h>
 #include "iommufd_test/iommufd_test.h"
+#include <ioasid/client.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -232,6 +234,281 @@ void run_iommu_map_bench(benchmark::State& state, bool with_domain) {
 }
 void BM_Iommu_MapUnmap4K(benchmark::State& state) { run_iommu_map_bench(state, false); }
 void BM_Iommu_MapUnmap4KMockDomain(benchmark::State& state) { run_iommu_map_bench(state, true); }
+
+// ---- 1 GiB: MAP + UNMAP through /dev/ioasid and through /dev/iommu (issue 14) ----
+
+constexpr uint64_t kGiB = 1ull << 30;
+constexpr uint64_t k2MiB = 2ull << 20;
+
+// The memory one iteration maps, by the benchmark's first argument: anonymous
+// MAP_PRIVATE (the daemon reaches it through /proc/<pid>/mem), anonymous MAP_SHARED
+// (shmem: the daemon maps the file through map_files), or MAP_PRIVATE of 2 MiB hugetlb
+// pages (needs vm.nr_hugepages >= 512). 2 MiB aligned, touched once before the loop, so
+// every page exists and an automatic IOVA may take 2 MiB leaves.
+enum GibMemory : int64_t { kGibPrivate = 0, kGibShared = 1, kGibHugePrivate = 2 };
+
+struct GibMemoryRegion {
+  void* at = MAP_FAILED;
+  explicit GibMemoryRegion(int64_t kind) {
+    // A 2 MiB-aligned hole first, the memory placed in it.
+    void* hole = mmap(nullptr, kGiB + k2MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (hole == MAP_FAILED) return;
+    const uint64_t base = reinterpret_cast<uint64_t>(hole);
+    const uint64_t aligned = (base + k2MiB - 1) & ~(k2MiB - 1);
+    int flags = MAP_ANONYMOUS | MAP_FIXED | MAP_POPULATE | (kind == kGibShared ? MAP_SHARED : MAP_PRIVATE);
+    if (kind == kGibHugePrivate) flags |= MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
+    at = mmap(reinterpret_cast<void*>(aligned), kGiB, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (aligned > base) munmap(hole, aligned - base);
+    munmap(reinterpret_cast<void*>(aligned + kGiB), base + kGiB + k2MiB - (aligned + kGiB));
+    if (at == MAP_FAILED) {
+      munmap(reinterpret_cast<void*>(aligned), kGiB);  // the rest of the hole
+      return;
+    }
+    std::memset(at, 7, kGiB);
+  }
+  ~GibMemoryRegion() {
+    if (at != MAP_FAILED) munmap(at, kGiB);
+  }
+  uint64_t va() const { return reinterpret_cast<uint64_t>(at); }
+};
+
+std::string fmt_leaf(const char* memory, int64_t leaf_kib) {
+  return std::string(memory) + ", " +
+         (leaf_kib >= (1 << 20) ? "1 GiB" : leaf_kib >= 2048 ? "2 MiB" : "4 KiB") + " leaves";
+}
+
+// The second argument: the largest engine-table leaf the MAP can use, in KiB.
+void label_gib(benchmark::State& state) {
+  static const char* const names[] = {"private", "shared", "hugetlb private"};
+  const int64_t leaf = state.range(1);
+  state.SetLabel(fmt_leaf(names[state.range(0)], leaf));
+  state.SetBytesProcessed(state.iterations() * kGiB);
+}
+
+// /dev/ioasid: dma1 bound and attached to the IOASID first (as DmaSetup has it, the
+// attach before the MAP here), then MAP_DMA of 1 GiB (pinned and mapped in the IOASID's
+// table at once) and UNMAP_DMA of everything. Leaves: 1 GiB = an automatic IOVA (the
+// table takes the largest leaf the HPA allows); 2 MiB or 4 KiB = FIXED_IOVA that far
+// off a 1 GiB boundary, so no larger leaf fits: the engine table then holds what the
+// mock domain's does below.
+void BM_Daemon_MapDmaUnmap1GiB(benchmark::State& state) {
+  GibMemoryRegion memory(state.range(0));
+  if (memory.at == MAP_FAILED) return state.SkipWithError("mmap of 1 GiB failed (hugetlb: raise vm.nr_hugepages)");
+  const int fd = open_node(state, g_daemon);
+  ioasid_device_bind bind{};
+  std::snprintf(bind.name, sizeof bind.name, "dma1");
+  for (int i = 0; i < 300 && ioctl(fd, IOASID_DEVICE_BIND, &bind) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const uint32_t ioasid = new_ioas(state, fd);
+  ioasid_attach attach{.dev_id = bind.out_dev_id, .ioasid = ioasid};
+  if (bind.out_dev_id == 0 || ioctl(fd, IOASID_ATTACH_IOASID, &attach) != 0) {
+    ::close(fd);
+    return state.SkipWithError("bind or attach of dma1 failed");
+  }
+  const uint64_t leaf = uint64_t(state.range(1)) << 10;
+  for (auto _ : state) {
+    ioasid_map_dma map{.flags = IOASID_MAP_READABLE | IOASID_MAP_WRITEABLE, .ioasid = ioasid,
+                       .user_va = memory.va(), .length = kGiB};
+    if (leaf < kGiB) {
+      map.flags |= IOASID_MAP_FIXED_IOVA;
+      map.iova = kGiB + leaf;
+    }
+    ioasid_unmap_dma unmap{.ioasid = ioasid, .iova = 0, .length = ~0ull};
+    if (ioctl(fd, IOASID_MAP_DMA, &map) != 0 || ioctl(fd, IOASID_UNMAP_DMA, &unmap) != 0 || unmap.length != kGiB) {
+      state.SkipWithError("MAP_DMA or UNMAP_DMA of 1 GiB failed");
+      break;
+    }
+  }
+  label_gib(state);
+  ::close(fd);
+}
+
+// /dev/iommu: an IOAS with a mock device's domain (IOMMU_TEST_OP_MOCK_DOMAIN), so an
+// IOAS_MAP pins the pages and fills the domain's engine table as MAP_DMA does; then
+// IOAS_UNMAP of everything. The mock driver's 2 KiB IOPTEs are halves of 4 KiB engine
+// leaves; with MOCK_FLAGS_DEVICE_HUGE_IOVA (leaf 2 MiB) its 1 MiB IOPTEs are halves
+// of 2 MiB leaves.
+void BM_Iommu_MapUnmap1GiBMockDomain(benchmark::State& state) {
+  GibMemoryRegion memory(state.range(0));
+  if (memory.at == MAP_FAILED) return state.SkipWithError("mmap of 1 GiB failed (hugetlb: raise vm.nr_hugepages)");
+  const int fd = ::open((g_daemon.dir + "/mnt/iommu").c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return state.SkipWithError("cannot open the iommu node");
+  iommu_ioas_alloc alloc{.size = sizeof alloc};
+  if (ioctl(fd, IOMMU_IOAS_ALLOC, &alloc) != 0) {
+    ::close(fd);
+    return state.SkipWithError("IOAS_ALLOC failed");
+  }
+  const bool huge = state.range(1) == int64_t(k2MiB >> 10);
+  iommu_test_cmd mock{.size = sizeof mock,
+                      .op = huge ? IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS : IOMMU_TEST_OP_MOCK_DOMAIN,
+                      .id = alloc.out_ioas_id};
+  if (huge) mock.mock_domain_flags.dev_flags = MOCK_FLAGS_DEVICE_HUGE_IOVA;
+  if (ioctl(fd, IOMMU_TEST_CMD, &mock) != 0) {
+    ::close(fd);
+    return state.SkipWithError("MOCK_DOMAIN failed");
+  }
+  for (auto _ : state) {
+    iommu_ioas_map map{.size = sizeof map,
+                       .flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+                       .ioas_id = alloc.out_ioas_id,
+                       .user_va = memory.va(),
+                       .length = kGiB};
+    iommu_ioas_unmap unmap{.size = sizeof unmap, .ioas_id = alloc.out_ioas_id, .iova = 0, .length = ~0ull};
+    if (ioctl(fd, IOMMU_IOAS_MAP, &map) != 0 || ioctl(fd, IOMMU_IOAS_UNMAP, &unmap) != 0 || unmap.length != kGiB) {
+      state.SkipWithError("IOAS_MAP or IOAS_UNMAP of 1 GiB failed");
+      break;
+    }
+  }
+  label_gib(state);
+  ::close(fd);
+}
+
+// ---- fd-returning and trapped ioctls under ioasid-run (issue 14) ----
+//
+// The timed calls run in a worker: this program started again as
+// `node_bench --launcher-worker FD NODE COMPANION`, either plainly or as
+// `ioasid-run --iommu-node NODE node_bench --launcher-worker ...`, so that under the
+// launcher the program making the ioctls is the benchmark program itself, under the
+// launcher's seccomp filter (which no process can leave, hence a second process for
+// the baseline). Both workers serve the same daemon and are started once; each
+// iteration asks one for one call over a socket and takes the time the worker measured
+// around the call alone (manual time), so both sides pay the same untimed hand-over.
+
+enum WorkerOp : uint32_t {
+  kWorkerQuit = 0,
+  kFaultQueueIoctl = 1,      // ioctl(IOMMU_FAULT_QUEUE_ALLOC) + close(out_fault_fd): the launcher serves it
+  kFaultQueueLibioasid = 2,  // iommufd_fd_command(IOMMU_FAULT_QUEUE_ALLOC) + close
+  kTestCmd = 3,              // ioctl(IOMMU_TEST_CMD, SET_TEMP_MEMORY_LIMIT): the launcher continues it
+};
+struct WorkerHello {
+  int32_t seccomp_mode;  // /proc/self/status Seccomp: 0 none, 2 filter
+  int32_t error;         // errno of opening the node
+};
+struct WorkerReply {
+  int64_t nanoseconds;
+  int32_t error;  // 0, or the errno of the call
+};
+
+int seccomp_mode() {
+  FILE* status = std::fopen("/proc/self/status", "r");
+  char line[256];
+  int mode = -1;
+  while (status && std::fgets(line, sizeof line, status))
+    if (std::sscanf(line, "Seccomp: %d", &mode) == 1) break;
+  if (status) std::fclose(status);
+  return mode;
+}
+
+int run_launcher_worker(int socket, const char* node, const char* companion) {
+  const int fd = ::open(node, O_RDWR | O_CLOEXEC);
+  const WorkerHello hello{seccomp_mode(), fd < 0 ? errno : 0};
+  if (::send(socket, &hello, sizeof hello, 0) != sizeof hello || fd < 0) return 1;
+  uint32_t op = 0;
+  while (::recv(socket, &op, sizeof op, 0) == sizeof op && op != kWorkerQuit) {
+    WorkerReply reply{};
+    const auto start = std::chrono::steady_clock::now();
+    if (op == kFaultQueueIoctl) {
+      iommu_fault_alloc alloc{.size = sizeof alloc};
+      if (ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &alloc) != 0) reply.error = errno;
+      else ::close(static_cast<int>(alloc.out_fault_fd));
+    } else if (op == kFaultQueueLibioasid) {
+      iommu_fault_alloc alloc{.size = sizeof alloc};
+      auto file = ioasid::client::iommufd_fd_command(fd, IOMMU_FAULT_QUEUE_ALLOC, &alloc, companion);
+      if (!file) reply.error = file.error().code;
+      else ::close(*file);
+    } else if (op == kTestCmd) {
+      iommu_test_cmd cmd{.size = sizeof cmd, .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT};
+      cmd.memory_limit.limit = 65536;
+      if (ioctl(fd, IOMMU_TEST_CMD, &cmd) != 0) reply.error = errno;
+    } else {
+      reply.error = EINVAL;
+    }
+    reply.nanoseconds = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+    if (::send(socket, &reply, sizeof reply, 0) != sizeof reply) break;
+  }
+  ::close(fd);
+  return 0;
+}
+
+struct Worker {
+  pid_t pid = -1;
+  int socket = -1;
+  WorkerHello hello{-1, 0};
+};
+Worker g_plain_worker, g_launched_worker;
+
+const char* ioasid_run_path() {
+  const char* path = std::getenv("IOASID_RUN");
+#ifdef IOASID_RUN_PATH
+  if (!path) path = IOASID_RUN_PATH;
+#endif
+  return path;
+}
+
+bool start_worker(Worker& worker, bool launched) {
+  if (worker.pid > 0) return worker.hello.error == 0;
+  char self[4096];
+  const ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  const char* launcher = ioasid_run_path();
+  if (length <= 0 || (launched && !launcher)) return false;
+  self[length] = '\0';
+  int ends[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0) return false;
+  const std::string node = g_daemon.dir + "/mnt/iommu", companion = g_daemon.dir + "/mnt/iommu-fd",
+                    fd_word = std::to_string(ends[1]);
+  worker.pid = fork();
+  if (worker.pid == 0) {
+    ::fcntl(ends[1], F_SETFD, 0);  // the worker's end survives the exec(s)
+    if (launched)
+      execl(launcher, launcher, "--iommu-node", node.c_str(), self, "--launcher-worker", fd_word.c_str(), node.c_str(),
+            companion.c_str(), static_cast<char*>(nullptr));
+    else
+      execl(self, self, "--launcher-worker", fd_word.c_str(), node.c_str(), companion.c_str(),
+            static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ::close(ends[1]);
+  worker.socket = ends[0];
+  if (worker.pid < 0 || ::recv(worker.socket, &worker.hello, sizeof worker.hello, 0) != sizeof worker.hello) {
+    worker.hello.error = EPROTO;
+    return false;
+  }
+  return worker.hello.error == 0;
+}
+
+void stop_worker(Worker& worker) {
+  if (worker.pid <= 0) return;
+  const uint32_t quit = kWorkerQuit;
+  (void)::send(worker.socket, &quit, sizeof quit, MSG_NOSIGNAL);
+  ::close(worker.socket);
+  waitpid(worker.pid, nullptr, 0);
+  worker.pid = -1;
+}
+
+void run_worker_bench(benchmark::State& state, bool launched, WorkerOp op) {
+  Worker& worker = launched ? g_launched_worker : g_plain_worker;
+  if (!start_worker(worker, launched))
+    return state.SkipWithError(launched ? "cannot start the worker under ioasid-run" : "cannot start the worker");
+  // The launcher's filter is on the worker it started, and on no other.
+  if ((worker.hello.seccomp_mode == 2) != launched)
+    return state.SkipWithError(launched ? "the worker is not under a seccomp filter" : "the worker is filtered");
+  for (auto _ : state) {
+    WorkerReply reply{};
+    if (::send(worker.socket, &op, sizeof op, MSG_NOSIGNAL) != sizeof op ||
+        ::recv(worker.socket, &reply, sizeof reply, 0) != sizeof reply || reply.error != 0) {
+      state.SkipWithError(("the worker's call failed: " + std::string(std::strerror(reply.error))).c_str());
+      break;
+    }
+    state.SetIterationTime(double(reply.nanoseconds) * 1e-9);
+  }
+}
+
+void BM_Launcher_FaultQueueAllocClose(benchmark::State& state) { run_worker_bench(state, true, kFaultQueueIoctl); }
+void BM_Libioasid_FaultQueueAllocClose(benchmark::State& state) {
+  run_worker_bench(state, false, kFaultQueueLibioasid);
+}
+void BM_Launcher_TestCmdContinued(benchmark::State& state) { run_worker_bench(state, true, kTestCmd); }
+void BM_Plain_TestCmd(benchmark::State& state) { run_worker_bench(state, false, kTestCmd); }
 
 // ---- several client processes, each with its own open file ----
 
@@ -497,6 +774,18 @@ BENCHMARK(BM_Daemon_MapFileUnmap4K)->MinTime(0.5);
 BENCHMARK(BM_Daemon_MapDmaPrivateUnmap4K)->MinTime(0.5);
 BENCHMARK(BM_Iommu_MapUnmap4K)->MinTime(0.5);
 BENCHMARK(BM_Iommu_MapUnmap4KMockDomain)->MinTime(0.5);
+BENCHMARK(BM_Daemon_MapDmaUnmap1GiB)
+    ->ArgsProduct({{kGibPrivate, kGibShared, kGibHugePrivate}, {4, 2048, 1 << 20}})
+    ->MinTime(1)
+    ->UseRealTime();
+BENCHMARK(BM_Iommu_MapUnmap1GiBMockDomain)
+    ->ArgsProduct({{kGibPrivate, kGibShared, kGibHugePrivate}, {4, 2048}})
+    ->MinTime(1)
+    ->UseRealTime();
+BENCHMARK(BM_Launcher_FaultQueueAllocClose)->MinTime(0.5)->UseManualTime();
+BENCHMARK(BM_Libioasid_FaultQueueAllocClose)->MinTime(0.5)->UseManualTime();
+BENCHMARK(BM_Launcher_TestCmdContinued)->MinTime(0.5)->UseManualTime();
+BENCHMARK(BM_Plain_TestCmd)->MinTime(0.5)->UseManualTime();
 BENCHMARK(BM_Daemon_ClientProcesses)->Arg(1)->Arg(2)->UseManualTime()->Iterations(3);
 
 // Prints the ratios the issue asks for after the normal report.
@@ -527,6 +816,22 @@ class RatioReporter : public benchmark::ConsoleReporter {
     if (times_.count("BM_Daemon_PageRequestToRetriedDma") && times_.count("BM_Null_TwoStructIoctls"))
       std::printf("ratio %-45s %.3f\n", "page request to retried DMA / two null round trips",
                   times_.at("BM_Daemon_PageRequestToRetriedDma") / times_.at("BM_Null_TwoStructIoctls"));
+    // 1 GiB MAP+UNMAP: /dev/iommu's mock domain against /dev/ioasid's table with the same
+    // leaves, and against /dev/ioasid's default (automatic IOVA: 1 GiB leaves).
+    // (A key is the name and the arguments, as "BM_Daemon_MapDmaUnmap1GiB0/4".)
+    for (const char* kind : {"0", "1", "2"})
+      for (const char* leaf : {"/4", "/2048"}) {
+        const std::string suffix;
+        const std::string iommu = std::string("BM_Iommu_MapUnmap1GiBMockDomain") + kind + leaf + suffix;
+        ratio((std::string("1GiB iommu/ioasid same leaves ") + kind + leaf).c_str(), iommu,
+              std::string("BM_Daemon_MapDmaUnmap1GiB") + kind + leaf + suffix, times_);
+        ratio((std::string("1GiB iommu/ioasid 1G leaves ") + kind + leaf).c_str(), iommu,
+              std::string("BM_Daemon_MapDmaUnmap1GiB") + kind + "/1048576" + suffix, times_);
+      }
+    ratio("FAULT_QUEUE_ALLOC+close, ioasid-run / libioasid", "BM_Launcher_FaultQueueAllocClose",
+          "BM_Libioasid_FaultQueueAllocClose", times_);
+    ratio("IOMMU_TEST_CMD, ioasid-run (continued) / plain", "BM_Launcher_TestCmdContinued", "BM_Plain_TestCmd",
+          times_);
     ratio("process_vm_readv bandwidth / memcpy", "BM_Memcpy1MiB", "BM_ProcessVmReadv1MiB", times_);
     ratio("DmaMemfdWrite1MiB bandwidth / process_vm_readv", "BM_ProcessVmReadv1MiB", "BM_Daemon_DmaMemfdWrite1MiB",
           times_);
@@ -545,6 +850,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A worker of the launcher benchmarks: the socket's number, the iommu node, its companion.
+  if (argc == 5 && std::strcmp(argv[1], "--launcher-worker") == 0)
+    return run_launcher_worker(std::atoi(argv[2]), argv[3], argv[4]);
   benchmark::Initialize(&argc, argv);
   g_null = start_null_server();
   g_daemon = start_daemon();
@@ -557,6 +865,8 @@ int main(int argc, char** argv) {
     benchmark::RunSpecifiedBenchmarks(&reporter);
     status = 0;
   }
+  stop_worker(g_launched_worker);
+  stop_worker(g_plain_worker);
   stop(g_daemon);
   stop(g_null);
   benchmark::Shutdown();
