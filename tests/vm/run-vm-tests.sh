@@ -283,10 +283,11 @@ install_binary() {
     fi
 }
 
-# The conformance suite runs ioasid-run and its probe (IommuFdCommand.*UnderIoasidRun)
-# at the absolute build-tree paths compiled into it: those found in the binary are put
-# at the same paths in the guest. (A build under /tmp stays hidden: the guest mounts a
-# tmpfs there, and those tests then fail.)
+# The conformance suite runs ioasid-run, its probe and examples/iommufd-fault-demo
+# (IommuFdCommand.*UnderIoasidRun, IommufdFaultDemo.*) at the absolute build-tree paths
+# compiled into it: those found in the binary are put at the same paths in the guest.
+# (A build under /tmp stays hidden: the guest mounts a tmpfs there, and those tests then
+# fail.)
 install_conformance_helpers() {
     local root=$1 path
     while IFS= read -r path; do
@@ -294,7 +295,7 @@ install_conformance_helpers() {
         mkdir -p "$root$(dirname "$path")"
         install_binary "$path" "$root$path"
         install_libs "$root" "$path"
-    done < <(grep -aoE '/[A-Za-z0-9._+/-]*/(ioasid-run|ioasid_run_probe)' "$CONFORMANCE" | sort -u)
+    done < <(grep -aoE '/[A-Za-z0-9._+/-]*/(ioasid-run|ioasid_run_probe|iommufd-fault-demo)' "$CONFORMANCE" | sort -u)
 }
 
 # Only /bin/sh is linked here (for /init's shebang): init.sh creates the other applet
