@@ -120,10 +120,12 @@ allowlist_names() {
 # The output of test NAME: from its RUN line to its result line.
 test_output() {
     local file=$1 name=$2
-    clean "$file" | awk -v name="$name" '
+    # awk stops at the test's result line, and a reader may stop early (head -c): a
+    # SIGPIPE on either side of this pipe is expected, not a failure of the stage.
+    { clean "$file" || true; } | awk -v name="$name" '
         $0 ~ /^# +RUN +/ && $NF == "..." && $(NF - 1) == name { on = 1 }
         on { print }
-        on && /^(not )?ok [0-9]+ / { exit }'
+        on && /^(not )?ok [0-9]+ / { exit }' || true
 }
 
 main() {
