@@ -22,10 +22,15 @@ DomainGeometry mock_geometry(const BoundDevice& device) {
           .dirty_tracking = device.can_track_dirty()};
 }
 
-// The mock's IOPTEs are halves of the engine table's leaves, whose two software
-// dirty bits hold their dirty state (SecondLevelTable::mark_half_dirty): 4 KiB leaves
-// only for 2 KiB IOPTEs, up to 2 MiB leaves (1 MiB IOPTEs) on HUGE_IOVA devices.
-uint64_t engine_leaf_cap(const DomainGeometry& geometry) { return 2 * geometry.largest_iopte; }
+// In a domain that tracks dirty pages the mock's IOPTEs are halves of the engine
+// table's leaves, whose two software dirty bits hold their dirty state
+// (SecondLevelTable::mark_half_dirty): 4 KiB leaves only for 2 KiB IOPTEs, up to 2 MiB
+// leaves (1 MiB IOPTEs) on HUGE_IOVA devices, since the dirty bitmap reports per IOPTE.
+// Elsewhere an IOPTE's size shows nowhere, and the engine maps with its largest leaves,
+// as VT-d hardware would: a 1 GiB MAP is one entry, not 262,144.
+uint64_t engine_leaf_cap(const DomainGeometry& geometry, bool tracks_dirty) {
+  return tracks_dirty ? 2 * geometry.largest_iopte : pgtable::kPageSize1G;
+}
 
 // GET_DIRTY_BITMAP builds the bitmap in daemon memory: at most this much per call
 // (at 2 KiB per bit, 256 GiB of IOVA), EOVERFLOW above. The same bound as the mock's
@@ -55,7 +60,7 @@ Result<std::shared_ptr<HwptPaging>> make_hwpt_paging(Call& call, const std::shar
                                                      const BoundDevice& device, bool automatic, bool nest_parent,
                                                      bool enforce_dirty) {
   const DomainGeometry geometry = mock_geometry(device);
-  auto table = iommu::IoPageTable::create(call.service.engine().iommu(), engine_leaf_cap(geometry));
+  auto table = iommu::IoPageTable::create(call.service.engine().iommu(), engine_leaf_cap(geometry, enforce_dirty));
   IOASID_TRY(table);
   auto hwpt = std::make_shared<HwptPaging>(Use<Ioas>(ioas), std::move(*table), geometry, automatic, nest_parent,
                                            enforce_dirty);
