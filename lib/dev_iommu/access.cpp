@@ -189,14 +189,20 @@ Result<long> access_rw(Call& call, iommu_test_cmd& cmd) {
   std::array<std::byte, 64 * 1024> chunk;
   uint64_t user = cmd.access_rw.uptr;
   for (const PinnedPiece& piece : *pieces) {
-    Backing& backing = *piece.pin->backing;
+    // Pinned pages through their backing; others through the recorded address space.
+    auto move = [&](uint64_t done, std::span<std::byte> part) {
+      if (piece.pin)
+        return write ? piece.pin->backing->write(piece.offset + done, part)
+                     : piece.pin->backing->read(piece.offset + done, part);
+      return piece.pages->transfer(piece.va + done, part, write);
+    };
     for (uint64_t done = 0; done < piece.length;) {
       const auto part = std::span(chunk).first(std::min<uint64_t>(chunk.size(), piece.length - done));
       if (write) {
         IOASID_TRY(call.memory.read(user, part));
-        IOASID_TRY(backing.write(piece.offset + done, part));
+        IOASID_TRY(move(done, part));
       } else {
-        IOASID_TRY(backing.read(piece.offset + done, part));
+        IOASID_TRY(move(done, part));
         IOASID_TRY(call.memory.write(user, part));
       }
       done += part.size();

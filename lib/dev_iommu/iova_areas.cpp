@@ -355,10 +355,14 @@ Result<std::vector<PinnedPiece>> IovaAreas::access_pins(uint64_t iova, uint64_t 
     const uint64_t from = std::max(iova, area_it->first);
     const uint64_t to = std::min(last, last_of(area_it->first, area.length));
     const uint64_t va = area.pages->uptr() + area.start_byte + (from - area_it->first);
+    if (!hold && !area.pages->pinned()) {
+      pieces.push_back({nullptr, 0, to - from + 1, area.pages, va});
+      continue;
+    }
     auto pin = area.pages->pin_part(va, to - from + 1);
     IOASID_TRY(pin);
     const uint64_t offset = va - (*pin)->start_va;
-    pieces.push_back({std::move(*pin), offset, to - from + 1});
+    pieces.push_back({std::move(*pin), offset, to - from + 1, area.pages, va});
   }
   if (hold)
     for (auto area_it : covering) ++area_it->second.access_holds;

@@ -45,12 +45,15 @@ struct PagesPiece {
   uint64_t length = 0;
 };
 
-// Bytes of pinned pages an access reads or holds: [offset, offset + length) of the
-// pin's backing.
+// Bytes of the pages an access reads or holds: [offset, offset + length) of the pin's
+// backing, or, for a read or write of pages nobody pinned (no pin), `length` bytes at
+// `va` of the pages' recorded address space.
 struct PinnedPiece {
   std::shared_ptr<PagesPin> pin;
   uint64_t offset = 0;
   uint64_t length = 0;
+  std::shared_ptr<Pages> pages;
+  uint64_t va = 0;
 };
 
 struct AreaView {
@@ -106,11 +109,13 @@ class IovaAreas {
   using UnmapNotice = std::function<void(uint64_t iova, uint64_t length)>;
   Result<void> add_access(const void* owner, uint64_t alignment, UnmapNotice notice);
   void remove_access(const void* owner);
-  // The pinned pages behind [iova, iova + length) of contiguous areas, for an access:
-  // EPERM without the areas' permission (write or read), ENOENT for a hole, EINVAL
-  // when `whole_pages` and a page of memory would be shared with bytes outside (as
-  // iommufd's access_pin_pages). `hold`: the areas count the access's pin until
-  // release_access_pins (such an area cannot be split).
+  // The pages behind [iova, iova + length) of contiguous areas, for an access: EPERM
+  // without the areas' permission (write or read), ENOENT for a hole, EINVAL when
+  // `whole_pages` and a page of memory would be shared with bytes outside (as
+  // iommufd's access_pin_pages). `hold`: pinned, and the areas count the access's pin
+  // until release_access_pins (such an area cannot be split); otherwise pinned pages
+  // come pinned and the others unpinned, for one read or write (as iommufd's
+  // access_rw goes through the recorded mm when nothing pinned them).
   Result<std::vector<PinnedPiece>> access_pins(uint64_t iova, uint64_t length, bool write, bool whole_pages,
                                                bool hold);
   void release_access_pins(uint64_t iova, uint64_t length);

@@ -2,6 +2,8 @@
 
 #include "memory/backing_for_range.h"
 
+#include <unistd.h>
+
 namespace ioasid::dev_iommu {
 namespace {
 
@@ -42,6 +44,19 @@ Result<std::shared_ptr<PagesPin>> Pages::pin_part(uint64_t va, uint64_t length) 
   if (auto pinned = pinned_.lock()) return pinned;
   const uint64_t first = page_floor(va);
   return pin_pages(first, page_ceil(va + length) - first);
+}
+
+Result<void> Pages::transfer(uint64_t va, std::span<std::byte> buffer, bool write) {
+  if (va < uptr_ || va - uptr_ > length_ || buffer.size() > length_ - (va - uptr_))
+    return fail(EFAULT, "[{:#x}, +{:#x}) is outside the mapped [{:#x}, +{:#x})", va, buffer.size(), uptr_, length_);
+  if (write && !writable_) return fail(EPERM, "the pages were mapped read-only");
+  IOASID_TRY(bind_address_space());
+  const ssize_t done = write ? ::pwrite(space_->fd(), buffer.data(), buffer.size(), static_cast<off_t>(va))
+                             : ::pread(space_->fd(), buffer.data(), buffer.size(), static_cast<off_t>(va));
+  if (done != static_cast<ssize_t>(buffer.size()))
+    return fail(EFAULT, "{} of [{:#x}, +{:#x}) in the recorded address space of pid {} failed", write ? "write" : "read",
+                va, buffer.size(), pid_);
+  return success();
 }
 
 Result<std::shared_ptr<PagesPin>> Pages::pin_pages(uint64_t first, uint64_t size) {

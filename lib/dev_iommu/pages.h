@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 
 namespace ioasid::dev_iommu {
 
@@ -57,6 +58,11 @@ class Pages {
   // pin when it has one, else a pin of just those pages, as an access pins only the
   // pages it asks for.
   Result<std::shared_ptr<PagesPin>> pin_part(uint64_t va, uint64_t length);
+  // The whole range's pin while something holds it.
+  std::shared_ptr<PagesPin> pinned() const { return pinned_.lock(); }
+  // Reads or writes bytes at `va` (inside the range) without pinning: through the
+  // address space MAP recorded, so an exec or exit since then reaches nothing (EFAULT).
+  Result<void> transfer(uint64_t va, std::span<std::byte> buffer, bool write);
 
  private:
   Pages(pid_t pid, PinAccount account, uint64_t uptr, uint64_t length, bool writable)
