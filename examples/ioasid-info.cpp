@@ -27,6 +27,9 @@ uint64_t bits(uint64_t value, unsigned low, unsigned high) {
 std::string decode_cap(uint64_t cap) {
   std::string text = fmt::format("MGAW {} bits, SAGAW {:#x}, ND {}", bits(cap, 16, 21) + 1,
                                  bits(cap, 8, 12), bits(cap, 0, 2));
+  if (bits(cap, 34, 37) & 1) text += ", SL 2M";
+  if (bits(cap, 34, 37) & 2) text += ", SL 1G";
+  if (cap & (uint64_t{1} << 39)) text += fmt::format(", PSI (MAMV {})", bits(cap, 48, 53));
   if (cap & (uint64_t{1} << 56)) text += ", FL1GP";
   if (cap & (uint64_t{1} << 60)) text += ", FL5LP";
   return text;
@@ -38,7 +41,8 @@ std::string decode_ecap(uint64_t ecap) {
     const char* name;
   };
   static constexpr Bit kBits[] = {{1, "QI"},    {2, "DT"},    {6, "PT"},    {7, "SC"},
-                                  {26, "NEST"}, {29, "PRS"},  {40, "PASID"}, {43, "SMTS"},
+                                  {26, "NEST"}, {29, "PRS"},  {31, "SRS"},   {34, "EAFS"},
+                                  {40, "PASID"}, {43, "SMTS"},
                                   {45, "SLADS"}, {46, "SLTS"}, {47, "FLTS"}};
   std::string text;
   for (const Bit& bit : kBits)

@@ -54,6 +54,10 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
       return fail(EINVAL, "pasid {} does not fit {}'s {} PASID bits", dma.pasid, spec.name, spec.pasid_bits);
   } else if (dma.pasid != 0) {
     return fail(EINVAL, "pasid {} given without IOASID_DMA_PASID", dma.pasid);
+  } else if (dma.flags & IOASID_DMA_PRIV) {
+    return fail(EINVAL,
+                "IOASID_DMA_PRIV without IOASID_DMA_PASID: on PCIe the privileged bit travels in the PASID prefix, "
+                "so a request without PASID cannot carry it");
   }
   if (dma.length == 0) return fail(EINVAL, "length 0");
   if (dma.length > kMaxDmaLength)

@@ -478,6 +478,56 @@ TEST_F(GetInfo, ReportsTheDaemonsParameters) {
   EXPECT_TRUE(info.addr_width == 48 || info.addr_width == 57) << info.addr_width;
 }
 
+// The emulated VT-d registers, read at the VT-d spec's (rev 4.x) bit positions, as
+// Linux's cap_*()/ecap_*() macros read them: every bit set is something the daemon
+// models, every other bit is 0 (UAPI.md, GET_INFO).
+TEST_F(GetInfo, VtdRegistersAdvertiseWhatIsModelledAtTheSpecPositions) {
+  Node n;
+  ASSERT_TRUE(n.ok());
+  ioasid_info info{};
+  ASSERT_EQ(ioctl_errno(n.fd(), IOASID_GET_INFO, &info), kOk);
+  const auto field = [](uint64_t reg, int low, int width) { return (reg >> low) & ((1ull << width) - 1); };
+  const uint64_t cap = info.cap_reg, ecap = info.ecap_reg;
+  const uint32_t width = info.addr_width;
+  ASSERT_TRUE(width == 48 || width == 57) << width;
+
+  EXPECT_EQ(field(cap, 0, 3), 6u) << "ND: 64K domain ids";
+  EXPECT_EQ(field(cap, 8, 5), width == 57 ? 0b01100u : 0b00100u) << "SAGAW: 4-level (and 5-level at 57 bits)";
+  EXPECT_EQ(field(cap, 16, 6) + 1, width) << "MGAW";
+  EXPECT_EQ(field(cap, 34, 4), 0b0011u) << "SLLPS: second-level 2M and 1G";
+  EXPECT_EQ(field(cap, 39, 1), 1u) << "PSI";
+  EXPECT_EQ(field(cap, 48, 6), width - 12) << "MAMV: a PSI may cover the address space";
+  EXPECT_EQ(field(cap, 56, 1), 1u) << "FL1GP";
+  EXPECT_EQ(field(cap, 60, 1), 1u) << "FL5LP";
+  const uint64_t cap_known = (7ull << 0) | (0x1full << 8) | (0x3full << 16) | (0xfull << 34) | (1ull << 39) |
+                             (0x3full << 48) | (1ull << 56) | (1ull << 60);
+  EXPECT_EQ(cap & ~cap_known, 0u) << "cap_reg bits beyond what is modelled: " << std::hex << (cap & ~cap_known);
+
+  EXPECT_EQ(field(ecap, 1, 1), 1u) << "QI";
+  EXPECT_EQ(field(ecap, 2, 1), 1u) << "DT";
+  EXPECT_EQ(field(ecap, 26, 1), 1u) << "NEST";
+  EXPECT_EQ(field(ecap, 29, 1), 1u) << "PRS";
+  EXPECT_EQ(field(ecap, 31, 1), 1u) << "SRS";
+  EXPECT_EQ(field(ecap, 34, 1), 1u) << "EAFS";
+  EXPECT_EQ(field(ecap, 35, 5), info.pasid_bits - 1) << "PSS = pasid_bits - 1";
+  EXPECT_EQ(field(ecap, 35, 5), kPasidBits - 1) << "PSS";
+  EXPECT_EQ(field(ecap, 40, 1), 1u) << "PASID";
+  EXPECT_EQ(field(ecap, 43, 1), 1u) << "SMTS";
+  EXPECT_EQ(field(ecap, 45, 1), 1u) << "SLADS";
+  EXPECT_EQ(field(ecap, 46, 1), 1u) << "SLTS";
+  EXPECT_EQ(field(ecap, 47, 1), 1u) << "FLTS";
+  const uint64_t ecap_known = (1ull << 1) | (1ull << 2) | (1ull << 26) | (1ull << 29) | (1ull << 31) | (1ull << 34) |
+                              (0x1full << 35) | (1ull << 40) | (1ull << 43) | (1ull << 45) | (1ull << 46) |
+                              (1ull << 47);
+  EXPECT_EQ(ecap & ~ecap_known, 0u) << "ecap_reg bits beyond what is modelled (C, PT, ERS...): " << std::hex
+                                    << (ecap & ~ecap_known);
+  // What the features say agrees: nesting, first-level binding, page responses.
+  EXPECT_TRUE(info.features & (1u << IOASID_FEAT_NESTING));
+  EXPECT_TRUE(info.features & (1u << IOASID_FEAT_BIND_PGTBL));
+  EXPECT_TRUE(info.features & (1u << IOASID_FEAT_PAGE_RESP));
+  EXPECT_TRUE(info.features & (1u << IOASID_FEAT_DIRTY_TRACKING));
+}
+
 TEST_F(GetInfo, NonZeroFlagsAreEOPNOTSUPP) {
   Node n;
   ASSERT_TRUE(n.ok());

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
 namespace conf {
@@ -95,6 +96,55 @@ TEST(DeviceDma, Rows) {
   EXPECT_EQ(ioctl_errno(other.fd(), IOASID_DEVICE_DMA, &pasid0), Err(EINVAL)) << "PASID 0 is RID_PASID";
   ioasid_device_dma too_wide = dma_request(dma0, iova, buffer, IOASID_DMA_PASID, 1u << 20);
   EXPECT_EQ(ioctl_errno(other.fd(), IOASID_DEVICE_DMA, &too_wide), Err(EINVAL)) << "pasid beyond 20 bits";
+}
+
+// On PCIe the privileged bit travels in the PASID prefix: a request without PASID
+// cannot be a supervisor request. The row is EINVAL, changes nothing (no byte moves,
+// no fault is queued), and the daemon's log says why.
+TEST(DeviceDma, PrivWithoutPasidIsEinvalAndMovesNothing) {
+  RidSetup s;
+  Memfd file(k4K, /*map_it=*/true);
+  ASSERT_NE(file.bytes(), nullptr);
+  const uint64_t iova = map_memfd(s.ioas, file);
+  auto data = pattern(k4K, 0x5a);
+  const auto log = daemon_log_path();
+  std::streamoff offset = 0;
+  if (log) offset = std::ifstream(*log, std::ios::ate).tellg();
+
+  auto priv_write = dma_request(s.dev, iova, data, IOASID_DMA_WRITE | IOASID_DMA_PRIV);
+  EXPECT_EQ(ioctl_errno(s.fd(), IOASID_DEVICE_DMA, &priv_write), Err(EINVAL)) << "PRIV without PASID, write";
+  EXPECT_EQ(priv_write.out_status, 0u);
+  EXPECT_TRUE(std::all_of(file.bytes(), file.bytes() + k4K, [](uint8_t b) { return b == 0; })) << "no byte moved";
+  std::vector<uint8_t> back(k4K, 0xee);
+  auto priv_read = dma_request(s.dev, iova, back, IOASID_DMA_PRIV);
+  EXPECT_EQ(ioctl_errno(s.fd(), IOASID_DEVICE_DMA, &priv_read), Err(EINVAL)) << "PRIV without PASID, read";
+  EXPECT_TRUE(std::all_of(back.begin(), back.end(), [](uint8_t b) { return b == 0xee; })) << "buffer untouched";
+  EXPECT_TRUE(drain_faults(s.node).empty()) << "errors queue no fault";
+
+  // Only the flag was wrong: the same request without it runs.
+  auto plain = run_dma(s.fd(), s.dev, iova, data, IOASID_DMA_WRITE);
+  EXPECT_EQ(plain.out_status, uint32_t(IOASID_DMA_OK));
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), file.bytes()));
+
+  // A PASID-capable device (dma0) without the PASID flag: the same row.
+  Node other;
+  const uint32_t dma0 = bind_device(other, "dma0");
+  auto on_dma0 = dma_request(dma0, iova, data, IOASID_DMA_PRIV);
+  EXPECT_EQ(ioctl_errno(other.fd(), IOASID_DEVICE_DMA, &on_dma0), Err(EINVAL)) << "PRIV without PASID on dma0";
+
+  if (!log) return;  // the daemon is not the harness's (IOASID_DEV is set)
+  EXPECT_TRUE(eventually(
+      [&] {
+        std::ifstream in(*log);
+        in.seekg(offset);
+        for (std::string line; std::getline(in, line);)
+          if (line.find("IOASID_DEVICE_DMA") != std::string::npos && line.find("EINVAL") != std::string::npos &&
+              line.find("PASID prefix") != std::string::npos)
+            return true;
+        return false;
+      },
+      std::chrono::seconds(2)))
+      << "no log line says why PRIV without PASID was refused";
 }
 
 // Both directions byte for byte, for one kind of memory mapped at `iova`, whose bytes
