@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <set>
 #include <thread>
 
 namespace conf {
@@ -836,6 +837,64 @@ TEST(PageRequest, AKilledWaiterReleasesEverything) {
   Node node;
   EXPECT_EQ(ioctl_value(node.fd(), IOASID_GET_API_VERSION, 0), IOASID_API_VERSION);
   EXPECT_NE(bind_device(node, "dma0"), 0u) << "the dead client's device came back";
+}
+
+// A full fault queue leaves no page-request group open that no record announced: as
+// VT-d does on a page-request-queue overflow, the IOMMU answers the group itself
+// (Success, "retry"), and the device model sees out_status RETRY. Issue 15: 600 NOWAIT
+// faults at one PASID used to leave groups open whose grpid nobody could read, and new
+// faults unrecoverable until guessed grpids were answered.
+TEST(PageRequest, AFullFaultQueueLeavesNoGroupUnannounced) {
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);  // nothing mapped: every access raises a page request
+  drain_faults(s.node);
+  constexpr int kFaults = 600;
+  std::vector<uint8_t> data(8);
+  int requested = 0, retry = 0;
+  for (int i = 0; i < kFaults; ++i) {
+    const auto out = dma(s.fd(), s.dev, kGva + uint64_t(i) * k4K, data, IOASID_DMA_NOWAIT, s.pasid);
+    if (out.out_status == IOASID_DMA_PAGE_REQ) {
+      EXPECT_EQ(retry, 0) << "fault " << i << ": a page request queued after the queue was full";
+      ++requested;
+    } else {
+      ASSERT_EQ(out.out_status, uint32_t(IOASID_DMA_RETRY)) << "fault " << i;
+      EXPECT_EQ(out.out_fault_addr, kGva + uint64_t(i) * k4K) << "where the device stopped";
+      EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_ACCESS));
+      ++retry;
+    }
+  }
+  EXPECT_GT(retry, 0) << "the queue (--fault-queue) holds fewer than 600 records";
+  EXPECT_LT(requested, 512) << "the queue, not the 512 group indexes, is what filled up";
+
+  // A waiting DMA with the queue full does not wait for an answer nobody can give.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(dma(s.fd(), s.dev, kGva + uint64_t(kFaults) * k4K, data, 0, s.pasid).out_status,
+            uint32_t(IOASID_DMA_RETRY));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "answered at once, not after --page-timeout";
+
+  // Every group that is open was announced by a record.
+  const auto records = drain_faults(s.node);
+  std::set<uint32_t> announced;
+  for (const auto& record : records)
+    if (record.type == IOASID_FAULT_PAGE_REQ) announced.insert(record.grpid);
+  EXPECT_EQ(announced.size(), size_t(requested)) << "one record per open group, each with its own grpid";
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.back().type, uint32_t(IOASID_FAULT_LOST)) << "the LOST record follows the survivors";
+
+  // A new fault is recoverable at once, its grpid read, not guessed.
+  ASSERT_EQ(dma(s.fd(), s.dev, kGva, data, IOASID_DMA_NOWAIT, s.pasid).out_status, uint32_t(IOASID_DMA_PAGE_REQ));
+  const auto fresh = next_page_request(s.node);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(announced.count(fresh->grpid), 0u) << "a group of its own";
+  announced.insert(fresh->grpid);
+
+  // The overflowed groups were answered by the IOMMU: once the announced ones are
+  // answered, no grpid of the device is outstanding.
+  for (const uint32_t grpid : announced)
+    EXPECT_EQ(respond(s.fd(), s.dev, grpid, IOASID_PAGE_RESP_INVALID, s.pasid), kOk) << "grpid " << grpid;
+  for (uint32_t grpid = 0; grpid < 512; ++grpid)
+    ASSERT_EQ(respond(s.fd(), s.dev, grpid, IOASID_PAGE_RESP_INVALID, s.pasid), Err(EINVAL))
+        << "grpid " << grpid << " is still open, though no record announced it";
 }
 
 TEST(BindPgtbl, TheAdminReportsTheBindingAsGiven) {

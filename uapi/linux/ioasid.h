@@ -253,6 +253,7 @@ struct ioasid_dirty_bitmap {
 #define IOASID_DMA_OK 0
 #define IOASID_DMA_FAULT 1
 #define IOASID_DMA_PAGE_REQ 2
+#define IOASID_DMA_RETRY 3 /* page request not queued (queue full): answered by the IOMMU, retry later */
 
 struct ioasid_device_dma {
 	__u32 dev_id;
