@@ -11,7 +11,8 @@ ioasid_fault unrecoverable_record(const FaultSource& source, const devices::DmaF
   ioasid_fault record{};
   record.type = IOASID_FAULT_DMA_UNRECOV;
   record.flags = IOASID_FAULT_ADDR_VALID | (source.pasid ? IOASID_FAULT_PASID_VALID : 0) |
-                 (fault.fetch_address ? IOASID_FAULT_FETCH_ADDR_VALID : 0);
+                 (fault.fetch_address ? IOASID_FAULT_FETCH_ADDR_VALID : 0) |
+                 (fault.second_stage_gpa ? IOASID_FAULT_SECOND_STAGE : 0);
   record.dev_id = source.dev_id;
   record.pasid = source.pasid.value_or(0);
   record.ioasid = fault.ioasid;
@@ -19,6 +20,7 @@ ioasid_fault unrecoverable_record(const FaultSource& source, const devices::DmaF
   record.perm = source.perm;
   record.addr = fault.address;
   record.fetch_addr = fault.fetch_address.value_or(0);
+  record.gpa = fault.second_stage_gpa.value_or(0);
   return record;
 }
 

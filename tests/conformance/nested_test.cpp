@@ -256,6 +256,95 @@ TEST(NestedDma, UnrecoverableFaultsNameTheFetchAddress) {
   EXPECT_EQ(fault.fetch_addr, expected) << "the GPA of the guest's non-present leaf entry";
 }
 
+// A second-stage fault (the parent IOASID's table refuses the GPA) belongs to the VMM,
+// not the guest: even on a PRI device at a PASID it is an unrecoverable fault whose
+// record says SECOND_STAGE and names the GPA, never a page request (issue 15).
+TEST(NestedDma, SecondStageFaultsAreUnrecoverableAndNameTheGpa) {
+  VsvaSetup s;
+  constexpr uint64_t kUnmappedGpa = 0x4000000;  // beyond guest RAM: not in the parent
+  constexpr uint64_t kReadOnlyGpa = 0x2000000;  // mapped read-only in the parent
+  Memfd read_only(k4K, true);
+  map_memfd(s.guest.parent_ioas, read_only, {.flags = IOASID_MAP_READABLE, .iova = kReadOnlyGpa});
+  s.guest.map(kGva, kUnmappedGpa);
+  s.guest.map(kGva + k4K, kReadOnlyGpa);  // writable for the guest, read-only for its VMM
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  drain_faults(s.node);
+  std::vector<uint8_t> data(8, 0x11);
+
+  struct Case {
+    uint64_t gva;
+    uint32_t flags;
+    uint64_t gpa;
+    uint32_t reason;
+    uint32_t perm;
+    const char* what;
+  };
+  const Case cases[] = {
+      {kGva + 0x10, 0, kUnmappedGpa + 0x10, IOASID_FAULT_REASON_ACCESS, IOASID_FAULT_PERM_READ,
+       "a GPA the parent lacks"},
+      {kGva + 0x10, IOASID_DMA_WRITE, kUnmappedGpa + 0x10, IOASID_FAULT_REASON_ACCESS, IOASID_FAULT_PERM_WRITE,
+       "a write to a GPA the parent lacks"},
+      {kGva + k4K + 0x20, IOASID_DMA_WRITE, kReadOnlyGpa + 0x20, IOASID_FAULT_REASON_PERMISSION,
+       IOASID_FAULT_PERM_WRITE, "a write to a GPA the parent maps read-only"},
+  };
+  for (const Case& c : cases) {
+    for (const uint32_t wait : {0u, uint32_t(IOASID_DMA_NOWAIT)}) {
+      const auto out = dma(s.fd(), s.dev, c.gva, data, c.flags | wait, s.pasid);
+      EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT)) << c.what << ": not a page request";
+      EXPECT_EQ(out.out_fault_addr, c.gva) << c.what;
+      EXPECT_EQ(out.out_fault_reason, c.reason) << c.what;
+      const auto records = drain_faults(s.node);
+      ASSERT_EQ(records.size(), 1u) << c.what;
+      const ioasid_fault& record = records[0];
+      EXPECT_EQ(record.type, uint32_t(IOASID_FAULT_DMA_UNRECOV)) << c.what;
+      EXPECT_TRUE(record.flags & IOASID_FAULT_SECOND_STAGE) << c.what;
+      EXPECT_TRUE(record.flags & IOASID_FAULT_ADDR_VALID) << c.what;
+      EXPECT_EQ(record.addr, c.gva) << c.what << ": the guest virtual address";
+      EXPECT_EQ(record.gpa, c.gpa) << c.what << ": the GPA the parent refused";
+      EXPECT_EQ(record.reason, c.reason) << c.what;
+      EXPECT_EQ(record.perm, c.perm) << c.what;
+      EXPECT_EQ(record.pasid, s.pasid) << c.what;
+      EXPECT_EQ(record.ioasid, s.guest.nested) << c.what;
+      EXPECT_EQ(record.__reserved, 0u) << c.what;
+    }
+  }
+  // A read of the read-only GPA works; a first-stage fault stays a page request.
+  EXPECT_EQ(s.read_byte(kGva + k4K), 0);
+  const auto out = dma(s.fd(), s.dev, kGva + 7 * k4K, data, IOASID_DMA_NOWAIT, s.pasid);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_PAGE_REQ)) << "the guest's own missing page";
+  const auto records = drain_faults(s.node);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].type, uint32_t(IOASID_FAULT_PAGE_REQ));
+  EXPECT_FALSE(records[0].flags & IOASID_FAULT_SECOND_STAGE);
+  EXPECT_EQ(records[0].gpa, 0u);
+}
+
+// The walk's own reads of the guest's table are second-stage too: a first-level table
+// the parent lacks is the VMM's fault, reported with the table entry's GPA.
+TEST(NestedDma, ASecondStageFaultOnTheGuestsTableNamesTheEntrysGpa) {
+  VsvaSetup s;
+  s.guest.map(kGva, kDataGpa);
+  // Point the guest's leaf table pointer (level 2 entry) beyond guest RAM.
+  uint64_t table = s.guest.root;
+  for (int level = 4; level > 2; --level)
+    table = s.guest.word(table + ((kGva >> (12 + 9 * (level - 1))) & 511) * 8) & kFrame;
+  uint64_t& pde = s.guest.word(table + ((kGva >> 21) & 511) * 8);
+  constexpr uint64_t kMissingTable = 0x6000000;
+  pde = kMissingTable | kP | kRW | kUS;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  drain_faults(s.node);
+  std::vector<uint8_t> data(8);
+  const auto out = dma(s.fd(), s.dev, kGva, data, IOASID_DMA_NOWAIT, s.pasid);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT)) << "not a page request";
+  const auto records = drain_faults(s.node);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].type, uint32_t(IOASID_FAULT_DMA_UNRECOV));
+  EXPECT_TRUE(records[0].flags & IOASID_FAULT_SECOND_STAGE);
+  const uint64_t entry_gpa = kMissingTable + ((kGva >> 12) & 511) * 8;
+  EXPECT_EQ(records[0].gpa, entry_gpa) << "the GPA of the leaf entry the walk could not read";
+  EXPECT_EQ(records[0].fetch_addr, entry_gpa);
+}
+
 TEST(NestedDma, SupervisorRequestsNeedSreAndUserPagesNeedUs) {
   VsvaSetup s;
   s.guest.map(kGva, kDataGpa);

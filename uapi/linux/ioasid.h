@@ -382,6 +382,7 @@ struct ioasid_dsa_completion {
 #define IOASID_FAULT_ADDR_VALID (1u << 1)
 #define IOASID_FAULT_FETCH_ADDR_VALID (1u << 2)
 #define IOASID_FAULT_LAST_PAGE (1u << 3)
+#define IOASID_FAULT_SECOND_STAGE (1u << 4) /* nested: the parent's table refused `gpa` */
 
 #define IOASID_FAULT_REASON_UNKNOWN 0
 #define IOASID_FAULT_REASON_PASID_FETCH 1
@@ -409,7 +410,8 @@ struct ioasid_fault {
 	__u32 grpid;
 	__u64 addr;
 	__u64 fetch_addr;
-	__u64 __reserved[2];
+	__u64 gpa; /* with IOASID_FAULT_SECOND_STAGE: the guest-physical address refused */
+	__u64 __reserved;
 };
 
 #define IOASID_GET_API_VERSION _IO(IOASID_TYPE, IOASID_BASE + 0)
