@@ -431,6 +431,63 @@ TEST(CacheInvld, StaleUntilInvalidatedAtEachGranularity) {
                      {entry(IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_PASID, s.pasid)}, "domain");
 }
 
+// Requests without PASID through a nested IOASID (dma1 by RID) are invalidated page by
+// page with IOASID_INV_FLAGS_RID_PASID: exactly the page named is dropped (issue 15).
+TEST(CacheInvld, RidPasidPageSelective) {
+  Node node(O_NONBLOCK);
+  Guest guest(node);
+  const auto dma1 = bound_device(node, "dma1");
+  must(client::Attachment::attach(dma1, guest.nested_ioas)).release();
+  const uint32_t dev = dma1.id();
+  guest.map(kGva, kDataGpa);
+  guest.map(kGva + k4K, kDataGpa + k4K);
+  ASSERT_EQ(guest.bind_table(), kOk);
+  for (uint64_t page = 0; page < 4; ++page) guest.bytes(kDataGpa + page * k4K)[0] = uint8_t(page + 1);
+  auto read = [&](uint64_t gva) {
+    uint8_t value = 0;
+    const auto out = dma(node.fd(), dev, gva, std::span(&value, 1), 0);
+    EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_OK)) << "reason " << out.out_fault_reason;
+    return value;
+  };
+  auto invalidate = [&](const ioasid_cache_invalidate_info& info) {
+    ioasid_cache_invalidate request{.ioasid = guest.nested, .entry_len = sizeof info, .entry_num = 1,
+                                    .entries_uptr = reinterpret_cast<uint64_t>(&info)};
+    return ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request);
+  };
+  ASSERT_EQ(read(kGva), 1);
+  ASSERT_EQ(read(kGva + k4K), 2);
+  guest.map(kGva, kDataGpa + 2 * k4K);  // the guest's edits
+  guest.map(kGva + k4K, kDataGpa + 3 * k4K);
+  EXPECT_EQ(read(kGva), 1) << "cached: the edit is invisible before an invalidation";
+  EXPECT_EQ(read(kGva + k4K), 2);
+  // A PASID's page-selective invalidation does not reach the RID's translations.
+  const uint32_t pasid = alloc_pasid(node, slot(55));
+  ASSERT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, pasid, kGva, 1)), kOk);
+  EXPECT_EQ(read(kGva), 1) << "another PASID's invalidation";
+  ASSERT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, 0, kGva, 1, IOASID_INV_FLAGS_RID_PASID)),
+            kOk);
+  EXPECT_EQ(read(kGva), 3) << "the page named was dropped";
+  EXPECT_EQ(read(kGva + k4K), 2) << "the page beside it was not";
+  ASSERT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, 0, 0, 0, IOASID_INV_FLAGS_RID_PASID)),
+            kOk);
+  EXPECT_EQ(read(kGva + k4K), 4) << "RID_PASID at PASID granularity drops the RID's translations";
+
+  // Rows: RID_PASID with PASID, at DOMAIN granularity, or with a non-zero pasid is
+  // EINVAL; GPASID needs PASID as ever.
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, pasid, kGva, 1,
+                             IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_RID_PASID)),
+            Err(EINVAL));
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, IOASID_INV_FLAGS_RID_PASID)),
+            Err(EINVAL));
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, 1, kGva, 1, IOASID_INV_FLAGS_RID_PASID)),
+            Err(EINVAL));
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, 0, kGva, 1,
+                             IOASID_INV_FLAGS_RID_PASID | IOASID_INV_FLAGS_GPASID)),
+            Err(EINVAL));
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, 0, kGva, 1, 1u << 4)), Err(EOPNOTSUPP))
+      << "the next bit is still unknown";
+}
+
 TEST(CacheInvld, GuestPasidEntries) {
   Node node(O_NONBLOCK);
   Guest guest(node);

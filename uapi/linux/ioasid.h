@@ -155,6 +155,7 @@ struct ioasid_unbind_pgtbl {
 #define IOASID_INV_FLAGS_PASID (1u << 0)
 #define IOASID_INV_FLAGS_LEAF (1u << 1)
 #define IOASID_INV_FLAGS_GPASID (1u << 2)
+#define IOASID_INV_FLAGS_RID_PASID (1u << 3) /* requests without PASID (RID_PASID); pasid 0 */
 
 struct ioasid_cache_invalidate_info {
 	__u8 cache;
