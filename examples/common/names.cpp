@@ -97,6 +97,7 @@ const char* dma_status_name(uint32_t status) {
     case IOASID_DMA_OK: return "OK";
     case IOASID_DMA_FAULT: return "FAULT";
     case IOASID_DMA_PAGE_REQ: return "PAGE_REQ";
+    case IOASID_DMA_RETRY: return "RETRY";
   }
   return "?";
 }

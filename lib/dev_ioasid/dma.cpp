@@ -92,14 +92,20 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
     }
     // A PRI device at a PASID asks the owner for the page instead of failing.
     const bool wait = !(dma.flags & IOASID_DMA_NOWAIT);
-    auto group = call.context.page_requests().open(dma.dev_id, dma.pasid, wait);
-    if (!group) {
+    const RaisedPageRequest raised = raise_page_request(call.service, call.context, source_of(dma, spec), fault, wait);
+    if (raised.outcome == PageRequestOutcome::kNoGroup) {
       spdlog::info("ctx {}: {} has 512 page requests outstanding; this fault is unrecoverable",
                    call.context.id(), spec.name);
       fail_transfer(call, dma, spec, fault);
       return 0;
     }
-    report_page_request(call.service, call.context, source_of(dma, spec), fault, group->grpid);
+    if (raised.outcome == PageRequestOutcome::kQueueFull) {
+      // The IOMMU answered the group itself (Success): the device stops here and
+      // retries later, once the owner has read its queue. Waiting would be for nothing.
+      dma.out_status = IOASID_DMA_RETRY;
+      return 0;
+    }
+    const auto* group = &raised.group;
     if (!wait) {
       dma.out_status = IOASID_DMA_PAGE_REQ;
       return 0;

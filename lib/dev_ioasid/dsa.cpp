@@ -48,13 +48,15 @@ class FileSubmitter final : public devices::dsa::Submitter {
                     std::function<void(iommu::PageResponse)> resume) override {
     auto context = live();
     if (!context) return false;
-    auto group = context->page_requests().open_async(dev_id_, pasid, std::move(resume));
-    if (!group) {
+    const RaisedPageRequest raised =
+        raise_page_request_async(service_, *context, source(pasid, write), fault, std::move(resume));
+    if (raised.outcome == PageRequestOutcome::kNoGroup)
       spdlog::info("ctx {}: {} has 512 page requests outstanding; this fault is unrecoverable", context->id(),
                    device_);
-      return false;
-    }
-    report_page_request(service_, *context, source(pasid, write), fault, group->grpid);
+    // kQueueFull: the IOMMU answered the request itself; the descriptor ends without
+    // block on fault (PAGE_FAULT_NOBOF), for software to resubmit later.
+    if (raised.outcome != PageRequestOutcome::kQueued) return false;
+    const auto* group = &raised.group;
     const auto limit = service_.config().page_response_timeout;
     service_.executor().post_after(limit, [weak = context_, group = *group, device = device_, limit] {
       if (auto context = weak.lock(); context && context->page_requests().expire(group))

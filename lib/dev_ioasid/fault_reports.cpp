@@ -2,6 +2,8 @@
 
 #include "dev_ioasid/service.h"
 
+#include <spdlog/spdlog.h>
+
 namespace ioasid::dev_ioasid {
 namespace {
 
@@ -9,7 +11,8 @@ ioasid_fault unrecoverable_record(const FaultSource& source, const devices::DmaF
   ioasid_fault record{};
   record.type = IOASID_FAULT_DMA_UNRECOV;
   record.flags = IOASID_FAULT_ADDR_VALID | (source.pasid ? IOASID_FAULT_PASID_VALID : 0) |
-                 (fault.fetch_address ? IOASID_FAULT_FETCH_ADDR_VALID : 0);
+                 (fault.fetch_address ? IOASID_FAULT_FETCH_ADDR_VALID : 0) |
+                 (fault.second_stage_gpa ? IOASID_FAULT_SECOND_STAGE : 0);
   record.dev_id = source.dev_id;
   record.pasid = source.pasid.value_or(0);
   record.ioasid = fault.ioasid;
@@ -17,6 +20,7 @@ ioasid_fault unrecoverable_record(const FaultSource& source, const devices::DmaF
   record.perm = source.perm;
   record.addr = fault.address;
   record.fetch_addr = fault.fetch_address.value_or(0);
+  record.gpa = fault.second_stage_gpa.value_or(0);
   return record;
 }
 
@@ -42,8 +46,9 @@ void report_unrecoverable(Service& service, Context& context, const FaultSource&
   publish(service, context, source, fault, EventType::Fault, std::nullopt);
 }
 
-void report_page_request(Service& service, Context& context, const FaultSource& source,
-                         const devices::DmaFault& fault, uint32_t grpid) {
+namespace {
+
+ioasid_fault page_request_record(const FaultSource& source, const devices::DmaFault& fault, uint32_t grpid) {
   ioasid_fault record = unrecoverable_record(source, fault);
   record.type = IOASID_FAULT_PAGE_REQ;
   // A page request names the page, not the byte; it carries no fetch address.
@@ -51,8 +56,44 @@ void report_page_request(Service& service, Context& context, const FaultSource& 
   record.addr = fault.address & ~(kPageSize - 1);
   record.fetch_addr = 0;
   record.grpid = grpid;
-  context.faults().push(record);
-  publish(service, context, source, fault, EventType::PageRequest, grpid);
+  return record;
+}
+
+template <typename Open>
+RaisedPageRequest raise(Service& service, Context& context, const FaultSource& source,
+                        const devices::DmaFault& fault, Open open) {
+  bool tried_to_queue = false;
+  auto announce = [&](uint32_t grpid) {
+    tried_to_queue = true;
+    return context.faults().enqueue(page_request_record(source, fault, grpid));
+  };
+  const std::optional<iommu::PageRequests::Group> group = open(announce);
+  if (tried_to_queue) context.faults().notify();  // a LOST record is news too
+  if (group) {
+    publish(service, context, source, fault, EventType::PageRequest, group->grpid);
+    return {PageRequestOutcome::kQueued, *group};
+  }
+  if (!tried_to_queue) return {PageRequestOutcome::kNoGroup, {}};
+  spdlog::info("ctx {}: fault queue full: {}'s page request for {:#x} at PASID {} was not queued; the IOMMU "
+               "answered it Success (retry later)",
+               context.id(), source.device, fault.address & ~(kPageSize - 1), source.pasid.value_or(0));
+  return {PageRequestOutcome::kQueueFull, {}};
+}
+
+}  // namespace
+
+RaisedPageRequest raise_page_request(Service& service, Context& context, const FaultSource& source,
+                                     const devices::DmaFault& fault, bool will_wait) {
+  return raise(service, context, source, fault, [&](const iommu::PageRequests::Announce& announce) {
+    return context.page_requests().open(source.dev_id, source.pasid, will_wait, announce);
+  });
+}
+
+RaisedPageRequest raise_page_request_async(Service& service, Context& context, const FaultSource& source,
+                                           const devices::DmaFault& fault, iommu::PageRequests::OnAnswer on_answer) {
+  return raise(service, context, source, fault, [&](const iommu::PageRequests::Announce& announce) {
+    return context.page_requests().open_async(source.dev_id, source.pasid, std::move(on_answer), announce);
+  });
 }
 
 }  // namespace ioasid::dev_ioasid

@@ -27,8 +27,28 @@ struct FaultSource {
 // Queues an unrecoverable fault record to the file and publishes a `fault` event.
 void report_unrecoverable(Service& service, Context& context, const FaultSource& source,
                           const devices::DmaFault& fault);
-// Queues a page request record (group `grpid`) and publishes a `page_request` event.
-void report_page_request(Service& service, Context& context, const FaultSource& source,
-                         const devices::DmaFault& fault, uint32_t grpid);
+// What became of a page request (PCIe PRI) a device raised.
+enum class PageRequestOutcome {
+  kQueued,     // a group is open and its PAGE_REQ record queued; a `page_request` event published
+  kQueueFull,  // the fault queue was full (the LOST record stands for it): no group was opened
+               // and the IOMMU answered the request itself with Success, as VT-d does on a
+               // page-request-queue overflow, so the device retries later
+  kNoGroup,    // all 512 group indexes of the device are outstanding (or the file is closing):
+               // the fault is unrecoverable
+};
+
+struct RaisedPageRequest {
+  PageRequestOutcome outcome = PageRequestOutcome::kNoGroup;
+  iommu::PageRequests::Group group{};  // kQueued
+};
+
+// Opens a group and queues the record that announces it, in one step (a group no
+// record announced is never left open). `will_wait`: the DMA waits for the answer.
+RaisedPageRequest raise_page_request(Service& service, Context& context, const FaultSource& source,
+                                     const devices::DmaFault& fault, bool will_wait);
+// The same for a device that parks instead of waiting: on_answer gets the answer
+// (dropped unused unless kQueued).
+RaisedPageRequest raise_page_request_async(Service& service, Context& context, const FaultSource& source,
+                                           const devices::DmaFault& fault, iommu::PageRequests::OnAnswer on_answer);
 
 }  // namespace ioasid::dev_ioasid

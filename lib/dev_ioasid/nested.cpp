@@ -109,7 +109,8 @@ struct Invalidation {
 };
 
 Result<Invalidation> check_entry(Call& call, const ioasid_cache_invalidate_info& info) {
-  IOASID_TRY(check_flags(info.flags, IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_LEAF | IOASID_INV_FLAGS_GPASID));
+  IOASID_TRY(check_flags(info.flags, IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_LEAF | IOASID_INV_FLAGS_GPASID |
+                                         IOASID_INV_FLAGS_RID_PASID));
   if (info.cache == 0 || (info.cache & ~kAllCaches))
     return fail(EINVAL, "cache {:#x}: a non-empty set of IOTLB 1, DEV_IOTLB 2, PASID 4", info.cache);
   if (info.granularity > IOASID_INV_GRANU_ADDR) return fail(EINVAL, "granularity {} (0..2)", info.granularity);
@@ -117,8 +118,14 @@ Result<Invalidation> check_entry(Call& call, const ioasid_cache_invalidate_info&
     return fail(EINVAL, "cache {:#x} cannot be invalidated at granularity {}", info.cache, info.granularity);
   Invalidation out{.cache = info.cache, .granularity = info.granularity, .pasid = 0, .addr = 0, .length = 0};
   const bool has_pasid = info.flags & IOASID_INV_FLAGS_PASID;
-  if (info.granularity != IOASID_INV_GRANU_DOMAIN && !has_pasid)
-    return fail(EINVAL, "granularity {} needs IOASID_INV_FLAGS_PASID", info.granularity);
+  // RID_PASID names the requests without PASID (the RID's route), cached at PASID 0.
+  const bool rid_pasid = info.flags & IOASID_INV_FLAGS_RID_PASID;
+  if (rid_pasid && has_pasid) return fail(EINVAL, "RID_PASID and PASID name two targets; give one");
+  if (rid_pasid && info.granularity == IOASID_INV_GRANU_DOMAIN)
+    return fail(EINVAL, "RID_PASID with granularity DOMAIN (a domain invalidation covers it already)");
+  if (rid_pasid && info.pasid != 0) return fail(EINVAL, "pasid {} with RID_PASID (which is PASID 0)", info.pasid);
+  if (info.granularity != IOASID_INV_GRANU_DOMAIN && !has_pasid && !rid_pasid)
+    return fail(EINVAL, "granularity {} needs IOASID_INV_FLAGS_PASID or _RID_PASID", info.granularity);
   if ((info.flags & IOASID_INV_FLAGS_GPASID) && !has_pasid) return fail(EINVAL, "GPASID without the PASID flag");
   if (info.granularity == IOASID_INV_GRANU_ADDR) {
     if (info.granule_size != kPageSize && info.granule_size != (2ull << 20) && info.granule_size != (1ull << 30))
@@ -132,6 +139,7 @@ Result<Invalidation> check_entry(Call& call, const ioasid_cache_invalidate_info&
     out.addr = info.addr;
     out.length = info.nb_granules * info.granule_size;
   }
+  if (rid_pasid) out.pasid = iommu::kRidPasid;
   if (!has_pasid) return out;
   auto host = own_pasid(call, info.pasid, info.flags & IOASID_INV_FLAGS_GPASID);
   IOASID_TRY(host);

@@ -54,7 +54,7 @@ TranslatedRange translate_range(iommu::Iommu& iommu, const iommu::PasidTable& ta
         table, {.pasid = pasid, .iova = address, .access = access, .privileged = privileged}, device_tlb);
     if (!result.ok()) {
       const auto& fault = result.fault();
-      out.fault = DmaFault{address, fault.reason, fault.ioasid, fault.fetch_address};
+      out.fault = DmaFault{address, fault.reason, fault.ioasid, fault.fetch_address, fault.second_stage_gpa};
       break;
     }
     const auto& target = result.translated();

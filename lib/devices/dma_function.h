@@ -35,6 +35,7 @@ struct DmaFault {
   uint32_t reason = 0;   // IOASID_FAULT_REASON_*
   uint32_t ioasid = 0;   // the route's IOASID, 0 when there was none
   std::optional<Hpa> fetch_address;
+  std::optional<uint64_t> second_stage_gpa = std::nullopt;  // nested: the parent's table refused this GPA
 };
 
 // A range as the device sees it after translation, page by page, pages contiguous in
@@ -54,9 +55,12 @@ TranslatedRange translate_range(iommu::Iommu& iommu, const iommu::PasidTable& ta
                                 bool privileged);
 
 // A fault the device's owner can resolve by mapping the page, which a page request
-// (PRI) asks for: a missing or too weak translation.
+// (PRI) asks for: a missing or too weak translation. Not a nested walk's second-stage
+// fault: the guest cannot map what its VMM did not give it (VT-d reports those as
+// non-recoverable faults, never as page requests).
 inline bool resolvable_by_page_request(const DmaFault& fault) {
-  return fault.reason == IOASID_FAULT_REASON_ACCESS || fault.reason == IOASID_FAULT_REASON_PERMISSION;
+  return !fault.second_stage_gpa &&
+         (fault.reason == IOASID_FAULT_REASON_ACCESS || fault.reason == IOASID_FAULT_REASON_PERMISSION);
 }
 
 struct DmaOutcome {

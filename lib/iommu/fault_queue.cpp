@@ -4,16 +4,28 @@
 
 namespace ioasid::iommu {
 
-void FaultQueue::push(const ioasid_fault& fault) {
+bool FaultQueue::push(const ioasid_fault& fault) {
+  const bool queued = enqueue(fault);
+  notify();
+  return queued;
+}
+
+bool FaultQueue::enqueue(const ioasid_fault& fault) {
+  std::lock_guard lock(mutex_);
+  // The last slot is kept for the LOST record, so the reader learns of the gap
+  // and the queue never holds more than depth records.
+  if (!lost_pending_ && records_.size() + 1 < depth_) {
+    records_.push_back(fault);
+    return true;
+  }
+  lost_pending_ = true;
+  return false;
+}
+
+void FaultQueue::notify() {
   std::function<void()> listener;
   {
     std::lock_guard lock(mutex_);
-    // The last slot is kept for the LOST record, so the reader learns of the gap
-    // and the queue never holds more than depth records.
-    if (!lost_pending_ && records_.size() + 1 < depth_)
-      records_.push_back(fault);
-    else
-      lost_pending_ = true;
     listener = listener_;
   }
   if (listener) listener();

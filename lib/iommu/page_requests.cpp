@@ -4,15 +4,16 @@
 
 namespace ioasid::iommu {
 
-std::optional<PageRequests::Group> PageRequests::open(uint32_t dev_id, std::optional<uint32_t> pasid, bool will_wait) {
+std::optional<PageRequests::Group> PageRequests::open(uint32_t dev_id, std::optional<uint32_t> pasid, bool will_wait,
+                                                      const Announce& announce) {
   std::lock_guard lock(mutex_);
-  return open_locked(dev_id, Pending{pasid, std::nullopt, false, will_wait, {}});
+  return open_locked(dev_id, Pending{pasid, std::nullopt, false, will_wait, {}}, announce);
 }
 
 std::optional<PageRequests::Group> PageRequests::open_async(uint32_t dev_id, std::optional<uint32_t> pasid,
-                                                            OnAnswer on_answer) {
+                                                            OnAnswer on_answer, const Announce& announce) {
   std::lock_guard lock(mutex_);
-  return open_locked(dev_id, Pending{pasid, std::nullopt, false, false, std::move(on_answer)});
+  return open_locked(dev_id, Pending{pasid, std::nullopt, false, false, std::move(on_answer)}, announce);
 }
 
 bool PageRequests::expire(const Group& group) {
@@ -28,16 +29,19 @@ bool PageRequests::expire(const Group& group) {
   return true;
 }
 
-std::optional<PageRequests::Group> PageRequests::open_locked(uint32_t dev_id, Pending pending) {
+std::optional<PageRequests::Group> PageRequests::open_locked(uint32_t dev_id, Pending pending,
+                                                             const Announce& announce) {
   if (closed_) return std::nullopt;
   uint32_t& next = next_grpid_[dev_id];
   for (uint32_t tried = 0; tried < kGroups; ++tried) {
     const uint32_t grpid = (next + tried) % kGroups;
+    if (pending_.contains({dev_id, grpid})) continue;
+    // Not announced: no group was opened, and the index stays free for the next request.
+    if (!announce(grpid)) return std::nullopt;
     pending.serial = next_serial_;
-    if (pending_.try_emplace({dev_id, grpid}, std::move(pending)).second) {
-      next = (grpid + 1) % kGroups;
-      return Group{dev_id, grpid, next_serial_++};
-    }
+    pending_.emplace(Key{dev_id, grpid}, std::move(pending));
+    next = (grpid + 1) % kGroups;
+    return Group{dev_id, grpid, next_serial_++};
   }
   return std::nullopt;
 }

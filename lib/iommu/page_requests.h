@@ -39,11 +39,19 @@ class PageRequests {
     uint64_t serial = 0;  // tells this request from a later one given the same grpid
   };
 
-  // Opens a group for a device's request at `pasid` (std::nullopt: without PASID).
+  // Queues the record that announces group `grpid` (the owner's fault queue); false
+  // when it could not be queued. Runs under this object's lock, so it must only queue
+  // (FaultQueue::enqueue) and take no lock that is held while calling in here.
+  using Announce = std::function<bool(uint32_t grpid)>;
+
+  // Opens a group for a device's request at `pasid` (std::nullopt: without PASID), and
+  // announces it: the group exists only once its record is queued, so no group is ever
+  // outstanding that no record named, and no PAGE_RESP can answer one before it is.
   // With `will_wait` the caller wait()s for it, which closes it; otherwise the
   // response closes it. Fails (nullopt) when all 512 indexes of the device are
-  // outstanding.
-  std::optional<Group> open(uint32_t dev_id, std::optional<uint32_t> pasid, bool will_wait);
+  // outstanding (announce is not called), or when announce fails (the queue is full:
+  // the caller answers the device itself, as VT-d does on a page-request-queue overflow).
+  std::optional<Group> open(uint32_t dev_id, std::optional<uint32_t> pasid, bool will_wait, const Announce& announce);
   // Waits until the group is answered, `limit` passes or *interrupted is set (then
   // kInterrupted); the group is closed after.
   PageResponse wait(const Group& group, std::chrono::milliseconds limit, const std::atomic<bool>* interrupted);
@@ -52,7 +60,9 @@ class PageRequests {
   // given to on_answer exactly once, on the answering thread, without this object's
   // lock held (the caller of respond/cancel may hold its own).
   using OnAnswer = std::function<void(PageResponse)>;
-  std::optional<Group> open_async(uint32_t dev_id, std::optional<uint32_t> pasid, OnAnswer on_answer);
+  // Announced as open() is; when that fails on_answer is dropped unused.
+  std::optional<Group> open_async(uint32_t dev_id, std::optional<uint32_t> pasid, OnAnswer on_answer,
+                                  const Announce& announce);
   // Answers an async group kTimedOut if it is still outstanding (then true).
   bool expire(const Group& group);
   // Makes waiters look at their interrupted flag.
@@ -77,7 +87,7 @@ class PageRequests {
     OnAnswer on_answer;              // open_async
     uint64_t serial = 0;
   };
-  std::optional<Group> open_locked(uint32_t dev_id, Pending pending);
+  std::optional<Group> open_locked(uint32_t dev_id, Pending pending, const Announce& announce);
   using Key = std::pair<uint32_t, uint32_t>;  // dev_id, grpid
   mutable std::mutex mutex_;
   std::condition_variable answered_;

@@ -87,8 +87,11 @@ TranslateResult Iommu::translate(const PasidTable& table, const DmaRequest& requ
     if (entry->type == TranslationType::kPassThrough) return pass_through(iova, entry->ioasid);
     const auto result = walk(*entry, request);
     if (!result.ok())
-      return TranslationFault{
-          .reason = result.fault().reason, .ioasid = entry->ioasid, .fetch_address = result.fault().fetch_address};
+      return TranslationFault{.reason = result.fault().reason,
+                              .ioasid = entry->ioasid,
+                              .fetch_address = result.fault().fetch_address,
+                              .second_stage_gpa = result.fault().second_stage ? std::optional(result.fault().gpa)
+                                                                              : std::nullopt};
     const auto& found = result.translation();
     shift = static_cast<uint8_t>(std::countr_zero(found.page_size));
     rights = permission_bits({found.permissions.read, found.permissions.write, found.permissions.exec});

@@ -29,6 +29,9 @@ struct TranslationFault {
   uint32_t reason = 0;  // IOASID_FAULT_REASON_*
   uint32_t ioasid = 0;  // 0 when no route was found
   std::optional<Hpa> fetch_address;
+  // Nested: the parent's second level refused `gpa` (see pgtable::WalkFault). Only the
+  // VMM can fix that: it is never a page request.
+  std::optional<uint64_t> second_stage_gpa = std::nullopt;
 };
 
 class TranslateResult {

@@ -13,15 +13,17 @@ namespace {
 
 namespace fl = first_level;
 
-WalkFault second_stage_fault(const WalkFault& fault) {
+// A second-level refusal of the final GPA: the second level's fault, and that GPA.
+WalkFault second_stage_fault(const WalkFault& fault, uint64_t gpa) {
   WalkFault copy = fault;
   copy.second_stage = true;
+  copy.gpa = gpa;
   return copy;
 }
 
 // A second-level refusal of a first-level entry's GPA: its reason, named by the entry.
 WalkFault second_stage_fault_at(const WalkFault& fault, const detail::UsedEntry& at) {
-  return WalkFault{fault.reason, at.level, at.reported, true};
+  return WalkFault{fault.reason, at.level, at.reported, true, at.reported};
 }
 
 constexpr Access kTableRead{.read = true};
@@ -85,7 +87,7 @@ class FirstLevelWalker {
     const uint64_t gpa = fl::leaf_frame(leaf.value, leaf.level) + (address & (page_size - 1));
     if (to_host_ == nullptr) return Translation{gpa, page_size, leaf.level, rights(), false, leaf.address};
     const WalkResult host = (*to_host_)(gpa, access);
-    if (!host.ok()) return second_stage_fault(host.fault());
+    if (!host.ok()) return second_stage_fault(host.fault(), gpa);
     const Translation& second = host.translation();
     return Translation{second.hpa, std::min(page_size, second.page_size), leaf.level,
                        rights() & second.permissions, second.snoop, leaf.address};

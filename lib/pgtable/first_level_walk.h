@@ -17,7 +17,7 @@
 //   3. For each level from the root down: the entry's GPA (table + index * 8) is
 //      translated with a read access; a second-level fault is reported with its own
 //      reason, the first-level level and fetch_address = the GPA of that first-level
-//      entry, second_stage = true. Reading the entry at the HPA fails -> PTE_FETCH;
+//      entry, second_stage = true, gpa = that GPA. Reading the entry at the HPA fails -> PTE_FETCH;
 //      P=0 -> ACCESS; PS in a PML4E/PML5E, or reserved frame bits in a 2M/1G leaf ->
 //      PTE_FETCH (fetch_address the entry's GPA, second_stage false).
 //   4. At the leaf, the rights accumulated over every level (R/W, U/S, XD) decide:
@@ -32,7 +32,8 @@
 //      A refusal is PERMISSION at the leaf (fetch_address = the leaf's GPA).
 //   5. The output GPA (frame + offset) is translated with the request's own access; a
 //      fault is reported as the second level gave it (its reason, level and
-//      fetch_address, an HPA of a second-level entry), second_stage = true.
+//      fetch_address, an HPA of a second-level entry), second_stage = true, gpa = the
+//      output GPA (byte-exact).
 //   6. A/D (first-level A/D is always on, there is no enable): on success A is set in
 //      every first-level entry used (with EA, bit 10, when EAFE is on), and D in the
 //      leaf for a write, each with compare_exchange64 at the entry's HPA, retried when
@@ -42,7 +43,7 @@
 //      so the second level sees (and dirty-tracks) the write; if it refuses (a guest
 //      table mapped read-only in the second level) the walk fails with the second
 //      level's fault (PERMISSION for a read-only mapping), fetch_address = the GPA of
-//      the first-level entry, second_stage = true; nothing is set in that entry. A
+//      the first-level entry, second_stage = true, gpa = that GPA; nothing is set in that entry. A
 //      compare-and-swap that fails (memory error) -> WALK_EABT at that entry's GPA.
 //      Entries already carrying the bits cost no translation and no write.
 //

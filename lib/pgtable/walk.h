@@ -48,6 +48,9 @@ struct WalkFault {
   // Nested walks only: the fault is the second stage's (the GPA -> HPA table refused a
   // first-level entry's GPA or the final GPA). Always false for walk_second_level().
   bool second_stage = false;
+  // With second_stage: the GPA the second level refused (a first-level entry's, or the
+  // final one, byte-exact).
+  uint64_t gpa = 0;
 };
 
 class WalkResult {

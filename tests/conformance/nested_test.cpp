@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <set>
 #include <thread>
 
 namespace conf {
@@ -255,6 +256,95 @@ TEST(NestedDma, UnrecoverableFaultsNameTheFetchAddress) {
   EXPECT_EQ(fault.fetch_addr, expected) << "the GPA of the guest's non-present leaf entry";
 }
 
+// A second-stage fault (the parent IOASID's table refuses the GPA) belongs to the VMM,
+// not the guest: even on a PRI device at a PASID it is an unrecoverable fault whose
+// record says SECOND_STAGE and names the GPA, never a page request (issue 15).
+TEST(NestedDma, SecondStageFaultsAreUnrecoverableAndNameTheGpa) {
+  VsvaSetup s;
+  constexpr uint64_t kUnmappedGpa = 0x4000000;  // beyond guest RAM: not in the parent
+  constexpr uint64_t kReadOnlyGpa = 0x2000000;  // mapped read-only in the parent
+  Memfd read_only(k4K, true);
+  map_memfd(s.guest.parent_ioas, read_only, {.flags = IOASID_MAP_READABLE, .iova = kReadOnlyGpa});
+  s.guest.map(kGva, kUnmappedGpa);
+  s.guest.map(kGva + k4K, kReadOnlyGpa);  // writable for the guest, read-only for its VMM
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  drain_faults(s.node);
+  std::vector<uint8_t> data(8, 0x11);
+
+  struct Case {
+    uint64_t gva;
+    uint32_t flags;
+    uint64_t gpa;
+    uint32_t reason;
+    uint32_t perm;
+    const char* what;
+  };
+  const Case cases[] = {
+      {kGva + 0x10, 0, kUnmappedGpa + 0x10, IOASID_FAULT_REASON_ACCESS, IOASID_FAULT_PERM_READ,
+       "a GPA the parent lacks"},
+      {kGva + 0x10, IOASID_DMA_WRITE, kUnmappedGpa + 0x10, IOASID_FAULT_REASON_ACCESS, IOASID_FAULT_PERM_WRITE,
+       "a write to a GPA the parent lacks"},
+      {kGva + k4K + 0x20, IOASID_DMA_WRITE, kReadOnlyGpa + 0x20, IOASID_FAULT_REASON_PERMISSION,
+       IOASID_FAULT_PERM_WRITE, "a write to a GPA the parent maps read-only"},
+  };
+  for (const Case& c : cases) {
+    for (const uint32_t wait : {0u, uint32_t(IOASID_DMA_NOWAIT)}) {
+      const auto out = dma(s.fd(), s.dev, c.gva, data, c.flags | wait, s.pasid);
+      EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT)) << c.what << ": not a page request";
+      EXPECT_EQ(out.out_fault_addr, c.gva) << c.what;
+      EXPECT_EQ(out.out_fault_reason, c.reason) << c.what;
+      const auto records = drain_faults(s.node);
+      ASSERT_EQ(records.size(), 1u) << c.what;
+      const ioasid_fault& record = records[0];
+      EXPECT_EQ(record.type, uint32_t(IOASID_FAULT_DMA_UNRECOV)) << c.what;
+      EXPECT_TRUE(record.flags & IOASID_FAULT_SECOND_STAGE) << c.what;
+      EXPECT_TRUE(record.flags & IOASID_FAULT_ADDR_VALID) << c.what;
+      EXPECT_EQ(record.addr, c.gva) << c.what << ": the guest virtual address";
+      EXPECT_EQ(record.gpa, c.gpa) << c.what << ": the GPA the parent refused";
+      EXPECT_EQ(record.reason, c.reason) << c.what;
+      EXPECT_EQ(record.perm, c.perm) << c.what;
+      EXPECT_EQ(record.pasid, s.pasid) << c.what;
+      EXPECT_EQ(record.ioasid, s.guest.nested) << c.what;
+      EXPECT_EQ(record.__reserved, 0u) << c.what;
+    }
+  }
+  // A read of the read-only GPA works; a first-stage fault stays a page request.
+  EXPECT_EQ(s.read_byte(kGva + k4K), 0);
+  const auto out = dma(s.fd(), s.dev, kGva + 7 * k4K, data, IOASID_DMA_NOWAIT, s.pasid);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_PAGE_REQ)) << "the guest's own missing page";
+  const auto records = drain_faults(s.node);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].type, uint32_t(IOASID_FAULT_PAGE_REQ));
+  EXPECT_FALSE(records[0].flags & IOASID_FAULT_SECOND_STAGE);
+  EXPECT_EQ(records[0].gpa, 0u);
+}
+
+// The walk's own reads of the guest's table are second-stage too: a first-level table
+// the parent lacks is the VMM's fault, reported with the table entry's GPA.
+TEST(NestedDma, ASecondStageFaultOnTheGuestsTableNamesTheEntrysGpa) {
+  VsvaSetup s;
+  s.guest.map(kGva, kDataGpa);
+  // Point the guest's leaf table pointer (level 2 entry) beyond guest RAM.
+  uint64_t table = s.guest.root;
+  for (int level = 4; level > 2; --level)
+    table = s.guest.word(table + ((kGva >> (12 + 9 * (level - 1))) & 511) * 8) & kFrame;
+  uint64_t& pde = s.guest.word(table + ((kGva >> 21) & 511) * 8);
+  constexpr uint64_t kMissingTable = 0x6000000;
+  pde = kMissingTable | kP | kRW | kUS;
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  drain_faults(s.node);
+  std::vector<uint8_t> data(8);
+  const auto out = dma(s.fd(), s.dev, kGva, data, IOASID_DMA_NOWAIT, s.pasid);
+  EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_FAULT)) << "not a page request";
+  const auto records = drain_faults(s.node);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].type, uint32_t(IOASID_FAULT_DMA_UNRECOV));
+  EXPECT_TRUE(records[0].flags & IOASID_FAULT_SECOND_STAGE);
+  const uint64_t entry_gpa = kMissingTable + ((kGva >> 12) & 511) * 8;
+  EXPECT_EQ(records[0].gpa, entry_gpa) << "the GPA of the leaf entry the walk could not read";
+  EXPECT_EQ(records[0].fetch_addr, entry_gpa);
+}
+
 TEST(NestedDma, SupervisorRequestsNeedSreAndUserPagesNeedUs) {
   VsvaSetup s;
   s.guest.map(kGva, kDataGpa);
@@ -339,6 +429,63 @@ TEST(CacheInvld, StaleUntilInvalidatedAtEachGranularity) {
   expect_stale_until(s, {entry(IOASID_CACHE_PASID, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, 0)},
                      {entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, 0)},
                      {entry(IOASID_CACHE_DEV_IOTLB, IOASID_INV_GRANU_PASID, s.pasid)}, "domain");
+}
+
+// Requests without PASID through a nested IOASID (dma1 by RID) are invalidated page by
+// page with IOASID_INV_FLAGS_RID_PASID: exactly the page named is dropped (issue 15).
+TEST(CacheInvld, RidPasidPageSelective) {
+  Node node(O_NONBLOCK);
+  Guest guest(node);
+  const auto dma1 = bound_device(node, "dma1");
+  must(client::Attachment::attach(dma1, guest.nested_ioas)).release();
+  const uint32_t dev = dma1.id();
+  guest.map(kGva, kDataGpa);
+  guest.map(kGva + k4K, kDataGpa + k4K);
+  ASSERT_EQ(guest.bind_table(), kOk);
+  for (uint64_t page = 0; page < 4; ++page) guest.bytes(kDataGpa + page * k4K)[0] = uint8_t(page + 1);
+  auto read = [&](uint64_t gva) {
+    uint8_t value = 0;
+    const auto out = dma(node.fd(), dev, gva, std::span(&value, 1), 0);
+    EXPECT_EQ(out.out_status, uint32_t(IOASID_DMA_OK)) << "reason " << out.out_fault_reason;
+    return value;
+  };
+  auto invalidate = [&](const ioasid_cache_invalidate_info& info) {
+    ioasid_cache_invalidate request{.ioasid = guest.nested, .entry_len = sizeof info, .entry_num = 1,
+                                    .entries_uptr = reinterpret_cast<uint64_t>(&info)};
+    return ioctl_errno(node.fd(), IOASID_CACHE_INVLD, &request);
+  };
+  ASSERT_EQ(read(kGva), 1);
+  ASSERT_EQ(read(kGva + k4K), 2);
+  guest.map(kGva, kDataGpa + 2 * k4K);  // the guest's edits
+  guest.map(kGva + k4K, kDataGpa + 3 * k4K);
+  EXPECT_EQ(read(kGva), 1) << "cached: the edit is invisible before an invalidation";
+  EXPECT_EQ(read(kGva + k4K), 2);
+  // A PASID's page-selective invalidation does not reach the RID's translations.
+  const uint32_t pasid = alloc_pasid(node, slot(55));
+  ASSERT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, pasid, kGva, 1)), kOk);
+  EXPECT_EQ(read(kGva), 1) << "another PASID's invalidation";
+  ASSERT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, 0, kGva, 1, IOASID_INV_FLAGS_RID_PASID)),
+            kOk);
+  EXPECT_EQ(read(kGva), 3) << "the page named was dropped";
+  EXPECT_EQ(read(kGva + k4K), 2) << "the page beside it was not";
+  ASSERT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_PASID, 0, 0, 0, IOASID_INV_FLAGS_RID_PASID)),
+            kOk);
+  EXPECT_EQ(read(kGva + k4K), 4) << "RID_PASID at PASID granularity drops the RID's translations";
+
+  // Rows: RID_PASID with PASID, at DOMAIN granularity, or with a non-zero pasid is
+  // EINVAL; GPASID needs PASID as ever.
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, pasid, kGva, 1,
+                             IOASID_INV_FLAGS_PASID | IOASID_INV_FLAGS_RID_PASID)),
+            Err(EINVAL));
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_DOMAIN, 0, 0, 0, IOASID_INV_FLAGS_RID_PASID)),
+            Err(EINVAL));
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, 1, kGva, 1, IOASID_INV_FLAGS_RID_PASID)),
+            Err(EINVAL));
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, 0, kGva, 1,
+                             IOASID_INV_FLAGS_RID_PASID | IOASID_INV_FLAGS_GPASID)),
+            Err(EINVAL));
+  EXPECT_EQ(invalidate(entry(IOASID_CACHE_IOTLB, IOASID_INV_GRANU_ADDR, 0, kGva, 1, 1u << 4)), Err(EOPNOTSUPP))
+      << "the next bit is still unknown";
 }
 
 TEST(CacheInvld, GuestPasidEntries) {
@@ -836,6 +983,64 @@ TEST(PageRequest, AKilledWaiterReleasesEverything) {
   Node node;
   EXPECT_EQ(ioctl_value(node.fd(), IOASID_GET_API_VERSION, 0), IOASID_API_VERSION);
   EXPECT_NE(bind_device(node, "dma0"), 0u) << "the dead client's device came back";
+}
+
+// A full fault queue leaves no page-request group open that no record announced: as
+// VT-d does on a page-request-queue overflow, the IOMMU answers the group itself
+// (Success, "retry"), and the device model sees out_status RETRY. Issue 15: 600 NOWAIT
+// faults at one PASID used to leave groups open whose grpid nobody could read, and new
+// faults unrecoverable until guessed grpids were answered.
+TEST(PageRequest, AFullFaultQueueLeavesNoGroupUnannounced) {
+  VsvaSetup s;
+  ASSERT_EQ(s.guest.bind_table(), kOk);  // nothing mapped: every access raises a page request
+  drain_faults(s.node);
+  constexpr int kFaults = 600;
+  std::vector<uint8_t> data(8);
+  int requested = 0, retry = 0;
+  for (int i = 0; i < kFaults; ++i) {
+    const auto out = dma(s.fd(), s.dev, kGva + uint64_t(i) * k4K, data, IOASID_DMA_NOWAIT, s.pasid);
+    if (out.out_status == IOASID_DMA_PAGE_REQ) {
+      EXPECT_EQ(retry, 0) << "fault " << i << ": a page request queued after the queue was full";
+      ++requested;
+    } else {
+      ASSERT_EQ(out.out_status, uint32_t(IOASID_DMA_RETRY)) << "fault " << i;
+      EXPECT_EQ(out.out_fault_addr, kGva + uint64_t(i) * k4K) << "where the device stopped";
+      EXPECT_EQ(out.out_fault_reason, uint32_t(IOASID_FAULT_REASON_ACCESS));
+      ++retry;
+    }
+  }
+  EXPECT_GT(retry, 0) << "the queue (--fault-queue) holds fewer than 600 records";
+  EXPECT_LT(requested, 512) << "the queue, not the 512 group indexes, is what filled up";
+
+  // A waiting DMA with the queue full does not wait for an answer nobody can give.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(dma(s.fd(), s.dev, kGva + uint64_t(kFaults) * k4K, data, 0, s.pasid).out_status,
+            uint32_t(IOASID_DMA_RETRY));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "answered at once, not after --page-timeout";
+
+  // Every group that is open was announced by a record.
+  const auto records = drain_faults(s.node);
+  std::set<uint32_t> announced;
+  for (const auto& record : records)
+    if (record.type == IOASID_FAULT_PAGE_REQ) announced.insert(record.grpid);
+  EXPECT_EQ(announced.size(), size_t(requested)) << "one record per open group, each with its own grpid";
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.back().type, uint32_t(IOASID_FAULT_LOST)) << "the LOST record follows the survivors";
+
+  // A new fault is recoverable at once, its grpid read, not guessed.
+  ASSERT_EQ(dma(s.fd(), s.dev, kGva, data, IOASID_DMA_NOWAIT, s.pasid).out_status, uint32_t(IOASID_DMA_PAGE_REQ));
+  const auto fresh = next_page_request(s.node);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(announced.count(fresh->grpid), 0u) << "a group of its own";
+  announced.insert(fresh->grpid);
+
+  // The overflowed groups were answered by the IOMMU: once the announced ones are
+  // answered, no grpid of the device is outstanding.
+  for (const uint32_t grpid : announced)
+    EXPECT_EQ(respond(s.fd(), s.dev, grpid, IOASID_PAGE_RESP_INVALID, s.pasid), kOk) << "grpid " << grpid;
+  for (uint32_t grpid = 0; grpid < 512; ++grpid)
+    ASSERT_EQ(respond(s.fd(), s.dev, grpid, IOASID_PAGE_RESP_INVALID, s.pasid), Err(EINVAL))
+        << "grpid " << grpid << " is still open, though no record announced it";
 }
 
 TEST(BindPgtbl, TheAdminReportsTheBindingAsGiven) {

@@ -1091,10 +1091,12 @@ class Attacker {
             a, kDeviceDma, [&] { return device->dma_write(kUnmappedIova + t * k4K, data, {.pasid = pasid->value()}); },
             {}, t);
         if (!outcome) return;
-        if (outcome->status != IOASID_DMA_FAULT)
+        if (outcome->status == IOASID_DMA_RETRY)  // the fault queue was full: answered by the IOMMU
+          counters(a).event(kPageRequestCap);
+        else if (outcome->status != IOASID_DMA_FAULT)
           report(shared_.invariants, a,
                  "a DMA at an unmapped IOVA, its page request unanswered, ended with status " +
-                     std::to_string(outcome->status) + ", not FAULT");
+                     std::to_string(outcome->status) + ", not FAULT or RETRY");
         else  // at once: the cap of outstanding page requests was reached first
           counters(a).event(Clock::now() - start >= kPageTimeout / 2 ? kPageTimedOut : kPageRequestCap);
       });
@@ -1111,7 +1113,7 @@ class Attacker {
         counters(a).event(kPageRequestRaised);
         continue;
       }
-      if (outcome->status == IOASID_DMA_FAULT)
+      if (outcome->status == IOASID_DMA_FAULT || outcome->status == IOASID_DMA_RETRY)  // cap, or queue full
         counters(a).event(kPageRequestCap);
       else
         report(shared_.invariants, a, "a NOWAIT DMA at an unmapped IOVA succeeded");

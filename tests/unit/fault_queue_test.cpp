@@ -41,6 +41,25 @@ TEST(FaultQueue, OverflowKeepsOneLostRecordAfterTheSurvivors) {
   EXPECT_EQ(out[0].addr, 99u);
 }
 
+// push() says whether the record was queued (a page request whose record was dropped
+// must not leave its group open); enqueue() queues without the listener, notify() runs it.
+TEST(FaultQueue, PushSaysWhetherTheRecordWasQueued) {
+  FaultQueue queue(3);
+  int arrivals = 0;
+  queue.set_listener([&] { ++arrivals; });
+  EXPECT_TRUE(queue.push(fault_at(1)));
+  EXPECT_TRUE(queue.enqueue(fault_at(2)));
+  EXPECT_EQ(arrivals, 1) << "enqueue runs no listener";
+  queue.notify();
+  EXPECT_EQ(arrivals, 2);
+  EXPECT_FALSE(queue.push(fault_at(3))) << "the last slot is the LOST record's";
+  EXPECT_FALSE(queue.enqueue(fault_at(4)));
+  std::vector<ioasid_fault> out(4);
+  ASSERT_EQ(queue.pop(out), 3u);
+  EXPECT_EQ(out[2].type, static_cast<uint32_t>(IOASID_FAULT_LOST));
+  EXPECT_TRUE(queue.push(fault_at(5))) << "room again once LOST was read";
+}
+
 TEST(FaultQueue, PartialReadsLeaveTheRest) {
   FaultQueue queue(8);
   for (uint64_t i = 0; i < 3; ++i) queue.push(fault_at(i));

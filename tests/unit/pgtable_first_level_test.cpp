@@ -841,6 +841,7 @@ TEST_F(NestedWalk, RightsIntersectAndSnoopComesFromTheSecondLevel) {
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.fault().reason, IOASID_FAULT_REASON_PERMISSION);
   EXPECT_TRUE(second.fault().second_stage);
+  EXPECT_EQ(second.fault().gpa, 0x10u);  // the GPA the second level refused (gva 0 maps GPA 0)
   const WalkFault direct = second_level(0x10, kWrite).fault();
   EXPECT_EQ(second.fault().level, direct.level);
   EXPECT_EQ(second.fault().fetch_address, direct.fetch_address);  // an HPA of a second-level entry
@@ -865,6 +866,7 @@ TEST_F(NestedWalk, SecondLevelFaultWhileFetchingATableNamesTheFirstLevelEntry) {
     EXPECT_TRUE(result.fault().second_stage) << level;
     EXPECT_EQ(result.fault().level, level);
     EXPECT_EQ(result.fault().fetch_address, entry) << level;  // the GPA of the first-level entry
+    EXPECT_EQ(result.fault().gpa, entry) << level;            // which is the GPA refused
     map_guest(page, k4K, k4K);
   }
   EXPECT_TRUE(walk(builder.config(), kGva, kRead).ok());
@@ -890,6 +892,7 @@ TEST_F(NestedWalk, SecondLevelFaultOnTheOutputGpaIsTheSecondLevels) {
   const WalkFault direct = second_level(unmapped_gpa + 0x30, kWrite).fault();
   EXPECT_EQ(missing.fault().reason, IOASID_FAULT_REASON_ACCESS);
   EXPECT_TRUE(missing.fault().second_stage);
+  EXPECT_EQ(missing.fault().gpa, unmapped_gpa + 0x30) << "the output GPA, byte-exact";
   EXPECT_EQ(missing.fault().level, direct.level);
   EXPECT_EQ(missing.fault().fetch_address, direct.fetch_address);
   ASSERT_TRUE(missing.fault().fetch_address.has_value());
@@ -902,6 +905,7 @@ TEST_F(NestedWalk, SecondLevelFaultOnTheOutputGpaIsTheSecondLevels) {
   ASSERT_FALSE(far.ok());
   EXPECT_EQ(far.fault().reason, IOASID_FAULT_REASON_OOR_ADDRESS);
   EXPECT_TRUE(far.fault().second_stage);
+  EXPECT_EQ(far.fault().gpa, 1ull << 50);
   EXPECT_FALSE(far.fault().fetch_address.has_value());
 }
 

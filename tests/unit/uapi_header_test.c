@@ -41,6 +41,7 @@ _Static_assert(_IOC_DIR(IOASID_GET_INFO) == (_IOC_READ | _IOC_WRITE), "_IOWR");
 _Static_assert(_IOC_SIZE(IOASID_DEVICE_SUBMIT) == 80, "size");
 _Static_assert(offsetof(struct ioasid_info, pgsize_bitmap) == 24, "natural alignment");
 _Static_assert(offsetof(struct ioasid_fault, addr) == 32, "natural alignment");
+_Static_assert(offsetof(struct ioasid_fault, gpa) == 48, "gpa took __reserved[0]");
 /* The DSA layout: where the device finds each field. */
 _Static_assert(offsetof(struct ioasid_dsa_desc, completion_addr) == 8, "dsa layout");
 _Static_assert(offsetof(struct ioasid_dsa_desc, xfer_size) == 32, "dsa layout");

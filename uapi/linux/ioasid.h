@@ -155,6 +155,7 @@ struct ioasid_unbind_pgtbl {
 #define IOASID_INV_FLAGS_PASID (1u << 0)
 #define IOASID_INV_FLAGS_LEAF (1u << 1)
 #define IOASID_INV_FLAGS_GPASID (1u << 2)
+#define IOASID_INV_FLAGS_RID_PASID (1u << 3) /* requests without PASID (RID_PASID); pasid 0 */
 
 struct ioasid_cache_invalidate_info {
 	__u8 cache;
@@ -253,6 +254,7 @@ struct ioasid_dirty_bitmap {
 #define IOASID_DMA_OK 0
 #define IOASID_DMA_FAULT 1
 #define IOASID_DMA_PAGE_REQ 2
+#define IOASID_DMA_RETRY 3 /* page request not queued (queue full): answered by the IOMMU, retry later */
 
 struct ioasid_device_dma {
 	__u32 dev_id;
@@ -381,6 +383,7 @@ struct ioasid_dsa_completion {
 #define IOASID_FAULT_ADDR_VALID (1u << 1)
 #define IOASID_FAULT_FETCH_ADDR_VALID (1u << 2)
 #define IOASID_FAULT_LAST_PAGE (1u << 3)
+#define IOASID_FAULT_SECOND_STAGE (1u << 4) /* nested: the parent's table refused `gpa` */
 
 #define IOASID_FAULT_REASON_UNKNOWN 0
 #define IOASID_FAULT_REASON_PASID_FETCH 1
@@ -408,7 +411,8 @@ struct ioasid_fault {
 	__u32 grpid;
 	__u64 addr;
 	__u64 fetch_addr;
-	__u64 __reserved[2];
+	__u64 gpa; /* with IOASID_FAULT_SECOND_STAGE: the guest-physical address refused */
+	__u64 __reserved;
 };
 
 #define IOASID_GET_API_VERSION _IO(IOASID_TYPE, IOASID_BASE + 0)
