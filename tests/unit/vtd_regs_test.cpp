@@ -321,7 +321,8 @@ TEST_F(VtdBehaviourTest, PrsAFaultAtAPriDeviceRaisesAPageRequest) {
   EXPECT_EQ(range.bytes, 0u);
   ASSERT_TRUE(devices::resolvable_by_page_request(*range.fault));
   PageRequests requests;
-  auto group = requests.open(/*dev_id=*/1, kNestedPasid, /*will_wait=*/false);
+  // The record announcing the group is queued (a fault queue with room).
+  auto group = requests.open(/*dev_id=*/1, kNestedPasid, /*will_wait=*/false, [](uint32_t) { return true; });
   ASSERT_TRUE(group);
   EXPECT_EQ(requests.outstanding(), 1u);
   ASSERT_TRUE(guest.map(gva, 0x70'0000, k4K, {.writable = true, .user = true}, k4K).ok());
