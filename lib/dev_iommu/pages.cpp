@@ -73,7 +73,7 @@ Result<std::shared_ptr<PagesPin>> Pages::pin_pages(uint64_t first, uint64_t size
   }
   auto charge = account_.pins->charge(account_.key, size / kPageSize);
   IOASID_TRY(charge);
-  auto backing = backing_for_range(pid_, first, size, access_for(writable_));
+  auto backing = backing_for_range(space_, first, size, access_for(writable_));
   if (!backing) {
     if (backing.code() == ESRCH) return fail(EFAULT, "the mapping process {} is gone", pid_);
     return std::move(backing).error();

@@ -100,6 +100,18 @@ Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint6
   // handle refers to this mm and no other.
   auto space = AddressSpace::of(pid, access);
   IOASID_TRY(space);
+  return backing_for_range(std::move(*space), va, length, access);
+}
+
+Result<std::shared_ptr<Backing>> backing_for_range(std::shared_ptr<AddressSpace> space, uint64_t va,
+                                                   uint64_t length, MapAccess access) {
+  if (length == 0 || va % kPageSize != 0 || length % kPageSize != 0)
+    return fail(EINVAL, "client range {:#x}+{:#x}: both must be non-zero multiples of 4 KiB", va,
+                length);
+  if (va + length < va) return fail(EOVERFLOW, "client range {:#x}+{:#x} wraps around", va, length);
+  if (allows_write(access) && !space->writable())
+    return fail(EACCES, "a read-only handle of pid {} cannot back a writable range", space->pid());
+  const pid_t pid = space->pid();
   auto maps = read_process_maps(pid);
   if (!maps) return std::move(maps).error();
   auto covering = mappings_covering(*maps, va, length, access);
@@ -125,9 +137,9 @@ Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint6
   }
   // What the pages are (a shared file's pages stay the file's, reached this way too),
   // from the same listing: the backing pins those.
-  std::vector<LocatedRun> layout = locate_runs(*covering, va, length, *space, nullptr);
+  std::vector<LocatedRun> layout = locate_runs(*covering, va, length, space, nullptr);
   return std::shared_ptr<Backing>(std::make_shared<RemoteBacking>(
-      std::move(*space), va, length, allows_write(access),
+      std::move(space), va, length, allows_write(access),
       fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length), std::move(layout)));
 }
 

@@ -3,6 +3,7 @@
 // atomic); anything else is reached through /proc/<pid>/mem.
 #pragma once
 
+#include "memory/address_space.h"
 #include "memory/backing.h"
 #include "memory/process_maps.h"
 
@@ -38,6 +39,10 @@ namespace ioasid {
 // remote.
 Result<std::shared_ptr<Backing>> backing_for_range(pid_t pid, uint64_t va, uint64_t length,
                                                    MapAccess access);
+// The same in an address space the caller holds already (its pid's memory as that
+// handle reaches it): no second look-up of the process's identity.
+Result<std::shared_ptr<Backing>> backing_for_range(std::shared_ptr<AddressSpace> space, uint64_t va,
+                                                   uint64_t length, MapAccess access);
 
 // The same decision made on an already parsed maps listing: the mappings covering
 // the range, in order, after the hole and permission checks, or the EFAULT.
