@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstring>
 #include <regex>
+#include <cstdlib>
 #include <string>
 
 namespace conf {
@@ -31,6 +32,15 @@ std::string beside_node(const std::string& name) {
 }
 std::string iommu_node() { return beside_node("iommu"); }
 std::string companion_node() { return beside_node("iommu-fd"); }
+
+#if defined(IOASID_RUN_PATH)
+// A program the tests run: $ENV when set (the VM stage installs them elsewhere than the
+// build tree, which the guest cannot see under /tmp), else the path built in.
+std::string program(const char* env, const char* built) {
+  const char* given = std::getenv(env);
+  return given && *given ? given : built;
+}
+#endif
 
 #define SKIP_WITHOUT_COMPANION_NODE()                                                          \
   if (::access(iommu_node().c_str(), F_OK) != 0 || ::access(companion_node().c_str(), F_OK) != 0) \
@@ -116,10 +126,11 @@ TEST(IommuFdCommand, ATokenIsGoodOnce) {
 // returned an open O_CLOEXEC fd (and, for an access, the daemon knows its number).
 int under_launcher(const char* probe_command) {
   const std::string node = iommu_node(), companion = companion_node();
+  const std::string run = program("IOASID_RUN", IOASID_RUN_PATH), probe = program("IOASID_RUN_PROBE", IOASID_RUN_PROBE_PATH);
   const pid_t child = ::fork();
   if (child == 0) {
-    ::execl(IOASID_RUN_PATH, IOASID_RUN_PATH, "--iommu-node", node.c_str(), "--companion", companion.c_str(),
-            IOASID_RUN_PROBE_PATH, probe_command, node.c_str(), nullptr);
+    ::execl(run.c_str(), run.c_str(), "--iommu-node", node.c_str(), "--companion", companion.c_str(), probe.c_str(),
+            probe_command, node.c_str(), nullptr);
     ::_exit(255);
   }
   int status = 0;
@@ -148,6 +159,8 @@ struct Ran {
 
 Ran run_fault_demo(bool under_ioasid_run) {
   const std::string node = iommu_node(), companion = companion_node();
+  const std::string run = program("IOASID_RUN", IOASID_RUN_PATH);
+  const std::string demo = program("IOMMUFD_FAULT_DEMO", IOMMUFD_FAULT_DEMO_PATH);
   Ran ran;
   int output[2];
   if (::pipe2(output, O_CLOEXEC) != 0) {
@@ -159,10 +172,10 @@ Ran run_fault_demo(bool under_ioasid_run) {
     ::dup2(output[1], STDOUT_FILENO);
     ::dup2(output[1], STDERR_FILENO);
     if (under_ioasid_run)
-      ::execl(IOASID_RUN_PATH, IOASID_RUN_PATH, "--iommu-node", node.c_str(), "--companion", companion.c_str(),
-              IOMMUFD_FAULT_DEMO_PATH, "--dev", node.c_str(), nullptr);
+      ::execl(run.c_str(), run.c_str(), "--iommu-node", node.c_str(), "--companion", companion.c_str(), demo.c_str(),
+              "--dev", node.c_str(), nullptr);
     else
-      ::execl(IOMMUFD_FAULT_DEMO_PATH, IOMMUFD_FAULT_DEMO_PATH, "--dev", node.c_str(), nullptr);
+      ::execl(demo.c_str(), demo.c_str(), "--dev", node.c_str(), nullptr);
     ::_exit(255);
   }
   ::close(output[1]);

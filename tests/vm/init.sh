@@ -99,6 +99,11 @@ run_conformance() {
     set --
     while IFS= read -r arg; do set -- "$@" "$arg"; done </etc/gtest-args
     begin gtest-output
+    # The programs the suite runs, where run-vm-tests.sh put them (the build tree may
+    # be under /tmp, hidden here).
+    helpers=/usr/local/libexec/ioasid-conformance
+    IOASID_RUN=$helpers/ioasid-run IOASID_RUN_PROBE=$helpers/ioasid_run_probe \
+    IOMMUFD_FAULT_DEMO=$helpers/iommufd-fault-demo \
     IOASID_DEV=/dev/ioasid IOASID_DAEMON_LOG="$DAEMON_LOG" timeout -s KILL "$TEST_TIMEOUT" \
         ioasid-conformance --gtest_output=json:"$RESULTS_JSON" "$@" 2>&1 </dev/null
     rc=$?

@@ -284,16 +284,16 @@ install_binary() {
 }
 
 # The conformance suite runs ioasid-run, its probe and examples/iommufd-fault-demo
-# (IommuFdCommand.*UnderIoasidRun, IommufdFaultDemo.*) at the absolute build-tree paths
-# compiled into it: those found in the binary are put at the same paths in the guest.
-# (A build under /tmp stays hidden: the guest mounts a tmpfs there, and those tests then
-# fail.)
+# (IommuFdCommand.*UnderIoasidRun, IommufdFaultDemo.*) at the build-tree paths compiled
+# into it, or where $IOASID_RUN, $IOASID_RUN_PROBE and $IOMMUFD_FAULT_DEMO say. A build
+# tree under /tmp is hidden in the guest (a tmpfs is mounted there), so they go to
+# /usr/local/libexec/ioasid-conformance/ and init.sh points the variables there.
 install_conformance_helpers() {
-    local root=$1 path
+    local root=$1 path dir=/usr/local/libexec/ioasid-conformance
+    mkdir -p "$root$dir"
     while IFS= read -r path; do
         [ -n "$path" ] && [ -f "$path" ] && [ -x "$path" ] || continue
-        mkdir -p "$root$(dirname "$path")"
-        install_binary "$path" "$root$path"
+        install_binary "$path" "$root$dir/$(basename "$path")"
         install_libs "$root" "$path"
     done < <(grep -aoE '/[A-Za-z0-9._+/-]*/(ioasid-run|ioasid_run_probe|iommufd-fault-demo)' "$CONFORMANCE" | sort -u)
 }
