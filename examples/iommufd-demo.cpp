@@ -42,14 +42,7 @@ bool issue(int fd, unsigned long cmd, const char* name, Struct& arg) {
 }
 #define ISSUE(fd, cmd, arg) issue(fd, cmd, #cmd, arg)
 
-// IOMMU_TEST_CMD with one op; the op's fields are filled by the caller.
-iommu_test_cmd test_op(uint32_t op, uint32_t id) {
-  iommu_test_cmd cmd;
-  std::memset(&cmd, 0, sizeof cmd);
-  cmd.op = op;
-  cmd.id = id;
-  return cmd;
-}
+iommu_test_cmd test_op(uint32_t op, uint32_t id) { return ioasid::examples::iommu_test_op(op, id); }
 
 bool destroy(int fd, uint32_t id) {
   iommu_destroy cmd = {.size = 0, .id = id};

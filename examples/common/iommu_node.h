@@ -2,10 +2,14 @@
 // only, they share nothing of libioasid but this.
 #pragma once
 
+#include <linux/iommufd.h>
+#include "iommufd_test/iommufd_test.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +22,15 @@ inline std::string iommu_node_path(const std::string& dev_option) {
   if (!dev_option.empty()) return dev_option;
   const char* env = std::getenv("IOMMU_DEV");
   return env && *env ? env : "/dev/iommu";
+}
+
+// IOMMU_TEST_CMD with one op; the op's fields are filled by the caller.
+inline iommu_test_cmd iommu_test_op(uint32_t op, uint32_t id) {
+  iommu_test_cmd cmd;
+  std::memset(&cmd, 0, sizeof cmd);
+  cmd.op = op;
+  cmd.id = id;
+  return cmd;
 }
 
 // Opens it, or says why not (as `program`) and returns -1.
