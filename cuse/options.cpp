@@ -62,6 +62,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   std::vector<std::string> device_specs;
   uint64_t pin_limit_mib = (PinAccounting::kDefaultLimitPages * kPageSize) >> 20;
   uint64_t page_timeout_ms = static_cast<uint64_t>(options.service.page_response_timeout.count());
+  uint64_t ats_timeout_ms = static_cast<uint64_t>(options.service.ats_timeout.count());
 
   // The default devices are named from the list itself, so the help cannot go stale.
   std::string device_help =
@@ -123,6 +124,9 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
        "fault records queued per open file; past that, one LOST record stands for those dropped")
       ("page-timeout", with_default(page_timeout_ms, "MS"),
        "milliseconds a DMA waits for the PAGE_RESP to its page request before it fails")
+      ("ats-timeout", with_default(ats_timeout_ms, "MS"),
+       "milliseconds an ioctl waits for a device model to acknowledge an ATS invalidation, 1..60000; "
+       "then the device is failed")
       ("admin-socket", with_default(options.admin_socket, "PATH"),
        "the unix socket ioasidctl and ioasid-monitor use; 'none': no admin socket")
       ("admin-group", po::value(&admin_group)->value_name("GROUP"),
@@ -181,6 +185,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     }
     options.service.pin_limit_pages = (pin_limit_mib << 20) >> kPageShift;
     options.service.page_response_timeout = std::chrono::milliseconds(page_timeout_ms);
+    if (ats_timeout_ms < 1 || ats_timeout_ms > 60000) throw po::error("--ats-timeout must be 1..60000");
+    options.service.ats_timeout = std::chrono::milliseconds(ats_timeout_ms);
     if (options.netlink_group > 32) throw po::error("--netlink-group must be 1..32 (0 disables)");
     if (options.service.pasid_bits < 1 || options.service.pasid_bits > 20)
       throw po::error("--pasid-bits must be 1..20");

@@ -20,7 +20,7 @@ inline std::string errno_name(int code) {
 
 // Indexed by the IOASID_FEAT_* bit (the CHECK_EXTENSION argument).
 inline constexpr std::array<const char*, IOASID_FEAT_COUNT> kFeatureNames = {
-    "PASID", "NESTING", "BIND_PGTBL", "CACHE_INVLD", "PAGE_RESP", "DIRTY_TRACKING", "GPASID", "MAP_FILE", "SIOV"};
+    "PASID", "NESTING", "BIND_PGTBL", "CACHE_INVLD", "PAGE_RESP", "DIRTY_TRACKING", "GPASID", "MAP_FILE", "SIOV", "ATS"};
 
 inline std::string feature_name(uint32_t bit) {
   return bit < kFeatureNames.size() ? kFeatureNames[bit] : fmt::format("BIT{}", bit);

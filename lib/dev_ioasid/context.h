@@ -2,7 +2,9 @@
 // its fault queue, its counters.
 #pragma once
 
+#include "iommu/ats.h"
 #include "iommu/fault_queue.h"
+#include "iommu/iommu.h"
 #include "iommu/page_requests.h"
 #include "pasid/allocator.h"
 #include "engine/device_registry.h"
@@ -48,6 +50,12 @@ class Context : public std::enable_shared_from_this<Context> {
   uint64_t opened_unix_ns() const { return opened_unix_ns_; }
   uint64_t ioctls() const { return ioctls_.load(std::memory_order_relaxed); }
   bool released() const { return released_.load(std::memory_order_acquire); }
+  // The ATC records of its ATS devices; null until its first ATS_TRANSLATE
+  // (Service::ats_holder makes it), so files without ATS cost the flushes nothing.
+  std::shared_ptr<iommu::AtsHolder> ats() const {
+    std::lock_guard lock(ats_mutex_);
+    return ats_;
+  }
 
  private:
   friend class Service;
@@ -61,6 +69,9 @@ class Context : public std::enable_shared_from_this<Context> {
   const uint64_t opened_unix_ns_;
   std::atomic<uint64_t> ioctls_{0};
   std::atomic<bool> released_{false};
+  mutable std::mutex ats_mutex_;
+  std::shared_ptr<iommu::AtsHolder> ats_;  // after faults_: its requests go there
+  iommu::Iommu::DeviceTlbRegistration ats_registration_;  // ends before ats_ goes
 };
 
 }  // namespace ioasid::dev_ioasid

@@ -76,6 +76,8 @@ constexpr std::array kOps = {
     IOCTL_STRUCT(IOASID_DEVICE_DMA, ioasid_device_dma, device_dma, 0),
     IOCTL_STRUCT(IOASID_WQ_CONFIG, ioasid_wq_config, wq_config, feat(IOASID_FEAT_SIOV)),
     IOCTL_STRUCT(IOASID_DEVICE_SUBMIT, ioasid_device_submit, device_submit, feat(IOASID_FEAT_SIOV)),
+    IOCTL_STRUCT(IOASID_ATS_TRANSLATE, ioasid_ats_translate, ats_translate, feat(IOASID_FEAT_ATS)),
+    IOCTL_STRUCT(IOASID_ATS_INV_ACK, ioasid_ats_ack, ats_inv_ack, feat(IOASID_FEAT_ATS)),
 };
 
 constexpr bool table_is_indexed_by_number() {

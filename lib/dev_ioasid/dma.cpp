@@ -15,12 +15,6 @@ namespace {
 // The longest transfer one request may ask for (a device's maximum transfer size).
 constexpr uint64_t kMaxDmaLength = 64ull << 20;
 
-// Faults the owner can resolve by mapping the page: a missing or too weak
-// translation, on a PRI-capable device, for a request with PASID.
-bool recoverable(Device& device, bool with_pasid, const devices::DmaFault& fault) {
-  return device.spec().pri && with_pasid && devices::resolvable_by_page_request(fault);
-}
-
 FaultSource source_of(const ioasid_device_dma& dma, const devices::DeviceSpec& spec) {
   return {.dev_id = dma.dev_id,
           .device = spec.name,
@@ -29,13 +23,56 @@ FaultSource source_of(const ioasid_device_dma& dma, const devices::DeviceSpec& s
                   ((dma.flags & IOASID_DMA_PRIV) ? IOASID_FAULT_PERM_PRIV : 0)};
 }
 
-void fail_transfer(Call& call, ioasid_device_dma& dma, const devices::DeviceSpec& spec,
-                   const devices::DmaFault& fault) {
-  dma.out_status = IOASID_DMA_FAULT;
-  report_unrecoverable(call.service, call.context, source_of(dma, spec), fault);
+}  // namespace
+
+Result<void> check_request_pasid(const devices::DeviceSpec& spec, bool with_pasid, uint32_t pasid, bool privileged) {
+  if (with_pasid) {
+    if (spec.pasid_bits == 0) return fail(EOPNOTSUPP, "{} has no PASID capability", spec.name);
+    if (pasid == 0) return fail(EINVAL, "PASID 0 is the RID's own (RID_PASID): send without the PASID flag");
+    if (pasid >= (1u << spec.pasid_bits))
+      return fail(EINVAL, "pasid {} does not fit {}'s {} PASID bits", pasid, spec.name, spec.pasid_bits);
+  } else if (pasid != 0) {
+    return fail(EINVAL, "pasid {} given without the PASID flag", pasid);
+  } else if (privileged) {
+    return fail(EINVAL,
+                "PRIV without PASID: on PCIe the privileged bit travels in the PASID prefix, so a request without "
+                "PASID cannot carry it");
+  }
+  return success();
 }
 
-}  // namespace
+Result<AfterFault> after_fault(Call& call, Device& device, const FaultSource& source, const devices::DmaFault& fault,
+                               bool wait, bool queue_unrecoverable) {
+  const devices::DeviceSpec& spec = device.spec();
+  const auto unrecoverable = [&] {
+    if (queue_unrecoverable) report_unrecoverable(call.service, call.context, source, fault);
+    return AfterFault::kFault;
+  };
+  // Faults the owner can resolve by mapping the page: a missing or too weak
+  // translation, on a PRI-capable device, for a request with PASID.
+  if (!spec.pri || !source.pasid || !devices::resolvable_by_page_request(fault)) return unrecoverable();
+  const RaisedPageRequest raised = raise_page_request(call.service, call.context, source, fault, wait);
+  if (raised.outcome == PageRequestOutcome::kNoGroup) {
+    spdlog::info("ctx {}: {} has 512 page requests outstanding; this fault is unrecoverable", call.context.id(),
+                 spec.name);
+    return unrecoverable();
+  }
+  // The IOMMU answered the group itself (Success): the device stops here and retries
+  // later, once the owner has read its queue. Waiting would be for nothing.
+  if (raised.outcome == PageRequestOutcome::kQueueFull) return AfterFault::kRetryLater;
+  if (!wait) return AfterFault::kPageRequest;
+  call.service.before_blocking_wait();
+  const auto answer =
+      call.context.page_requests().wait(raised.group, call.service.config().page_response_timeout, call.interrupted);
+  if (answer == iommu::PageResponse::kInterrupted)
+    return fail(EINTR, "interrupted while {} waited for the response to page request group {}", spec.name,
+                raised.group.grpid);
+  if (answer == iommu::PageResponse::kSuccess) return AfterFault::kRetry;
+  if (answer == iommu::PageResponse::kTimedOut)
+    spdlog::info("ctx {}: no PAGE_RESP for {} group {} within {} ms: the request fails", call.context.id(), spec.name,
+                 raised.group.grpid, call.service.config().page_response_timeout.count());
+  return AfterFault::kFault;
+}
 
 Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
   IOASID_TRY(check_flags(dma.flags, IOASID_DMA_WRITE | IOASID_DMA_PASID | IOASID_DMA_PRIV | IOASID_DMA_NOWAIT));
@@ -47,18 +84,7 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
   if (spec.type != devices::DeviceType::Dma)
     return fail(EOPNOTSUPP, "{} is not a dma function (a dsa engine takes work through DEVICE_SUBMIT)", spec.name);
   const bool with_pasid = dma.flags & IOASID_DMA_PASID;
-  if (with_pasid) {
-    if (spec.pasid_bits == 0) return fail(EOPNOTSUPP, "{} has no PASID capability", spec.name);
-    if (dma.pasid == 0) return fail(EINVAL, "PASID 0 is the RID's own (RID_PASID): send without the PASID flag");
-    if (dma.pasid >= (1u << spec.pasid_bits))
-      return fail(EINVAL, "pasid {} does not fit {}'s {} PASID bits", dma.pasid, spec.name, spec.pasid_bits);
-  } else if (dma.pasid != 0) {
-    return fail(EINVAL, "pasid {} given without IOASID_DMA_PASID", dma.pasid);
-  } else if (dma.flags & IOASID_DMA_PRIV) {
-    return fail(EINVAL,
-                "IOASID_DMA_PRIV without IOASID_DMA_PASID: on PCIe the privileged bit travels in the PASID prefix, "
-                "so a request without PASID cannot carry it");
-  }
+  IOASID_TRY(check_request_pasid(spec, with_pasid, dma.pasid, dma.flags & IOASID_DMA_PRIV));
   if (dma.length == 0) return fail(EINVAL, "length 0");
   if (dma.length > kMaxDmaLength)
     return fail(EINVAL, "length {:#x} is above the device's maximum transfer of {:#x}", dma.length, kMaxDmaLength);
@@ -86,44 +112,14 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
     const auto& fault = *outcome->fault;
     dma.out_fault_addr = fault.address;
     dma.out_fault_reason = fault.reason;
-    if (!recoverable(*device, with_pasid, fault)) {
-      fail_transfer(call, dma, spec, fault);
-      return 0;
+    auto next = after_fault(call, *device, source_of(dma, spec), fault, !(dma.flags & IOASID_DMA_NOWAIT), true);
+    IOASID_TRY(next);
+    switch (*next) {
+      case AfterFault::kRetry: continue;  // the device retries the access where it stopped
+      case AfterFault::kFault: dma.out_status = IOASID_DMA_FAULT; return 0;
+      case AfterFault::kPageRequest: dma.out_status = IOASID_DMA_PAGE_REQ; return 0;
+      case AfterFault::kRetryLater: dma.out_status = IOASID_DMA_RETRY; return 0;
     }
-    // A PRI device at a PASID asks the owner for the page instead of failing.
-    const bool wait = !(dma.flags & IOASID_DMA_NOWAIT);
-    const RaisedPageRequest raised = raise_page_request(call.service, call.context, source_of(dma, spec), fault, wait);
-    if (raised.outcome == PageRequestOutcome::kNoGroup) {
-      spdlog::info("ctx {}: {} has 512 page requests outstanding; this fault is unrecoverable",
-                   call.context.id(), spec.name);
-      fail_transfer(call, dma, spec, fault);
-      return 0;
-    }
-    if (raised.outcome == PageRequestOutcome::kQueueFull) {
-      // The IOMMU answered the group itself (Success): the device stops here and
-      // retries later, once the owner has read its queue. Waiting would be for nothing.
-      dma.out_status = IOASID_DMA_RETRY;
-      return 0;
-    }
-    const auto* group = &raised.group;
-    if (!wait) {
-      dma.out_status = IOASID_DMA_PAGE_REQ;
-      return 0;
-    }
-    call.service.before_blocking_wait();
-    const auto answer =
-        call.context.page_requests().wait(*group, call.service.config().page_response_timeout, call.interrupted);
-    if (answer == iommu::PageResponse::kInterrupted)
-      return fail(EINTR, "interrupted while {} waited for the response to page request group {}", spec.name,
-                  group->grpid);
-    if (answer != iommu::PageResponse::kSuccess) {
-      if (answer == iommu::PageResponse::kTimedOut)
-        spdlog::info("ctx {}: no PAGE_RESP for {} group {} within {} ms: the DMA fails", call.context.id(), spec.name,
-                     group->grpid, call.service.config().page_response_timeout.count());
-      dma.out_status = IOASID_DMA_FAULT;
-      return 0;
-    }
-    // SUCCESS: the device retries the access where it stopped.
   }
 }
 

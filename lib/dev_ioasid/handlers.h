@@ -6,6 +6,7 @@
 #include "base/result.h"
 #include "memory/client_memory.h"
 #include "dev_ioasid/context.h"
+#include "dev_ioasid/fault_reports.h"
 
 #include <linux/ioasid.h>
 
@@ -68,8 +69,28 @@ Result<long> unbind_pgtbl(Call& call, ioasid_unbind_pgtbl& unbind);
 Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& invalidate);
 
 // dma.cpp
+// The PASID rules every request a device makes on the caller's behalf follows (UAPI.md,
+// DEVICE_DMA): a PASID needs the capability and must fit it, and is never 0; without
+// one, `pasid` must be 0 and the request cannot be privileged.
+Result<void> check_request_pasid(const devices::DeviceSpec& spec, bool with_pasid, uint32_t pasid, bool privileged);
+// What a device does after a fault at `fault.address`: on a PRI device at a PASID, a
+// missing or too weak translation raises a page request (and, with `wait`, waits for
+// its answer); anything else is unrecoverable, queued as a fault record when
+// `queue_unrecoverable`.
+enum class AfterFault {
+  kRetry,        // PAGE_RESP SUCCESS: try the access again
+  kFault,        // unrecoverable, or answered INVALID/FAILURE, or timed out
+  kPageRequest,  // raised; not waited for
+  kRetryLater,   // the fault queue was full: the IOMMU answered the request itself
+};
+Result<AfterFault> after_fault(Call& call, Device& device, const FaultSource& source, const devices::DmaFault& fault,
+                               bool wait, bool queue_unrecoverable);
 Result<long> device_dma(Call& call, ioasid_device_dma& dma);
 Result<long> page_response(Call& call, ioasid_page_response& response);
+
+// ats.cpp
+Result<long> ats_translate(Call& call, ioasid_ats_translate& request);
+Result<long> ats_inv_ack(Call& call, ioasid_ats_ack& ack);
 
 // dsa.cpp
 Result<long> wq_config(Call& call, ioasid_wq_config& config);

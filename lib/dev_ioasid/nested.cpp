@@ -162,6 +162,12 @@ void apply(Call& call, const Devices& devices, uint16_t domain, const Invalidati
     }
   };
   if (inv.cache & IOASID_CACHE_IOTLB) flush(iommu.iotlb());
+  // The device models' ATCs: what the guest invalidates in its devices' TLBs.
+  if (auto ats = call.context.ats(); ats && (inv.cache & IOASID_CACHE_DEV_IOTLB)) {
+    const bool ranged = inv.granularity != IOASID_INV_GRANU_DOMAIN && inv.granularity != IOASID_INV_GRANU_PASID;
+    ats->invalidate(domain, inv.granularity == IOASID_INV_GRANU_DOMAIN ? std::nullopt : std::optional(inv.pasid),
+                    ranged ? inv.addr : 0, ranged ? inv.length : ~0ull);
+  }
   if (inv.cache & (IOASID_CACHE_DEV_IOTLB | IOASID_CACHE_PASID)) {
     for (const auto& [dev_id, device] : devices) {
       if ((inv.cache & IOASID_CACHE_DEV_IOTLB) && device->device_tlb()) flush(*device->device_tlb());

@@ -155,7 +155,11 @@ Result<long> Service::ioctl(Context& context, uint32_t cmd, uint64_t arg, std::s
   if (context.released())
     return fail(EBADF, "ctx {} was released (daemon shutting down)", context.id());
   Call call{*this, context, memory, arg, interrupted};
+  // What the ioctl invalidated in ATS device models is acknowledged before it returns.
+  iommu::AtsWaitScope ats_invalidations(config_.ats_timeout);
   auto result = dispatch(call, cmd, buf);
+  if (ats_invalidations.waiting()) before_blocking_wait();
+  ats_invalidations.complete();
   if (!result) {
     registry_->ioctl_errors.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("ctx {} pid {} {}: {}: {}", context.id(), context.client().pid, ioctl_name(cmd),
@@ -294,11 +298,38 @@ void Service::unbind_device(Context& context, uint32_t dev_id, Device& device) {
   if (auto* engine = device.engine())
     for (uint32_t wq = 0; wq < engine->num_wqs(); ++wq) engine->disable(wq, context.id());  // this file's only
   devices().unbind(device, context.id());
+  if (auto ats = context.ats()) ats->forget(dev_id);
   publish({.type = EventType::DeviceUnbind,
            .context = context.id(),
            .pid = context.client().pid,
            .device = device.spec().name,
            .dev_id = dev_id});
+}
+
+std::shared_ptr<iommu::AtsHolder> Service::ats_holder(Context& context) {
+  std::lock_guard lock(context.ats_mutex_);
+  if (context.ats_) return context.ats_;
+  const uint32_t id = context.id();
+  auto send = [&context](const iommu::AtsInvalidationRequest& request) {
+    ioasid_ats_invalidation record{.type = IOASID_FAULT_ATS_INVALIDATE,
+                                   .flags = request.pasid == iommu::kRidPasid ? 0u : IOASID_FAULT_PASID_VALID,
+                                   .dev_id = request.dev_id,
+                                   .pasid = request.pasid == iommu::kRidPasid ? 0u : request.pasid,
+                                   .itag = request.itag,
+                                   .iova = request.iova,
+                                   .length = request.length};
+    ioasid_fault slot;
+    static_assert(sizeof slot == sizeof record);
+    std::memcpy(&slot, &record, sizeof slot);
+    return context.faults().push(slot);
+  };
+  auto failed = [id](uint32_t dev_id, const std::string& why) {
+    spdlog::warn("ctx {}: dev_id {} is failed, its ATS translations refused until it is bound again: {}", id,
+                 dev_id, why);
+  };
+  context.ats_ = std::make_shared<iommu::AtsHolder>(std::move(send), std::move(failed));
+  context.ats_registration_ = iommu().register_ats_holder(*context.ats_);
+  return context.ats_;
 }
 
 std::shared_ptr<Context> Service::find_context(uint32_t id) const {

@@ -49,6 +49,9 @@ struct ServiceConfig {
   uint32_t max_ioasids_per_user = 1024;
   // How long a DMA waits for the PAGE_RESP to its page request before it fails.
   std::chrono::milliseconds page_response_timeout{10000};
+  // How long an ioctl waits for a device model to acknowledge an ATS invalidation it
+  // caused before the device is failed (PCIe's completion timeout is of that order).
+  std::chrono::milliseconds ats_timeout{1000};
   // Where devices run their work (the daemon's Asio pool); null: two threads of the
   // service's own. Must outlive the Service.
   Executor* executor = nullptr;
@@ -152,6 +155,8 @@ class Service {
   Result<std::shared_ptr<Device>> add_device(devices::DeviceSpec spec);
   // A bound device stays with its owner, answering ENODEV; the owner gets an event.
   Result<void> remove_device(std::string_view name_or_pci);
+  // The context's ATS holder, made and registered with the IOMMU on first use.
+  std::shared_ptr<iommu::AtsHolder> ats_holder(Context& context);
   // DEVICE_UNBIND and release: detaches everything, gives the device back, announces it.
   void unbind_device(Context& context, uint32_t dev_id, Device& device);
   // Removes the device's route for pasid (iommu::kRidPasid: its RID), if any: the

@@ -75,30 +75,41 @@ Iommu::DeviceTlbRegistration Iommu::register_device_tlb(Iotlb& device_tlb) {
   return DeviceTlbRegistration(this, id);
 }
 
+Iommu::DeviceTlbRegistration Iommu::register_ats_holder(AtsHolder& holder) {
+  std::lock_guard lock(device_tlbs_mutex_);
+  const uint64_t id = next_device_tlb_++;
+  ats_holders_.emplace(id, &holder);
+  return DeviceTlbRegistration(this, id);
+}
+
 void Iommu::unsubscribe(uint64_t id) {
   std::lock_guard lock(device_tlbs_mutex_);
   device_tlbs_.erase(id);
+  ats_holders_.erase(id);
 }
 
 template <typename Flush>
-void Iommu::flush_device_tlbs(Flush flush) {
+void Iommu::flush_device_tlbs(Flush flush, std::optional<uint32_t> pasid, uint64_t iova, uint64_t length,
+                              uint16_t domain) {
   std::lock_guard lock(device_tlbs_mutex_);
   for (const auto& [id, device_tlb] : device_tlbs_) flush(*device_tlb);
+  for (const auto& [id, holder] : ats_holders_) holder->invalidate(domain, pasid, iova, length);
 }
 
 void Iommu::flush_domain(uint16_t domain) {
   iotlb_.invalidate_domain(domain);
-  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_domain(domain); });
+  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_domain(domain); }, std::nullopt, 0, kWholeSpace, domain);
 }
 
 void Iommu::flush_pasid(uint16_t domain, uint32_t pasid) {
   iotlb_.invalidate_pasid(domain, pasid);
-  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_pasid(domain, pasid); });
+  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_pasid(domain, pasid); }, pasid, 0, kWholeSpace, domain);
 }
 
 void Iommu::flush_range(uint16_t domain, uint64_t iova, uint64_t length) {
   iotlb_.invalidate_domain_range(domain, iova, length);
-  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_domain_range(domain, iova, length); });
+  flush_device_tlbs([&](Iotlb& tlb) { tlb.invalidate_domain_range(domain, iova, length); }, std::nullopt, iova,
+                    length, domain);
 }
 
 }  // namespace ioasid::iommu

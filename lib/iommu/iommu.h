@@ -5,6 +5,7 @@
 #pragma once
 
 #include "base/subscription.h"
+#include "iommu/ats.h"
 #include "iommu/iotlb.h"
 #include "iommu/pasid_cache.h"
 #include "iommu/pasid_table.h"
@@ -18,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -80,8 +82,11 @@ class Iommu {
 
   // A device-TLB the daemon's own flushes must reach, until the registration ends.
   DeviceTlbRegistration register_device_tlb(Iotlb& device_tlb);
+  // A file's ATS holder, whose devices' ATCs the same flushes reach (ats.h).
+  DeviceTlbRegistration register_ats_holder(AtsHolder& holder);
   // Flushes for changes the daemon makes itself (MAP/UNMAP, attach/detach, dirty
-  // clear): the IOTLB and every device-TLB, synchronously.
+  // clear): the IOTLB and every device-TLB, synchronously, and an invalidation
+  // request to every ATS holder whose records they hit.
   void flush_domain(uint16_t domain);
   void flush_pasid(uint16_t domain, uint32_t pasid);
   void flush_range(uint16_t domain, uint64_t iova, uint64_t length);
@@ -92,8 +97,12 @@ class Iommu {
   // The walk a PASID entry asks for: second level, or the guest's first level nested
   // over its parent's second level.
   pgtable::WalkResult walk(const PasidEntry& entry, const DmaRequest& request);
+  // The device-TLBs, then the ATS holders' records of `domain` (at `pasid` when given)
+  // over [iova, iova + length).
   template <typename Flush>
-  void flush_device_tlbs(Flush flush);
+  void flush_device_tlbs(Flush flush, std::optional<uint32_t> pasid, uint64_t iova, uint64_t length,
+                         uint16_t domain);
+  static constexpr uint64_t kWholeSpace = ~0ull;
 
   IommuConfig config_;
   HpaSpace memory_;
@@ -106,6 +115,7 @@ class Iommu {
   std::unique_ptr<std::atomic<bool>[]> dirty_tracking_;
   std::mutex device_tlbs_mutex_;
   std::map<uint64_t, Iotlb*> device_tlbs_;
+  std::map<uint64_t, AtsHolder*> ats_holders_;  // under device_tlbs_mutex_, ids from next_device_tlb_
   uint64_t next_device_tlb_ = 1;
 };
 

@@ -8,6 +8,8 @@
 #include "memory/page_location.h"
 #include "memory/sigbus_guard.h"
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -27,6 +29,22 @@ constexpr bool allows_write(MapAccess access) {
 constexpr bool allows_read(MapAccess access) {
   return (static_cast<uint8_t>(access) & static_cast<uint8_t>(MapAccess::kRead)) != 0;
 }
+
+// Where a backing's first byte is for the client that mapped it (ATS_TRANSLATE answers
+// with it): an address in a process (MAP_DMA), or an offset in a file (MAP_FILE).
+struct ClientOrigin {
+  enum class Kind : uint8_t { kProcess, kFile };
+  Kind kind = Kind::kProcess;
+  pid_t pid = 0;         // kProcess: the thread group whose address `at` is
+  uint64_t at = 0;       // the virtual address, or the file offset
+  uint32_t file_major = 0, file_minor = 0;  // kFile: the file's device
+  uint64_t file_inode = 0;
+  ClientOrigin shifted(uint64_t by) const {
+    ClientOrigin out = *this;
+    out.at += by;
+    return out;
+  }
+};
 
 class Backing {
  public:
@@ -68,6 +86,11 @@ class Backing {
   // On a mismatch returns false and stores the current value in `expected`.
   Result<bool> compare_exchange64(uint64_t offset, uint64_t& expected, uint64_t desired);
 
+  // Where the client has these bytes; set once by whoever made the backing, before it
+  // is shared. nullopt for memory no client mapped (tests, tables).
+  const std::optional<ClientOrigin>& origin() const { return origin_; }
+  void set_origin(ClientOrigin origin) { origin_ = origin; }
+
   // Where the page holding byte `offset` lives (page_location.h), as it was when the
   // backing was made: what it pins. nullopt outside the range, or where the
   // implementation cannot tell.
@@ -96,6 +119,7 @@ class Backing {
   const uint64_t size_;
   const bool writable_;
   const std::string description_;
+  std::optional<ClientOrigin> origin_;
 };
 
 }  // namespace ioasid

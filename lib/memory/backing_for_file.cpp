@@ -23,6 +23,11 @@ Result<std::shared_ptr<Backing>> backing_for_file(pid_t pid, int fd, uint64_t of
   auto backing = MappedFileBacking::create(file->fd.get(), offset, length, access,
                                            fmt::format("{} [{:#x}, {:#x})", file->name, offset, offset + length));
   if (!backing) return std::move(backing).error();
+  (*backing)->set_origin({.kind = ClientOrigin::Kind::kFile,
+                          .at = offset,
+                          .file_major = file->status.stx_dev_major,
+                          .file_minor = file->status.stx_dev_minor,
+                          .file_inode = file->status.stx_ino});
   return std::shared_ptr<Backing>(std::move(*backing));
 }
 

@@ -128,9 +128,13 @@ Result<std::shared_ptr<Backing>> backing_for_range(std::shared_ptr<AddressSpace>
       return fail(EINVAL, "pid {}: client memory at {:#x} is a mapping of a node this daemon serves ({})", pid,
                   std::max(va, mapping.start), mapping.path);
 
+  const ClientOrigin origin{.kind = ClientOrigin::Kind::kProcess, .pid = pid, .at = va};
   if (is_one_shared_file(*covering)) {
     auto mapped = map_shared_file(pid, covering->front(), va, length, access);
-    if (mapped) return std::move(*mapped);
+    if (mapped) {
+      (*mapped)->set_origin(origin);
+      return std::move(*mapped);
+    }
     // Pages past the end of the file do not exist for pinning either.
     if (mapped.code() == EINVAL) return fail(EFAULT, "pid {}: {}", pid, mapped.error().why);
     // Anything else (no CAP_SYS_ADMIN for map_files, a non-regular file): remote.
@@ -138,9 +142,11 @@ Result<std::shared_ptr<Backing>> backing_for_range(std::shared_ptr<AddressSpace>
   // What the pages are (a shared file's pages stay the file's, reached this way too),
   // from the same listing: the backing pins those.
   std::vector<LocatedRun> layout = locate_runs(*covering, va, length, space, nullptr);
-  return std::shared_ptr<Backing>(std::make_shared<RemoteBacking>(
-      std::move(space), va, length, allows_write(access),
-      fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length), std::move(layout)));
+  auto remote = std::make_shared<RemoteBacking>(std::move(space), va, length, allows_write(access),
+                                               fmt::format("pid {} memory [{:#x}, {:#x})", pid, va, va + length),
+                                               std::move(layout));
+  remote->set_origin(origin);
+  return std::shared_ptr<Backing>(std::move(remote));
 }
 
 }  // namespace ioasid

@@ -10,7 +10,9 @@ namespace {
 class SliceBacking final : public Backing {
  public:
   SliceBacking(std::shared_ptr<Backing> whole, uint64_t offset, uint64_t length)
-      : Backing(length, whole->writable(), whole->description()), whole_(std::move(whole)), offset_(offset) {}
+      : Backing(length, whole->writable(), whole->description()), whole_(std::move(whole)), offset_(offset) {
+    if (whole_->origin()) set_origin(whole_->origin()->shifted(offset));
+  }
 
   bool zero_copy() const override { return whole_->zero_copy(); }
   std::unique_ptr<SigbusGuard> guard_cpu_access() override { return whole_->guard_cpu_access(); }

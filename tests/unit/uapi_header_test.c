@@ -29,6 +29,10 @@ SIZE_IS(ioasid_device_dma, 56);
 SIZE_IS(ioasid_wq_config, 32);
 SIZE_IS(ioasid_device_submit, 80);
 SIZE_IS(ioasid_fault, 64);
+SIZE_IS(ioasid_ats_run, 32);
+SIZE_IS(ioasid_ats_translate, 64);
+SIZE_IS(ioasid_ats_invalidation, 64);
+SIZE_IS(ioasid_ats_ack, 16);
 SIZE_IS(ioasid_dsa_desc, 64);
 SIZE_IS(ioasid_dsa_completion, 32);
 
@@ -36,12 +40,15 @@ SIZE_IS(ioasid_dsa_completion, 32);
 _Static_assert(_IOC_TYPE(IOASID_GET_API_VERSION) == 'i', "type");
 _Static_assert(_IOC_NR(IOASID_GET_API_VERSION) == 100, "base");
 _Static_assert(_IOC_DIR(IOASID_CHECK_EXTENSION) == _IOC_NONE, "_IO");
-_Static_assert(_IOC_NR(IOASID_DEVICE_SUBMIT) == 126, "last");
+_Static_assert(_IOC_NR(IOASID_ATS_INV_ACK) == 128, "last");
 _Static_assert(_IOC_DIR(IOASID_GET_INFO) == (_IOC_READ | _IOC_WRITE), "_IOWR");
 _Static_assert(_IOC_SIZE(IOASID_DEVICE_SUBMIT) == 80, "size");
 _Static_assert(offsetof(struct ioasid_info, pgsize_bitmap) == 24, "natural alignment");
 _Static_assert(offsetof(struct ioasid_fault, addr) == 32, "natural alignment");
 _Static_assert(offsetof(struct ioasid_fault, gpa) == 48, "gpa took __reserved[0]");
+/* An ATS invalidation is read in a fault record slot: the type where a fault has its own. */
+_Static_assert(offsetof(struct ioasid_ats_invalidation, type) == offsetof(struct ioasid_fault, type), "type");
+_Static_assert(offsetof(struct ioasid_ats_invalidation, iova) == 24, "natural alignment");
 /* The DSA layout: where the device finds each field. */
 _Static_assert(offsetof(struct ioasid_dsa_desc, completion_addr) == 8, "dsa layout");
 _Static_assert(offsetof(struct ioasid_dsa_desc, xfer_size) == 32, "dsa layout");

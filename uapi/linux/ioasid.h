@@ -26,7 +26,8 @@
 #define IOASID_FEAT_GPASID 6
 #define IOASID_FEAT_MAP_FILE 7
 #define IOASID_FEAT_SIOV 8
-#define IOASID_FEAT_COUNT 9
+#define IOASID_FEAT_ATS 9 /* ATS_TRANSLATE and ATS_INV_ACK: ATS for device models */
+#define IOASID_FEAT_COUNT 10
 
 /* Page-table formats: GET_INFO.pgtbl_formats has (1u << format). */
 #define IOASID_PGTBL_VTD_FL 1
@@ -378,6 +379,7 @@ struct ioasid_dsa_completion {
 #define IOASID_FAULT_DMA_UNRECOV 1
 #define IOASID_FAULT_PAGE_REQ 2
 #define IOASID_FAULT_LOST 3
+#define IOASID_FAULT_ATS_INVALIDATE 4 /* a struct ioasid_ats_invalidation: acknowledge with ATS_INV_ACK */
 
 #define IOASID_FAULT_PASID_VALID (1u << 0)
 #define IOASID_FAULT_ADDR_VALID (1u << 1)
@@ -415,6 +417,77 @@ struct ioasid_fault {
 	__u64 __reserved;
 };
 
+/*
+ * ATS for device models (IOASID_FEAT_ATS). A file that has bound a device with the
+ * ATS capability asks the IOMMU for translations on the device's behalf, as a PCIe
+ * device does with a Translation Request, and moves the bytes itself. Each run says
+ * where its bytes are in the caller's own address space. What was handed out is the
+ * device's ATC: anything that invalidates it queues a struct ioasid_ats_invalidation
+ * to the file (read(2) like a fault record), and the ioctl that caused it returns
+ * once the file has answered with ATS_INV_ACK, or after the daemon's --ats-timeout,
+ * when the device is failed (its translations refused until it is bound again).
+ */
+#define IOASID_ATS_PASID (1u << 0)  /* the request carries `pasid` */
+#define IOASID_ATS_WRITE (1u << 1)  /* write access (sets A and D, as a write does); else read */
+#define IOASID_ATS_PRIV (1u << 2)   /* supervisor request; needs IOASID_ATS_PASID */
+#define IOASID_ATS_NOWAIT (1u << 3) /* a page request raised by a miss does not wait for PAGE_RESP */
+
+#define IOASID_ATS_OK 0       /* the runs cover [iova, iova + length) */
+#define IOASID_ATS_MORE 1     /* num_runs runs were filled: translate again from iova + out_length */
+#define IOASID_ATS_FAULT 2    /* no translation at out_fault_addr (out_fault_reason: IOASID_FAULT_REASON_*) */
+#define IOASID_ATS_PAGE_REQ 3 /* NOWAIT: a page request for out_fault_addr is outstanding */
+#define IOASID_ATS_RETRY 4    /* the fault queue was full: the IOMMU answered the page request; retry later */
+#define IOASID_ATS_FOREIGN 5  /* translated, but not reachable by the caller (out_fault_reason below) */
+
+#define IOASID_ATS_FOREIGN_PROCESS 1 /* MAP_DMA memory of another process */
+#define IOASID_ATS_FOREIGN_FILE 2    /* MAP_FILE memory the caller has no shared mapping of, with the rights */
+
+#define IOASID_ATS_RUN_READ (1u << 0)
+#define IOASID_ATS_RUN_WRITE (1u << 1)
+#define IOASID_ATS_RUN_FILE (1u << 2) /* MAP_FILE memory: uaddr is in the caller's own mapping of the file */
+
+struct ioasid_ats_run {
+	__u64 iova;
+	__u64 length;
+	__u64 uaddr; /* the bytes of [iova, iova + length) in the caller's address space */
+	__u32 perm;  /* IOASID_ATS_RUN_* */
+	__u32 __reserved;
+};
+
+struct ioasid_ats_translate {
+	__u32 flags;
+	__u32 dev_id;
+	__u32 pasid;
+	__u32 num_runs; /* in: struct ioasid_ats_run slots at runs_uptr (1..512); out: runs written */
+	__u64 iova;
+	__u64 length; /* 1 .. 64 MiB */
+	__u64 runs_uptr;
+	__u64 out_length; /* bytes from iova the runs cover */
+	__u64 out_fault_addr;
+	__u32 out_status;       /* IOASID_ATS_OK .. IOASID_ATS_FOREIGN */
+	__u32 out_fault_reason; /* FAULT, PAGE_REQ, RETRY: IOASID_FAULT_REASON_*; FOREIGN: IOASID_ATS_FOREIGN_* */
+};
+
+/* Read from the fd in a 64-byte record slot; type IOASID_FAULT_ATS_INVALIDATE. */
+struct ioasid_ats_invalidation {
+	__u32 type;
+	__u32 flags; /* IOASID_FAULT_PASID_VALID: the entries at `pasid`; else requests without PASID */
+	__u32 dev_id;
+	__u32 pasid;
+	__u32 itag; /* the tag ATS_INV_ACK names */
+	__u32 __reserved0;
+	__u64 iova;
+	__u64 length; /* every translation overlapping [iova, iova + length) is invalid */
+	__u64 __reserved[3];
+};
+
+struct ioasid_ats_ack {
+	__u32 flags;
+	__u32 dev_id;
+	__u32 itag;
+	__u32 __reserved;
+};
+
 #define IOASID_GET_API_VERSION _IO(IOASID_TYPE, IOASID_BASE + 0)
 #define IOASID_CHECK_EXTENSION _IO(IOASID_TYPE, IOASID_BASE + 1)
 #define IOASID_GET_INFO _IOWR(IOASID_TYPE, IOASID_BASE + 2, struct ioasid_info)
@@ -442,5 +515,7 @@ struct ioasid_fault {
 #define IOASID_DEVICE_DMA _IOWR(IOASID_TYPE, IOASID_BASE + 24, struct ioasid_device_dma)
 #define IOASID_WQ_CONFIG _IOWR(IOASID_TYPE, IOASID_BASE + 25, struct ioasid_wq_config)
 #define IOASID_DEVICE_SUBMIT _IOWR(IOASID_TYPE, IOASID_BASE + 26, struct ioasid_device_submit)
+#define IOASID_ATS_TRANSLATE _IOWR(IOASID_TYPE, IOASID_BASE + 27, struct ioasid_ats_translate)
+#define IOASID_ATS_INV_ACK _IOWR(IOASID_TYPE, IOASID_BASE + 28, struct ioasid_ats_ack)
 
 #endif /* _UAPI_LINUX_IOASID_H */

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -419,6 +420,7 @@ class Device {
                          const DmaOptions& options) const;
   friend class Attachment;
   friend class WorkQueue;
+  friend class AtsCache;
   friend Result<SubmitStatus> submit(const Device&, uint32_t, const ioasid_dsa_desc&, SubmitOptions);
   detail::BorrowedFd fd_;
   uint32_t id_ = 0;
@@ -454,6 +456,79 @@ class Attachment {
   uint32_t dev_id_ = 0;
   uint32_t ioasid_ = 0;
   std::optional<uint32_t> pasid_;
+};
+
+// ---------------------------------------------------------------- ATS for device models
+
+struct AtsOptions {
+  std::optional<uint32_t> pasid;  // requests tagged with this PASID (IOASID_ATS_PASID)
+  bool privileged = false;        // IOASID_ATS_PRIV: supervisor requests
+  bool nowait = false;            // IOASID_ATS_NOWAIT: a miss returns PAGE_REQ instead of waiting
+};
+
+// How an access through the cache ended.
+struct AtsOutcome {
+  uint32_t status = IOASID_ATS_OK;  // IOASID_ATS_OK, FAULT, PAGE_REQ, RETRY, FOREIGN
+  uint64_t done = 0;                // leading bytes moved
+  uint64_t fault_addr = 0;          // where it stopped
+  uint32_t fault_reason = 0;        // IOASID_FAULT_REASON_* or IOASID_ATS_FOREIGN_*
+  bool ok() const { return status == IOASID_ATS_OK; }
+};
+
+// A device model's ATC: what it asked the IOMMU for (ATS_TRANSLATE) is kept and used
+// with plain memory accesses until the IOMMU invalidates it. Feed it every record read
+// from the File (handle(), or an AtsInvalidationServer): it drops what an invalidation
+// names, waits for accesses still using it, then acknowledges (ATS_INV_ACK). A
+// translation whose request overlapped an invalidation received before its answer is
+// discarded and asked again, as PCIe requires of a device. Thread-safe.
+class AtsCache {
+ public:
+  AtsCache(const Device& device, AtsOptions options = {});
+  AtsCache(AtsCache&&) noexcept;
+  AtsCache& operator=(AtsCache&&) noexcept;
+  ~AtsCache();
+
+  // The device reads [iova, iova + into.size()) / writes `from` at iova / copies
+  // `length` bytes from src to dst (ranges that do not overlap), translating what the
+  // cache lacks.
+  Result<AtsOutcome> read(uint64_t iova, std::span<std::byte> into);
+  Result<AtsOutcome> write(uint64_t iova, std::span<const std::byte> from);
+  Result<AtsOutcome> copy(uint64_t dst, uint64_t src, uint64_t length);
+
+  // One record read from the File: an ATS invalidation for this cache's device and
+  // PASID is applied and acknowledged (true); any other record is not its (false).
+  Result<bool> handle(const ioasid_fault& record);
+  // Drops everything without being asked (a model resetting its ATC).
+  void clear();
+
+  struct Stats {
+    uint64_t translations = 0;   // ATS_TRANSLATE calls
+    uint64_t invalidations = 0;  // requests acknowledged
+    uint64_t discarded = 0;      // answers dropped because an invalidation overtook them
+    size_t entries = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// A thread that reads the File's records while it lives: ATS invalidations go to the
+// caches that own them, every other record to `others` (may be empty). The caches must
+// outlive it.
+class AtsInvalidationServer {
+ public:
+  using Others = std::function<void(const ioasid_fault&)>;
+  static Result<AtsInvalidationServer> start(const File& file, std::vector<AtsCache*> caches, Others others = {});
+  AtsInvalidationServer(AtsInvalidationServer&&) noexcept;
+  AtsInvalidationServer& operator=(AtsInvalidationServer&&) noexcept;
+  ~AtsInvalidationServer();  // stops and joins the thread
+
+ private:
+  struct State;
+  explicit AtsInvalidationServer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
 };
 
 // ---------------------------------------------------------------- work queues
