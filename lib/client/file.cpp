@@ -15,7 +15,7 @@ namespace ioasid::client {
 namespace {
 
 // Indexed by command number minus IOASID_BASE, in the header's order.
-constexpr std::array<const char*, 27> kCommandNames = {
+constexpr std::array<const char*, 29> kCommandNames = {
     "IOASID_GET_API_VERSION",     "IOASID_CHECK_EXTENSION",     "IOASID_GET_INFO",
     "IOASID_PASID_REQUEST",       "IOASID_PASID_LOOKUP",        "IOASID_ALLOC",
     "IOASID_FREE",                "IOASID_MAP_DMA",             "IOASID_MAP_FILE",
@@ -24,8 +24,9 @@ constexpr std::array<const char*, 27> kCommandNames = {
     "IOASID_DEVICE_UNBIND",       "IOASID_DEVICE_GET_INFO",     "IOASID_ATTACH_IOASID",
     "IOASID_ATTACH_IOASID_PASID", "IOASID_DETACH_IOASID",       "IOASID_DETACH_IOASID_PASID",
     "IOASID_PAGE_RESP",           "IOASID_SET_DIRTY_TRACKING",  "IOASID_GET_DIRTY_BITMAP",
-    "IOASID_DEVICE_DMA",          "IOASID_WQ_CONFIG",           "IOASID_DEVICE_SUBMIT"};
-static_assert(IOASID_BASE + kCommandNames.size() - 1 == _IOC_NR(IOASID_DEVICE_SUBMIT));
+    "IOASID_DEVICE_DMA",          "IOASID_WQ_CONFIG",           "IOASID_DEVICE_SUBMIT",
+    "IOASID_ATS_TRANSLATE",       "IOASID_ATS_INV_ACK"};
+static_assert(IOASID_BASE + kCommandNames.size() - 1 == _IOC_NR(IOASID_ATS_INV_ACK));
 
 // What to check when open(2) fails the usual ways.
 const char* open_hint(int code) {

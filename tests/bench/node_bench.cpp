@@ -5,11 +5,9 @@
 // Run as root (it mounts FUSE file systems):
 //   build/tests/bench/node_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 // Repetitions interleaved at random cancel drift from other load; ratios use medians.
-#define FUSE_USE_VERSION 35
-#include <fuse_lowlevel.h>
-
 #include <benchmark/benchmark.h>
 #include "bench_daemon.h"
+#include "null_server.h"
 #include "memcpy_baseline.h"
 #include <linux/ioasid.h>
 #include <linux/iommufd.h>
@@ -40,70 +38,6 @@
 #include <vector>
 
 namespace {
-
-// ---- the null server: one file node, every ioctl answered with its own input ----
-
-constexpr fuse_ino_t kNode = 2;
-
-void null_lookup(fuse_req_t req, fuse_ino_t, const char* name) {
-  if (std::strcmp(name, "ioasid") != 0) {
-    fuse_reply_err(req, ENOENT);
-    return;
-  }
-  fuse_entry_param entry{};
-  entry.ino = kNode;
-  entry.attr.st_ino = kNode;
-  entry.attr.st_mode = S_IFREG | 0666;
-  entry.attr.st_nlink = 1;
-  entry.attr_timeout = entry.entry_timeout = 60;
-  fuse_reply_entry(req, &entry);
-}
-
-void null_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  struct stat st{};
-  st.st_ino = ino;
-  st.st_mode = ino == kNode ? S_IFREG | 0666 : S_IFDIR | 0755;
-  st.st_nlink = 1;
-  fuse_reply_attr(req, &st, 60);
-}
-
-void null_open(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  fi->direct_io = 1;
-  fuse_reply_open(req, fi);
-}
-
-void null_ioctl(fuse_req_t req, fuse_ino_t, unsigned int, void*, fuse_file_info*, unsigned, const void* in_buf,
-                size_t, size_t out_bufsz) {
-  fuse_reply_ioctl(req, 1, out_bufsz ? in_buf : nullptr, out_bufsz);
-}
-
-[[noreturn]] void run_null_server(const std::string& dir) {
-  fuse_lowlevel_ops ops{};
-  ops.lookup = null_lookup;
-  ops.getattr = null_getattr;
-  ops.open = null_open;
-  ops.ioctl = null_ioctl;
-  const char* argv[] = {"null-server", "-o", "allow_other"};
-  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
-  fuse_session* session = fuse_session_new(&args, &ops, sizeof ops, nullptr);
-  if (!session || fuse_session_mount(session, dir.c_str()) != 0) _exit(1);
-  fuse_set_signal_handlers(session);
-  fuse_session_loop(session);
-  fuse_session_unmount(session);
-  _exit(0);
-}
-
-// ---- servers under test, started once for the whole run ----
-
-Server start_null_server() {
-  Server server{.dir = temp_dir()};
-  const std::string mount = server.dir + "/mnt";
-  std::filesystem::create_directory(mount);
-  server.node = mount + "/ioasid";
-  server.pid = fork();
-  if (server.pid == 0) run_null_server(mount);
-  return server;
-}
 
 Server g_null;
 Server g_daemon;

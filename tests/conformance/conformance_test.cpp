@@ -62,9 +62,11 @@ const IoctlRow kIoctls[] = {
     ROW(24, IOASID_DEVICE_DMA, ioasid_device_dma, kCore),
     ROW(25, IOASID_WQ_CONFIG, ioasid_wq_config, IOASID_FEAT_SIOV),
     ROW(26, IOASID_DEVICE_SUBMIT, ioasid_device_submit, IOASID_FEAT_SIOV),
+    ROW(27, IOASID_ATS_TRANSLATE, ioasid_ats_translate, IOASID_FEAT_ATS),
+    ROW(28, IOASID_ATS_INV_ACK, ioasid_ats_ack, IOASID_FEAT_ATS),
 };
 #undef ROW
-constexpr unsigned kNumIoctls = 27;
+constexpr unsigned kNumIoctls = 29;
 static_assert(std::size(kIoctls) == kNumIoctls);
 
 // The struct commands this slice serves, with their v1 sizes.
@@ -135,7 +137,7 @@ TEST_F(Generic, UnknownNumberInTypeIIsENOTTY) {
   const Range r = slot(1);
   Node n;
   ASSERT_TRUE(n.ok());
-  const unsigned nrs[] = {IOASID_BASE + kNumIoctls, IOASID_BASE + 28, IOASID_BASE + 99, IOASID_BASE + 155,
+  const unsigned nrs[] = {IOASID_BASE + kNumIoctls, IOASID_BASE + 30, IOASID_BASE + 99, IOASID_BASE + 155,
                           IOASID_BASE - 1, 0, 1, 2, 3, 64};
   for (unsigned nr : nrs) {
     for (size_t size : {size_t{0}, sizeof(ioasid_pasid_request), size_t{8}, size_t{56}, size_t{4096}}) {
@@ -324,8 +326,8 @@ TEST_F(Generic, NonZeroReservedIsEOPNOTSUPP) {
 TEST_F(Generic, EveryFeatureIsAdvertised) {
   Node n;
   ASSERT_TRUE(n.ok());
-  EXPECT_EQ(get_info(n.fd()).features, (1u << (IOASID_FEAT_SIOV + 1)) - 1);
-  for (unsigned bit = 0; bit <= IOASID_FEAT_SIOV; ++bit)
+  EXPECT_EQ(get_info(n.fd()).features, (1u << IOASID_FEAT_COUNT) - 1);
+  for (unsigned bit = 0; bit < IOASID_FEAT_COUNT; ++bit)
     EXPECT_EQ(ioctl_value(n.fd(), IOASID_CHECK_EXTENSION, bit), 1) << bit;
 }
 
@@ -456,7 +458,7 @@ TEST_F(CheckExtension, OutOfRangeIndexesReturnZero) {
   Node n;
   ASSERT_TRUE(n.ok());
   // 32, 33, 38, 64 catch a "1u << index" without a range check (x86 masks the shift).
-  for (unsigned long i : {9ul, 10ul, 31ul, 32ul, 33ul, 38ul, 64ul, 1000ul, 0x7fffffffUL, 0xffffffffUL, ~0UL}) {
+  for (unsigned long i : {10ul, 11ul, 31ul, 32ul, 33ul, 38ul, 64ul, 1000ul, 0x7fffffffUL, 0xffffffffUL, ~0UL}) {
     Errno e;
     EXPECT_EQ(ioctl_value(n.fd(), IOASID_CHECK_EXTENSION, i, &e), 0) << "index " << i;
     EXPECT_EQ(e, kOk) << "index " << i;

@@ -173,6 +173,7 @@ ServiceConfig fuzz_config() {
   config.pin_limit_pages = 4096;
   config.fault_queue_depth = 16;
   config.page_response_timeout = std::chrono::milliseconds(10);
+  config.ats_timeout = std::chrono::milliseconds(5);  // nobody acknowledges in a fuzz run
   return config;  // default devices: dma0 (PASID, PRI, ATS), dma1, dsa0
 }
 

@@ -209,6 +209,20 @@ inline constexpr std::array kSubmitFields = {
     IOASID_FUZZ_DESC(dst, FieldKind::kIova, Slot::kIova),
     IOASID_FUZZ_DESC(xfer_size, FieldKind::kNumber, Slot::kCount, 0x10000)};
 
+inline constexpr std::array kAtsTranslateFields = {
+    IOASID_FUZZ_FIELD(ioasid_ats_translate, dev_id, FieldKind::kId, Slot::kDevId),
+    IOASID_FUZZ_FIELD(ioasid_ats_translate, flags, FieldKind::kFlags, Slot::kCount, 0xf),
+    IOASID_FUZZ_FIELD(ioasid_ats_translate, pasid, FieldKind::kId, Slot::kPasid),
+    IOASID_FUZZ_FIELD(ioasid_ats_translate, num_runs, FieldKind::kNumber, Slot::kCount, 600),
+    IOASID_FUZZ_FIELD(ioasid_ats_translate, iova, FieldKind::kIova, Slot::kIova),
+    IOASID_FUZZ_FIELD(ioasid_ats_translate, length, FieldKind::kLength, Slot::kCount, 64),
+    IOASID_FUZZ_FIELD(ioasid_ats_translate, runs_uptr, FieldKind::kUserPtr)};
+inline constexpr std::array kAtsAckFields = {
+    IOASID_FUZZ_FIELD(ioasid_ats_ack, flags, FieldKind::kFlags, Slot::kCount, 1),
+    IOASID_FUZZ_FIELD(ioasid_ats_ack, dev_id, FieldKind::kId, Slot::kDevId),
+    IOASID_FUZZ_FIELD(ioasid_ats_ack, itag, FieldKind::kNumber, Slot::kCount, 64),
+    IOASID_FUZZ_FIELD(ioasid_ats_ack, __reserved, FieldKind::kZero)};
+
 struct Command {
   const char* name;
   uint32_t cmd;
@@ -216,7 +230,7 @@ struct Command {
 };
 
 // Row i is ioctl IOASID_BASE + i, as in the dispatcher's table.
-inline constexpr std::array<Command, 27> kCommands = {{
+inline constexpr std::array<Command, 29> kCommands = {{
     {"GET_API_VERSION", IOASID_GET_API_VERSION, kNoFields},
     {"CHECK_EXTENSION", IOASID_CHECK_EXTENSION, kNoFields},
     {"GET_INFO", IOASID_GET_INFO, kInfoFields},
@@ -244,6 +258,8 @@ inline constexpr std::array<Command, 27> kCommands = {{
     {"DEVICE_DMA", IOASID_DEVICE_DMA, kDeviceDmaFields},
     {"WQ_CONFIG", IOASID_WQ_CONFIG, kWqConfigFields},
     {"DEVICE_SUBMIT", IOASID_DEVICE_SUBMIT, kSubmitFields},
+    {"ATS_TRANSLATE", IOASID_ATS_TRANSLATE, kAtsTranslateFields},
+    {"ATS_INV_ACK", IOASID_ATS_INV_ACK, kAtsAckFields},
 }};
 inline constexpr size_t kMaxFields = 10;
 

@@ -109,7 +109,8 @@ TEST_F(ServiceTest, VersionExtensionsAndInfoReportWhatIsServed) {
   EXPECT_EQ(info.features, (1u << IOASID_FEAT_PASID) | (1u << IOASID_FEAT_GPASID) | (1u << IOASID_FEAT_MAP_FILE) |
                                (1u << IOASID_FEAT_DIRTY_TRACKING) | (1u << IOASID_FEAT_NESTING) |
                                (1u << IOASID_FEAT_BIND_PGTBL) | (1u << IOASID_FEAT_CACHE_INVLD) |
-                               (1u << IOASID_FEAT_PAGE_RESP) | (1u << IOASID_FEAT_SIOV));
+                               (1u << IOASID_FEAT_PAGE_RESP) | (1u << IOASID_FEAT_SIOV) |
+                               (1u << IOASID_FEAT_ATS));
   for (uint64_t bit = 0; bit < 40; ++bit)
     EXPECT_EQ(*call_plain(*context, IOASID_CHECK_EXTENSION, bit), bit < 32 && (info.features >> bit) & 1) << bit;
   EXPECT_EQ(info.pasid_bits, 20u);
