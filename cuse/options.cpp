@@ -120,7 +120,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
       ("addr-width", with_default(options.service.addr_width, "BITS"),
        "IOVA width of the emulated IOMMU: 48 (4-level tables) or 57 (5-level)")
       ("fault-queue", with_default(options.service.fault_queue_depth, "N"),
-       "fault records queued per open file; past that, one LOST record stands for those dropped")
+       "slots of each open file's fault queue, the LOST record's included: at most N-1 records wait, "
+       "then one LOST record stands for those dropped")
       ("page-timeout", with_default(page_timeout_ms, "MS"),
        "milliseconds a DMA waits for the PAGE_RESP to its page request before it fails")
       ("admin-socket", with_default(options.admin_socket, "PATH"),
