@@ -188,6 +188,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     if (options.service.addr_width != 48 && options.service.addr_width != 57)
       throw po::error("--addr-width must be 48 or 57");
     if (options.service.default_pasid_quota == 0) throw po::error("--pasid-quota must be at least 1");
+    // One slot is the LOST record's: a smaller queue could hold no record at all.
+    if (options.service.fault_queue_depth < 2) throw po::error("--fault-queue must be at least 2");
     if (options.session_threads == 0 || options.workers == 0)
       throw po::error("--threads and --workers must be at least 1");
     return options;
