@@ -121,7 +121,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
       ("addr-width", with_default(options.service.addr_width, "BITS"),
        "IOVA width of the emulated IOMMU: 48 (4-level tables) or 57 (5-level)")
       ("fault-queue", with_default(options.service.fault_queue_depth, "N"),
-       "fault records queued per open file; past that, one LOST record stands for those dropped")
+       "slots of each open file's fault queue, the LOST record's included: at most N-1 records wait, "
+       "then one LOST record stands for those dropped")
       ("page-timeout", with_default(page_timeout_ms, "MS"),
        "milliseconds a DMA waits for the PAGE_RESP to its page request before it fails")
       ("ats-timeout", with_default(ats_timeout_ms, "MS"),
@@ -193,6 +194,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     if (options.service.addr_width != 48 && options.service.addr_width != 57)
       throw po::error("--addr-width must be 48 or 57");
     if (options.service.default_pasid_quota == 0) throw po::error("--pasid-quota must be at least 1");
+    // One slot is the LOST record's: a smaller queue could hold no record at all.
+    if (options.service.fault_queue_depth < 2) throw po::error("--fault-queue must be at least 2");
     if (options.session_threads == 0 || options.workers == 0)
       throw po::error("--threads and --workers must be at least 1");
     return options;

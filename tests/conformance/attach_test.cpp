@@ -61,6 +61,23 @@ TEST(AttachPasid, Rows) {
   EXPECT_EQ(free_ioas(node.fd(), second), kOk);
 }
 
+// DETACH_* check flags, dev_id and pasid as ATTACH does; `ioasid` is ignored.
+TEST(Detach, Rows) {
+  Node node;
+  const uint32_t dma0 = bind_device(node, "dma0"), dma1 = bind_device(node, "dma1");
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID, dma1, 0, 0, IOASID_ATTACH_REPLACE), Err(EOPNOTSUPP))
+      << "DETACH takes flags 0";
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID, dma1 + 40, 0, 0), Err(ENOENT)) << "no such device";
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID, dma1, 0, 5), Err(EINVAL)) << "pasid must be 0";
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID, dma1, 77, 0), kOk) << "ioasid is ignored";
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 0, 1, IOASID_ATTACH_REPLACE), Err(EOPNOTSUPP));
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0 + 40, 0, 1), Err(ENOENT)) << "no such device";
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma1, 0, 1), Err(EOPNOTSUPP))
+      << "dma1 has no PASID capability";
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 0, 1u << 20), Err(EINVAL)) << "beyond 20 bits";
+  EXPECT_EQ(call(node.fd(), IOASID_DETACH_IOASID_PASID, dma0, 77, 1), kOk) << "nothing attached; ioasid ignored";
+}
+
 // FREE of an attached PASID detaches it; the number is reclaimed (allocatable again)
 // and the IOASID is no longer busy.
 TEST(AttachPasid, FreeingAnAttachedPasidDetachesIt) {

@@ -137,6 +137,8 @@ TEST(DeviceRemoved, ItsOwnerGetsEnodevAndCanUnbind) {
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DEVICE_GET_INFO, &info), Err(ENODEV));
   ioasid_attach attach{.dev_id = dev_id, .ioasid = alloc.out_ioasid};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_ATTACH_IOASID, &attach), Err(ENODEV));
+  ioasid_attach detach{.dev_id = dev_id};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_DETACH_IOASID, &detach), Err(ENODEV));
   char buffer[64] = {};
   ioasid_device_dma dma{.dev_id = dev_id, .iova = 0x1000, .length = sizeof buffer,
                         .buf_uptr = reinterpret_cast<uint64_t>(buffer)};

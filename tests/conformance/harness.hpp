@@ -158,8 +158,9 @@ PasidResult pasid_alloc_gpasid(int fd, uint32_t min, uint32_t max, uint32_t gpas
 PasidResult pasid_free(int fd, uint32_t min, uint32_t max);
 PasidResult pasid_lookup(int fd, uint32_t gpasid);
 
-// Release after close is asynchronous (the kernel sends RELEASE after the last
-// reference is gone): how long a test waits for it.
+// On FUSE, release after close is asynchronous (the kernel sends RELEASE after close
+// has returned; CUSE's is done before it returns, docs/UAPI.md): how long a test waits
+// for it.
 inline constexpr auto kReleaseTimeout = 3s;
 // ALLOC, retried while it fails with ENOSPC, up to timeout.
 PasidResult pasid_alloc_retry(int fd, uint32_t min, uint32_t max, std::chrono::milliseconds timeout = kReleaseTimeout);

@@ -168,6 +168,7 @@ TEST(IovaRanges, AllowedRangesWithEmsgsize) {
   ioasid_iova_ranges query{.ioasid = ioasid, .num_ranges = 0};
   EXPECT_EQ(ioctl_errno(node.fd(), IOASID_IOVA_RANGES, &query), Err(EMSGSIZE));
   ASSERT_EQ(query.num_ranges, 2u);
+  EXPECT_EQ(query.out_alignment, k4K) << "written with the needed count";
   ioasid_iova_range ranges[2]{};
   query.ranges_uptr = reinterpret_cast<uint64_t>(ranges);
   ASSERT_EQ(ioctl_errno(node.fd(), IOASID_IOVA_RANGES, &query), kOk);

@@ -2,7 +2,8 @@
 # The man pages against the programs: fails when an option `ioasidd --help` prints has
 # no entry in ioasidd.8's OPTIONS, a command ioasidctl's help lists has none in
 # ioasidctl.8's COMMANDS, or a page documents one the program no longer has, or
-# ioasidd.8 misses a default device; the same for ioasid-run's options in ioasid-run.1
+# ioasidd.8 misses a default device or states an option's default other than the
+# help's; the same for ioasid-run's options in ioasid-run.1
 # when its path is given; and, where groff is installed, when a page draws a groff warning.
 #   check-man.sh IOASIDD IOASIDCTL MANDIR [IOASID_RUN]
 set -eu
@@ -52,6 +53,26 @@ defaults=$("$ioasidd" --help | tr -s ' \n' '  ' | sed -n 's/.*Without --device:\
 for device in $defaults; do
   grep -qx -e "\.B $device" "$page" || fail "$page does not name the default device $device"
 done
+
+# Every default `ioasidd --help` prints ("--fault-queue N (=256)") is the entry's
+# "Default: 256." (roff macros and escapes removed, font alternations joined).
+entry_text() {  # PAGE OPTION
+  sed -e 's/\\-/-/g' -e 's/\\f[BIRP]//g' -e 's/\\&//g' "$1" | awk -v option="$2" '
+    /^\.(TP|SH|SS)/ { if (in_entry) exit; tagged = ($1 == ".TP"); next }
+    tagged { tagged = 0; in_entry = (index($0 " ", option " ") > 0); next }
+    !in_entry { next }
+    /^\.(B|I|BR|IR|RB|BI|IB)( |$)/ { $1 = ""; line = $0; gsub(/"/, "", line); gsub(/ /, "", line); printf " %s", line; next }
+    /^\./ { next }
+    { printf " %s", $0 }
+  '
+}
+"$ioasidd" --help | sed -n 's/^ *\(-h \[ \)\{0,1\}\(--[a-z0-9-]*\) [A-Z]* *(=\([^)]*\)).*/\2 \3/p' >"${TMPDIR:-/tmp}/check-man-defaults.$$"
+[ -s "${TMPDIR:-/tmp}/check-man-defaults.$$" ] || fail "found no defaults in $ioasidd --help"
+while read -r option value; do
+  entry_text "$mandir/ioasidd.8" "$option" | grep -qF -e "Default: $value." ||
+    fail "$mandir/ioasidd.8 does not say $option defaults to $value, as ioasidd --help does"
+done <"${TMPDIR:-/tmp}/check-man-defaults.$$"
+rm -f "${TMPDIR:-/tmp}/check-man-defaults.$$"
 
 page=$mandir/ioasidctl.8
 commands=$("$ioasidctl" --json help | grep -oE -e '"cmd": *"[^"]+"' | cut -d'"' -f4)
