@@ -13,7 +13,7 @@ run=$(mktemp -d /tmp/ioasid-demo.XXXXXX)
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove \
-  iommufd-demo iommufd-fault-demo ioasid-run
+  ats-copy iommufd-demo iommufd-fault-demo ioasid-run
 
 daemon_pid=
 cleanup() {
@@ -48,6 +48,7 @@ echo; echo "== pasid-demo"; "$build/examples/pasid-demo"
 echo; echo "== dma-demo"; "$build/examples/dma-demo"
 echo; echo "== mini-vmm"; "$build/examples/mini-vmm"
 echo; echo "== dsa-memmove"; "$build/examples/dsa-memmove"
+echo; echo "== ats-copy"; "$build/examples/ats-copy"
 if [ -n "$iommu_dev" ]; then
   echo; echo "== iommufd-demo ($iommu_dev)"; IOMMU_DEV=$iommu_dev "$build/examples/iommufd-demo"
 else

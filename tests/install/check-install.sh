@@ -74,7 +74,7 @@ libdir_rel=${libdir#"$prefix"/}
 record "installs ioasid.pc ($libdir_rel/pkgconfig)" 0
 
 # ---- the files
-for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove iommufd-demo iommufd-fault-demo \
+for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo \
                ioasid-run; do
   check_file "bin/$program"
 done

@@ -103,7 +103,7 @@ run_conformance() {
     # be under /tmp, hidden here).
     helpers=/usr/local/libexec/ioasid-conformance
     IOASID_RUN=$helpers/ioasid-run IOASID_RUN_PROBE=$helpers/ioasid_run_probe \
-    IOMMUFD_FAULT_DEMO=$helpers/iommufd-fault-demo \
+    IOMMUFD_FAULT_DEMO=$helpers/iommufd-fault-demo ATS_COPY=$helpers/ats-copy \
     IOASID_DEV=/dev/ioasid IOASID_DAEMON_LOG="$DAEMON_LOG" timeout -s KILL "$TEST_TIMEOUT" \
         ioasid-conformance --gtest_output=json:"$RESULTS_JSON" "$@" 2>&1 </dev/null
     rc=$?

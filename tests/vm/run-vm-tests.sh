@@ -283,9 +283,10 @@ install_binary() {
     fi
 }
 
-# The conformance suite runs ioasid-run, its probe and examples/iommufd-fault-demo
-# (IommuFdCommand.*UnderIoasidRun, IommufdFaultDemo.*) at the build-tree paths compiled
-# into it, or where $IOASID_RUN, $IOASID_RUN_PROBE and $IOMMUFD_FAULT_DEMO say. A build
+# The conformance suite runs ioasid-run, its probe, examples/iommufd-fault-demo
+# (IommuFdCommand.*UnderIoasidRun, IommufdFaultDemo.*) and examples/ats-copy
+# (Ats.TheAtsCopyExampleRuns) at the build-tree paths compiled into it, or where
+# $IOASID_RUN, $IOASID_RUN_PROBE, $IOMMUFD_FAULT_DEMO and $ATS_COPY say. A build
 # tree under /tmp is hidden in the guest (a tmpfs is mounted there), so they go to
 # /usr/local/libexec/ioasid-conformance/ and init.sh points the variables there.
 install_conformance_helpers() {
@@ -295,7 +296,7 @@ install_conformance_helpers() {
         [ -n "$path" ] && [ -f "$path" ] && [ -x "$path" ] || continue
         install_binary "$path" "$root$dir/$(basename "$path")"
         install_libs "$root" "$path"
-    done < <(grep -aoE '/[A-Za-z0-9._+/-]*/(ioasid-run|ioasid_run_probe|iommufd-fault-demo)' "$CONFORMANCE" | sort -u)
+    done < <(grep -aoE '/[A-Za-z0-9._+/-]*/(ioasid-run|ioasid_run_probe|iommufd-fault-demo|ats-copy)' "$CONFORMANCE" | sort -u)
 }
 
 # Only /bin/sh is linked here (for /init's shebang): init.sh creates the other applet
