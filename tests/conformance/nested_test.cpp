@@ -384,6 +384,57 @@ ioasid_cache_invalidate_info entry(uint8_t cache, uint8_t granularity, uint32_t 
           .granule_size = nb ? k4K : 0, .nb_granules = nb};
 }
 
+// ATS through a nested IOASID: a model translates a guest virtual address once (GVA ->
+// GPA in the guest's table, A and D set there as a walk does; GPA -> this process's view
+// of guest RAM), and the guest's device-TLB invalidation, not its IOTLB one, reaches it.
+TEST(NestedAts, TranslatesGuestVirtualAddressesAndObeysDevIotlbInvalidations) {
+  VsvaSetup s;
+  s.guest.map(kGva, kDataGpa);
+  ASSERT_EQ(s.guest.bind_table(), kOk);
+  ioasid_ats_run run{};
+  ioasid_ats_translate request{.flags = IOASID_ATS_PASID | IOASID_ATS_WRITE,
+                               .dev_id = s.dev,
+                               .pasid = s.pasid,
+                               .num_runs = 1,
+                               .iova = kGva + 0x10,
+                               .length = 0x100,
+                               .runs_uptr = reinterpret_cast<uint64_t>(&run)};
+  ASSERT_EQ(ioctl_errno(s.fd(), IOASID_ATS_TRANSLATE, &request), kOk);
+  ASSERT_EQ(request.out_status, uint32_t(IOASID_ATS_OK)) << "reason " << request.out_fault_reason;
+  EXPECT_EQ(run.uaddr, reinterpret_cast<uint64_t>(s.guest.bytes(kDataGpa + 0x10)))
+      << "guest RAM is a memfd this process maps: the run is in that mapping";
+  EXPECT_EQ(run.perm, uint32_t(IOASID_ATS_RUN_WRITE | IOASID_ATS_RUN_FILE));
+  EXPECT_EQ(s.guest.leaf(kGva) & (kA | kD), kA | kD) << "the write translation set A and D in the guest's leaf";
+
+  auto invalidate = [&](uint8_t cache) {
+    const auto info = entry(cache, IOASID_INV_GRANU_ADDR, s.pasid, kGva, 1);
+    ioasid_cache_invalidate inv{.ioasid = s.guest.nested,
+                                .entry_len = sizeof info,
+                                .entry_num = 1,
+                                .entries_uptr = reinterpret_cast<uint64_t>(&info)};
+    return ioctl_errno(s.fd(), IOASID_CACHE_INVLD, &inv);
+  };
+  EXPECT_EQ(invalidate(IOASID_CACHE_IOTLB), kOk);
+  EXPECT_TRUE(drain_faults(s.node).empty()) << "an IOTLB invalidation does not reach device TLBs";
+  std::optional<ioasid_ats_invalidation> seen;
+  std::thread model([&] {
+    auto record = next_fault(s.node);
+    if (!record) return;
+    seen.emplace();
+    std::memcpy(&*seen, &*record, sizeof *seen);
+    ioasid_ats_ack ack{.dev_id = seen->dev_id, .itag = seen->itag};
+    EXPECT_EQ(ioctl_errno(s.fd(), IOASID_ATS_INV_ACK, &ack), kOk);
+  });
+  EXPECT_EQ(invalidate(IOASID_CACHE_DEV_IOTLB), kOk);
+  model.join();
+  ASSERT_TRUE(seen) << "the guest's device-TLB invalidation reached the model";
+  EXPECT_EQ(seen->type, uint32_t(IOASID_FAULT_ATS_INVALIDATE));
+  EXPECT_EQ(seen->flags, uint32_t(IOASID_FAULT_PASID_VALID));
+  EXPECT_EQ(seen->pasid, s.pasid);
+  EXPECT_EQ(seen->iova, kGva + 0x10) << "what overlapped of what the model held";
+  EXPECT_EQ(seen->length, 0x100u);
+}
+
 // The guest moves a page and the device keeps the old translation until the guest
 // invalidates what caches it: the IOTLB, and dma0's device-TLB (ATS) separately.
 void expect_stale_until(VsvaSetup& s, const std::vector<ioasid_cache_invalidate_info>& wrong,

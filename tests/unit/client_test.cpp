@@ -154,7 +154,7 @@ TEST(ClientCommandName, MatchesTypeAndNumberWhateverTheSize) {
   EXPECT_EQ(client::command_name(IOASID_GET_API_VERSION), "IOASID_GET_API_VERSION");
   EXPECT_EQ(client::command_name(IOASID_DEVICE_SUBMIT), "IOASID_DEVICE_SUBMIT");
   EXPECT_EQ(client::command_name(_IOWR(IOASID_TYPE, IOASID_BASE + 7, uint64_t)), "IOASID_MAP_DMA");
-  EXPECT_EQ(client::command_name(_IO(IOASID_TYPE, IOASID_BASE + 27)), "ioctl 0x697f");
+  EXPECT_EQ(client::command_name(_IO(IOASID_TYPE, IOASID_BASE + 29)), "ioctl 0x6981");
   EXPECT_EQ(client::command_name(_IO('j', IOASID_BASE)), "ioctl 0x6a64");
 }
 

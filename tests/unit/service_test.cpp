@@ -73,7 +73,7 @@ constexpr uint32_t with_size(uint32_t cmd, uint32_t size) {
 TEST_F(ServiceTest, UnknownCommandsAndWrongDirectionsAreEnotty) {
   auto context = open();
   std::vector<std::byte> buf(24);
-  EXPECT_EQ(call_raw(*context, _IOWR('i', 127, ioasid_pasid_request), buf), ENOTTY);
+  EXPECT_EQ(call_raw(*context, _IOWR('i', 129, ioasid_pasid_request), buf), ENOTTY);
   EXPECT_EQ(call_raw(*context, _IOWR('j', 103, ioasid_pasid_request), buf), ENOTTY);
   EXPECT_EQ(call_raw(*context, _IOW('i', 103, ioasid_pasid_request), buf), ENOTTY);
   EXPECT_EQ(call_raw(*context, _IOR('i', 103, ioasid_pasid_request), buf), ENOTTY);
