@@ -2,7 +2,10 @@
 // ATS_INV_ACK.
 #include "internal.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -277,47 +280,85 @@ AtsCache::Stats AtsCache::stats() const {
 
 // ---------------------------------------------------------------- AtsInvalidationServer
 
+namespace {
+
+void interrupt_only(int) {}
+
+// The wake signal interrupts the reader's read(2) and does nothing else; an application
+// handler already there is kept (it must not use SA_RESTART for the stop to work).
+Result<void> claim_wake_signal(int signal) {
+  struct sigaction current{};
+  if (::sigaction(signal, nullptr, &current) != 0) return detail::errno_error("sigaction", errno);
+  if (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN) return {};
+  struct sigaction interrupt{};
+  interrupt.sa_handler = interrupt_only;
+  ::sigemptyset(&interrupt.sa_mask);
+  if (::sigaction(signal, &interrupt, nullptr) != 0) return detail::errno_error("sigaction", errno);
+  return {};
+}
+
+}  // namespace
+
 struct AtsInvalidationServer::State {
   State(const File& file, std::vector<AtsCache*> caches, Others others)
       : file(&file), caches(std::move(caches)), others(std::move(others)) {}
   const File* file;
   std::vector<AtsCache*> caches;
   Others others;
+  // A blocking file is read directly: a record completes the parked read, one round
+  // trip less than poll(2) then read(2) on a FUSE node. An O_NONBLOCK one is polled,
+  // beside an eventfd that stops the thread.
+  bool blocking = true;
   int stop_fd = -1;
+  std::atomic<bool> stopping{false}, stopped{false};
   std::thread thread;
 
-  void serve() {
-    std::array<pollfd, 2> fds{pollfd{file->fd(), POLLIN, 0}, pollfd{stop_fd, POLLIN, 0}};
-    std::array<ioasid_fault, 16> records;
-    for (;;) {
-      if (::poll(fds.data(), fds.size(), -1) < 0) {
-        if (errno == EINTR) continue;
-        return;
-      }
-      if (fds[1].revents) return;
-      if (!(fds[0].revents & POLLIN)) continue;
-      auto count = file->read_faults(records);
-      if (!count) return;
-      for (size_t i = 0; i < *count; ++i) {
-        bool taken = false;
-        for (AtsCache* cache : caches) {
-          auto handled = cache->handle(records[i]);
-          if (handled && *handled) {
-            taken = true;
-            break;
-          }
+  void dispatch(std::span<const ioasid_fault> records) {
+    for (const ioasid_fault& record : records) {
+      bool taken = false;
+      for (AtsCache* cache : caches) {
+        auto handled = cache->handle(record);
+        if (handled && *handled) {
+          taken = true;
+          break;
         }
-        if (!taken && others) others(records[i]);
       }
+      if (!taken && others) others(record);
     }
+  }
+
+  void serve() {
+    std::array<ioasid_fault, 16> records;
+    std::array<pollfd, 2> fds{pollfd{file->fd(), POLLIN, 0}, pollfd{stop_fd, POLLIN, 0}};
+    while (!stopping.load(std::memory_order_acquire)) {
+      if (!blocking) {
+        if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+        if (fds[1].revents) break;
+        if (!(fds[0].revents & POLLIN)) continue;
+      }
+      auto count = file->read_faults(records);
+      if (!count) {
+        if (count.error().code == EINTR) continue;
+        break;
+      }
+      dispatch(std::span(records).first(*count));
+    }
+    stopped.store(true, std::memory_order_release);
   }
 };
 
 Result<AtsInvalidationServer> AtsInvalidationServer::start(const File& file, std::vector<AtsCache*> caches,
                                                            Others others) {
   auto state = std::make_unique<State>(file, std::move(caches), std::move(others));
-  state->stop_fd = ::eventfd(0, EFD_CLOEXEC);
-  if (state->stop_fd < 0) return detail::errno_error("eventfd", errno);
+  const int flags = ::fcntl(file.fd(), F_GETFL);
+  if (flags < 0) return detail::errno_error("fcntl", errno);
+  state->blocking = !(flags & O_NONBLOCK);
+  if (state->blocking) {
+    IOASID_CLIENT_TRY(claim_wake_signal(ats_server_wake_signal()));
+  } else {
+    state->stop_fd = ::eventfd(0, EFD_CLOEXEC);
+    if (state->stop_fd < 0) return detail::errno_error("eventfd", errno);
+  }
   state->thread = std::thread([raw = state.get()] { raw->serve(); });
   return AtsInvalidationServer(std::move(state));
 }
@@ -328,14 +369,19 @@ AtsInvalidationServer& AtsInvalidationServer::operator=(AtsInvalidationServer&&)
 
 AtsInvalidationServer::~AtsInvalidationServer() {
   if (!state_) return;
-  const uint64_t one = 1;
-  if (::write(state_->stop_fd, &one, sizeof one) < 0) {
-    // The thread cannot be woken: leave it detached rather than hang here.
-    state_->thread.detach();
+  state_->stopping.store(true, std::memory_order_release);
+  if (state_->blocking) {
+    // Until it is out: a signal sent just before it entered read(2) interrupts nothing.
+    while (!state_->stopped.load(std::memory_order_acquire)) {
+      ::pthread_kill(state_->thread.native_handle(), ats_server_wake_signal());
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   } else {
-    state_->thread.join();
+    const uint64_t one = 1;
+    if (::write(state_->stop_fd, &one, sizeof one) < 0) std::terminate();  // an eventfd write cannot fail here
   }
-  ::close(state_->stop_fd);
+  state_->thread.join();
+  if (state_->stop_fd >= 0) ::close(state_->stop_fd);
 }
 
 }  // namespace ioasid::client

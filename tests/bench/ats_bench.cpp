@@ -147,6 +147,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
       if (run.run_type == Run::RT_Aggregate && run.aggregate_name != "median") continue;
+      // The key is the name and the arguments, as "BM_Ats_Unmap4K1".
       times_[run.run_name.function_name + run.run_name.args] = run.GetAdjustedRealTime();
     }
     ConsoleReporter::ReportRuns(runs);
@@ -154,12 +155,12 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void Finalize() override {
     ConsoleReporter::Finalize();
     ratio("model copy bandwidth / memcpy (goal >= 0.9)", "BM_Memcpy1MiB", "BM_Ats_ModelCopy1MiB");
-    ratio("cold translate, 2 MiB leaf / null round trip (goal <= 1.5)", "BM_Ats_TranslateCold2MiB/2097152",
+    ratio("cold translate, 2 MiB leaf / null round trip (goal <= 1.5)", "BM_Ats_TranslateCold2MiB2097152",
           "BM_Null_TranslateStruct");
-    ratio("cold translate, 4 KiB leaves / null round trip", "BM_Ats_TranslateCold2MiB/4096",
+    ratio("cold translate, 4 KiB leaves / null round trip", "BM_Ats_TranslateCold2MiB4096",
           "BM_Null_TranslateStruct");
-    ratio("UNMAP held by a model / null round trip (goal <= 4)", "BM_Ats_Unmap4K/1", "BM_Null_TranslateStruct");
-    ratio("UNMAP held by nobody / null round trip", "BM_Ats_Unmap4K/0", "BM_Null_TranslateStruct");
+    ratio("UNMAP held by a model / null round trip (goal <= 4)", "BM_Ats_Unmap4K1", "BM_Null_TranslateStruct");
+    ratio("UNMAP held by nobody / null round trip", "BM_Ats_Unmap4K0", "BM_Null_TranslateStruct");
   }
 
  private:

@@ -20,6 +20,8 @@
 
 #include <linux/ioasid.h>
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -516,7 +518,10 @@ class AtsCache {
 
 // A thread that reads the File's records while it lives: ATS invalidations go to the
 // caches that own them, every other record to `others` (may be empty). The caches must
-// outlive it.
+// outlive it. On a blocking File it sits in read(2) (the fastest way to be told) and
+// is stopped with ats_server_wake_signal(), for which it installs a handler that does
+// nothing unless the application has one; an O_NONBLOCK File is polled instead.
+inline int ats_server_wake_signal() { return SIGRTMIN + 4; }  // not a constant: glibc decides SIGRTMIN
 class AtsInvalidationServer {
  public:
   using Others = std::function<void(const ioasid_fault&)>;
