@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every ioasidd option refuses bad values alike: exit 2, one line
 # "ioasidd: --OPTION: what is wrong", then "Try 'ioasidd --help'.", and nothing
-# made on the way (no directory, no mount, no socket).
+# made on the way (no directory, no mount, no socket). And NO_COLOR is honoured.
 #
 #   tests/cli/check-options.sh IOASIDD
 set -uo pipefail
@@ -95,6 +95,28 @@ if [ $? -ne 2 ] || [ "$output" != "ioasidd: --threads: needs a value"$'\n'"Try '
   failures=$((failures + 1))
 else
   echo "ok      --threads without a value"
+fi
+
+# NO_COLOR (https://no-color.org): set and not empty, the log on a terminal has no
+# colour; empty, it has. A start that fails at once (no directory can be made in /proc)
+# logs one error; script(1) gives it a terminal.
+if command -v script >/dev/null; then
+  has_colour() {  # NO_COLOR-VALUE
+    local log
+    log=$(NO_COLOR=$1 script -qec "'$ioasidd' --frontend fuse --fuse /proc/ioasid-none/fuse --admin-socket none \
+            --no-netlink" /dev/null 2>&1)
+    [[ "$log" == *$'\033['* ]]
+  }
+  for value in 1 "" ; do
+    checks=$((checks + 1))
+    if has_colour "$value"; then coloured=yes; else coloured=no; fi
+    if { [ -n "$value" ] && [ $coloured = yes ]; } || { [ -z "$value" ] && [ $coloured = no ]; }; then
+      echo "FAILED  NO_COLOR='$value': colour $coloured"
+      failures=$((failures + 1))
+    else
+      echo "ok      NO_COLOR='$value': colour $coloured"
+    fi
+  done
 fi
 
 echo "check-options: $checks checks, $failures failed"
