@@ -243,10 +243,6 @@ int run(const Options& options) {
     nodes.push_back({&iommu_fd_ops, options.iommu_devname + "-fd",
                      options.bind_iommu_node.empty() ? "" : options.bind_iommu_node + "-fd"});
   }
-  if (nodes.empty()) {
-    spdlog::error("--serve names no node");
-    return 1;
-  }
   auto frontends = start_frontends(options, nodes);
   if (!frontends) {
     spdlog::error("cannot start the front end: {}", frontends.error().why);

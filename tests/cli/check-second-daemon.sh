@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A second ioasidd on a live daemon's --fuse directory or --bind-node path is refused
 # with a clear error, and the first keeps serving; a failed start removes the
-# directories it made. Needs root and /dev/fuse (exit 77: skipped).
+# directories it made; a killed daemon's dead mount is still taken over. Needs root and
+# /dev/fuse (exit 77: skipped).
 #
 #   tests/cli/check-second-daemon.sh IOASIDD IOASID-INFO
 set -uo pipefail
@@ -72,6 +73,30 @@ status=$?
 first_pid=
 [ $status -eq 0 ] && ! mounted "$work/node" && ! mounted "$work/first" && [ ! -e "$work/first" ] && [ -f "$work/node" ]
 check "the first daemon stops cleanly and removes its mount dir" $? "exit $status: $(tail -3 "$work/first.log")"
+
+# A daemon killed outright leaves a dead mount: the next one detaches it, not refuses it.
+start_on() {  # DIR LOG: starts a daemon, waits until it serves; sets first_pid
+  "$ioasidd" --frontend fuse --no-netlink --admin-socket none --serve ioasid --fuse "$1" >"$2" 2>&1 &
+  first_pid=$!
+  for _ in $(seq 100); do
+    grep -q "serving" "$2" && return 0
+    kill -0 "$first_pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+mkdir "$work/stale"
+start_on "$work/stale" "$work/killed.log"
+kill -KILL "$first_pid"
+wait "$first_pid" 2>/dev/null
+first_pid=
+start_on "$work/stale" "$work/next.log" && "$info" --dev "$work/stale/ioasid" >/dev/null 2>&1
+check "a daemon on a killed daemon's dead mount detaches it and serves" $? "$(cat "$work/next.log")"
+kill "$first_pid"
+wait "$first_pid"
+first_pid=
+! mounted "$work/stale" && [ -d "$work/stale" ]
+check "it unmounts on exit and keeps the directory it did not make" $? "$(grep "$work/stale" /proc/self/mountinfo)"
 
 echo "check-second-daemon: $failures failed"
 [ "$failures" -eq 0 ]
