@@ -1,4 +1,5 @@
 #include "admin_server.h"
+#include "made_directories.h"
 
 #include "base/names.h"
 
@@ -238,6 +239,7 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   std::unordered_set<std::shared_ptr<AdminSession>> sessions;
   bool running = false;
   bool owns_path = false;  // we bound the socket file, so stop() unlinks it
+  MadeDirectories made_directories;  // the socket's, removed with the server
   uint64_t next_session_id = 1;
   uint64_t refused = 0;
 };
@@ -982,7 +984,7 @@ Result<void> AdminServer::start() {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::error_code fs_error;
   if (!parent.empty() && !std::filesystem::exists(parent, fs_error)) {
-    std::filesystem::create_directories(parent, fs_error);
+    fs_error = impl_->made_directories.create(parent);
     if (fs_error) return fail(fs_error.value(), "create {}: {}", parent.string(), fs_error.message());
     ::chmod(parent.c_str(), 0755);  // group members must reach the socket inside
   }

@@ -2,6 +2,7 @@
 // regular files (ioasid, iommu). FUSE serves size-encoded ioctls in restricted mode
 // exactly as CUSE does, so the same handlers serve both.
 #include "frontend.h"
+#include "made_directories.h"
 
 #include "memory/client_file.h"
 
@@ -174,15 +175,18 @@ class FuseFrontend final : public Frontend {
       return ops;
     }();
     const auto& options = context_->options;
-    std::error_code error;
-    std::filesystem::create_directories(options.mount_dir, error);
+    std::error_code error = made_directories_.create(options.mount_dir);
     if (error.value() == ENOTCONN) {
       // A daemon that died without unmounting leaves a dead mount behind.
       spdlog::warn("{}: detaching a stale FUSE mount", options.mount_dir);
       ::umount2(options.mount_dir.c_str(), MNT_DETACH);
-      std::filesystem::create_directories(options.mount_dir, error);
+      error = made_directories_.create(options.mount_dir);
     }
     if (error) return fail(error.value(), "cannot create {}: {}", options.mount_dir, error.message());
+    // Checked before mounting anything: a refused start leaves the live daemon alone.
+    IOASID_TRY(refuse_live_mount(options.mount_dir, "--fuse"));
+    for (const FuseNode& node : options.nodes)
+      if (!node.bind_path.empty()) IOASID_TRY(refuse_live_mount(node.bind_path, "the bind path"));
 
     // allow_other + default_permissions: other users reach the node, and the
     // kernel checks its mode and group as it would for a device node.
@@ -224,6 +228,18 @@ class FuseFrontend final : public Frontend {
     bool created;  // the daemon made the file it bound onto, and removes it
   };
 
+  // Mounting over a mount would hide it, a live daemon's nodes included: refuse. (A dead
+  // FUSE mount fails statx with ENOTCONN; start() detaches the mount dir's.)
+  static Result<void> refuse_live_mount(const std::string& path, const char* what) {
+    struct statx info {};
+    if (::statx(AT_FDCWD, path.c_str(), AT_STATX_DONT_SYNC, STATX_TYPE, &info) != 0 ||
+        (info.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) == 0 || (info.stx_attributes & STATX_ATTR_MOUNT_ROOT) == 0)
+      return success();
+    return fail(EBUSY, "{} {} is a mount point already (another ioasidd serving there?): stop that daemon or "
+                "unmount it first, or choose another path",
+                what, path);
+  }
+
   std::string mount_path(const FuseNode& node) const { return context_->options.mount_dir + "/" + node.name; }
 
   Result<void> bind_node(const std::string& source, const std::string& target) {
@@ -244,6 +260,7 @@ class FuseFrontend final : public Frontend {
   }
 
   std::unique_ptr<FuseContext> context_;
+  MadeDirectories made_directories_;  // destroyed after the unmount: removes the mount dir it made
   fuse_session* session_ = nullptr;
   bool mounted_ = false;
   std::optional<dev_t> served_device_;  // the mount's, refused as memory (client_file.h)

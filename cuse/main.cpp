@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <iostream>
 #include <fstream>
 #include <string_view>
 #include <system_error>
@@ -38,22 +40,21 @@
 namespace ioasid::daemon {
 namespace {
 
+// --log-level was checked with the other options.
 bool setup_logging(const Options& options) {
-  const auto level = spdlog::level::from_str(options.log_level);
-  if (level == spdlog::level::off && options.log_level != "off") {
-    spdlog::error("unknown --log-level '{}'", options.log_level);
-    return false;
-  }
+  // https://no-color.org: a set, non-empty NO_COLOR turns colour off.
+  const char* no_color = std::getenv("NO_COLOR");
+  const auto colors = no_color && *no_color ? spdlog::color_mode::never : spdlog::color_mode::automatic;
   std::shared_ptr<spdlog::logger> logger;
   try {
-    logger = options.log_file.empty() ? spdlog::stderr_color_mt("ioasidd")
+    logger = options.log_file.empty() ? spdlog::stderr_color_mt("ioasidd", colors)
                                       : spdlog::basic_logger_mt("ioasidd", options.log_file);
   } catch (const spdlog::spdlog_ex& error) {
-    spdlog::error("cannot open log file {}: {}", options.log_file, error.what());
+    std::cerr << "ioasidd: --log-file: cannot open '" << options.log_file << "': " << error.what() << "\n";
     return false;
   }
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
-  logger->set_level(level);
+  logger->set_level(spdlog::level::from_str(options.log_level));
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
   return true;
@@ -241,10 +242,6 @@ int run(const Options& options) {
     // The companion node of iommufd's commands that hand out files: NAME-fd beside it.
     nodes.push_back({&iommu_fd_ops, options.iommu_devname + "-fd",
                      options.bind_iommu_node.empty() ? "" : options.bind_iommu_node + "-fd"});
-  }
-  if (nodes.empty()) {
-    spdlog::error("--serve names no node");
-    return 1;
   }
   auto frontends = start_frontends(options, nodes);
   if (!frontends) {

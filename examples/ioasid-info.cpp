@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
       "(GET_INFO and CHECK_EXTENSION), PASID bits and quota, address width, page sizes,\n"
       "page-table formats and the emulated VT-d CAP/ECAP registers.\n\nOptions");
   options.add_options()
-      ("help,h", "show this help and exit")
+      ("help,h", "print this help and exit")
       ("dev,d", po::value(&dev)->value_name("PATH"),
        "the node to open (default: $IOASID_DEV, else /dev/ioasid)")
       ("json,j", po::bool_switch(&as_json), "print one JSON object instead of text");

@@ -182,7 +182,7 @@ int monitor(int argc, char** argv) {
       "--admin, it reads the admin socket's event stream (root or --admin-group members).\n\n"
       "Options");
   options.add_options()
-      ("help,h", "show this help and exit")
+      ("help,h", "print this help and exit")
       ("group,g", po::value(&group)->value_name("N"),
        "netlink multicast group, 1..32 (default: the daemon's, from its status; else 23)")
       ("socket,s", po::value(&socket_path)->value_name("PATH")->default_value(socket_path),

@@ -542,7 +542,7 @@ int control(int argc, char** argv) {
 
   po::options_description options("Options");
   options.add_options()
-      ("help,h", "show this help (after a command: that command's) and exit")
+      ("help,h", "print this help (after a command: that command's) and exit")
       ("socket,s", po::value(&socket_path)->value_name("PATH")->default_value(socket_path),
        "the daemon's admin socket (ioasidd --admin-socket)")
       ("json,j", po::bool_switch(&as_json), "print the raw JSON result (events: one JSON object per line)");

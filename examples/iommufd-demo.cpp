@@ -190,11 +190,17 @@ int main(int argc, char** argv) {
           "Drives Linux's iommufd uAPI on the daemon's iommu node: IOAS_ALLOC, a mock device\n"
           "(IOMMU_TEST_CMD MOCK_DOMAIN), GET_HW_INFO, IOVA_RANGES, IOAS_MAP of a buffer at an\n"
           "automatic IOVA, MD_CHECK_MAP, IOAS_UNMAP and DESTROY. Exits 1 if any step fails.\n\n"
-          "  --dev PATH  the node to open (default: $IOMMU_DEV, else /dev/iommu)\n"
-          "  --pause     wait for Enter while the buffer is mapped (to look with ioasidctl)\n");
+          "Options:\n"
+          "  -h, --help    print this help and exit\n"
+          "  --version     print the version and exit\n"
+          "  --dev PATH    the node to open (default: $IOMMU_DEV, else /dev/iommu)\n"
+          "  --pause       wait for Enter while the buffer is mapped (to look with ioasidctl)\n");
+      return 0;
+    } else if (arg == "--version") {
+      std::printf("iommufd-demo %s\n", IOASID_VERSION);
       return 0;
     } else {
-      std::fprintf(stderr, "iommufd-demo: unknown argument '%s' (try --help)\n", arg.c_str());
+      std::fprintf(stderr, "iommufd-demo: %s: unknown option\nTry 'iommufd-demo --help'.\n", arg.c_str());
       return 2;
     }
   }

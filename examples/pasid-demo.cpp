@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
       "and the errors that bad requests get. Every step prints its ioctl and result.\n\n"
       "Options");
   options.add_options()
-      ("help,h", "show this help and exit")
+      ("help,h", "print this help and exit")
       ("dev,d", po::value(&dev)->value_name("PATH"), "the node to open (default: $IOASID_DEV, else /dev/ioasid)")
       ("first", po::value(&first)->value_name("N")->default_value(first),
        "allocate PASIDs in [N, N+63]")

@@ -233,8 +233,10 @@ Result<void> run_demo(const client::File& node) {
 
 int main(int argc, char** argv) {
   std::string dev;
-  po::options_description options("ats-copy: a copy engine model that translates through ATS and moves data itself");
-  options.add_options()("help,h", "this help")(
+  po::options_description options(
+      "Usage: ats-copy [--dev PATH]\n"
+      "A copy engine model that translates through ATS and moves data itself.\n\nOptions");
+  options.add_options()("help,h", "print this help and exit")(
       "dev", po::value(&dev)->value_name("PATH"), "the node (default: $IOASID_DEV, else /dev/ioasid)");
   po::variables_map vm;
   if (auto exit_code = parse_command_line(argc, argv, "ats-copy", options, vm)) return *exit_code;

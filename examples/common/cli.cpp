@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "base/usage_error.h"
+
 #include <iostream>
 
 namespace po = boost::program_options;
@@ -7,11 +9,12 @@ namespace po = boost::program_options;
 namespace ioasid::examples {
 
 std::optional<int> parse_command_line(int argc, char** argv, const char* program,
-                                      const po::options_description& visible,
+                                      po::options_description& visible,
                                       po::variables_map& values,
                                       const po::options_description* hidden,
                                       const po::positional_options_description* positional,
                                       const HelpPrinter& print_help) {
+  visible.add_options()("version", "print the version and exit");
   po::options_description all;
   all.add(visible);
   if (hidden) all.add(*hidden);
@@ -27,9 +30,13 @@ std::optional<int> parse_command_line(int argc, char** argv, const char* program
         std::cout << visible << "\n";
       return 0;
     }
+    if (values.count("version")) {
+      std::cout << program << " " << IOASID_VERSION << "\n";
+      return 0;
+    }
     po::notify(values);
   } catch (const po::error& e) {
-    std::cerr << program << ": " << e.what() << "\n\n" << visible << "\n";
+    print_usage_error(std::cerr, program, usage_error_text(e));
     return 2;
   }
   return std::nullopt;

@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
       "(DEVICE_DMA's report and the record read(2) returns).\n\n"
       "Options");
   description.add_options()
-      ("help,h", "show this help and exit")
+      ("help,h", "print this help and exit")
       ("dev,d", po::value(&dev)->value_name("PATH"), "the node to open (default: $IOASID_DEV, else /dev/ioasid)")
       ("device", po::value(&options.device)->value_name("NAME")->default_value(options.device),
        "the dma device to bind (see `ioasidctl devices`)")

@@ -193,8 +193,10 @@ Result<void> run_demo(const client::File& node) {
 
 int main(int argc, char** argv) {
   std::string dev;
-  po::options_description options("dsa-memmove: submit work to dsa0's shared work queue, in a process and in a VM");
-  options.add_options()("help,h", "this help")(
+  po::options_description options(
+      "Usage: dsa-memmove [--dev PATH]\n"
+      "Submits work to dsa0's shared work queue, in a process and in a VM.\n\nOptions");
+  options.add_options()("help,h", "print this help and exit")(
       "dev", po::value(&dev)->value_name("PATH"), "the node (default: $IOASID_DEV, else /dev/ioasid)");
   po::variables_map vm;
   if (auto exit_code = parse_command_line(argc, argv, "dsa-memmove", options, vm)) return *exit_code;

@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
       "descriptor (IOMMU_FAULT_QUEUE_ALLOC, IOMMU_TEST_CMD's CREATE_ACCESS), which the\n"
       "daemon cannot answer alone. Exits as PROGRAM did (128+N when signal N ended it).\n\nOptions");
   options.add_options()
-      ("help,h", "show this help and exit")
+      ("help,h", "print this help and exit")
       ("iommu-node", po::value(&iommu_node)->value_name("PATH")->default_value(iommu_node),
        "ioasidd's iommufd node (DIR/iommu under FUSE)")
       ("companion", po::value(&companion)->value_name("PATH"),

@@ -28,10 +28,6 @@
 #include <cstring>
 #include <string>
 
-#ifndef IOASID_VERSION
-#define IOASID_VERSION "unknown"
-#endif
-
 namespace {
 
 // How long to wait for the requests to become readable.
@@ -307,14 +303,16 @@ int main(int argc, char** argv) {
           "on the queue's fd, and DESTROY. Exits 1, naming the call, if any step fails.\n"
           "Against ioasidd run it under ioasid-run, which serves FAULT_QUEUE_ALLOC's fd:\n"
           "  ioasid-run --iommu-node PATH iommufd-fault-demo --dev PATH\n\n"
-          "  --dev PATH  the node to open (default: $IOMMU_DEV, else /dev/iommu)\n"
-          "  --version   print the version and exit\n");
+          "Options:\n"
+          "  -h, --help    print this help and exit\n"
+          "  --version     print the version and exit\n"
+          "  --dev PATH    the node to open (default: $IOMMU_DEV, else /dev/iommu)\n");
       return 0;
     } else if (arg == "--version") {
       std::printf("iommufd-fault-demo %s\n", IOASID_VERSION);
       return 0;
     } else {
-      std::fprintf(stderr, "iommufd-fault-demo: unknown argument '%s' (try --help)\n", arg.c_str());
+      std::fprintf(stderr, "iommufd-fault-demo: %s: unknown option\nTry 'iommufd-fault-demo --help'.\n", arg.c_str());
       return 2;
     }
   }

@@ -169,6 +169,17 @@ else
   record "an application compiles and links with pkg-config" 1 "$(head -20 "$work/compile.log")"
 fi
 
+# Without C++20 the header says so first, in an #error naming the flag.
+echo '#include <ioasid/client.hpp>' >"$work/old.cpp"
+"${compiler:-c++}" -std=c++17 -fsyntax-only "$work/old.cpp" "${pc_flags[@]}" >"$work/old.log" 2>&1
+status=$?
+first_error=$(grep -m1 'error' "$work/old.log")
+if [ $status -ne 0 ] && [[ "$first_error" == *"#error"*"needs C++20: compile with -std=c++20"* ]]; then
+  record "the header built without -std=c++20 says it needs C++20" 0
+else
+  record "the header built without -std=c++20 says it needs C++20" 1 "exit $status: $(head -5 "$work/old.log")"
+fi
+
 missing_node=$work/no-such-dir/ioasid
 if [ -x "$work/app" ]; then
   output=$(LD_LIBRARY_PATH=$libdir "$work/app" "$missing_node" 2>&1)
@@ -204,6 +215,18 @@ if [ $status -eq 1 ] && [[ "$output" == "iommufd-fault-demo $version"$'\n'*"cann
 else
   record "installed iommufd-fault-demo runs and reports ENOENT" 1 "exit $status: $output"
 fi
+
+# Every installed program prints "PROGRAM VERSION" for --version and exits 0.
+for program in "$prefix"/bin/* "$(installed "$(cache_value CMAKE_INSTALL_SBINDIR)")"/*; do
+  name=$(basename "$program")
+  output=$(env -u LD_LIBRARY_PATH "$program" --version 2>&1)
+  status=$?
+  if [ $status -eq 0 ] && [ "$output" = "$name $version" ]; then
+    record "$name --version" 0
+  else
+    record "$name --version" 1 "exit $status: $output"
+  fi
+done
 
 write_report
 echo "check-install: ${#cases[@]} checks, $failures failed"

@@ -18,6 +18,12 @@
 // Applications: `pkg-config --cflags --libs ioasid`, then #include <ioasid/client.hpp>.
 #pragma once
 
+// Said here, before the first use of a C++20 library feature fails deep inside <span>
+// or <compare>.
+#if __cplusplus < 202002L
+#error "<ioasid/client.hpp> needs C++20: compile with -std=c++20 (or -std=gnu++20)"
+#endif
+
 #include <linux/ioasid.h>
 
 #include <signal.h>
