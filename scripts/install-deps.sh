@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   qemu-system-x86 busybox-static cpio kmod
   clang libclang-rt-14-dev jq
+  # the arm64 build check (tests/cross): clang with the cross C++ library's headers
+  libstdc++-12-dev-arm64-cross
   # the iommufd selftest stage: xz for the kernel source tarball, mount and unshare
   # (util-linux, essential) for its namespace, linux/vfio.h
   xz-utils mount linux-libc-dev

@@ -24,6 +24,7 @@ uint32_t update_bytewise(uint32_t crc, std::span<const std::byte> data) {
   return crc;
 }
 
+#if defined(__x86_64__)
 // The CPU's crc32 instruction computes exactly this polynomial, 8 bytes at a time.
 __attribute__((target("sse4.2"))) uint32_t update_sse42(uint32_t crc, std::span<const std::byte> data) {
   const std::byte* p = data.data();
@@ -41,11 +42,17 @@ __attribute__((target("sse4.2"))) uint32_t update_sse42(uint32_t crc, std::span<
 
 const bool kHasSse42 = __builtin_cpu_supports("sse4.2");
 
+uint32_t update(uint32_t crc, std::span<const std::byte> data) {
+  return kHasSse42 ? update_sse42(crc, data) : update_bytewise(crc, data);
+}
+#else
+// Other architectures take the table: correct everywhere, and the engine's CRC is a
+// model's, not a product's hot path.
+uint32_t update(uint32_t crc, std::span<const std::byte> data) { return update_bytewise(crc, data); }
+#endif
+
 }  // namespace
 
-uint32_t crc32c(uint32_t seed, std::span<const std::byte> data) {
-  const uint32_t crc = ~seed;
-  return ~(kHasSse42 ? update_sse42(crc, data) : update_bytewise(crc, data));
-}
+uint32_t crc32c(uint32_t seed, std::span<const std::byte> data) { return ~update(~seed, data); }
 
 }  // namespace ioasid::devices::dsa
