@@ -186,7 +186,8 @@ TEST_F(IoasidRun, WordsFromProgramOnAreTheProgramsOwn) {
 TEST_F(IoasidRun, BadOptionsAreUsageErrors) {
   const Outcome unknown = run({kLauncher, "--no-such-option", kProbe, "exit", "0"});
   EXPECT_EQ(unknown.exit_code, 2);
-  EXPECT_NE(unknown.output.find("Usage: ioasid-run"), std::string::npos) << unknown.output;
+  EXPECT_NE(unknown.output.find("ioasid-run: --no-such-option: unknown option"), std::string::npos) << unknown.output;
+  EXPECT_NE(unknown.output.find("Try 'ioasid-run --help'."), std::string::npos) << unknown.output;
   const Outcome no_program = run({kLauncher, "--iommu-node", node_});
   EXPECT_EQ(no_program.exit_code, 2);
   EXPECT_NE(no_program.output.find("no PROGRAM given"), std::string::npos) << no_program.output;
