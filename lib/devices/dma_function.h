@@ -3,8 +3,8 @@
 // ATS), and stops at the first fault with everything before it transferred.
 //
 // It translates the range first, each request asking for the rest of it (so a run of
-// contiguous 4 KiB IOPTEs is one translation), merging translations that are
-// contiguous in HPA into runs; the runs are then copied in one vectored call straight between the
+// contiguous 4 KiB IOPTEs is one translation), merging translations contiguous in HPA
+// into runs; the runs are then copied in one vectored call straight between the
 // client's buffer and the daemon's mapping of the memory (memfd, shm: one copy), or,
 // for memory reached through /proc/<pid>/mem, through a staging buffer.
 #pragma once
