@@ -50,8 +50,13 @@ TranslatedRange translate_range(iommu::Iommu& iommu, const iommu::PasidTable& ta
   TranslatedRange out;
   while (out.bytes < length) {
     const uint64_t address = iova + out.bytes;
-    const auto result = iommu.translate(
-        table, {.pasid = pasid, .iova = address, .access = access, .privileged = privileged}, device_tlb);
+    const auto result = iommu.translate(table,
+                                        {.pasid = pasid,
+                                         .iova = address,
+                                         .access = access,
+                                         .privileged = privileged,
+                                         .length = length - out.bytes},
+                                        device_tlb);
     if (!result.ok()) {
       const auto& fault = result.fault();
       out.fault = DmaFault{address, fault.reason, fault.ioasid, fault.fetch_address, fault.second_stage_gpa};

@@ -2,8 +2,9 @@
 // range as a PCI function does, through the IOMMU (its device-TLB first when it has
 // ATS), and stops at the first fault with everything before it transferred.
 //
-// It translates the range first, page by page, merging pages that are contiguous in
-// HPA into runs; the runs are then copied in one vectored call straight between the
+// It translates the range first, each request asking for the rest of it (so a run of
+// contiguous 4 KiB IOPTEs is one translation), merging translations contiguous in HPA
+// into runs; the runs are then copied in one vectored call straight between the
 // client's buffer and the daemon's mapping of the memory (memfd, shm: one copy), or,
 // for memory reached through /proc/<pid>/mem, through a staging buffer.
 #pragma once
@@ -38,8 +39,8 @@ struct DmaFault {
   std::optional<uint64_t> second_stage_gpa = std::nullopt;  // nested: the parent's table refused this GPA
 };
 
-// A range as the device sees it after translation, page by page, pages contiguous in
-// HPA merged into runs, up to the first byte that would not translate.
+// A range as the device sees it after translation, translations contiguous in HPA
+// merged into runs, up to the first byte that would not translate.
 struct TranslatedRun {
   uint64_t offset;  // from the start of the range
   HpaRange range;

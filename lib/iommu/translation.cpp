@@ -5,14 +5,17 @@
 
 #include <linux/ioasid.h>
 
+#include <algorithm>
 #include <bit>
 
 namespace ioasid::iommu {
 namespace {
 
-Translated from_cache(const IotlbTranslation& hit, uint64_t iova, uint32_t ioasid) {
-  const uint64_t page_size = 1ull << hit.page_shift;
-  return Translated{hit.hpa, page_size - (iova & (page_size - 1)), ioasid};
+// What a translation of `covered` bytes from iova hands the requester: the rest of the
+// page always, and further only as far as the request reaches.
+uint64_t handed_out(uint64_t covered, uint64_t iova, uint8_t page_shift, uint64_t length) {
+  const uint64_t page_size = 1ull << page_shift;
+  return std::min(covered, std::max(page_size - (iova & (page_size - 1)), length));
 }
 
 Translated pass_through(uint64_t iova, uint32_t ioasid) {
@@ -42,7 +45,9 @@ pgtable::WalkResult Iommu::walk(const PasidEntry& entry, const DmaRequest& reque
                                                                                : pgtable::AccessedDirty::kLeave;
   if (entry.type == TranslationType::kSecondLevel)
     return pgtable::walk_second_level(memory_, entry.root, entry.levels, request.iova, request.access,
-                                      second_level_updates);
+                                      second_level_updates, request.length);
+  // Nested walks go page by page: each leaf's output GPA needs its own second-level
+  // walk, and the runs that matter (a VMM's or a daemon client's DMA) are second-level.
   const pgtable::SecondLevelGpaTranslation second_level{&memory_, entry.root, entry.levels, second_level_updates};
   const pgtable::GpaTranslator to_host(second_level);
   const pgtable::FirstLevelConfig config{.root = entry.first_level_root,
@@ -66,17 +71,20 @@ TranslateResult Iommu::translate(const PasidTable& table, const DmaRequest& requ
   const uint8_t required = permission_bits(request.access);
   if (device_tlb && cacheable)
     if (auto hit = device_tlb->lookup(entry->domain, request.pasid, iova, required))
-      return from_cache(*hit, iova, entry->ioasid);
+      return Translated{hit->hpa, handed_out(hit->contiguous, iova, hit->page_shift, request.length), entry->ioasid};
   const uint64_t device_epoch = device_tlb ? device_tlb->epoch() : 0;
   auto cached = cacheable ? iotlb_.lookup(entry->domain, request.pasid, iova, required) : std::nullopt;
   const uint64_t epoch = iotlb_.epoch();
+  // The translation of iova's page and of the pages of its run after it.
   uint8_t shift = 0;
   uint8_t rights = 0;
   Hpa page_hpa = 0;
+  uint64_t pages = 1;
   if (cached) {
     shift = cached->page_shift;
     rights = cached->permissions;
     page_hpa = cached->hpa & ~((1ull << shift) - 1);
+    pages = ((cached->hpa - page_hpa) + cached->contiguous) >> shift;
   } else {
     // Re-read inside the guard: the entry read before it may point at a table that
     // was freed meanwhile.
@@ -100,13 +108,15 @@ TranslateResult Iommu::translate(const PasidTable& table, const DmaRequest& requ
     if (!request.access.write && (dirty_tracking(second_level_domain(*entry)) || entry->type == TranslationType::kNested))
       rights &= static_cast<uint8_t>(~kPermWrite);
     page_hpa = found.hpa & ~(found.page_size - 1);
-    if (cacheable) iotlb_.fill_if_current(epoch, entry->domain, request.pasid, iova, shift, page_hpa, rights);
+    pages = found.leaves;
+    if (cacheable)
+      iotlb_.fill_if_current(epoch, entry->domain, request.pasid, iova, shift, page_hpa, rights, pages);
   }
   if (device_tlb && cacheable)
-    device_tlb->fill_if_current(device_epoch, entry->domain, request.pasid, iova, shift, page_hpa, rights);
-  const uint64_t page_size = 1ull << shift;
-  const uint64_t offset = iova & (page_size - 1);
-  return Translated{page_hpa + offset, page_size - offset, entry->ioasid};
+    device_tlb->fill_if_current(device_epoch, entry->domain, request.pasid, iova, shift, page_hpa, rights, pages);
+  const uint64_t offset = iova & ((1ull << shift) - 1);
+  return Translated{page_hpa + offset, handed_out((pages << shift) - offset, iova, shift, request.length),
+                    entry->ioasid};
 }
 
 }  // namespace ioasid::iommu

@@ -17,11 +17,16 @@ struct DmaRequest {
   uint64_t iova = 0;
   pgtable::Access access;
   bool privileged = false;  // a supervisor request (PRIV): first-level U/S, SRE and WPE apply
+  // The bytes from iova the device goes on to access. Past the page of iova, a run of
+  // 4 KiB leaves contiguous in HPA (one walk, one IOTLB entry) may translate them at once.
+  uint64_t length = 1;
 };
 
 struct Translated {
-  Hpa hpa = 0;             // the HPA of iova
-  uint64_t contiguous = 0;  // bytes from hpa to the end of its page: one translation covers them
+  Hpa hpa = 0;  // the HPA of iova
+  // Bytes from hpa one translation covers: the rest of its page, or further, up to the
+  // request's length, when a run of pages continues it.
+  uint64_t contiguous = 0;
   uint32_t ioasid = 0;
 };
 

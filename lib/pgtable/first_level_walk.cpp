@@ -35,6 +35,9 @@ class FirstLevelWalker {
  public:
   static constexpr uint64_t kDirty = fl::kDirty;
   static constexpr uint64_t kAccessedDirtyMask = fl::kAccessedDirtyMask;
+  // Nested, each leaf's output GPA needs its own second-level translation: no runs.
+  static constexpr bool kExtendsRuns = false;
+  static bool continues_run(uint64_t, uint64_t, uint64_t) { return false; }
 
   FirstLevelWalker(const FirstLevelConfig& config, bool privileged, const GpaTranslator* to_host)
       : to_host_(to_host),
@@ -123,7 +126,7 @@ WalkResult walk_first_level(PhysicalMemory& memory, const FirstLevelConfig& conf
     return WalkFault{IOASID_FAULT_REASON_OOR_ADDRESS, 0, std::nullopt};
   if (privileged && !config.supervisor_requests) return WalkFault{IOASID_FAULT_REASON_PERMISSION, 0, std::nullopt};
   FirstLevelWalker walker(config, privileged, to_host);
-  return detail::run_walk(memory, walker, config.root & fl::kAddressMask, config.levels, address, access);
+  return detail::run_walk(memory, walker, config.root & fl::kAddressMask, config.levels, address, access, address);
 }
 
 }  // namespace ioasid::pgtable

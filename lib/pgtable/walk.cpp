@@ -6,6 +6,8 @@
 
 #include <linux/ioasid.h>
 
+#include <algorithm>
+
 namespace ioasid::pgtable {
 namespace {
 
@@ -15,6 +17,7 @@ class SecondLevelWalker {
  public:
   static constexpr uint64_t kDirty = second_level::kDirty;
   static constexpr uint64_t kAccessedDirtyMask = second_level::kDirtyStateMask;
+  static constexpr bool kExtendsRuns = true;
 
   explicit SecondLevelWalker(AccessedDirty accessed_dirty) : accessed_dirty_(accessed_dirty) {}
 
@@ -24,6 +27,13 @@ class SecondLevelWalker {
   }
   static bool is_leaf(uint64_t entry, int level) { return second_level::is_leaf(entry, level); }
   static uint64_t next_table(uint64_t entry) { return second_level::output_address(entry); }
+  // Everything but the frame and the dirty state equal (rights, memory type, snoop,
+  // software bits), the frame `distance` pages on.
+  static bool continues_run(uint64_t first, uint64_t next, uint64_t distance) {
+    constexpr uint64_t kAttributes = ~(second_level::kAddressMask | second_level::kDirtyStateMask);
+    return second_level::is_present(next) && (next & kAttributes) == (first & kAttributes) &&
+           second_level::output_address(next) == second_level::output_address(first) + distance * kPageSize;
+  }
 
   void start() { rights_ = kAllPermissions; }
   std::optional<WalkFault> locate(Hpa table, uint64_t iova, int level, detail::UsedEntry& at) const {
@@ -54,11 +64,13 @@ class SecondLevelWalker {
 }  // namespace
 
 WalkResult walk_second_level(PhysicalMemory& memory, Hpa root, int levels, uint64_t iova, Access access,
-                             AccessedDirty accessed_dirty) {
+                             AccessedDirty accessed_dirty, uint64_t length) {
   if (!is_supported_levels(levels) || iova >= address_limit(levels))
     return WalkFault{IOASID_FAULT_REASON_OOR_ADDRESS, 0, std::nullopt};
   SecondLevelWalker walker(accessed_dirty);
-  return detail::run_walk(memory, walker, root, levels, iova, access);
+  // Saturating: a run ends with its leaf table anyway.
+  const uint64_t last = iova + std::min(length ? length - 1 : 0, ~iova);
+  return detail::run_walk(memory, walker, root, levels, iova, access, last);
 }
 
 }  // namespace ioasid::pgtable

@@ -39,6 +39,10 @@ struct Translation {
                             // nested, of both stages')
   bool snoop = false;
   Hpa leaf_entry = 0;  // the HPA of the leaf entry (nested: of the first-level leaf, in guest RAM)
+  // A run (walk_second_level() asked for more than one page): this many leaves of
+  // page_size from the one of `hpa`, each the next frame, with the same rights, and
+  // A/D set as on the first. 1 otherwise.
+  uint64_t leaves = 1;
 };
 
 struct WalkFault {
@@ -72,7 +76,14 @@ enum class AccessedDirty : bool { kLeave = false, kUpdate = true };
 
 // Translates `iova` through the second-level table at `root`. With kUpdate, a
 // successful walk sets A in every entry it used and D in the leaf for a write.
+// `length`: the bytes from iova the request reaches. When its leaf is a 4 KiB page and
+// the request goes past it, the walk also hands out the leaves after it in the same
+// leaf table, as far as the request reaches, while each maps the next frame with the
+// same rights and attributes (Translation::leaves), setting A/D on each as on the
+// first; it stops before the first one that does not (not present, other rights, not
+// the next frame), which the next walk reports. Superpages need no runs: one
+// translation already covers 2 MiB or 1 GiB.
 WalkResult walk_second_level(PhysicalMemory& memory, Hpa root, int levels, uint64_t iova, Access access,
-                             AccessedDirty accessed_dirty = AccessedDirty::kLeave);
+                             AccessedDirty accessed_dirty = AccessedDirty::kLeave, uint64_t length = 1);
 
 }  // namespace ioasid::pgtable

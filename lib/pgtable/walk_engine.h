@@ -21,6 +21,11 @@
 //   std::optional<WalkFault> prepare_update(UsedEntry& at)
 //       called before the first compare-and-swap on an entry; may move at.address
 //       (a nested walk re-translates the entry's GPA for writing)
+//   static constexpr bool kExtendsRuns           whether a walk may hand out a run of
+//                                                 4 KiB leaves (extend_run below)
+//   static bool continues_run(first, next, distance)  with kExtendsRuns: the level-1
+//       entry `next`, `distance` entries after the run's first leaf `first`, is part
+//       of its run
 #pragma once
 
 #include "memory/physical_memory.h"
@@ -30,6 +35,7 @@
 
 #include <linux/ioasid.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -86,13 +92,64 @@ UpdateOutcome update_accessed_dirty(PhysicalMemory& memory, Walker& walker, std:
   return UpdateOutcome::kDone;
 }
 
+// A run: after the walk handed out the 4 KiB leaf `leaf`, the leaves after it in the
+// same table (up to `wanted` leaves in all) that continue it (Walker::continues_run:
+// present, the same rights and attributes, the next frame), each with A (and D for a
+// write) set as the walk sets them on its own leaf. The run stops before the first
+// leaf that does not continue it, or whose update fails or races with a change of
+// the entry: the next walk starts there and reports what it finds. Returns the
+// number of leaves in the run, `leaf` included.
+template <typename Walker>
+uint64_t extend_run(PhysicalMemory& memory, const Walker& walker, const UsedEntry& leaf, uint64_t wanted,
+                    bool write) {
+  const uint64_t wanted_bits = walker.accessed_bits() | (write ? Walker::kDirty : 0);
+  uint64_t leaves = 1;
+  for (; leaves < wanted; ++leaves) {
+    const Hpa address = leaf.address + leaves * kEntrySize;
+    auto read = memory.read64(address);
+    if (!read || !Walker::continues_run(leaf.value, *read, leaves)) break;
+    uint64_t current = *read;
+    if (!walker.updates_accessed_dirty()) continue;
+    bool updated = true;
+    while (updated && (current & wanted_bits) != wanted_bits) {
+      uint64_t expected = current;
+      auto swapped = memory.compare_exchange64(address, expected, current | wanted_bits);
+      if (swapped && *swapped) break;
+      // A failed update or a changed entry ends the run; only A/D moving retries.
+      updated = swapped && (expected & ~Walker::kAccessedDirtyMask) == (current & ~Walker::kAccessedDirtyMask);
+      current = expected;
+    }
+    if (!updated) break;
+  }
+  return leaves;
+}
+
 // Walks from the table at `root` down to the leaf translating `address`. The caller
-// has checked the level count and the address's range.
+// has checked the level count and the address's range. A walker with kExtendsRuns
+// whose leaf is a 4 KiB page hands out the run of leaves from it towards
+// `last_address` (the last byte the request reaches), in Translation::leaves.
 // Always inlined into each format's entry point, so the walker's state stays in
 // registers (as a separate function it cost the second-level walk ~3 ns of 30).
 template <typename Walker>
-[[gnu::always_inline]] inline WalkResult run_walk(PhysicalMemory& memory, Walker& walker, uint64_t root, int levels, uint64_t address,
-                    Access access) {
+[[gnu::always_inline]] inline WalkResult run_walk(PhysicalMemory& memory, Walker& walker, uint64_t root, int levels,
+                                                  uint64_t address, Access access, uint64_t last_address) {
+  // The leaves of the leaf's table the request reaches, its own included.
+  auto wanted_leaves = [&](const UsedEntry& leaf) -> uint64_t {
+    if (!Walker::kExtendsRuns || leaf.level != 1 || last_address <= address) return 1;
+    const uint64_t to_last = (last_address >> kPageShift) - (address >> kPageShift) + 1;
+    return std::min(to_last, kEntriesPerTable - level_index(address, 1));
+  };
+  auto with_run = [&](WalkResult result, const UsedEntry& leaf) {
+    if constexpr (Walker::kExtendsRuns) {
+      const uint64_t wanted = wanted_leaves(leaf);
+      if (result.ok() && wanted > 1) {
+        Translation run = result.translation();
+        run.leaves = extend_run(memory, walker, leaf, wanted, access.write);
+        return WalkResult(run);
+      }
+    }
+    return result;
+  };
   // Restarts only when a concurrent table change raced with an A/D update; each
   // restart re-reads the changed entries, and table changes are finite.
   for (;;) {
@@ -118,7 +175,7 @@ template <typename Walker>
       }
 
       if (auto fault = walker.check(access, at)) return *fault;
-      if (!walker.updates_accessed_dirty()) return walker.complete(at, address, access);  // no copy
+      if (!walker.updates_accessed_dirty()) return with_run(walker.complete(at, address, access), at);
       // The translation is complete (a nested walk's output GPA translated) before any
       // A/D bit is set: a walk that faults sets nothing.
       WalkResult result = walker.complete(at, address, access);
@@ -127,7 +184,7 @@ template <typename Walker>
       std::optional<WalkFault> refused;
       const auto outcome = update_accessed_dirty(memory, walker, std::span(used.data(), used_count),
                                                  access.write, failed, refused);
-      if (outcome == UpdateOutcome::kDone) return result;
+      if (outcome == UpdateOutcome::kDone) return with_run(std::move(result), at);
       if (outcome == UpdateOutcome::kFailed)
         return fault_at(IOASID_FAULT_REASON_WALK_EABT, failed->level, failed->reported);
       if (outcome == UpdateOutcome::kFault) return *refused;

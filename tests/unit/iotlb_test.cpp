@@ -108,6 +108,80 @@ TEST(Iotlb, RangeInvalidationHitsHugeEntriesItOverlaps) {
   EXPECT_FALSE(tlb.lookup(1, 0, 0));
 }
 
+// ---------------------------------------------------------------------------------
+// Runs of 4K pages
+
+TEST(IotlbRun, ARunIsOneEntryThatEveryPageOfItHits) {
+  Iotlb tlb(64);
+  const uint64_t first = 3 * k2M + 5 * k4K;
+  tlb.fill(1, 7, first + 0x123, 12, 0x40'0000'0000, kPermRead | kPermWrite, 100);
+  EXPECT_EQ(tlb.stats().fills, 1u);
+  for (uint64_t page : {0u, 1u, 50u, 99u}) {
+    auto hit = tlb.lookup(1, 7, first + page * k4K + 8, kPermWrite);
+    ASSERT_TRUE(hit) << page;
+    EXPECT_EQ(hit->hpa, 0x40'0000'0000 + page * k4K + 8);
+    EXPECT_EQ(hit->page_shift, 12);
+    EXPECT_EQ(hit->contiguous, (100 - page) * k4K - 8);
+    EXPECT_EQ(hit->permissions, kPermRead | kPermWrite);
+  }
+  EXPECT_FALSE(tlb.lookup(1, 7, first - 1));
+  EXPECT_FALSE(tlb.lookup(1, 7, first + 100 * k4K));
+  EXPECT_FALSE(tlb.lookup(1, 8, first));  // tagged as any entry
+  EXPECT_FALSE(tlb.lookup(2, 7, first));
+}
+
+TEST(IotlbRun, ShortRunsArePagesAndNoRunCrossesItsLeafTable) {
+  Iotlb tlb(256);
+  tlb.fill(1, 0, 0, 12, 0x10'0000, kPermRead, Iotlb::kMinRunPages - 1);
+  EXPECT_EQ(tlb.stats().fills, Iotlb::kMinRunPages - 1);
+  EXPECT_EQ(tlb.lookup(1, 0, 0)->contiguous, k4K);
+  EXPECT_EQ(tlb.lookup(1, 0, (Iotlb::kMinRunPages - 2) * k4K)->hpa, 0x10'0000 + (Iotlb::kMinRunPages - 2) * k4K);
+  EXPECT_FALSE(tlb.lookup(1, 0, (Iotlb::kMinRunPages - 1) * k4K));
+
+  // 600 pages asked from 32 pages before a 2M boundary: the run ends there.
+  tlb.fill(2, 0, k2M - 32 * k4K, 12, 0x20'0000, kPermRead, 600);
+  EXPECT_EQ(tlb.lookup(2, 0, k2M - 32 * k4K)->contiguous, 32 * k4K);
+  EXPECT_FALSE(tlb.lookup(2, 0, k2M));
+}
+
+TEST(IotlbRun, AnyInvalidationOfOneOfItsPagesDropsTheWholeRun) {
+  Iotlb tlb(1024);
+  const uint64_t first = 7 * k2M + 64 * k4K;
+  auto fill = [&] { tlb.fill(1, 5, first, 12, 0x40'0000'0000, kPermRead, 256); };
+  auto cached = [&] { return tlb.lookup(1, 5, first + 200 * k4K).has_value(); };
+  fill();
+  tlb.invalidate_range(1, 5, first - k4K, k4K);  // the page before
+  tlb.invalidate_range(1, 5, first + 256 * k4K, k4K);  // the page after
+  tlb.invalidate_range(1, 4, first, k4K);  // another PASID
+  tlb.invalidate_domain_range(2, first, k4K);  // another domain
+  EXPECT_TRUE(cached());
+  EXPECT_EQ(tlb.stats().invalidated, 0u);
+
+  tlb.invalidate_range(1, 5, first + 10 * k4K + 0x10, 1);  // one byte of page 10 (probing the sets)
+  EXPECT_FALSE(cached());
+  fill();
+  tlb.invalidate_range(1, 5, first - k2M, k2M + k4K);  // a large range ending in page 0 (scanning)
+  EXPECT_FALSE(cached());
+  fill();
+  tlb.invalidate_range(1, 5, first + 255 * k4K, 2 * k2M);  // the last page and beyond, from another leaf table
+  EXPECT_FALSE(cached());
+  fill();
+  tlb.invalidate_domain_range(1, first + 100 * k4K, k4K);
+  EXPECT_FALSE(cached());
+  fill();
+  tlb.invalidate_pasid(1, 5);
+  EXPECT_FALSE(cached());
+  EXPECT_EQ(tlb.stats().invalidated, 5u);
+}
+
+TEST(IotlbRun, AFillRacingWithAnInvalidationWithdrawsTheWholeRun) {
+  Iotlb tlb(64);
+  const uint64_t epoch = tlb.epoch();
+  tlb.invalidate_range(3, 0, 0, k4K);  // any invalidation after the walk began
+  EXPECT_FALSE(tlb.fill_if_current(epoch, 1, 0, 40 * k4K, 12, 0x10'0000, kPermRead, 64));
+  for (uint64_t page = 40; page < 104; page += 21) EXPECT_FALSE(tlb.lookup(1, 0, page * k4K)) << page;
+}
+
 // Readers never see a torn entry: every hit must be the translation of its own page.
 TEST(Iotlb, ConcurrentLookupsFillsAndInvalidationsStayConsistent) {
   Iotlb tlb(256);

@@ -594,6 +594,102 @@ TEST(SecondLevelWalk, FailedAccessedDirtyUpdateIsAWalkAbort) {
 }
 
 // ---------------------------------------------------------------------------
+// Runs: one walk hands out the contiguous 4 KiB leaves after its own
+
+// A walk of `length` bytes from iova.
+WalkResult walk_run(PoolMemory& memory, const SecondLevelTable& table, uint64_t iova, uint64_t length,
+                    Access access = kRead, AccessedDirty accessed_dirty = AccessedDirty::kLeave) {
+  return walk_second_level(memory, table.root(), table.levels(), iova, access, accessed_dirty, length);
+}
+
+TEST(SecondLevelRun, ContiguousLeavesAsFarAsTheRequestReachesInOneTable) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData + k4K, 2 * k2M, kReadWrite).ok());  // IOVA and HPA never both 2M aligned: 4K leaves
+  auto one = walk_run(memory, table, k4K + 0x10, 1);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one.translation().leaves, 1u);  // a request within its page: no run
+
+  auto run = walk_run(memory, table, 3 * k4K + 0x10, 10 * k4K);  // reaches 11 pages
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run.translation().hpa, kData + 4 * k4K + 0x10);
+  EXPECT_EQ(run.translation().page_size, k4K);
+  EXPECT_EQ(run.translation().leaves, 11u);
+  EXPECT_EQ(run.translation().permissions, kReadWrite);
+
+  // Up to the end of the leaf table, not past it.
+  auto to_end = walk_run(memory, table, k2M - 2 * k4K, k2M);
+  ASSERT_TRUE(to_end.ok());
+  EXPECT_EQ(to_end.translation().leaves, 2u);
+  auto whole = walk_run(memory, table, k2M, ~0ull);  // a length running off the address space
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole.translation().leaves, kEntriesPerTable);
+}
+
+TEST(SecondLevelRun, StopsBeforeAHoleARightsChangeOrAnotherFrame) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData, 4 * k4K, kReadWrite).ok());
+  // page 4: a hole
+  ASSERT_TRUE(table.map(5 * k4K, kData + 5 * k4K, 3 * k4K, kReadWrite).ok());
+  ASSERT_TRUE(table.map(8 * k4K, kData + 8 * k4K, 2 * k4K, kReadOnly).ok());             // other rights
+  ASSERT_TRUE(table.map(10 * k4K, kData + 10 * k4K, 2 * k4K, kReadOnly, true).ok());     // snoop: another attribute
+  ASSERT_TRUE(table.map(12 * k4K, kData + 100 * k4K, 4 * k4K, kReadOnly, true).ok());    // not the next frame
+  const uint64_t all = 16 * k4K;
+  EXPECT_EQ(walk_run(memory, table, 0, all).translation().leaves, 4u);
+  EXPECT_EQ(walk_run(memory, table, 4 * k4K, all).fault().reason, IOASID_FAULT_REASON_ACCESS);  // the hole itself
+  EXPECT_EQ(walk_run(memory, table, 5 * k4K, all).translation().leaves, 3u);
+  EXPECT_EQ(walk_run(memory, table, 8 * k4K, all).translation().leaves, 2u);
+  EXPECT_EQ(walk_run(memory, table, 10 * k4K, all).translation().leaves, 2u);
+  auto moved = walk_run(memory, table, 12 * k4K, all);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(moved.translation().hpa, kData + 100 * k4K);
+  EXPECT_EQ(moved.translation().leaves, 4u);
+  // A leaf's own rights stop a run even where the request would be allowed: one run,
+  // one set of rights to cache.
+  EXPECT_EQ(walk_run(memory, table, 6 * k4K, all, kRead).translation().leaves, 2u);
+}
+
+TEST(SecondLevelRun, SetsAccessedAndDirtyOnEveryLeafItHandsOutAndNoOther) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData, 8 * k4K, kReadWrite).ok());
+  auto leaf_bits = [&](uint64_t page) {
+    return read_entry(memory, entry_hpa_at(memory, table, page * k4K, 1)) & sl::kAccessedDirtyMask;
+  };
+  // Without A/D updates nothing changes.
+  ASSERT_EQ(walk_run(memory, table, k4K, 3 * k4K, kWrite).translation().leaves, 3u);
+  for (uint64_t page = 0; page < 8; ++page) EXPECT_EQ(leaf_bits(page), 0u) << page;
+
+  // Pages 1, 2, 3 read (the request ends in page 3): A on each.
+  ASSERT_EQ(walk_run(memory, table, k4K + 8, 2 * k4K + 8, kRead, AccessedDirty::kUpdate).translation().leaves, 3u);
+  const std::array<uint64_t, 8> after_read{0, sl::kAccessed, sl::kAccessed, sl::kAccessed, 0, 0, 0, 0};
+  for (uint64_t page = 0; page < 8; ++page) EXPECT_EQ(leaf_bits(page), after_read[page]) << page;
+
+  // Pages 2 to 5 written: A and D on each, whether A was there or not.
+  ASSERT_EQ(walk_run(memory, table, 2 * k4K, 4 * k4K, kWrite, AccessedDirty::kUpdate).translation().leaves, 4u);
+  const uint64_t ad = sl::kAccessedDirtyMask;
+  const std::array<uint64_t, 8> after_write{0, sl::kAccessed, ad, ad, ad, ad, 0, 0};
+  for (uint64_t page = 0; page < 8; ++page) EXPECT_EQ(leaf_bits(page), after_write[page]) << page;
+
+  // A faulting walk sets nothing, nor does a run that stops: the leaf after it keeps its bits.
+  ASSERT_TRUE(table.unmap(7 * k4K, k4K).ok());
+  ASSERT_EQ(walk_run(memory, table, 6 * k4K, 2 * k4K, kWrite, AccessedDirty::kUpdate).translation().leaves, 1u);
+  EXPECT_EQ(leaf_bits(6), ad);
+  EXPECT_FALSE(walk_run(memory, table, 7 * k4K, k4K, kWrite, AccessedDirty::kUpdate).ok());
+}
+
+TEST(SecondLevelRun, SuperpagesAreOneLeaf) {
+  PoolMemory memory;
+  auto table = make_table(memory);
+  ASSERT_TRUE(table.map(0, kData, 4 * k2M, kReadWrite).ok());
+  auto walk = walk_run(memory, table, k2M, 3 * k2M);
+  ASSERT_TRUE(walk.ok());
+  EXPECT_EQ(walk.translation().page_size, k2M);
+  EXPECT_EQ(walk.translation().leaves, 1u);
+}
+
+// ---------------------------------------------------------------------------
 // Unmap
 
 TEST(SecondLevelUnmap, RemovesWholeLeavesAndReturnsTheirBytes) {

@@ -6,6 +6,8 @@
 #include "iommu/iommu.h"
 #include "iommu/pasid_cache.h"
 #include "iommu/pasid_table.h"
+#include "pgtable/second_level_format.h"
+#include "pgtable/walk.h"
 #include "routed_table_test.h"
 
 #include <gtest/gtest.h>
@@ -213,6 +215,18 @@ class TranslateTest : public test_support::RoutedTableTest<8 * k2M, kPasid, kIoa
                             uint32_t pasid = kPasid) {
     return iommu_.translate(pasids_, {.pasid = pasid, .iova = iova, .access = access}, device_tlb);
   }
+  // A request for `length` bytes from iova: what one translation covers of them.
+  uint64_t covered(uint64_t iova, uint64_t length, pgtable::Access access = kRead, Iotlb* device_tlb = nullptr) {
+    auto result = iommu_.translate(pasids_, {.pasid = kPasid, .iova = iova, .access = access, .length = length},
+                                   device_tlb);
+    return result.ok() ? result.translated().contiguous : 0;
+  }
+  // The leaf entry of iova's 4K page, as the hardware walker finds it.
+  Hpa leaf_of(uint64_t iova) {
+    auto walk = pgtable::walk_second_level(iommu_.memory(), table_->root(), table_->levels(), iova, {});
+    EXPECT_TRUE(walk.ok());
+    return walk.ok() ? walk.translation().leaf_entry : 0;
+  }
   // The set bits of the dirty bitmap of `pages` 4K pages at kIova.
   uint64_t dirty(uint64_t pages, bool clear) {
     std::array<uint64_t, 1> bitmap{};
@@ -405,6 +419,139 @@ TEST_F(TranslateTest, ChangingThePasidEntrySwitchesAddressSpaces) {
   auto gone = translate(kIova, kRead);
   ASSERT_FALSE(gone.ok());
   EXPECT_EQ(gone.fault().reason, static_cast<uint32_t>(IOASID_FAULT_REASON_PASID_INVALID));
+}
+
+// ---------------------------------------------------------------------------------
+// Runs of 4K pages: one walk, one IOTLB entry (Iotlb::kMinRunPages and up)
+
+TEST_F(TranslateTest, ARunOfPagesIsOneWalkAndOneEntryAndEveryPageOfItHits) {
+  ASSERT_TRUE(map(0, 64 * k4K, kIova).ok());
+  const IotlbStats before = iommu_.iotlb().stats();
+  EXPECT_EQ(covered(kIova + 0x10, 64 * k4K), 64 * k4K - 0x10);
+  IotlbStats now = iommu_.iotlb().stats();
+  EXPECT_EQ(now.misses, before.misses + 1);
+  EXPECT_EQ(now.fills, before.fills + 1);
+
+  // Any page of it hits; a request within a page is handed that page, a longer one
+  // the rest of the run it reaches.
+  EXPECT_EQ(covered(kIova + 40 * k4K + 8, 1), k4K - 8);
+  EXPECT_EQ(covered(kIova + 40 * k4K + 8, 3 * k4K), 3 * k4K);
+  EXPECT_EQ(covered(kIova + 40 * k4K + 8, 100 * k4K), 24 * k4K - 8);
+  now = iommu_.iotlb().stats();
+  EXPECT_EQ(now.hits, before.hits + 3);
+  EXPECT_EQ(now.misses, before.misses + 1);
+
+  // The HPA of a page deep in the run is that page's bytes.
+  const auto client = pattern(32, 7);
+  ASSERT_TRUE(memory_.write(50 * k4K + 0x100, client));
+  auto result = translate(kIova + 50 * k4K + 0x100, kRead);
+  ASSERT_TRUE(result.ok());
+  std::vector<std::byte> seen(client.size());
+  ASSERT_TRUE(iommu_.memory().read(result.translated().hpa, seen).ok());
+  EXPECT_EQ(seen, client);
+}
+
+TEST_F(TranslateTest, AShortRunIsCachedPageByPage) {
+  ASSERT_TRUE(map(0, 4 * k4K, kIova).ok());
+  const IotlbStats before = iommu_.iotlb().stats();
+  EXPECT_EQ(covered(kIova, 4 * k4K), 4 * k4K);
+  EXPECT_EQ(iommu_.iotlb().stats().fills, before.fills + 4);  // one walk, four entries
+  EXPECT_EQ(covered(kIova + 3 * k4K, k4K), k4K);
+  EXPECT_EQ(covered(kIova, 4 * k4K), k4K);  // the entry of page 0 only: runs are not rebuilt from pages
+  EXPECT_EQ(iommu_.iotlb().stats().misses, before.misses + 1);
+}
+
+// Every map() is its own HPA range (with a guard gap): adjacent IOVAs, other frames.
+// (A permission change inside one area: AnInvalidationOfOnePageDropsItsRun... below.)
+TEST_F(TranslateTest, ARunEndsAtAHoleAndWhereAnotherAreaBegins) {
+  ASSERT_TRUE(map(0, 20 * k4K, kIova).ok());
+  ASSERT_TRUE(map(21 * k4K, 20 * k4K, kIova + 21 * k4K, /*readable=*/true, /*writeable=*/false).ok());
+  ASSERT_TRUE(map(41 * k4K, 20 * k4K, kIova + 41 * k4K).ok());
+  EXPECT_EQ(covered(kIova, 100 * k4K), 20 * k4K);  // page 20 is a hole
+  EXPECT_EQ(translate(kIova + 20 * k4K).fault().reason, static_cast<uint32_t>(IOASID_FAULT_REASON_ACCESS));
+  EXPECT_EQ(covered(kIova + 21 * k4K, 100 * k4K), 20 * k4K);  // next to the memfd bytes after it, elsewhere in HPA
+  EXPECT_EQ(covered(kIova + 41 * k4K, 100 * k4K), 20 * k4K);
+  EXPECT_EQ(covered(kIova + 30 * k4K, k4K, kWrite), 0u);  // refused: a permission fault
+}
+
+TEST_F(TranslateTest, AnInvalidationOfOnePageDropsItsRunWhichStaysStaleUntilThen) {
+  ASSERT_TRUE(map(0, 64 * k4K, kIova).ok());
+  ASSERT_EQ(covered(kIova, 64 * k4K, kWrite), 64 * k4K);
+  // Page 30 becomes read-only in the table, without an invalidation: the cached run
+  // still grants the write, on page 30 and across it.
+  const Hpa leaf = leaf_of(kIova + 30 * k4K);
+  const uint64_t value = *iommu_.memory().read64(leaf);
+  ASSERT_TRUE(iommu_.memory().write64(leaf, value & ~pgtable::second_level::kWrite).ok());
+  EXPECT_EQ(covered(kIova + 30 * k4K, k4K, kWrite), k4K);
+  EXPECT_EQ(covered(kIova, 64 * k4K, kWrite), 64 * k4K);
+
+  // Invalidating another page of the run drops all of it: the next request walks and
+  // sees page 30 as it is now.
+  const uint64_t misses = iommu_.iotlb().stats().misses;
+  iommu_.flush_range(table_->domain(), kIova + 10 * k4K, k4K);
+  EXPECT_FALSE(iommu_.iotlb().lookup(table_->domain(), kPasid, kIova + 40 * k4K));
+  EXPECT_EQ(covered(kIova, 64 * k4K, kWrite), 30 * k4K);
+  EXPECT_EQ(iommu_.iotlb().stats().misses, misses + 2);
+  EXPECT_EQ(translate(kIova + 30 * k4K, kWrite).fault().reason, static_cast<uint32_t>(IOASID_FAULT_REASON_PERMISSION));
+  EXPECT_EQ(covered(kIova + 30 * k4K, 34 * k4K, kRead), k4K);  // its own rights: a run of one page
+  EXPECT_EQ(covered(kIova + 31 * k4K, 33 * k4K, kWrite), 33 * k4K);
+  ASSERT_TRUE(iommu_.memory().write64(leaf, value).ok());
+}
+
+TEST_F(TranslateTest, ARunSetsAccessedAndDirtyOnEachOfItsPages) {
+  ASSERT_TRUE(map(0, 64 * k4K, kIova).ok());
+  ASSERT_TRUE(table_->set_dirty_tracking(true).ok());
+  auto accessed = [&](uint64_t page) {
+    return (*iommu_.memory().read64(leaf_of(kIova + page * k4K)) & pgtable::second_level::kAccessed) != 0;
+  };
+  // Read pages 2 to 33: A on each, no D; cached without write rights.
+  ASSERT_EQ(covered(kIova + 2 * k4K, 32 * k4K), 32 * k4K);
+  for (uint64_t page = 0; page < 40; ++page) EXPECT_EQ(accessed(page), page >= 2 && page < 34) << page;
+  EXPECT_EQ(dirty(64, /*clear=*/false), 0u);
+  // Writing pages 4 to 35 walks again (the cached run is clean) and dirties just those.
+  const uint64_t misses = iommu_.iotlb().stats().misses;
+  ASSERT_EQ(covered(kIova + 4 * k4K, 32 * k4K, kWrite), 32 * k4K);
+  EXPECT_EQ(iommu_.iotlb().stats().misses, misses + 1);
+  EXPECT_EQ(dirty(64, /*clear=*/true), ((1ull << 32) - 1) << 4);
+  // The clear flushed the run: the next write walks and sets D again.
+  ASSERT_EQ(covered(kIova + 4 * k4K, 2 * k4K, kWrite), 2 * k4K);
+  EXPECT_EQ(dirty(64, /*clear=*/false), 0b11u << 4);
+}
+
+TEST_F(TranslateTest, TheDeviceTlbCachesRunsAndDropsThemAsTheIotlbDoes) {
+  ASSERT_TRUE(map(0, 64 * k4K, kIova).ok());
+  Iotlb device(64);
+  auto registration = iommu_.register_device_tlb(device);
+  ASSERT_EQ(covered(kIova, 64 * k4K, kWrite, &device), 64 * k4K);
+  EXPECT_EQ(device.stats().fills, 1u);
+  const IotlbStats iommu_before = iommu_.iotlb().stats();
+  EXPECT_EQ(covered(kIova + 20 * k4K, 44 * k4K, kWrite, &device), 44 * k4K);
+  EXPECT_EQ(device.stats().hits, 1u);
+  EXPECT_EQ(iommu_.iotlb().stats().hits, iommu_before.hits);  // the IOMMU was not asked
+
+  // Stale until invalidated, in the device-TLB too; one page's flush drops the run.
+  const Hpa leaf = leaf_of(kIova + 50 * k4K);
+  const uint64_t value = *iommu_.memory().read64(leaf);
+  ASSERT_TRUE(iommu_.memory().write64(leaf, 0).ok());
+  EXPECT_EQ(covered(kIova + 50 * k4K, k4K, kWrite, &device), k4K);
+  iommu_.flush_range(table_->domain(), kIova + 63 * k4K, k4K);
+  EXPECT_FALSE(device.lookup(table_->domain(), kPasid, kIova));
+  EXPECT_FALSE(iommu_.iotlb().lookup(table_->domain(), kPasid, kIova));
+  EXPECT_EQ(covered(kIova, 64 * k4K, kWrite, &device), 50 * k4K);
+  EXPECT_EQ(translate(kIova + 50 * k4K, kWrite, &device).fault().reason,
+            static_cast<uint32_t>(IOASID_FAULT_REASON_ACCESS));
+  ASSERT_TRUE(iommu_.memory().write64(leaf, value).ok());
+
+  // An IOTLB hit fills the device-TLB with the run from the page asked for.
+  Iotlb other(64);
+  auto other_registration = iommu_.register_device_tlb(other);
+  iommu_.flush_domain(table_->domain());
+  ASSERT_EQ(covered(kIova, 64 * k4K, kRead), 64 * k4K);
+  ASSERT_EQ(covered(kIova + 16 * k4K, 48 * k4K, kRead, &other), 48 * k4K);
+  auto hit = other.lookup(table_->domain(), kPasid, kIova + 63 * k4K);
+  ASSERT_TRUE(hit);
+  EXPECT_EQ(hit->contiguous, k4K);
+  EXPECT_FALSE(other.lookup(table_->domain(), kPasid, kIova + 15 * k4K));
 }
 
 // ---------------------------------------------------------------------------------
