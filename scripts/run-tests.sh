@@ -49,10 +49,22 @@ stage_failures=0
 say() { printf '\n=== %s  (%ds elapsed)\n' "$*" "$SECONDS"; }
 stage_failed() { echo "run-tests: STAGE FAILED: $*"; stage_failures=$((stage_failures + 1)); }
 
-build_tree() {  # dir, extra cmake args...
+build_tree() {  # dir, extra cmake args...; $targets, if set, are the only targets built
   local dir=$1; shift
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null &&
-    cmake --build "$dir" -j "$jobs"
+    cmake --build "$dir" -j "$jobs" ${targets:+--target $targets}
+}
+
+# The sanitizer trees are built for their tests only, and at the cost of a test build:
+#   - only what their stages run (targets=...): the unit test programs (unit_tests: the
+#     ones ctest runs, with ioasid-run and its probe), the daemon, and under ASan the
+#     conformance suite (with the helpers it starts) and the fuzzer; not the examples,
+#     the stress program, nor under TSan a conformance suite (the plain one drives it);
+#   - -O1 and line tables only (-gline-tables-only, g++'s -g1): the sanitizers' reports
+#     keep their file:line stacks, and the trees build in about a third less time
+#     (docs/PERFORMANCE.md, "Test command runtime"). NDEBUG as in RelWithDebInfo.
+sanitizer_flags() {  # debug-info option
+  printf -- '-DCMAKE_%s_FLAGS_RELWITHDEBINFO=-O1 %s -DNDEBUG\n' C "$1" CXX "$1"
 }
 
 # A stage that is one program (fuzz, stress) counts as one test in the summary.
@@ -132,7 +144,9 @@ if [ "$skip_asan" -eq 0 ]; then
   say "ASan+UBSan build with clang, the fuzzer included ($asan)"
   # A tree configured with another compiler cannot switch: start it afresh.
   [ -f "$asan/CMakeCache.txt" ] && ! grep -q '^CMAKE_CXX_COMPILER:.*clang' "$asan/CMakeCache.txt" && rm -rf "$asan"
-  if CC=clang CXX=clang++ build_tree "$asan" -DIOASID_SANITIZE=address -DIOASID_FUZZ=ON -DIOASID_BUILD_DAEMON=ON -DIOASID_BUILD_BENCH=OFF; then
+  mapfile -t flags < <(sanitizer_flags -gline-tables-only)
+  if targets="unit_tests ioasid-conformance dispatcher_fuzzer" CC=clang CXX=clang++ \
+       build_tree "$asan" -DIOASID_SANITIZE=address -DIOASID_FUZZ=ON -DIOASID_BUILD_DAEMON=ON -DIOASID_BUILD_BENCH=OFF "${flags[@]}"; then
     unit_and_conformance "$asan" "ASan+UBSan" "$asan/tests/conformance/ioasid-conformance"
     say "fuzzing the dispatcher for ${fuzz_seconds}s"
     "$root/tests/fuzz/run-fuzz.sh" "$asan" "$fuzz_seconds" "$figures/fuzz.json"
@@ -146,7 +160,9 @@ fi
 
 if [ "$skip_tsan" -eq 0 ]; then
   say "TSan build ($tsan)"
-  if build_tree "$tsan" -DIOASID_SANITIZE=thread -DIOASID_BUILD_DAEMON=ON -DIOASID_BUILD_BENCH=OFF; then
+  mapfile -t flags < <(sanitizer_flags -g1)
+  if targets="unit_tests ioasidd" \
+       build_tree "$tsan" -DIOASID_SANITIZE=thread -DIOASID_BUILD_DAEMON=ON -DIOASID_BUILD_BENCH=OFF "${flags[@]}"; then
     # The plain suite drives the TSan daemon: TSan cannot follow the suite's own
     # children, which fork a threaded process and start threads.
     unit_and_conformance "$tsan" "TSan" "$build/tests/conformance/ioasid-conformance"
