@@ -62,8 +62,8 @@ build_tree() {  # dir, extra cmake args...; $targets, if set, are the only targe
 #     the stress program, nor under TSan a conformance suite (the plain one drives it);
 #   - line tables only for debug information (-gline-tables-only, g++'s -g1), still -O2
 #     -DNDEBUG as RelWithDebInfo: the sanitizers' reports keep their file:line stacks,
-#     the code and the warnings are those of -O2, and a file compiles in about a third
-#     less CPU time (docs/PERFORMANCE.md, "Test command runtime").
+#     the code and the warnings are those of -O2, and a file compiles in a quarter (ASan)
+#     to a third (TSan) less CPU time (docs/PERFORMANCE.md, "Test command runtime").
 sanitizer_flags() {  # debug-info option
   printf -- '-DCMAKE_%s_FLAGS_RELWITHDEBINFO=-O2 %s -DNDEBUG\n' C "$1" CXX "$1"
 }
