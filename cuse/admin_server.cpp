@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "admin_server.h"
 #include "made_directories.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The daemon's admin socket: a unix stream socket speaking JSON lines, used by
 // ioasidctl and ioasid-monitor. docs/ADMIN.md is the protocol.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The daemon's executor for device work (the dsa engine's work queues): a Boost.Asio
 // thread pool of its own, so device work never waits behind the node's session
 // threads or the admin loop, and still runs while the daemon releases its files at

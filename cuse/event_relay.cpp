@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "event_relay.h"
 
 #include <boost/asio/steady_timer.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Moves engine events off the ioctl threads and hands them to the daemon's outputs
 // (netlink multicast, admin-socket event streams).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A front end owns a libfuse session whose requests reach NodeOps: CUSE (a real
 // character device) or the FUSE fallback (a mount holding one file node).
 #pragma once

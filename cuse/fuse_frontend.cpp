@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The FUSE fallback for kernels without CUSE: a mount whose root holds the nodes as
 // regular files (ioasid, iommu). FUSE serves size-encoded ioctls in restricted mode
 // exactly as CUSE does, so the same handlers serve both.

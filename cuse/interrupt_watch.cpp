@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "interrupt_watch.h"
 
 #include "dev_ioasid/caller_signals.h"

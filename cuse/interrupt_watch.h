@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The daemon's answer to FUSE_INTERRUPT for an ioctl: end the call with EINTR only
 // when the caller has a signal that will run a handler or end it (uapi/caller_signals.h).
 //

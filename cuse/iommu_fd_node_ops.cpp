@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu_fd_node_ops.h"
 
 #include <linux/ioasid_iommu_fd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The companion node of /dev/iommu (uapi/linux/ioasid_iommu_fd.h): a file of it,
 // given a token with IOASID_IOMMU_FD_ATTACH, becomes the iommufd object the token
 // names (the selftest's access), so the object lives as long as a file of the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu_node_ops.h"
 
 #include "memory/client_memory.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The file operations of the /dev/iommu node: open makes a dev_iommu Context, ioctl
 // runs the iommufd table (every struct read and written in the caller's memory),
 // release destroys the file's objects. The file has no read or poll of its own.

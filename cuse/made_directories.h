@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Directories the daemon creates for its mount and its admin socket, removed again
 // (if empty) when it stops or fails to start: a daemon leaves no directory it made.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasidd: serves /dev/ioasid through CUSE or the FUSE fallback. Session threads
 // serve the node; the Asio loop owns signals, the admin socket and event publishing.
 #include <utility>  // before Asio: Boost 1.74 with -std=c++20 needs it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "netlink_publisher.h"
 
 #include <linux/netlink.h>

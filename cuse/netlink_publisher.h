@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Publishes daemon events as netlink multicast messages (NETLINK_USERSOCK).
 //
 // Wire format (docs/EVENTS.md): one netlink message per event, nlmsg_type

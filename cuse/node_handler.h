@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What a front end hands each request of a node to: one implementation per personality
 // (/dev/ioasid's NodeOps, /dev/iommu's IommuNodeOps), behind CUSE or FUSE alike.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "node_ops.h"
 
 #include "memory/client_file.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The file operations of the /dev/ioasid node, shared by the CUSE and FUSE front
 // ends: open makes a Context, ioctl runs the dispatcher, read/poll serve the fault
 // queue (a blocking read is parked and answered when a fault arrives or the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasidd's command line.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "session_threads.h"
 
 #include <spdlog/spdlog.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The threads that serve a libfuse session: each blocks in read() on the session
 // fd and runs the request it got to completion, as libfuse's own multi-threaded
 // loop does. No hand-off between threads on the ioctl path: a hop through a queue

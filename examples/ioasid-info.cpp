@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasid-info: what the emulated IOMMU behind /dev/ioasid offers.
 // GET_API_VERSION, GET_INFO and CHECK_EXTENSION for every feature, printed readably
 // or as JSON.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasid-monitor: prints ioasidd's events as they happen.
 //
 // With CAP_NET_ADMIN it joins the daemon's netlink multicast group and checks every

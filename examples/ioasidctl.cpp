@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasidctl: talks to ioasidd's admin socket (docs/ADMIN.md, docs/man/ioasidctl.8).
 //   ioasidctl [--socket PATH] [--json] COMMAND [ARGS]
 // One table (commands()) says what each command takes, prints and means; --help,

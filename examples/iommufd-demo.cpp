@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // iommufd-demo: Linux's iommufd uAPI on the daemon's iommu node, with nothing but
 // <linux/iommufd.h> and the mock driver's IOMMU_TEST_CMD (iommufd_test/iommufd_test.h):
 // an I/O address space, a mock device attached to it, a buffer mapped at an IOVA the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // pasid-demo: a guided tour of PASID management through /dev/ioasid.
 // Each step prints the ioctl it issues and what came back, errors included.
 #include "common/cli.h"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Totals GoogleTest JSON reports: prints one line per report, then
 # "N passed, N failed". A stage that failed without a report counts as one failure
 # (first argument: how many such stage failures the caller saw).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs, builds, starts ioasidd (CUSE when the kernel has it, else the FUSE
 # fallback bind-mounted onto /dev/ioasid) and runs the demo programs against it:
 # those of /dev/ioasid, then iommufd-demo on the daemon's second node, Linux's iommufd

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs every Debian 12 package the build, the tests and the VM stage need.
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail

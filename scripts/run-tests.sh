@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds everything and runs every test stage:
 #   - unit tests (g++);
 #   - an ASan+UBSan tree (clang): its unit tests, the conformance suite against a FUSE
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --fuzz-seconds) fuzz_seconds=$2; shift ;;
     --stress-seconds) stress_seconds=$2; shift ;;
     --jobs) jobs=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '3,16p' "$0"; exit 0 ;;
     *) echo "run-tests: unknown option $1" >&2; exit 2 ;;
   esac
   shift

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ats-copy: a device model that moves data itself, as a PCIe device with ATS does.
 //
 // A "VMM" (the main thread) gives its guest 8 MiB of RAM (its own private memory,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "admin_client.h"
 
 #include "names.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A client of ioasidd's admin socket (JSON lines, docs/ADMIN.md).
 #pragma once
 

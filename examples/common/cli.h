@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Command-line parsing shared by the example programs (Boost.Program_options).
 #pragma once
 

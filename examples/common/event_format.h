@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One readable line per daemon event (docs/EVENTS.md has the JSON fields).
 #pragma once
 

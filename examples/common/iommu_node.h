@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The iommu node as the iommufd examples open it: written against the kernel's uAPI
 // only, they share nothing of libioasid but this.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Names for the uAPI's numbers, shared by the example programs.
 #pragma once
 

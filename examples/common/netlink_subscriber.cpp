@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "netlink_subscriber.h"
 
 #include <linux/netlink.h>

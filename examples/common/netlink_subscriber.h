@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Receives ioasidd's netlink event messages (docs/EVENTS.md): a NETLINK_USERSOCK
 // socket joined to one multicast group, with SO_PASSCRED so every message comes
 // with the sender's kernel-checked credentials.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The node as the example programs open it, and their errors in libioasid's terms.
 #pragma once
 

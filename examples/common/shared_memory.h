@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A memfd also mapped shared in this process: memory a program gives the daemon
 // (MAP_FILE, zero copy) and still reads and writes itself, as a VMM does guest RAM.
 #pragma once

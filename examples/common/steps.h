@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The numbered step lines the demo programs print: "[3] what happened".
 #pragma once
 

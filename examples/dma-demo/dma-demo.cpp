@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // dma-demo: a device's DMA through the emulated IOMMU, one line per step.
 //
 // The program binds a dma device, gives it an I/O address space (an IOASID) with a

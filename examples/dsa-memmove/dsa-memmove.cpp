@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // dsa-memmove: work submitted to a DSA-like engine through a shared work queue, the way
 // a process uses ENQCMD, and the same from inside a "VM" whose guest PASIDs the VMM
 // maps to host PASIDs.

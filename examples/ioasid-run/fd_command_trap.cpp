@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "fd_command_trap.h"
 
 #include <ioasid/client.hpp>

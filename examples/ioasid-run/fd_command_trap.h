@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasid-run's seccomp half: the filter that stops a program's fd-returning iommufd
 // commands (IOMMU_FAULT_QUEUE_ALLOC, IOMMU_TEST_CMD) before they reach ioasidd, and the
 // server that runs them for it in two steps (<linux/ioasid_iommu_fd.h>) and places the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasid-run: runs an unchanged iommufd program against ioasidd's /dev/iommu, serving the
 // commands that return a file descriptor (IOMMU_FAULT_QUEUE_ALLOC, the selftest's
 // IOMMU_TEST_OP_CREATE_ACCESS), which a CUSE/FUSE daemon cannot answer by itself.

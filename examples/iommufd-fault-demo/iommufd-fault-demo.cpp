@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // iommufd-fault-demo: page requests through an iommufd fault queue, with nothing but
 // <linux/iommufd.h> and the mock driver's IOMMU_TEST_CMD (iommufd_test/iommufd_test.h),
 // exactly as a program for a real kernel would do it: an I/O address space, a mock

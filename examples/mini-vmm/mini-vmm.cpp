@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mini-vmm: a prototype VMM giving its guest shared virtual addressing (vSVA) with a
 // device, through /dev/ioasid, one line per step.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Where devices run their work: the daemon hands the engine its Asio pool; tests and
 // tools without one use ThreadPoolExecutor. Work may run on any thread, in any order
 // relative to other posts; a device that needs order keeps it itself.

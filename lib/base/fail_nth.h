@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault injection in the spirit of the kernel's /proc/thread-self/fail-nth: a test arms
 // the calling thread with N, and the Nth injectable point that thread reaches fails as
 // if the resource had run out. Replaying a scenario with N = 1, 2, ... until nothing

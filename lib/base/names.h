@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The one table of names for what logs, the admin socket and the tools print: errno
 // values ("EINVAL") and the uAPI's feature bits ("NESTING").
 #pragma once

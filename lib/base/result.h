@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Errno-carrying results: every fallible engine call returns Result<T>. The error
 // holds the errno the ioctl answers and a sentence saying why, which the daemon logs.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Event counters bumped on hot paths by many threads (IOTLB and PASID-cache hits): one
 // row of counters per thread on a cache line of its own, summed when read. The first
 // kRows threads own a row each and bump it with a plain load and store (a locked

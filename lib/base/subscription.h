@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A registration with an owner (a notifier chain, an event bus) that ends when the
 // handle is destroyed or reset. Move-only; safe to destroy from inside the
 // registered callback.

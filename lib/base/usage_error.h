@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One wording for command-line errors, shared by ioasidd and the example programs:
 // "PROGRAM: --OPTION: what is wrong", then where the help is. Boost.Program_options'
 // own errors are reworded to match. Header-only: only programs parsing a command line

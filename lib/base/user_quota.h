@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A count per uid with a limit: how much of one kind of thing (pinned pages, mappings,
 // IOASIDs) each user holds. A charge is an RAII object the counted thing keeps;
 // destroying it gives the units back. Charges hold the shared state, so they may

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // AtsCache and AtsInvalidationServer: a device model's ATC over ATS_TRANSLATE and
 // ATS_INV_ACK.
 #include "internal.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Devices: DEVICE_BIND/UNBIND/GET_INFO, DEVICE_DMA, PAGE_RESP, and the routes of
 // ATTACH/DETACH.
 #include "internal.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // DSA descriptors and completion records (Intel DSA's layout, spelled out in
 // <linux/ioasid.h>).
 #include "internal.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The node: opening it, the generic ioctls, fault records, error messages.
 #include "internal.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What the libioasid sources share: issuing one ioctl on a borrowed descriptor and
 // turning errno into an Error. Not installed.
 #pragma once

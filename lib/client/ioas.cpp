@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // I/O address spaces: ALLOC/FREE, their mappings, dirty tracking, and the guest page
 // tables and cache invalidations of nested ones.
 #include "internal.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The iommufd commands that return a file descriptor, in the two steps of
 // <linux/ioasid_iommu_fd.h>: libioasid's iommufd_fd_command, and the steps ioasid-run
 // shares with it.

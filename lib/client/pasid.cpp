@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PASIDs: PASID_REQUEST ALLOC/FREE and PASID_LOOKUP.
 #include "internal.h"
 

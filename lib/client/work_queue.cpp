@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Work queues of SIOV devices: WQ_CONFIG and DEVICE_SUBMIT.
 #include "internal.h"
 

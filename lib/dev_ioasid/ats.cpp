@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ATS_TRANSLATE and ATS_INV_ACK: a device model translates through the IOMMU as a
 // PCIe device with ATS does (a Translation Request), moves the bytes itself, and
 // acknowledges the invalidation requests for what it was handed (iommu/ats.h).

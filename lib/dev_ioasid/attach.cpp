@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ATTACH_IOASID, ATTACH_IOASID_PASID, DETACH_IOASID, DETACH_IOASID_PASID: a bound
 // device's requests (its RID's, or one PASID's) are routed to an IOASID of the same
 // file. An attachment's RouteHold keeps its IOASID busy and, for a PASID, a reference

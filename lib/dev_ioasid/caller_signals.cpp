@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dev_ioasid/caller_signals.h"
 
 #include <fcntl.h>

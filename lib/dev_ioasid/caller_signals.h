@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Whether a signal sent to a client in a blocking ioctl should end the call.
 //
 // FUSE tells the daemon of any signal that wakes the caller's wait, stop signals

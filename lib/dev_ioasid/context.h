@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One open file of /dev/ioasid: its PASID set, its objects (bound devices, IOASIDs),
 // its fault queue, its counters.
 #pragma once

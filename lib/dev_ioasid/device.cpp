@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // DEVICE_BIND, DEVICE_UNBIND, DEVICE_GET_INFO: a file takes exclusive ownership of
 // an emulated device and names it by a dev_id of its own object table.
 #include "dev_ioasid/handlers.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // SET_DIRTY_TRACKING and GET_DIRTY_BITMAP: which pages of a kernel-managed IOASID
 // devices wrote since the last read, from the second-level D bits.
 #include "dev_ioasid/handlers.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The ioctl table: every command of UAPI.md is one row naming its struct, its
 // feature bits and its handler. The generic rules (ENOTTY, EINVAL below the v1
 // size, E2BIG on a non-zero tail) live here

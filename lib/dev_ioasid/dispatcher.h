@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Decodes one ioctl against the command table and runs its handler.
 #pragma once
 

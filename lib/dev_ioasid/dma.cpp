@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // DEVICE_DMA: a bound `dma` device reads or writes the caller's buffer at an IOVA,
 // with or without a PASID, through the IOMMU. The ioctl succeeds whenever the device
 // ran; a fault stops the transfer, is reported in the struct and queued to the file.

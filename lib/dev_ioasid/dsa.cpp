@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // WQ_CONFIG and DEVICE_SUBMIT: the work queues of a dsa engine. A file enables a WQ —
 // dedicated to one of its PASIDs, or shared — and owns it; descriptors run on the
 // daemon's executor at a PASID of the file that submitted them, never another's.

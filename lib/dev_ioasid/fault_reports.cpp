@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dev_ioasid/fault_reports.h"
 
 #include "dev_ioasid/service.h"

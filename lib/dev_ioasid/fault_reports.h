@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault records and fault events as every device reports them: what the IOMMU could
 // not translate (DMA_UNRECOV), or a page request the owner answers with PAGE_RESP.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The ioctl handlers, one file per object kind; dispatcher.cpp holds the table.
 // A handler gets the decoded struct after the generic checks (direction, size,
 // zero tail) and answers the command-specific rules of UAPI.md.

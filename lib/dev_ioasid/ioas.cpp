@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ALLOC, FREE, MAP_DMA, MAP_FILE, UNMAP_DMA, IOVA_RANGES: kernel-managed I/O address
 // spaces whose second-level tables the daemon keeps, mapping pinned client memory.
 #include "memory/backing_for_file.h"

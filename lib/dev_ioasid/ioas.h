@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // An IOASID object of a file. Kernel-managed: the daemon's second-level table,
 // changed with MAP/UNMAP. Nested: a guest's first-level table (bound with BIND_PGTBL)
 // whose guest-physical addresses translate through its kernel-managed parent.

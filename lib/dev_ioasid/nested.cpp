@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // BIND_PGTBL, UNBIND_PGTBL and CACHE_INVLD: a nested IOASID gets a guest's first-level
 // table, whose guest-physical addresses translate through its kernel-managed parent,
 // and the guest flushes what the IOMMU caches of it, entry by entry as its driver

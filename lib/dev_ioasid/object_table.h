@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A file's objects by id, as iommufd's xarray: u32 ids from 1, never reused while
 // the file is open. Lookups name the kind they expect; another kind is ENOENT.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PASID_REQUEST and PASID_LOOKUP: a file's PASIDs live in its own allocator set,
 // with the file's quota; guest PASIDs are that set's spid map.
 #include "dev_ioasid/handlers.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A user reference on a PASID (Allocator::get/put) held by an object that may outlive
 // the ioctl that made it: a queued descriptor, a dedicated work queue. While one is
 // held a FREE of the PASID detaches it and leaves it FREE_PENDING, so the number is

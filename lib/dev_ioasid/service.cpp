@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dev_ioasid/service.h"
 
 #include "base/names.h"

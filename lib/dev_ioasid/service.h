@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // /dev/ioasid over the engine: its open files (Contexts), the ioctl dispatcher, fault
 // reads and the admin's view of them. Called with plain bytes and a ClientMemory, so
 // tests and fuzzers drive it in-process. The engine (PASIDs, IOMMU, devices, per-user

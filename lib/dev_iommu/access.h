@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The selftest's access object (iommufd's iommufd_access behind the mock driver's
 // file): an in-daemon user of an IOAS that reads and writes its memory by IOVA and
 // pins pages of it. Its file is a companion-node file (fd_objects.h); the selftest

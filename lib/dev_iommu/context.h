@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One open file of /dev/iommu: its objects and options. Every ioctl of the file runs
 // under its mutex (iommufd's ioctls on one file are short; MAP pins first).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Devices of /dev/iommu: the selftest's mock devices are engine devices (listed by
 // the admin with the rest) bound to the file that made them, attached by their RID to
 // a paging domain; GET_HW_INFO reports what the mock driver reports.

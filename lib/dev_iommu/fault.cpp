@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // IOMMU_FAULT_QUEUE_ALLOC and the fault queue's records; TRIGGER_IOPF, the mock
 // driver's page request.
 #include "dev_iommu/fault.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A fault queue (iommufd's IOMMU_FAULT_QUEUE_ALLOC): page requests of devices attached
 // to a nested HWPT that names it, read as iommu_hwpt_pgfault records from its file and
 // answered by writing iommu_hwpt_page_response records. A group read is awaited by its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dev_iommu/fd_objects.h"
 
 #include "dev_iommu/access.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Objects iommufd hands to the caller as files (the selftest's access; a fault queue),
 // served here in two steps (uapi/linux/ioasid_iommu_fd.h): the command makes the
 // object and a token, and a companion-node file given the token becomes the object's

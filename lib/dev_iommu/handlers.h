@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The /dev/iommu ioctl handlers, one file per object kind; main.cpp holds the table
 // and the framing. A handler gets the struct as the caller sized it (a short one
 // zero-filled, a longer one's tail checked zero) and answers the command's own rules.

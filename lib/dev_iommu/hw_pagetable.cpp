@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HWPT_ALLOC of paging domains and of the mock driver's nested ones, dirty tracking
 // on paging domains, and HWPT_INVALIDATE of nested ones.
 #include "dev_iommu/handlers.h"

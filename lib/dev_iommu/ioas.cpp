@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // IOAS_ALLOC, ALLOW_IOVAS, COPY, IOVA_RANGES, MAP, UNMAP and the HUGE_PAGES option:
 // I/O address spaces of user memory, recorded at MAP and pinned when a domain needs it.
 #include "dev_iommu/handlers.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dev_iommu/iova_areas.h"
 
 #include "memory/slice_backing.h"

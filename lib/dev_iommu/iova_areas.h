@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The IOVA side of one IOAS (iommufd's io_pagetable): areas of user memory at IOVAs,
 // the reserved and allowed ranges, the IOVA alignment, and the paging domains
 // (engine second-level tables) kept equal to the areas. Rules as iommufd's uAPI

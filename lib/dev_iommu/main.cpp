@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The /dev/iommu ioctl table: each iommufd command is one row naming its struct, the
 // size below which it is refused and its handler. The framing rules live here once,
 // as iommufd's: numbers below the table go to the VFIO compat handler; the struct's

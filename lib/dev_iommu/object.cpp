@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dev_iommu/object.h"
 
 #include <vector>

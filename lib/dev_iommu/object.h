@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The objects of one /dev/iommu file and their ids (iommufd's object table): an
 // id names one object of one file, ids are the lowest free from 1, and an object is
 // busy (DESTROY: EBUSY) while another object uses it. A use is a Use<T>, never a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The object kinds of /dev/iommu: an IOAS (areas of user memory), a paging HWPT (an
 // engine second-level table the IOAS keeps filled), a device bound to the file, and
 // the selftest's mock device that binds one.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dev_iommu/pages.h"
 
 #include "memory/backing_for_range.h"

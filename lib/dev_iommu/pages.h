@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The user memory of one IOAS_MAP (iommufd's iopt_pages): a range of the mapping
 // process's address space, recorded at MAP and pinned only while something needs the
 // pages (a domain the IOAS fills); areas made by COPY share it, and with it the pin.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // IOMMU_TEST_CMD: the mock driver Linux's iommufd selftest drives, over the engine.
 // Mock devices are engine devices; a check of what a domain maps walks the engine's
 // own table and compares the memory behind it with what the caller's address maps now;

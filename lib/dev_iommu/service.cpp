@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "dev_iommu/service.h"
 
 #include "base/names.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // /dev/iommu: Linux's iommufd uAPI over the engine /dev/ioasid uses (its IOMMU, its
 // devices, its per-user limits). Called with the ioctl's number and argument and a
 // ClientMemory: every iommufd command is _IO, so the struct is read from and written

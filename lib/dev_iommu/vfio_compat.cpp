@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // VFIO type1 on /dev/iommu, as iommufd offers it: the container ioctls (numbers below
 // iommufd's) act on the file's compat IOAS, chosen with IOMMU_VFIO_IOAS. ENODEV while
 // there is none.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // An emulated PCI function as configured: what DEVICE_GET_INFO reports and what
 // `--device` and the admin's device-add describe.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "devices/dma_function.h"
 
 #include <linux/ioasid.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The `dma` device's engine: it moves bytes between a client's buffer and an IOVA
 // range as a PCI function does, through the IOMMU (its device-TLB first when it has
 // ATS), and stops at the first fault with everything before it transferred.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "engine/device_registry.h"
 
 #include <algorithm>

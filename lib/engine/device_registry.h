@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The emulated devices the daemon offers, and who has bound each. Binding is
 // exclusive, except for Scalable IOV devices, which are shared at PASID granularity;
 // a device the admin removes leaves the registry at once, and its holders' bindings

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What every personality of the daemon shares: the PASID space, the IOMMU (its
 // domains, tables, caches and pinned memory), the emulated devices, the per-user
 // limits on what clients make the daemon hold, the event stream, and where device work

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "engine/events.h"
 
 #include <nlohmann/json.hpp>

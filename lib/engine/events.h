@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Events the daemon publishes (netlink multicast and the admin event stream).
 // The wire form is one JSON object per event; docs/EVENTS.md documents it.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ATS for device models: what one file's devices were handed by ATS_TRANSLATE (their
 // ATC, as the IOMMU knows it), the invalidation requests the IOMMU's flushes owe
 // them, and the wait that keeps the flushing ioctl from returning before they are

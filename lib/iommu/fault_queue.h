@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A context's bounded queue of fault records, read whole with read(2). When it is
 // full, new records are dropped and one LOST record, after the survivors, stands
 // for all of them; recording resumes once the reader has taken the LOST record.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/io_pagetable.h"
 
 namespace ioasid::iommu {

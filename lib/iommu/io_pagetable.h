@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A kernel-managed I/O address space: the daemon's second-level table, the IOVA
 // areas mapped in it, and the pinned client segments behind them. Every change the
 // daemon makes flushes the IOTLB for the domain before it returns.

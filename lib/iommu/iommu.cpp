@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/iommu.h"
 
 #include "base/fail_nth.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The emulated IOMMU unit: the HPA space its walkers read, its IOTLB and PASID cache,
 // the device-TLBs of ATS devices it must flush, the pinned-page accounting of what is
 // mapped through it, its domain ids (the IOTLB tags one per I/O page table) and their

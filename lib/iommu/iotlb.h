@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The emulated IOTLB: a bounded, set-associative cache of translations tagged by
 // (domain, PASID, page, page size). Lookups take no lock (a sequence counter per
 // set); fills and invalidations lock one set at a time. It is faithful: an entry

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The IOVA bookkeeping of one I/O address space: which IOVAs may be mapped (the
 // address width minus reserved windows such as the MSI range) and which are taken
 // by areas. Areas are claimed and released whole; UNMAP's rules build on overlapping().

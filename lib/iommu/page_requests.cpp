@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/page_requests.h"
 
 #include <vector>

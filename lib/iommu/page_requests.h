@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A file's outstanding page requests (PCIe PRI, VT-d's page request queue): each
 // group a device raised waits for the owner's PAGE_RESP. A DMA that raised one can
 // wait for the answer; closing the file, unbinding the device or detaching the PASID

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/pasid_cache.h"
 
 #include <bit>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The IOMMU's PASID cache: decoded PASID-table entries tagged by (table, PASID), so a
 // translation does not read the device's PASID table on every request. Direct mapped;
 // lookups take no lock (a sequence counter per slot). PasidTable fills it under its

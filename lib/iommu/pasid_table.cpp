@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/pasid_table.h"
 
 #include <atomic>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A device's scalable-mode PASID table as the IOMMU walks it: for each PASID (and the
 // RID's own requests, at RID_PASID 0) how requests translate. Entries are decoded
 // through the IOMMU's PASID cache; every change here invalidates the cached copy

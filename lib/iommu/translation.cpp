@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Iommu::translate: the request path of the emulated IOMMU.
 #include "iommu/iommu.h"
 #include "pgtable/first_level_walk.h"

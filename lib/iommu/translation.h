@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What a device asks the IOMMU and what it answers: a translated address for one
 // access, or a fault with the uAPI reason code.
 #pragma once

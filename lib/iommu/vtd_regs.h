@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The emulated VT-d capability registers GET_INFO reports (Intel VT-d spec rev 4.x,
 // 11.4.2 Capability Register, 11.4.3 Extended Capability Register; the positions are
 // those of Linux's drivers/iommu/intel/iommu.h cap_*() and ecap_*() macros).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/address_space.h"
 
 #include "memory/client_file.h"

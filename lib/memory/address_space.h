@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One open /proc/<pid>/mem per client address space, shared by every backing of that
 // space's private memory: the daemon's fds grow with the processes that map memory,
 // not with their MAP calls.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The memory behind one segment of the emulated HPA space: a pinned client range.
 // Offsets are relative to the start of the range. Every access is bounds-checked
 // here, once, before it reaches an implementation, and no access can crash the

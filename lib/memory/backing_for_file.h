@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // How the daemon reaches a client's file for MAP_FILE: it takes the client's own open
 // file (client_file.h) and maps it through the file's shared view, zero copy.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/backing_for_range.h"
 
 #include "memory/client_file.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // How the daemon reaches a client's virtual range for MAP_DMA (DESIGN.md, memory
 // model): a shared file mapping is mapped into the daemon (zero copy, coherent,
 // atomic); anything else is reached through /proc/<pid>/mem.

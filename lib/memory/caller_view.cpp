@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/caller_view.h"
 
 #include <linux/kcmp.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Where memory a client mapped is for one calling thread (ATS_TRANSLATE's answer):
 // MAP_DMA memory at the address it was mapped from, when the caller runs in that
 // process's address space; MAP_FILE memory in the caller's own shared mapping of the

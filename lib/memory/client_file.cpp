@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/client_file.h"
 
 #include <sys/syscall.h>

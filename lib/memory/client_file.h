@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A client's open file, as the daemon may hold it. The daemon takes the very open file
 // description the client named (pidfd_getfd(2)), never reopens anything by a /proc
 // path: a client can swap fd N for another file between a check and a reopen, and a

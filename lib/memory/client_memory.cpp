@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/client_memory.h"
 
 #include "base/fail_nth.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Access to the calling client's memory for arguments that carry user pointers.
 // A bad pointer is EFAULT, never a crash of the daemon.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The daemon's one mapping of a client file, shared by every backing of that file
 // (each MAP_FILE, each MAP_DMA of a shared file mapping): the daemon's memory maps
 // grow with the files clients use, not with the number of their MAP calls.

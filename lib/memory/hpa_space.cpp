@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/hpa_space.h"
 
 #include "base/fail_nth.h"

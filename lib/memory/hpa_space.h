@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The emulated host-physical address space: client segments plus the daemon's
 // page-table pool, behind the PhysicalMemory interface the walkers use.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/hugetlb_devices.h"
 
 #include "base/unique_fd.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Which mappings of a client are hugetlbfs huge pages, told from /proc/<pid>/maps
 // without opening or statfs-ing the client's files (either could be a request to a
 // FUSE server, this daemon's own included, that never answers).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/locate_pages.h"
 
 #include "memory/address_space.h"

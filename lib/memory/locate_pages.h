@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Where the pages of a client's virtual range live now (page_location.h), read from
 // /proc/<pid>/maps: what iommufd's mock driver compares an IOVA's page with, and
 // where it looks up pin counts (pinned_pages.h).

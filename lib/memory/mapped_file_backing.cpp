@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/mapped_file_backing.h"
 
 #include "base/fail_nth.h"

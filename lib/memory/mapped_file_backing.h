@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A client's shared file (memfd, POSIX shm, hugetlbfs, a MAP_SHARED anonymous or
 // SysV segment) mapped MAP_SHARED into the daemon: zero copy, coherent with the
 // client both ways, and compare_exchange64 is a real atomic on the shared page, so

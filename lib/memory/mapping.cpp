@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/mapping.h"
 
 #include <sys/mman.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // An owned mmap() region: unmapped exactly once, movable, never copied.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/page_location.h"
 
 #include "memory/address_space.h"

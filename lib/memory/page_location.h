@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Where a page of client memory lives, as far as the daemon can tell without the
 // physical address: iommufd's mock driver checks that an IOVA maps the same physical
 // page as a user address does now, and counts pins per physical page.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The emulated host-physical address (HPA) space as hardware walkers see it: 64-bit
 // reads, writes and compare-and-swap at an HPA, plus the pool of page-table pages the
 // daemon owns. Page-table code depends only on this interface, so tests can back it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/pin_accounting.h"
 
 namespace ioasid {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Pinned-page accounting: every page a user's mappings pin counts against that
 // user's limit, as RLIMIT_MEMLOCK does for VFIO. A charge is an RAII object the
 // mapping keeps; destroying it gives the pages back.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/pinned_pages.h"
 
 #include "memory/address_space.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // How many live backings hold each page of client memory: the daemon's stand-in for
 // a page's pin count (the kernel's page refcount, which iommufd's mock driver checks).
 // That count is machine-wide, so one registry serves the whole process (global()).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/process_maps.h"
 
 #include "base/unique_fd.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // /proc/<pid>/maps, parsed: which mappings cover a client's virtual range and how
 // (shared or private, which file, at what offset, with which permissions).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/remote_backing.h"
 
 #include "base/fail_nth.h"

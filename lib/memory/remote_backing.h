@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A range of a client's private memory reached through /proc/<pid>/mem, opened when
 // the range is mapped and shared with every other range of the same address space
 // (address_space.h). The open file holds the client's address space (mm), not its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/sharded_shared_mutex.h"
 
 namespace ioasid {

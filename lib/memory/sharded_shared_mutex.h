@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A reader-writer lock for data read on every DMA and changed rarely (the segment
 // table). A reader touches one counter in a cache line shared with few other threads
 // (threads are spread over shards) plus a read-mostly flag, so readers on different

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/sigbus_guard.h"
 
 #include <sys/mman.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Client files mapped into the daemon can shrink under it (the client truncates its
 // memfd) or fail to supply a page (a full tmpfs, an exhausted hugetlb pool). Touching
 // such a page raises SIGBUS, which would kill the daemon and every other client.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/slice_backing.h"
 
 #include "memory/physical_memory.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A page-aligned part of another backing, as its own backing: iommufd maps parts of
 // one pinned user range (an area split by an unmap) without pinning them again.
 #pragma once

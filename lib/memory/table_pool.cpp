@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "memory/table_pool.h"
 
 #include "base/fail_nth.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The daemon's page-table pages: zeroed 4 KiB pages, each with an HPA in a window of
 // its own, [window_base, window_base + max_pages * 4 KiB).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PASID allocator. Layout (see allocator.h for the contract):
 //
 // - Every PASID has a 32-byte Entry in a lazily allocated chunk of 1024; the chunk

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The system-wide PASID (IOASID) space: the IOASID extensions of the Linux 2020-21
 // series, complete. PASIDs belong to sets; a set has a token, a type and a quota
 // carved out of the capacity. Every PASID is reference counted:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What a DMA request asks for and what a translation grants. Kept apart from any entry
 // format: the second-level (R/W/X) and first-level (P, R/W, XD) formats both reduce to
 // these three rights.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Dirty tracking on a SecondLevelTable: the walker sets D in a leaf on a write (when
 // second-level A/D is on), mark_half_dirty sets a software bit for half a leaf; these
 // read them back and clear them, racing safely with walkers through compare-and-swap.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "pgtable/dump.h"
 
 #include "pgtable/geometry.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A human-readable listing of a second-level table, one line per leaf, for ioasidctl's
 // page-table dump:
 //

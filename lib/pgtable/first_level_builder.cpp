@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "pgtable/first_level_builder.h"
 
 #include "pgtable/geometry.h"

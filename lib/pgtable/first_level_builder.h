@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Builds first-level (x86-64) page tables the way a guest kernel would, for tests and
 // for examples/mini-vmm, which writes its guest's tables into guest RAM. It knows the
 // memory only through callbacks taking GPAs (allocate a zeroed page, read and write a

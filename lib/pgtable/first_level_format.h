@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The VT-d first-level (first-stage) paging entry: IA-32e (x86-64) 4- and 5-level
 // paging as VT-d scalable mode uses it for requests-with-PASID (SVA), per the VT-d
 // spec's "Format for First-Stage Paging Entries", the Intel SDM vol. 3 "Formats of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "pgtable/first_level_walk.h"
 
 #include "pgtable/first_level_format.h"

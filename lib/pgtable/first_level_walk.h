@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The first-level (x86-64) hardware walker, alone or nested over a second level: what
 // VT-d scalable mode does for a request-with-PASID whose PASID entry says first-level
 // (PGTT 001b) or nested (PGTT 011b) translation. Entry format: first_level_format.h.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The radix geometry VT-d shares with x86 paging, whatever the entry format: 4 KiB
 // table pages of 512 eight-byte entries, 9 IOVA bits per level, 4 levels (48-bit
 // IOVAs) or 5 levels (57-bit IOVAs). Levels are numbered as the VT-d spec names them:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "pgtable/leaves.h"
 
 #include "pgtable/geometry.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Enumerates the leaves of a second-level table in IOVA order, reading entries only
 // through PhysicalMemory::read64 like the walker, so it works on any root the IOMMU
 // knows about. Dirty tracking and the dump are built on it.

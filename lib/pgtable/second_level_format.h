@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The VT-d second-level (second-stage) paging entry, as in the VT-d spec's "Format for
 // Second-Stage Paging Entries" (scalable mode) and Linux's drivers/iommu/intel
 // DMA_PTE_* / DMA_SL_PTE_DIRTY:

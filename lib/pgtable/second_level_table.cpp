@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "pgtable/second_level_table.h"
 
 #include "pgtable/geometry.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A second-level table the daemon owns: the page table behind a kernel-managed
 // IOASID, changed by MAP_DMA/UNMAP_DMA and read by the IOMMU's walker. Table pages
 // come from PhysicalMemory's pool and are reached by HPA, so the walker needs nothing

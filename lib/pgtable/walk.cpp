@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "pgtable/walk.h"
 
 #include "pgtable/geometry.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The hardware page walker. It needs no table object: given the memory, a root HPA
 // and the number of levels, it reads entries only with PhysicalMemory::read64 at
 // their HPA, exactly as the IOMMU's walker does, and sets A/D with compare-and-swap.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The walk loop every entry format shares (internal to lib/pgtable: walk.cpp and
 // first_level_walk.cpp include it). A format plugs in through a Walker policy object;
 // everything it does is inlined, so the second-level walk pays nothing for the hooks

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PASID allocator throughput and footprint. Targets: >= 10M alloc+free pairs/s on one
 // thread, find <= 20 ns, <= 64 bytes per live PASID with the whole 20-bit space taken.
 #include "pasid/allocator.h"

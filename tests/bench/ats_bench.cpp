@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ATS for device models through a FUSE node, against the null server's round trip and
 // memcpy in the same run:
 //   - a model moving 1 MiB with its translations cached (AtsCache::copy) / memcpy;

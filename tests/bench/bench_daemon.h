@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasidd on a FUSE mount of its own, for benchmarks that go through the node.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // dsa0 through the node: MEMMOVE of 1 MiB descriptors on memfd memory against a plain
 // memcpy of 1 MiB in the same run, and the rate of shared-WQ submissions from one and
 // from two clients (each an open file of its own, on its own thread).

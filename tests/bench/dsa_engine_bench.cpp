@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The dsa engine in-process (no node): what one descriptor costs the engine itself —
 // a NOOP with its completion record, a MEMMOVE of 1 MiB over 2 MiB or 4 KiB IOPTEs —
 // against memcpy of 1 MiB in the same run. dsa_bench measures the same through the node.

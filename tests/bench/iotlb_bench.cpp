@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // IOTLB lookups in-process. Run: build/tests/bench/iotlb_bench
 #include "iommu/iotlb.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What the device copies are measured against: memcpy of 1 MiB with both buffers hot
 // in the caches, run in the same program so the ratio is of one run.
 #pragma once

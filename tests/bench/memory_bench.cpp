@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The emulated HPA space: 64-bit reads as walkers do them (table pages, mapped and
 // remote segments) and 1 MiB DMA copies through a memfd segment and through
 // /proc/<pid>/mem, against a plain 1 MiB memcpy measured in the same run. Targets:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // First-level and nested (first level over second level) walks: what an IOTLB miss
 // costs a guest-SVA request. The guest maps 1 GiB of GVAs to 1 GiB of guest RAM with
 // 4 KiB pages in its own first-level table (in guest RAM, a memfd the benchmark maps

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Ioctl round trips through a FUSE node: ioasidd against a null server (a minimal
 // libfuse server that answers every ioctl at once) measured in the same run, and
 // the aggregate rate of one versus two client processes.

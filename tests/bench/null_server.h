@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The null server: a minimal libfuse server with one file node that answers every
 // ioctl at once with its own input. Benchmarks measure the daemon against its round
 // trip in the same run.

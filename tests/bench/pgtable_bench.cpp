@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Second-level page tables: the walk an IOTLB miss costs, and MAP+UNMAP of 1 GiB with
 // 2 MiB and with 4 KiB pages. Targets: a 4-level walk <= 150 ns, 1 GiB at 2M <= 2 ms,
 // 1 GiB at 4K <= 30 ms, and at most 2.1 MiB of table pages for 1 GiB at 4K.

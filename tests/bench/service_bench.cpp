@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The engine's cost per ioctl in-process (no FUSE): what the daemon adds to a
 // round trip. Run: build/tests/bench/service_bench
 #include "dev_ioasid/service.h"

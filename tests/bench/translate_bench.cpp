@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Iommu::translate in-process: the whole request path (PASID cache, device-TLB, IOTLB,
 // else a second-level walk and a fill) over an IoPageTable mapping a memfd.
 // Targets: an IOTLB hit <= 25 ns, a 4-level miss walk <= 150 ns.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Every ioasidd option refuses bad values alike: exit 2, one line
 # "ioasidd: --OPTION: what is wrong", then "Try 'ioasidd --help'.", and nothing
 # made on the way (no directory, no mount, no socket). And NO_COLOR is honoured.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # A second ioasidd on a live daemon's --fuse directory or --bind-node path is refused
 # with a clear error, and the first keeps serving; a failed start removes the
 # directories it made; a killed daemon's dead mount is still taken over. Needs root and

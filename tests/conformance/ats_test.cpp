@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ATS for device models: ATS_TRANSLATE and ATS_INV_ACK rows, invalidations that wait
 // for the model's acknowledgement (or fail the device), translations only into the
 // caller's own memory, page requests on a miss, and UNMAP racing translations.

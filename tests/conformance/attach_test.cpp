@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ATTACH_IOASID, ATTACH_IOASID_PASID, DETACH_IOASID, DETACH_IOASID_PASID with REPLACE,
 // on the default devices: dma0 (PASID 20 bits) and dma1 (no PASID capability).
 #include "harness.hpp"

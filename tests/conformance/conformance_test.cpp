@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The /dev/ioasid conformance suite: real ioctl(2), read(2) and poll(2) calls on a real
 // node (FUSE or CUSE), checked against docs/UAPI.md. See harness.hpp for the helpers.
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // DEVICE_BIND, DEVICE_UNBIND, DEVICE_GET_INFO against the daemon's default devices:
 // dma0 at 0000:00:03.0 with PASID (20 bits), PRI and ATS, and a plain dma1 at 00:04.0.
 #include "harness.hpp"

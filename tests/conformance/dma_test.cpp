@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // DEVICE_DMA through the emulated IOMMU, fault records on read()/poll(), and dirty
 // tracking: the rows of UAPI.md and the data path, with memory from memfds (mapped
 // into the daemon) and private anonymous mappings (reached through /proc/<pid>/mem).

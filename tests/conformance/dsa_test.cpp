@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The dsa engine (dsa0): WQ_CONFIG and DEVICE_SUBMIT rows, every opcode's result and
 // its completion record byte for byte, the device's descriptor checks, faults with and
 // without block on fault, GPASID, the isolation of the clients of one shared WQ, the

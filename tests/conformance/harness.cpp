@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The conformance harness: the gtest Environment that finds or starts the daemon, a
 // watchdog so that no test can hang, and the helpers declared in harness.hpp.
 #include "harness.hpp"

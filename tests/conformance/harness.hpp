@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Helpers of the /dev/ioasid conformance suite: the node under test, an open file of it,
 // ioctl wrappers that return errno, PASID request helpers, set-up through libioasid,
 // child processes with timeouts. Everything here issues real syscalls on a real node;

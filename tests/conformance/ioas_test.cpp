@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ALLOC, FREE, MAP_DMA, MAP_FILE, UNMAP_DMA, IOVA_RANGES: kernel-managed IOASIDs and
 // the rows of UAPI.md, with client memory from memfds and private anonymous mappings.
 #include "harness.hpp"

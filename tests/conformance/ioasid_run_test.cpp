@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // END TO END, needs the daemon side of <linux/ioasid_iommu_fd.h>: the iommufd commands
 // that return a file descriptor (IOMMU_FAULT_QUEUE_ALLOC, IOMMU_TEST_OP_CREATE_ACCESS)
 // through the companion node, done by libioasid's iommufd_fd_command and, for an

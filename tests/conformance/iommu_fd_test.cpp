@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // iommufd's commands that hand the caller a file (uapi/linux/ioasid_iommu_fd.h):
 // IOASID_IOMMU_FD_CMD makes the object and a token, a file of the companion node
 // given the token becomes the object, closing that file ends it. Here the selftest's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Helpers of the iommufd node's conformance tests (iommu_node_test.cpp, iommu_fd_test.cpp):
 // the node beside the ioasid node, an open file of it, ioctl wrappers returning errno,
 // mock devices and the mock driver's checks, the selftest's buffer.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The iommufd node (Linux's /dev/iommu uAPI; DIR/iommu beside DIR/ioasid on FUSE,
 // /dev/iommu beside /dev/ioasid under CUSE) through real ioctl(2) calls: the framing
 // every command shares (a size below the minimum, a non-zero tail, a NULL argument,

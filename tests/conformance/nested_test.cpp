@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Nested IOASIDs, BIND_PGTBL, UNBIND_PGTBL and CACHE_INVLD: a "guest" keeps its RAM in
 // a memfd mapped at GPA 0 of a kernel-managed IOASID, builds an x86 first-level table
 // in it by hand, binds it on a nested IOASID and lets dma0 (PASID, ATS) and dma1 (RID)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Hostile or unusual use of the node and the daemon: ioctls the daemon does not
 // own, concurrent blocking reads, and the daemon's own lifecycle on SIGHUP.
 #include "harness.hpp"

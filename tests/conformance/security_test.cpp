@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The security model of docs/SECURITY.md, tested through real nodes: who may open the
 // node, who may use the admin socket, what a client of another user can reach, what a
 // daemon without ptrace rights over a client answers, what clients see when the daemon

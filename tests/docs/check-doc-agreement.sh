@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # docs/UAPI.md is the reference for the /dev/ioasid contract; docs/UAPI-REFERENCE.md
 # repeats part of it beside its examples. This fails when the two disagree or when
 # either disagrees with the header:

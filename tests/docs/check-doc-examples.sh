@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Compiles every ```c block of a markdown file as its own translation unit.
 #
 #   tests/docs/check-doc-examples.sh DOC HEADER_DIR

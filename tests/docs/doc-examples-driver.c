@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Calls the example functions of docs/UAPI-REFERENCE.md against a live daemon and
  * checks what the reference says they do. Linked with the reference's non-main C

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs the C examples of a markdown file against a live daemon.
 #
 #   tests/docs/run-doc-examples.sh DOC HEADER_DIR NODE

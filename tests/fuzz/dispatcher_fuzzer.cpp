@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target: drives ioasid::dev_ioasid::Service in-process with programs of
 // ioctls, fault reads and reopens over a few open files (format: ioctl_program.h),
 // then checks that closing everything brings the service back to its baseline.

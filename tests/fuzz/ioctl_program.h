@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The input format of dispatcher_fuzzer: a program of steps over a few open files.
 //
 // One visitor (visit_step) describes the format for both directions: FdpReader

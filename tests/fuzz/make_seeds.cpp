@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Writes the seed corpus of dispatcher_fuzzer: small programs that walk the main
 // paths (PASIDs, IOAS maps, device DMA and page requests, nesting, DSA work queues,
 // two files, the generic rules). Encoded with the same visitor the fuzzer decodes

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # A bounded run of dispatcher_fuzzer: the seed corpus is copied to a scratch corpus,
 # the fuzzer runs for SECONDS, and any crash, leak, timeout, out-of-memory or
 # sanitizer report fails the run (exit 1) with the reproducer and the command that

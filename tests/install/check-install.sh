@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs a build tree into a temporary prefix (cmake --install --prefix) and checks
 # what landed there: the programs, libioasid with its headers and pkg-config file, the
 # systemd unit, the udev rule, the sysusers.d snippet and the manual pages. Then builds

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the kernel's iommufd selftest, unchanged, against the project's own headers:
 # `iommufd` (190 tests) and `iommufd_fail_nth` (7 tests), from the sources fetch.sh
 # extracts.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Fetches the kernel's iommufd selftest sources: Debian's linux-source-6.12, pinned at
 # 6.12.118-1~deb12u1 and checked against a pinned sha256, is downloaded with
 # apt-get download, and only the six files the suite needs are extracted, keeping

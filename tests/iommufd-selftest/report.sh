@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Judges a run of the iommufd selftest from the harness's TAP output, against the
 # allowlist. Shared by run.sh (FUSE, on the host) and tests/vm/run-vm-tests.sh (CUSE,
 # in a VM), so both count the same way.

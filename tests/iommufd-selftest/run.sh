@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs the kernel's iommufd selftest, built unchanged (build.sh), against ioasidd's
 # iommufd node on FUSE.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs a command that opens /dev/iommu against a FUSE node, without touching the
 # host's /dev.
 #

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The man pages against the programs: fails when an option `ioasidd --help` prints has
 # no entry in ioasidd.8's OPTIONS, a command ioasidctl's help lists has none in
 # ioasidctl.8's COMMANDS, or a page documents one the program no longer has, or

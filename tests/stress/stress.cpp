@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasid-stress: starts its own ioasidd (FUSE front end), then keeps --clients forked
 // client processes of --threads threads each running random valid ioctl sequences on
 // the node for --seconds, while a supervisor SIGKILLs a random client every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The PASID allocator: lifecycle and reference counts, sets and quotas, the spid
 // map, notifier ordering and re-entrancy, and a multi-threaded hammer.
 #include "pasid/allocator.h"

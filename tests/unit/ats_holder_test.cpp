@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/ats.h"
 #include "iommu/iommu.h"
 

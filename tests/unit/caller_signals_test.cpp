@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Which signals end a client's blocking ioctl (EINTR) and which let it go on: a stop
 // and a continue must not cancel a call, a handler or a fatal default must.
 #include "dev_ioasid/caller_signals.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libioasid without a daemon: results, error messages, the node's path, and the DSA
 // descriptors its builders produce, byte for byte.
 #include <ioasid/client.hpp>

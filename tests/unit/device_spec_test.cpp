@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "devices/device_spec.h"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The `dma` device's engine: transfers between a client buffer (this process, through
 // ProcessMemory as the daemon reaches its clients) and memory mapped in an IoPageTable,
 // translated through the IOMMU, stopping at the first fault.

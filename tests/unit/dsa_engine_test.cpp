@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The dsa engine in-process: work queues run on an executor, descriptors move memory
 // through the IOMMU, completion records land in memory, a block-on-fault descriptor
 // parks its WQ until its page request is answered (another file's gives way to work

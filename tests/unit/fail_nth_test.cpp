@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Every error path of every step, one at a time: each scenario (one slice of the uAPI)
 // is replayed with the calling thread armed to fail its Nth injectable point of one
 // kind (allocation, client-memory copy, page-table page), N = 1, 2, ... until a replay

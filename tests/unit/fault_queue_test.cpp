@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/fault_queue.h"
 
 #include <gtest/gtest.h>

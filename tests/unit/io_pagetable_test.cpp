@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A kernel-managed I/O page table over real memory: a memfd of this process mapped
 // through the HPA space, translated by the second-level walker.
 #include "iommu/io_pagetable.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The program ioasid_run_test runs under ioasid-run: it issues the ioctls the launcher
 // traps and reports how they ended as its exit code (the errno, 0 on success), so a test
 // sees what the launcher made of them. Knows the iommufd uAPI only.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ioasid-run without a daemon: the seccomp plumbing seen from the program it runs
 // (ioasid_run_probe, whose exit code is the errno its ioctl got), the exit codes, the
 // signals it passes on, and its command line.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The iommufd uAPI header and the mock driver's command header compile on their
  * own as strict C11, and every struct, field and ioctl number matches the 6.12

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/iotlb.h"
 
 #include <gtest/gtest.h>

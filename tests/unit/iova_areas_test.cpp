@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // IovaAreas, the IOVA side of one /dev/iommu IOAS (iommufd's io_pagetable), without a
 // daemon or a client: the areas are this process's memory (Pages::record of
 // getpid()), the domains engine tables of an Iommu of the test's own. The rules are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "iommu/iova_space.h"
 
 #include <gtest/gtest.h>

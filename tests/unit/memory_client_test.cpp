@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Backings of real client processes: /proc/<pid>/mem for private memory, files
 // reopened through /proc/<pid>/fd and /proc/<pid>/map_files, the choice between them
 // from /proc/<pid>/maps, and what happens when the client unmaps, truncates or exits.

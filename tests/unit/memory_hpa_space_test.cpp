@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Segments in the HPA space: placement, data transfers across pages and off the end,
 // words in segments, and DMA from threads while segments come and go.
 #include "memory/hpa_space.h"

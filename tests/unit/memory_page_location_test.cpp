@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Where client pages live (locate_pages, Backing::location), how many backings pin
 // each (PinnedPages), slices of backings, and hugetlbfs memory through
 // backing_for_range. Clients are forked children that set up their memory, report

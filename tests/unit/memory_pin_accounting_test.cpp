@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Pinned-page accounting: per-user limits, RAII uncharging, per-user separation.
 #include "memory/pin_accounting.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The page-table pool: HPAs, zeroed pages, the limit, atomics, and failures on HPAs
 // that are not live tables.
 #include "memory/hpa_space.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The VT-d first-level (x86-64) page-table format, its walker alone (tables in daemon
 // memory, GPAs are HPAs) and nested over a second-level table (guest SVA: the guest's
 // tables in guest RAM, a memfd the test maps as a VMM would and the HpaSpace serves as

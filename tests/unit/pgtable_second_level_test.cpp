@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The VT-d second-level page-table format: bit layout, SecondLevelTable map/unmap,
 // the hardware walker, dirty tracking, the dump, and a randomized comparison with a
 // reference model.

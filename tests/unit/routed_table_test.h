@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A gtest fixture for the translation and DMA-function tests: an IOMMU, a memfd of
 // `kMemory` bytes standing for client memory, one I/O page table and a PASID table
 // routing `kPasid` to it as IOASID `kIoasid`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The dispatcher and Service in-process: generic ioctl rules, the PASID commands,
 // context lifecycle, events and the admin view, with no FUSE in between.
 #include "dev_ioasid/service.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shared by the translation and DMA-function tests: a memfd standing for a client's
 // memory, mapped into an IoPageTable as MAP_FILE would map it (a MappedFileBacking plus
 // a pin charge), and the PASID-table entry that routes requests to that table. The

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The IOMMU's request path: the PASID cache and the PASID table in front of it, then
 // Iommu::translate over a real IoPageTable (a memfd mapped through the HPA space):
 // addresses, fault reasons, IOTLB and device-TLB caching and their flushes, dirty

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The uAPI header compiles as strict C11 and every struct has the exact size of UAPI.md. */
 #include <linux/ioasid.h>
 

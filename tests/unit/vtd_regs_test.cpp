@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The emulated VT-d registers GET_INFO reports (iommu/vtd_regs.h): every field read at
 // its VT-d spec position (as Linux's cap_*()/ecap_*() macros read it, written out here
 // on their own), and every capability bit set tied to the engine behaviour it

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # /init of the VM stage's initramfs (run by busybox ash as PID 1).
 #
 # Loads fuse/cuse, starts ioasidd in CUSE mode, runs the conformance suite against

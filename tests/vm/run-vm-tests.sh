@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # VM stage: runs the conformance suite against a real CUSE /dev/ioasid, and
 # optionally the kernel's iommufd selftest (tests/iommufd-selftest) against the
 # daemon's CUSE /dev/iommu, under the launcher ioasid-run.

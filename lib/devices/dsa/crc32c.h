@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // CRC-32C (Castagnoli, reflected: iSCSI's, and DSA's CRCGEN). crc32c(seed, data)
 // continues a CRC: crc32c(crc32c(0, a), b) == crc32c(0, a + b); "123456789" gives
 // 0xe3069283 from seed 0.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "devices/dsa/descriptor.h"
 
 namespace ioasid::devices::dsa {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // DSA descriptors as the device reads them, and the completion record it writes.
 // The checks are the device's: a bad descriptor is not an ioctl error but a
 // completion record with a status saying what was wrong.

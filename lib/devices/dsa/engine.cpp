@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "devices/dsa/engine.h"
 
 #include <spdlog/spdlog.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The DSA-like Scalable IOV engine of one device: work queues, dedicated to one PASID
 // or shared by clients at their own PASIDs (ENQCMD: accepted, or RETRY when full),
 // whose descriptors run on the daemon's executor — each WQ in submission order, WQs

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "devices/dsa/operations.h"
 
 #include "devices/dsa/crc32c.h"

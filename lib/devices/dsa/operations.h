@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What each data opcode does to memory, as the engine's DMA at one PASID: operands
 // are translated through the IOMMU (the device-TLB first), then visited side by side
 // in the daemon's mapping of the memory, or through staging buffers for memory it has

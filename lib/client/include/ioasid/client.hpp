@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libioasid: thin C++20 wrappers over the /dev/ioasid uAPI (<linux/ioasid.h>).
 //
 // Every call returns a Result: the value, or an Error carrying the errno the daemon
