@@ -101,12 +101,14 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
   std::string max_files = text(defaults.max_files_per_user);
   std::string max_maps = text(defaults.max_maps_per_user);
   std::string max_ioasids = text(defaults.max_ioasids_per_user);
+  std::string max_waits = text(defaults.max_waits_per_user);
   std::string pasid_quota = text(defaults.default_pasid_quota);
   std::string pasid_bits = text(defaults.pasid_bits);
   std::string addr_width = text(defaults.addr_width);
   std::string fault_queue = text(defaults.fault_queue_depth);
   std::string page_timeout_ms = text(defaults.page_response_timeout.count());
   std::string ats_timeout_ms = text(defaults.ats_timeout.count());
+  std::string dsa_poll_us = text(defaults.dsa_idle_poll.count());
   std::string netlink_group = text(options.netlink_group);
 
   // The default devices are named from the list itself, so the help cannot go stale.
@@ -159,6 +161,10 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
        "MAP_DMA/MAP_FILE mappings each uid but root may hold; one more fails with ENOSPC. 0..1048576; 0: no limit")
       ("max-ioasids-per-user", with_default(max_ioasids, "N"),
        "IOASIDs each uid but root may hold; one more IOASID_ALLOC fails with ENOSPC. 0..1048576; 0: no limit")
+      ("max-waits-per-user", with_default(max_waits, "N"),
+       "calls each uid but root may have sleeping at once for a page response or an ATS acknowledgement; one more "
+       "does not wait (DEVICE_DMA, ATS_TRANSLATE: PAGE_REQ; an ATS invalidation: the device fails). 0..64; 0: no "
+       "limit")
       ("pasid-quota", with_default(pasid_quota, "N"),
        "PASIDs each open file may hold, 1..2^BITS-1 (ioasidctl set-quota changes one file's)")
       ("pasid-bits", with_default(pasid_bits, "BITS"),
@@ -173,6 +179,9 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
       ("ats-timeout", with_default(ats_timeout_ms, "MS"),
        "milliseconds an ioctl waits for a device model to acknowledge an ATS invalidation, 1..60000; "
        "then the device is failed")
+      ("dsa-poll", with_default(dsa_poll_us, "US"),
+       "microseconds a dsa work queue's runner keeps its thread, spinning, for the next descriptor after its "
+       "queue ran dry, 0..1000; 0: it sleeps at once (each descriptor then waits for a thread to wake)")
       ("admin-socket", with_default(options.admin_socket, "PATH"),
        "the unix socket ioasidctl and ioasid-monitor use; 'none': no admin socket")
       ("admin-group", po::value(&admin_group)->value_name("GROUP"),
@@ -258,6 +267,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     options.service.max_files_per_user = number<uint32_t>("--max-files-per-user", max_files, 0, 1u << 16);
     options.service.max_maps_per_user = number<uint32_t>("--max-maps-per-user", max_maps, 0, 1u << 20);
     options.service.max_ioasids_per_user = number<uint32_t>("--max-ioasids-per-user", max_ioasids, 0, 1u << 20);
+    options.service.max_waits_per_user = number<uint32_t>("--max-waits-per-user", max_waits, 0, 64);
     options.service.pasid_bits = number<uint32_t>("--pasid-bits", pasid_bits, 1, 20);
     // A file's quota is carved out of the PASID space: PASIDs 1..2^BITS-1.
     options.service.default_pasid_quota =
@@ -270,6 +280,8 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
     options.service.page_response_timeout =
         std::chrono::milliseconds(number<uint32_t>("--page-timeout", page_timeout_ms, 1, 3600000));
     options.service.ats_timeout = std::chrono::milliseconds(number<uint32_t>("--ats-timeout", ats_timeout_ms, 1, 60000));
+    options.service.dsa_idle_poll = std::chrono::microseconds(
+        number<uint32_t>("--dsa-poll", dsa_poll_us, 0, devices::dsa::kMaxIdlePoll.count()));
     options.netlink_group = number<uint32_t>("--netlink-group", netlink_group, 0, 32);
     if (no_netlink) options.netlink_group = 0;
     if (const auto level = spdlog::level::from_str(options.log_level);

@@ -76,14 +76,6 @@ Answer place_runs(HpaSpace& memory, CallerView& caller, const devices::Translate
   return answer;
 }
 
-FaultSource source_of(const ioasid_ats_translate& request, const devices::DeviceSpec& spec) {
-  return {.dev_id = request.dev_id,
-          .device = spec.name,
-          .pasid = (request.flags & IOASID_ATS_PASID) ? std::optional(request.pasid) : std::nullopt,
-          .perm = ((request.flags & IOASID_ATS_WRITE) ? IOASID_FAULT_PERM_WRITE : IOASID_FAULT_PERM_READ) |
-                  ((request.flags & IOASID_ATS_PRIV) ? IOASID_FAULT_PERM_PRIV : 0)};
-}
-
 }  // namespace
 
 Result<long> ats_translate(Call& call, ioasid_ats_translate& request) {
@@ -93,10 +85,12 @@ Result<long> ats_translate(Call& call, ioasid_ats_translate& request) {
   const devices::DeviceSpec& spec = device->spec();
   if (device->removed()) return fail(ENODEV, "{} was removed by the admin", spec.name);
   if (!spec.ats) return fail(EOPNOTSUPP, "{} has no ATS capability", spec.name);
-  const bool with_pasid = request.flags & IOASID_ATS_PASID;
-  const bool write = request.flags & IOASID_ATS_WRITE;
-  const bool privileged = request.flags & IOASID_ATS_PRIV;
-  IOASID_TRY(check_request_pasid(spec, with_pasid, request.pasid, privileged));
+  const DeviceRequest asked{.dev_id = request.dev_id,
+                            .with_pasid = (request.flags & IOASID_ATS_PASID) != 0,
+                            .pasid = request.pasid,
+                            .write = (request.flags & IOASID_ATS_WRITE) != 0,
+                            .privileged = (request.flags & IOASID_ATS_PRIV) != 0};
+  IOASID_TRY(check_request_pasid(spec, asked));
   if (request.length == 0) return fail(EINVAL, "length 0");
   if (request.length > kMaxAtsLength)
     return fail(EINVAL, "length {:#x} is above the {:#x} one request may translate", request.length, kMaxAtsLength);
@@ -116,8 +110,8 @@ Result<long> ats_translate(Call& call, ioasid_ats_translate& request) {
   request.out_fault_addr = 0;
   request.out_status = IOASID_ATS_OK;
   request.out_fault_reason = 0;
-  const uint32_t pasid = with_pasid ? request.pasid : iommu::kRidPasid;
-  const pgtable::Access access{.read = !write, .write = write};
+  const uint32_t pasid = asked.with_pasid ? request.pasid : iommu::kRidPasid;
+  const pgtable::Access access{.read = !asked.write, .write = asked.write};
   iommu::Iommu& iommu = call.service.iommu();
   Answer answer;
   for (int attempt = 0;;) {
@@ -125,7 +119,7 @@ Result<long> ats_translate(Call& call, ioasid_ats_translate& request) {
     auto reservation = holder->reserve(request.dev_id, domain, pasid, request.iova, request.length);
     IOASID_TRY(reservation);
     const auto translated = devices::translate_range(iommu, device->pasid_table(), nullptr, pasid, request.iova,
-                                                     request.length, access, privileged);
+                                                     request.length, access, asked.privileged);
     if (domain_of(*device, pasid) != domain && ++attempt < kRouteAttempts) {
       // Recorded under the domain it no longer routes to: a later flush of the new one
       // would miss it. Walk again.
@@ -133,7 +127,7 @@ Result<long> ats_translate(Call& call, ioasid_ats_translate& request) {
       continue;
     }
     CallerView caller(call.memory.pid());
-    answer = place_runs(iommu.memory(), caller, translated, request.iova, slots, write);
+    answer = place_runs(iommu.memory(), caller, translated, request.iova, slots, asked.write);
     holder->keep(*reservation, answer.length);
     if (answer.stop) {
       std::tie(request.out_status, request.out_fault_reason) = *answer.stop;
@@ -149,7 +143,7 @@ Result<long> ats_translate(Call& call, ioasid_ats_translate& request) {
     // fault: only a miss on the first byte raises a page request.
     if (answer.length != 0) break;
     // A translation completion without access is not a fault the IOMMU records.
-    auto next = after_fault(call, *device, source_of(request, spec), fault, !(request.flags & IOASID_ATS_NOWAIT),
+    auto next = after_fault(call, *device, asked.source(spec), fault, !(request.flags & IOASID_ATS_NOWAIT),
                             false);
     IOASID_TRY(next);
     if (*next == AfterFault::kRetry) {

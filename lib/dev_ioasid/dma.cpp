@@ -16,25 +16,24 @@ namespace {
 // The longest transfer one request may ask for (a device's maximum transfer size).
 constexpr uint64_t kMaxDmaLength = 64ull << 20;
 
-FaultSource source_of(const ioasid_device_dma& dma, const devices::DeviceSpec& spec) {
-  return {.dev_id = dma.dev_id,
-          .device = spec.name,
-          .pasid = (dma.flags & IOASID_DMA_PASID) ? std::optional(dma.pasid) : std::nullopt,
-          .perm = ((dma.flags & IOASID_DMA_WRITE) ? IOASID_FAULT_PERM_WRITE : IOASID_FAULT_PERM_READ) |
-                  ((dma.flags & IOASID_DMA_PRIV) ? IOASID_FAULT_PERM_PRIV : 0)};
-}
-
 }  // namespace
 
-Result<void> check_request_pasid(const devices::DeviceSpec& spec, bool with_pasid, uint32_t pasid, bool privileged) {
-  if (with_pasid) {
+FaultSource DeviceRequest::source(const devices::DeviceSpec& spec) const {
+  return {.dev_id = dev_id,
+          .device = spec.name,
+          .pasid = with_pasid ? std::optional(pasid) : std::nullopt,
+          .perm = (write ? IOASID_FAULT_PERM_WRITE : IOASID_FAULT_PERM_READ) | (privileged ? IOASID_FAULT_PERM_PRIV : 0)};
+}
+
+Result<void> check_request_pasid(const devices::DeviceSpec& spec, const DeviceRequest& request) {
+  if (request.with_pasid) {
     if (spec.pasid_bits == 0) return fail(EOPNOTSUPP, "{} has no PASID capability", spec.name);
-    if (pasid == 0) return fail(EINVAL, "PASID 0 is the RID's own (RID_PASID): send without the PASID flag");
-    if (pasid >= (1u << spec.pasid_bits))
-      return fail(EINVAL, "pasid {} does not fit {}'s {} PASID bits", pasid, spec.name, spec.pasid_bits);
-  } else if (pasid != 0) {
-    return fail(EINVAL, "pasid {} given without the PASID flag", pasid);
-  } else if (privileged) {
+    if (request.pasid == 0) return fail(EINVAL, "PASID 0 is the RID's own (RID_PASID): send without the PASID flag");
+    if (request.pasid >= (1u << spec.pasid_bits))
+      return fail(EINVAL, "pasid {} does not fit {}'s {} PASID bits", request.pasid, spec.name, spec.pasid_bits);
+  } else if (request.pasid != 0) {
+    return fail(EINVAL, "pasid {} given without the PASID flag", request.pasid);
+  } else if (request.privileged) {
     return fail(EINVAL,
                 "PRIV without PASID: on PCIe the privileged bit travels in the PASID prefix, so a request without "
                 "PASID cannot carry it");
@@ -62,6 +61,13 @@ Result<AfterFault> after_fault(Call& call, Device& device, const FaultSource& so
   // later, once the owner has read its queue. Waiting would be for nothing.
   if (raised.outcome == PageRequestOutcome::kQueueFull) return AfterFault::kRetryLater;
   if (!wait) return AfterFault::kPageRequest;
+  // Sleeping holds a session thread every client shares: a user gets only so many.
+  const auto waiting = call.service.engine().waits_quota().charge(call.context.client().uid);
+  if (!waiting) {
+    spdlog::info("ctx {}: {}: page request group {} raised, not waited for", call.context.id(), waiting.error().why,
+                 raised.group.grpid);
+    return AfterFault::kPageRequest;
+  }
   call.service.before_blocking_wait();
   const auto answer =
       call.context.page_requests().wait(raised.group, call.service.config().page_response_timeout, call.interrupted);
@@ -84,8 +90,12 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
   if (device->removed()) return fail(ENODEV, "{} was removed by the admin", spec.name);
   if (spec.type != devices::DeviceType::Dma)
     return fail(EOPNOTSUPP, "{} is not a dma function (a dsa engine takes work through DEVICE_SUBMIT)", spec.name);
-  const bool with_pasid = dma.flags & IOASID_DMA_PASID;
-  IOASID_TRY(check_request_pasid(spec, with_pasid, dma.pasid, dma.flags & IOASID_DMA_PRIV));
+  const DeviceRequest request{.dev_id = dma.dev_id,
+                              .with_pasid = (dma.flags & IOASID_DMA_PASID) != 0,
+                              .pasid = dma.pasid,
+                              .write = (dma.flags & IOASID_DMA_WRITE) != 0,
+                              .privileged = (dma.flags & IOASID_DMA_PRIV) != 0};
+  IOASID_TRY(check_request_pasid(spec, request));
   if (dma.length == 0) return fail(EINVAL, "length 0");
   if (dma.length > kMaxDmaLength)
     return fail(EINVAL, "length {:#x} is above the device's maximum transfer of {:#x}", dma.length, kMaxDmaLength);
@@ -95,11 +105,11 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
   uint64_t done = 0;
   for (;;) {
     auto outcome = devices::run_dma(call.service.iommu(), device->pasid_table(), device->device_tlb(),
-                                    {.pasid = with_pasid ? dma.pasid : iommu::kRidPasid,
+                                    {.pasid = request.with_pasid ? dma.pasid : iommu::kRidPasid,
                                      .iova = dma.iova + done,
                                      .length = dma.length - done,
-                                     .to_memory = bool(dma.flags & IOASID_DMA_WRITE),
-                                     .privileged = bool(dma.flags & IOASID_DMA_PRIV),
+                                     .to_memory = request.write,
+                                     .privileged = request.privileged,
                                      .buffer_memory = &call.memory,
                                      .buffer_address = dma.buf_uptr + done});
     IOASID_TRY(outcome);
@@ -113,7 +123,7 @@ Result<long> device_dma(Call& call, ioasid_device_dma& dma) {
     const auto& fault = *outcome->fault;
     dma.out_fault_addr = fault.address;
     dma.out_fault_reason = fault.reason;
-    auto next = after_fault(call, *device, source_of(dma, spec), fault, !(dma.flags & IOASID_DMA_NOWAIT), true);
+    auto next = after_fault(call, *device, request.source(spec), fault, !(dma.flags & IOASID_DMA_NOWAIT), true);
     IOASID_TRY(next);
     switch (*next) {
       case AfterFault::kRetry: continue;  // the device retries the access where it stopped

@@ -70,10 +70,21 @@ Result<long> unbind_pgtbl(Call& call, ioasid_unbind_pgtbl& unbind);
 Result<long> cache_invalidate(Call& call, ioasid_cache_invalidate& invalidate);
 
 // dma.cpp
-// The PASID rules every request a device makes on the caller's behalf follows (UAPI.md,
-// DEVICE_DMA): a PASID needs the capability and must fit it, and is never 0; without
-// one, `pasid` must be 0 and the request cannot be privileged.
-Result<void> check_request_pasid(const devices::DeviceSpec& spec, bool with_pasid, uint32_t pasid, bool privileged);
+// A request a device makes on the caller's behalf (DEVICE_DMA, ATS_TRANSLATE).
+struct DeviceRequest {
+  uint32_t dev_id = 0;
+  bool with_pasid = false;
+  uint32_t pasid = 0;
+  bool write = false;
+  bool privileged = false;
+
+  // Who a fault record says faulted, and with which access.
+  FaultSource source(const devices::DeviceSpec& spec) const;
+};
+// The PASID rules every such request follows (UAPI.md, DEVICE_DMA): a PASID needs the
+// capability and must fit it, and is never 0; without one, `pasid` must be 0 and the
+// request cannot be privileged.
+Result<void> check_request_pasid(const devices::DeviceSpec& spec, const DeviceRequest& request);
 // What a device does after a fault at `fault.address`: on a PRI device at a PASID, a
 // missing or too weak translation raises a page request (and, with `wait`, waits for
 // its answer); anything else is unrecoverable, queued as a fault record when

@@ -52,7 +52,9 @@ engine::EngineConfig ServiceConfig::engine() const {
           .pin_limit_pages = pin_limit_pages,
           .max_maps_per_user = max_maps_per_user,
           .max_ioasids_per_user = max_ioasids_per_user,
-          .executor = executor};
+          .max_waits_per_user = max_waits_per_user,
+          .executor = executor,
+          .dsa_idle_poll = dsa_idle_poll};
 }
 
 Service::Service(ServiceConfig config)
@@ -159,8 +161,18 @@ Result<long> Service::ioctl(Context& context, uint32_t cmd, uint64_t arg, std::s
   // What the ioctl invalidated in ATS device models is acknowledged before it returns.
   iommu::AtsWaitScope ats_invalidations(config_.ats_timeout);
   auto result = dispatch(call, cmd, buf);
-  if (ats_invalidations.waiting()) before_blocking_wait();
-  ats_invalidations.complete();
+  if (ats_invalidations.waiting()) {
+    // Sleeping holds a session thread every client shares: a user gets only so many.
+    const auto waiting = engine().waits_quota().charge(context.client().uid);
+    if (waiting) {
+      before_blocking_wait();
+      ats_invalidations.complete();
+    } else {
+      spdlog::info("ctx {} pid {} {}: {}: the devices it invalidated fail now unless they acknowledged already",
+                   context.id(), context.client().pid, ioctl_name(cmd), waiting.error().why);
+      ats_invalidations.complete_without_waiting();
+    }
+  }
   if (!result) {
     registry_->ioctl_errors.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("ctx {} pid {} {}: {}: {}", context.id(), context.client().pid, ioctl_name(cmd),

@@ -48,6 +48,9 @@ struct ServiceConfig {
   // (docs/SECURITY.md, "What bounds the daemon").
   uint32_t max_maps_per_user = 4096;
   uint32_t max_ioasids_per_user = 1024;
+  // Calls per uid other than root sleeping at once for a page response or an ATS
+  // acknowledgement (0 = unlimited); past it a call does not wait (docs/SECURITY.md).
+  uint32_t max_waits_per_user = 8;
   // How long a DMA waits for the PAGE_RESP to its page request before it fails.
   std::chrono::milliseconds page_response_timeout{10000};
   // How long an ioctl waits for a device model to acknowledge an ATS invalidation it
@@ -56,6 +59,8 @@ struct ServiceConfig {
   // Where devices run their work (the daemon's Asio pool); null: two threads of the
   // service's own. Must outlive the Service.
   Executor* executor = nullptr;
+  // How long a dsa WQ's runner waits for the next descriptor before it lets its thread go.
+  std::chrono::microseconds dsa_idle_poll = devices::dsa::kDefaultIdlePoll;
 
   // The engine's part of it.
   engine::EngineConfig engine() const;

@@ -8,7 +8,8 @@ namespace ioasid::engine {
 // An ATS device caches far fewer translations than the IOMMU.
 constexpr size_t kDeviceTlbEntries = 256;
 
-Device::Device(devices::DeviceSpec spec, iommu::Iommu& iommu, Executor& executor)
+Device::Device(devices::DeviceSpec spec, iommu::Iommu& iommu, Executor& executor,
+               std::chrono::microseconds dsa_idle_poll)
     : spec_(std::move(spec)), pasid_table_(iommu.pasid_cache()) {
   if (spec_.ats) {
     device_tlb_ = std::make_unique<iommu::Iotlb>(kDeviceTlbEntries);
@@ -16,7 +17,7 @@ Device::Device(devices::DeviceSpec spec, iommu::Iommu& iommu, Executor& executor
   }
   if (spec_.type == devices::DeviceType::Dsa)
     engine_ = std::make_unique<devices::dsa::Engine>(spec_.name, iommu, pasid_table_, device_tlb_.get(),
-                                                     spec_.num_wqs, executor);
+                                                     spec_.num_wqs, executor, dsa_idle_poll);
 }
 
 std::vector<uint32_t> Device::bound_by() const {
@@ -69,7 +70,7 @@ Result<std::shared_ptr<Device>> DeviceRegistry::add(devices::DeviceSpec spec) {
     if (device->spec().rid == spec.rid)
       return fail(EEXIST, "{} already has PCI address {}", device->spec().name, devices::pci_address(spec.rid));
   }
-  devices_.push_back(std::make_shared<Device>(std::move(spec), iommu_, executor_));
+  devices_.push_back(std::make_shared<Device>(std::move(spec), iommu_, executor_, dsa_idle_poll_));
   return devices_.back();
 }
 

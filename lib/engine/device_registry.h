@@ -11,6 +11,7 @@
 #include "iommu/iommu.h"
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,7 +31,7 @@ struct RouteHold {
 
 class Device {
  public:
-  Device(devices::DeviceSpec spec, iommu::Iommu& iommu, Executor& executor);
+  Device(devices::DeviceSpec spec, iommu::Iommu& iommu, Executor& executor, std::chrono::microseconds dsa_idle_poll);
   const devices::DeviceSpec& spec() const { return spec_; }
   bool removed() const { return removed_.load(std::memory_order_acquire); }
   bool shared() const { return spec_.type == devices::DeviceType::Dsa; }  // SIOV
@@ -68,7 +69,8 @@ class Device {
 
 class DeviceRegistry {
  public:
-  DeviceRegistry(iommu::Iommu& iommu, Executor& executor) : iommu_(iommu), executor_(executor) {}
+  DeviceRegistry(iommu::Iommu& iommu, Executor& executor, std::chrono::microseconds dsa_idle_poll)
+      : iommu_(iommu), executor_(executor), dsa_idle_poll_(dsa_idle_poll) {}
   // EEXIST for a name or PCI address already present; EINVAL for a spec outside the
   // bounds of device_spec.h, ENOSPC when kMaxDevices are listed.
   Result<std::shared_ptr<Device>> add(devices::DeviceSpec spec);
@@ -87,6 +89,7 @@ class DeviceRegistry {
   std::shared_ptr<Device> find_locked(std::string_view name_or_pci) const;
   iommu::Iommu& iommu_;
   Executor& executor_;
+  const std::chrono::microseconds dsa_idle_poll_;
   mutable std::mutex mutex_;
   std::vector<std::shared_ptr<Device>> devices_;
 };

@@ -15,6 +15,7 @@
 #include "memory/pin_accounting.h"
 #include "pasid/allocator.h"
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -31,8 +32,14 @@ struct EngineConfig {
   // (docs/SECURITY.md, "What bounds the daemon").
   uint32_t max_maps_per_user = 4096;
   uint32_t max_ioasids_per_user = 1024;
+  // Calls per uid other than root that may sleep at once in the daemon for another
+  // party (a page response, an ATS acknowledgement), holding a session thread each
+  // (0 = unlimited): the session threads are shared by every client.
+  uint32_t max_waits_per_user = 8;
   // Where devices run their work; null: two threads of the engine's own. Must outlive it.
   Executor* executor = nullptr;
+  // How long a dsa WQ's runner waits for the next descriptor before it lets its thread go.
+  std::chrono::microseconds dsa_idle_poll = devices::dsa::kDefaultIdlePoll;
 };
 
 class Engine {
@@ -48,6 +55,8 @@ class Engine {
   // What each user holds against --max-maps-per-user and --max-ioasids-per-user.
   UserQuota& maps_quota() { return maps_quota_; }
   UserQuota& ioasids_quota() { return ioasids_quota_; }
+  // Calls of each user sleeping for a page response or an acknowledgement (--max-waits-per-user).
+  UserQuota& waits_quota() { return waits_quota_; }
   Executor& executor() { return *executor_; }
   DeviceRegistry& devices() { return devices_; }
 
@@ -61,6 +70,7 @@ class Engine {
   iommu::Iommu iommu_;
   UserQuota maps_quota_;
   UserQuota ioasids_quota_;
+  UserQuota waits_quota_;
   EventBus events_;
   std::unique_ptr<Executor> own_executor_;
   Executor* executor_;

@@ -116,6 +116,8 @@ class AtsWaitScope {
   AtsWaitScope(const AtsWaitScope&) = delete;
   AtsWaitScope& operator=(const AtsWaitScope&) = delete;
   void complete();
+  // As complete() with every deadline past: a device that has not acknowledged fails.
+  void complete_without_waiting();
   bool waiting() const { return !sent_.empty(); }
 
  private:

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The dsa engine in-process (no node): what one descriptor costs the engine itself —
 // a NOOP with its completion record, a MEMMOVE of 1 MiB over 2 MiB or 4 KiB IOPTEs —
-// against memcpy of 1 MiB in the same run. dsa_bench measures the same through the node.
+// against memcpy of 1 MiB in the same run, with the daemon's default idle poll and
+// (the _NoPoll rows) without it. dsa_bench measures the same through the node.
 //   build/tests/bench/dsa_engine_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 #include "devices/dsa/engine.h"
 #include "iommu/io_pagetable.h"
@@ -11,6 +12,7 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -29,13 +31,13 @@ constexpr uint64_t kBlock = 1u << 20;
 // 2 MiB IOPTEs; off by 4 KiB: 4 KiB ones). Records are read back through the memfd's
 // own mapping here, as a client polls them.
 struct Setup {
-  explicit Setup(uint64_t iova) : memory(4 * kBlock), iova(iova) {
+  Setup(uint64_t iova, std::chrono::microseconds idle_poll) : memory(4 * kBlock), iova(iova) {
     auto created = iommu::IoPageTable::create(iommu_unit);
     if (!created || !memory.ok()) return;
     table = std::move(*created);
     if (!memory.map(iommu_unit, *table, 0, 4 * kBlock, iova)) return;
     pasids.set(kPasid, iommu::test_support::second_level_entry(*table, 1));
-    engine = std::make_unique<Engine>("dsa-bench", iommu_unit, pasids, nullptr, 1, executor);
+    engine = std::make_unique<Engine>("dsa-bench", iommu_unit, pasids, nullptr, 1, executor, idle_poll);
     ready = engine->enable(0, {.shared = true, .size = 128, .priority = 1, .owner = 1}).ok();
     view = memory.map_here();
   }
@@ -67,8 +69,9 @@ struct Setup {
 };
 
 // Submits one descriptor at a time and waits for its record: the engine's latency.
-void run(benchmark::State& state, uint64_t iova, uint32_t op) {
-  Setup setup(iova);
+void run(benchmark::State& state, uint64_t iova, uint32_t op,
+         std::chrono::microseconds idle_poll = kDefaultIdlePoll) {
+  Setup setup(iova, idle_poll);
   if (!setup.ready || !setup.view) {
     state.SkipWithError("setup failed");
     return;
@@ -84,15 +87,23 @@ void run(benchmark::State& state, uint64_t iova, uint32_t op) {
   if (op != IOASID_DSA_OPCODE_NOOP) state.SetBytesProcessed(state.iterations() * kBlock);
 }
 
+constexpr std::chrono::microseconds kNoPoll{0};
+
 void BM_Engine_Noop(benchmark::State& state) { run(state, 1ull << 30, IOASID_DSA_OPCODE_NOOP); }
+void BM_Engine_Noop_NoPoll(benchmark::State& state) { run(state, 1ull << 30, IOASID_DSA_OPCODE_NOOP, kNoPoll); }
 void BM_Engine_Memmove1MiB_2MiBPages(benchmark::State& state) { run(state, 1ull << 30, IOASID_DSA_OPCODE_MEMMOVE); }
 void BM_Engine_Memmove1MiB_4KiBPages(benchmark::State& state) {
   run(state, (1ull << 30) + k4K, IOASID_DSA_OPCODE_MEMMOVE);
 }
+void BM_Engine_Memmove1MiB_4KiBPages_NoPoll(benchmark::State& state) {
+  run(state, (1ull << 30) + k4K, IOASID_DSA_OPCODE_MEMMOVE, kNoPoll);
+}
 
 BENCHMARK(BM_Engine_Noop)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_Engine_Noop_NoPoll)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Engine_Memmove1MiB_2MiBPages)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Engine_Memmove1MiB_4KiBPages)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_Engine_Memmove1MiB_4KiBPages_NoPoll)->MinTime(0.5)->UseRealTime();
 BENCHMARK(BM_Memcpy1MiB)->MinTime(0.5)->UseRealTime();
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -329,6 +331,62 @@ TEST(Ats, AMissAtAPasidRaisesAPageRequest) {
   EXPECT_EQ(done.request.out_status, unsigned(IOASID_ATS_OK));
   ASSERT_EQ(done.runs.size(), 1u);
   EXPECT_EQ(done.runs[0].uaddr, reinterpret_cast<uint64_t>(later.data));
+}
+
+void no_op_handler(int) {}
+
+// A caller waiting in ATS_TRANSLATE for a page response is ended by a signal that runs
+// a handler, with EINTR, as a waiting DEVICE_DMA is (docs/SECURITY.md, Signals to a
+// waiting client).
+TEST(Ats, ASignalEndsTheWaitForAPageResponse) {
+  struct sigaction action{};
+  action.sa_handler = no_op_handler;  // no SA_RESTART
+  struct sigaction previous{};
+  ASSERT_EQ(::sigaction(SIGUSR1, &action, &previous), 0);
+  AtsSetup s;
+  const uint32_t pasid = alloc_pasid(s.node, slot(45));
+  must(client::Attachment::attach_pasid(s.device, s.ioas, pasid)).release();
+  std::atomic<bool> done{false};
+  Translation waited;
+  std::chrono::steady_clock::duration elapsed{};
+  std::thread model([&] {
+    const auto start = std::chrono::steady_clock::now();
+    waited = translate(s.fd(), s.device.id(), 1ull << 33, k4K, IOASID_ATS_PASID, pasid);
+    elapsed = std::chrono::steady_clock::now() - start;
+    done = true;
+  });
+  const auto request = next_fault(s.node);
+  EXPECT_TRUE(request && request->type == IOASID_FAULT_PAGE_REQ);
+  ::pthread_kill(model.native_handle(), SIGUSR1);
+  EXPECT_TRUE(eventually([&] { return done.load(); }, 5s));
+  model.join();
+  EXPECT_EQ(waited.err, Err(EINTR));
+  EXPECT_LT(elapsed, 1200ms) << "ended by the signal, not by --page-timeout";
+  ::sigaction(SIGUSR1, &previous, nullptr);
+}
+
+// A device the admin removes answers ENODEV to ATS_TRANSLATE; its holder can still
+// acknowledge nothing and unbind. An ATS device of the test's own, added and removed
+// through the harness-owned daemon's admin socket.
+TEST(Ats, ARemovedDeviceIsEnodev) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
+  const std::string added = admin_request(R"({"cmd":"device-add","spec":"dma,name=atsgone,pci=00:1e.0,ats"})");
+  ASSERT_NE(added.find("\"ok\":true"), std::string::npos) << added;
+  Node node(O_NONBLOCK);
+  auto ioas = must(client::Ioas::allocate(node.file()));
+  auto device = bound_device(node, "atsgone");
+  must(client::Attachment::attach(device, ioas)).release();
+  Anonymous memory(k4K);
+  map_memory(ioas, memory.bytes(), {.iova = k2M});
+  const auto before = translate(node.fd(), device.id(), k2M, k4K);
+  ASSERT_EQ(before.err, kOk);
+  EXPECT_EQ(before.request.out_status, unsigned(IOASID_ATS_OK));
+  const std::string removed = admin_request(R"({"cmd":"device-remove","device":"atsgone"})");
+  ASSERT_NE(removed.find("\"ok\":true"), std::string::npos) << removed;
+  EXPECT_EQ(translate(node.fd(), device.id(), k2M, k4K).err, Err(ENODEV));
+  ioasid_ats_ack ack{.dev_id = device.id(), .itag = 1};
+  EXPECT_EQ(ioctl_errno(node.fd(), IOASID_ATS_INV_ACK, &ack), Err(EINVAL)) << "nothing is owed";
+  EXPECT_TRUE(bool(device.unbind())) << "the holder can still let go of it";
 }
 
 // A model translating as fast as it can while the owner maps and unmaps: once UNMAP

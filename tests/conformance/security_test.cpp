@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -1365,6 +1366,119 @@ TEST(Security, NoClientRequestMakesTheDaemonUseItsOwnNode) {
   ASSERT_TRUE(contexts.is_array()) << contexts;
   for (const auto& context : contexts) EXPECT_NE(context.value("pid", 0), daemon.pid()) << context;
   EXPECT_TRUE(contains(daemon.log(), "is a node this daemon serves")) << daemon.log();
+}
+
+// A call that sleeps in the daemon for another party (a page response, an ATS
+// acknowledgement) holds one of the session threads every client shares, so a user
+// may have only --max-waits-per-user of them sleeping at once. Past it a DEVICE_DMA
+// raises its page request and returns PAGE_REQ, as with NOWAIT, and the daemon says
+// why; the calls already waiting are served as before.
+TEST(Security, AUsersCallsSleepingInTheDaemonAreCapped) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--node-mode", "0666", "--max-waits-per-user", "2", "--page-timeout", "10000"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const std::string report = report_from_child([&]() -> std::string {
+    if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+    auto file = client::File::open(daemon.node(), O_NONBLOCK);
+    if (!file) return file.error().what;
+    auto device = client::Device::bind(*file, "dma0");
+    auto pasid = client::Pasid::allocate(*file);
+    auto ioas = client::Ioas::allocate(*file);
+    if (!device || !pasid || !ioas) return "set-up failed";
+    auto route = client::Attachment::attach_pasid(*device, *ioas, pasid->value());
+    if (!route) return route.error().what;
+    // Nothing is mapped: each DMA raises a page request and, without NOWAIT, waits.
+    constexpr int kCalls = 3;
+    std::array<std::atomic<int>, kCalls> outcomes;
+    for (auto& outcome : outcomes) outcome = -1;
+    std::vector<std::thread> calls;
+    for (int i = 0; i < kCalls; ++i)
+      calls.emplace_back([&, i] {
+        uint8_t byte = 0;
+        ioasid_device_dma request{.dev_id = device->id(), .flags = IOASID_DMA_PASID, .pasid = pasid->value(),
+                                  .iova = 0x100000 + uint64_t(i) * k4K, .length = 1,
+                                  .buf_uptr = reinterpret_cast<uint64_t>(&byte)};
+        outcomes[i] = ::ioctl(file->fd(), IOASID_DEVICE_DMA, &request) == 0 ? int(request.out_status) : 1000 + errno;
+      });
+    auto finished = [&] {  // the outcomes of the calls that returned, in name order
+      std::vector<std::string> names;
+      for (const auto& outcome : outcomes)
+        if (outcome >= 0)
+          names.push_back(outcome == IOASID_DMA_PAGE_REQ ? "PAGE_REQ"
+                          : outcome == IOASID_DMA_FAULT  ? "FAULT"
+                          : outcome >= 1000              ? errno_name(outcome - 1000)
+                                                         : std::to_string(outcome));
+      std::sort(names.begin(), names.end());
+      std::string text;
+      for (const auto& name : names) text += (text.empty() ? "" : ",") + name;
+      return text;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (finished().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(300ms);  // a call that should wait has had time to return, if it did not
+    std::string seen = "at first " + finished();
+    int requests = 0;
+    for (const auto until = std::chrono::steady_clock::now() + 5s;
+         requests < kCalls && std::chrono::steady_clock::now() < until;) {
+      auto record = file->next_fault(100ms);
+      if (!record || record->type != IOASID_FAULT_PAGE_REQ) continue;
+      ++requests;
+      if (!device->page_response(*record, IOASID_PAGE_RESP_INVALID)) return "PAGE_RESP failed";
+    }
+    for (auto& call : calls) call.join();
+    return seen + "; " + std::to_string(requests) + " page requests; in the end " + finished();
+  });
+  EXPECT_EQ(report, "at first PAGE_REQ; 3 page requests; in the end FAULT,FAULT,PAGE_REQ")
+      << "one call of three must not wait";
+  EXPECT_TRUE(contains(daemon.log(), "the limit per user (--max-waits-per-user 2)")) << daemon.log();
+}
+
+// The same cap for ioctls waiting for ATS acknowledgements: a model that never
+// acknowledges makes each UNMAP of what it holds sleep for --ats-timeout; the user's
+// third such call at once does not sleep but fails the device, which ends the others'
+// waits too (they wait for that device only).
+TEST(Security, AUsersCallsWaitingForAtsAcknowledgementsAreCapped) {
+  SKIP_WITHOUT_PRIVATE_DAEMONS();
+  PrivateDaemon daemon({.args = {"--node-mode", "0666", "--max-waits-per-user", "2", "--ats-timeout", "8000"}});
+  ASSERT_TRUE(daemon.up()) << daemon.why();
+  const std::string report = report_from_child([&]() -> std::string {
+    if (!become_nobody()) return "cannot become nobody: " + errno_name(errno);
+    auto file = client::File::open(daemon.node(), O_NONBLOCK);
+    if (!file) return file.error().what;
+    auto device = client::Device::bind(*file, "dma0");
+    auto ioas = client::Ioas::allocate(*file);
+    if (!device || !ioas) return "set-up failed";
+    auto route = client::Attachment::attach(*device, *ioas);
+    if (!route) return route.error().what;
+    constexpr int kCalls = 3;
+    void* memory = ::mmap(nullptr, kCalls * k4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) return std::string("mmap failed");
+    std::vector<client::Mapping> mappings;
+    for (int i = 0; i < kCalls; ++i) {
+      auto mapping = client::Mapping::map_dma(*ioas, {static_cast<std::byte*>(memory) + i * k4K, k4K});
+      if (!mapping) return mapping.error().what;
+      ioasid_ats_run run{};
+      ioasid_ats_translate request{.dev_id = device->id(), .num_runs = 1, .iova = mapping->iova(), .length = k4K,
+                                   .runs_uptr = reinterpret_cast<uint64_t>(&run)};
+      if (::ioctl(file->fd(), IOASID_ATS_TRANSLATE, &request) != 0 || request.out_status != IOASID_ATS_OK)
+        return "ATS_TRANSLATE: " + errno_name(errno);
+      mappings.push_back(std::move(*mapping));
+    }
+    // Nobody acknowledges: each UNMAP would sleep for the timeout.
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> unmaps;
+    for (auto& mapping : mappings) unmaps.emplace_back([&] { (void)mapping.unmap(); });
+    for (auto& unmap : unmaps) unmap.join();
+    const auto took = std::chrono::steady_clock::now() - start;
+    ioasid_ats_run run{};
+    ioasid_ats_translate after{.dev_id = device->id(), .num_runs = 1, .iova = 0, .length = k4K,
+                               .runs_uptr = reinterpret_cast<uint64_t>(&run)};
+    const std::string translate_after = outcome(::ioctl(file->fd(), IOASID_ATS_TRANSLATE, &after) == 0);
+    return std::string(took < 4s ? "returned early" : "slept for the timeout") + "; then ATS_TRANSLATE " +
+           translate_after;
+  });
+  EXPECT_EQ(report, "returned early; then ATS_TRANSLATE EIO");
+  EXPECT_TRUE(contains(daemon.log(), "the limit per user (--max-waits-per-user 2)")) << daemon.log();
 }
 
 // Mappings cost the daemon neither an fd nor a memory map each: 512 MAP_FILEs of one

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -348,5 +349,51 @@ TEST_F(DsaEngineTest, StagedMemoryMovesAndComparesLikeMappedMemory) {
   munmap(mapped, size);
 }
 
+
+// Counts the runs an engine posts: each is a thread woken for its WQ.
+class CountingExecutor final : public Executor {
+ public:
+  void post(std::function<void()> work) override {
+    posts.fetch_add(1);
+    inner_.post(std::move(work));
+  }
+  void post_after(std::chrono::milliseconds delay, std::function<void()> work) override {
+    inner_.post_after(delay, std::move(work));
+  }
+  std::atomic<int> posts{0};
+
+ private:
+  ThreadPoolExecutor inner_{1};
+};
+
+// A runner whose queue ran dry keeps its thread for the idle poll: a descriptor
+// submitted meanwhile runs without a post (no thread to wake). Without the poll, or on
+// a machine with no CPU to spare, each descriptor submitted to an idle WQ is a post.
+TEST_F(DsaEngineTest, AnIdlePollingRunnerTakesTheNextDescriptorWithoutAPost) {
+  constexpr int kDescriptors = 20;
+  int round = 0;  // each round its own records: a record written before would show at once
+  auto posts_for = [&](std::chrono::microseconds idle_poll, bool (*cpu_to_spare)()) {
+    const uint64_t records = kRecords + 32 * kDescriptors * round++;
+    CountingExecutor executor;
+    Engine engine("dsa-poll", iommu_, pasids_, nullptr, 1, executor, idle_poll, cpu_to_spare);
+    EXPECT_TRUE(engine.enable(0, {.shared = true, .size = 4, .priority = 1, .owner = kOwner}).ok());
+    for (int i = 0; i < kDescriptors; ++i) {
+      const uint64_t at_record = records + 32 * i;
+      EXPECT_EQ(engine.submit(0, desc(IOASID_DSA_OPCODE_NOOP, 0, 0, 0, 0, at_record), kPasid, kOwner, submitter_,
+                              {.shared = true, .owner = kOwner}),
+                Enqueued::kAccepted);
+      EXPECT_EQ(record(at_record).status, IOASID_DSA_COMP_SUCCESS);
+    }
+    engine.disable(0, kOwner);
+    return executor.posts.load();
+  };
+  auto spare = [] { return true; };
+  auto busy = [] { return false; };
+  EXPECT_EQ(posts_for(std::chrono::microseconds{0}, spare), kDescriptors);
+  EXPECT_EQ(posts_for(kMaxIdlePoll, busy), kDescriptors) << "a busy machine: no polling";
+  // The record is polled every 100 us, so the next submission comes within the
+  // longest idle poll unless this thread is kept off the CPU for most of a millisecond.
+  EXPECT_LT(posts_for(kMaxIdlePoll, spare), kDescriptors / 2);
+}
 }  // namespace
 }  // namespace ioasid::devices::dsa

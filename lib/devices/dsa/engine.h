@@ -22,6 +22,7 @@
 #include "iommu/page_requests.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -36,6 +37,18 @@ namespace ioasid::devices::dsa {
 
 inline constexpr uint32_t kMaxWqSize = 128;
 inline constexpr uint32_t kMaxWqPriority = 15;
+// How long a WQ's runner keeps its thread after the queue ran dry, watching for the
+// next submission (as an io_uring SQPOLL thread does, or the hardware engine, which
+// never sleeps): back-to-back descriptors then skip the executor's wake-up, several
+// microseconds on a VM. Only while the machine has a CPU to spare: on a busy one,
+// spinning would delay the submitter. 0: no polling.
+inline constexpr std::chrono::microseconds kDefaultIdlePoll{50};
+inline constexpr std::chrono::microseconds kMaxIdlePoll{1000};
+
+// Whether a spinning runner would have a CPU to itself: the threads runnable machine-wide
+// (/proc/loadavg, the caller included) are at most the CPUs this process may run on.
+// Read at most once a millisecond.
+bool machine_has_cpu_to_spare();
 
 // The open file a descriptor came from, as the engine needs it. A file that is gone
 // still has its descriptors run; its submitter then reports nothing.
@@ -86,7 +99,8 @@ enum class Enqueued { kAccepted, kRetry, kDisabled };
 class Engine {
  public:
   Engine(std::string name, iommu::Iommu& iommu, const iommu::PasidTable& routes, iommu::Iotlb* device_tlb,
-         uint32_t num_wqs, Executor& executor);
+         uint32_t num_wqs, Executor& executor, std::chrono::microseconds idle_poll = kDefaultIdlePoll,
+         bool (*cpu_to_spare)() = machine_has_cpu_to_spare);
   // Every WQ must be disabled by then (their owners' unbind does it).
   ~Engine();
   Engine(const Engine&) = delete;
@@ -142,13 +156,19 @@ class Engine {
     std::condition_variable idle;
     WqState state;
     std::deque<Job> jobs;  // the front one runs
+    // Bumped with every job queued, so a polling runner sees work without the lock.
+    std::atomic<uint64_t> submitted{0};
     bool scheduled = false;  // a runner is posted, running or parked
     bool parked = false;     // the front job waits for a page response
   };
 
   void run(uint32_t wq);
-  // Runs the front job; false when it parked.
-  bool execute(uint32_t index, Job& job);
+  // Under the WQ's lock (`lock`), its queue empty: waits up to idle_poll_ for a
+  // submission, with the lock released meanwhile. True when a job is queued.
+  bool poll_for_work(Wq& wq, std::unique_lock<std::mutex>& lock);
+  // Runs the front job to its completion (its record is not written yet); nullopt when
+  // it parked.
+  std::optional<Completion> execute(uint32_t index, Job& job);
   // One descriptor (the job's own or a batch's) to its completion; nullopt when parked.
   std::optional<Completion> execute_descriptor(uint32_t index, Job& job, const ioasid_dsa_desc& desc);
   std::optional<Completion> execute_batch(uint32_t index, Job& job);
@@ -169,6 +189,8 @@ class Engine {
   const iommu::PasidTable& routes_;
   iommu::Iotlb* const device_tlb_;
   Executor& executor_;
+  const std::chrono::microseconds idle_poll_;
+  bool (*const cpu_to_spare_)();
   std::vector<std::unique_ptr<Wq>> wqs_;
   std::atomic<uint64_t> next_serial_{1};
 };
