@@ -64,6 +64,12 @@ Result<long> map_into(Call& call, uint32_t ioasid, uint32_t flags, uint64_t leng
   auto mapped = map_backing(call, **ioas, make(*pid, *access), std::move(*mapping), flags, iova);
   IOASID_TRY(mapped);
   iova = *mapped;
+  call.service.publish_bounded(call.context.client().uid, {.type = EventType::Map,
+                                                           .context = call.context.id(),
+                                                           .pid = call.context.client().pid,
+                                                           .ioasid = ioasid,
+                                                           .iova = *mapped,
+                                                           .length = length});
   return 0;
 }
 
@@ -82,6 +88,14 @@ Result<std::shared_ptr<Ioas>> find_kernel_managed(Call& call, uint32_t ioasid) {
     return fail(EINVAL, "IOASID {} is nested: it has no kernel-managed table (use its parent {})", ioasid,
                 (*ioas)->nested->parent_id);
   return ioas;
+}
+
+static void announce_alloc(Call& call, uint32_t ioasid, std::optional<uint32_t> parent) {
+  call.service.publish_bounded(call.context.client().uid, {.type = EventType::IoasidAlloc,
+                                                           .context = call.context.id(),
+                                                           .pid = call.context.client().pid,
+                                                           .ioasid = ioasid,
+                                                           .parent = parent});
 }
 
 Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
@@ -103,6 +117,7 @@ Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
     auto id = call.context.objects().insert(std::move(ioas));
     IOASID_TRY(id);
     alloc.out_ioasid = *id;
+    announce_alloc(call, *id, alloc.parent);
     return 0;
   }
   if (alloc.parent != 0) return fail(EINVAL, "parent {} given for a kernel-managed IOASID", alloc.parent);
@@ -114,6 +129,7 @@ Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
   auto id = call.context.objects().insert(std::move(ioas));
   IOASID_TRY(id);
   alloc.out_ioasid = *id;
+  announce_alloc(call, *id, std::nullopt);
   return 0;
 }
 
@@ -126,6 +142,10 @@ Result<long> ioas_free(Call& call, ioasid_free& free) {
     return fail(EBUSY, "IOASID {} has {} user(s): attached devices or nested IOASIDs", free.ioasid, users);
   // A nested IOASID gives its parent back when the last reference to it goes.
   call.context.objects().remove<Ioas>(free.ioasid);  // mappings go with the last reference
+  call.service.publish_bounded(call.context.client().uid, {.type = EventType::IoasidFree,
+                                                           .context = call.context.id(),
+                                                           .pid = call.context.client().pid,
+                                                           .ioasid = free.ioasid});
   return 0;
 }
 
@@ -149,6 +169,12 @@ Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap) {
   auto unmapped = (*ioas)->table->unmap(unmap.iova, unmap.length);
   IOASID_TRY(unmapped);
   unmap.length = *unmapped;
+  call.service.publish_bounded(call.context.client().uid, {.type = EventType::Unmap,
+                                                           .context = call.context.id(),
+                                                           .pid = call.context.client().pid,
+                                                           .ioasid = unmap.ioasid,
+                                                           .iova = unmap.iova,
+                                                           .length = *unmapped});
   return 0;
 }
 

@@ -75,7 +75,7 @@ libdir_rel=${libdir#"$prefix"/}
 record "installs ioasid.pc ($libdir_rel/pkgconfig)" 0
 
 # ---- the files
-for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo \
+for program in ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo \
                ioasid-run; do
   check_file "bin/$program"
 done
@@ -97,7 +97,7 @@ sysusers=$(cache_value IOASID_SYSUSERSDIR)/ioasid.conf
 check_file "$unit"
 check_file "$rule"
 check_file "$sysusers"
-for page in "$source_dir"/docs/man/*.[18]; do
+for page in "$source_dir"/docs/man/*.[148]; do
   [ -f "$page" ] || continue
   name=$(basename "$page")
   check_file "share/man/man${name##*.}/$name"
