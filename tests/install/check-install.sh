@@ -102,6 +102,21 @@ for page in "$source_dir"/docs/man/*.[148]; do
   name=$(basename "$page")
   check_file "share/man/man${name##*.}/$name"
 done
+# The FILES sections name this install's own files: each path there that is not the
+# running system's (/dev, /run, /etc, the daemon's runtime places) was installed.
+mandir=$(cache_value CMAKE_INSTALL_MANDIR)
+for page in "$(installed "$mandir")"/man[148]/*; do
+  [ -f "$page" ] || continue
+  files=$(sed -e 's/\\-/-/g' "$page" | awk '/^\.SH / { in_files = ($2 == "FILES") } in_files && /^\.I / { print $2 }')
+  for path in $files; do
+    case $path in /dev/* | /run/* | /etc/* | /proc/* | /sys/*) continue ;; esac
+    if [ -e "$destdir$path" ]; then
+      record "$(basename "$page") FILES names $path, which is installed" 0
+    else
+      record "$(basename "$page") FILES names $path, which is installed" 1 "$destdir$path is missing"
+    fi
+  done
+done
 
 # ---- what the system files say
 group=$(cache_value IOASID_GROUP)
