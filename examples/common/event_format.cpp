@@ -80,10 +80,11 @@ std::string format_event(const nlohmann::json& event) {
     if (event.contains(key)) add(key, field_text(key, event[key]));
   for (const auto& [key, value] : event.items())
     if (!kShown.contains(key)) add(key, scalar(value));
+  auto note = [&details](const char* text) { details += (details.empty() ? "" : " ") + std::string(text); };
   if (name == "device_removed" && event.contains("context"))
-    details += " (still bound: that context's I/O on it fails with ENODEV until it unbinds)";
+    note("(still bound: that context's I/O on it fails with ENODEV until it unbinds)");
   if (event.contains("suppressed"))
-    details += " (this user's earlier map/unmap/ioasid/dsa_fault events beyond the per-user bound)";
+    note("(suppressed: this user's map/unmap/ioasid/dsa_fault events not sent, beyond the per-user bound)");
   std::string line = fmt::format(fmt::runtime(kColumns), time, column(event, "seq"), name,
                                  column(event, "context"), column(event, "pid"), column(event, "device"), details);
   while (!line.empty() && line.back() == ' ') line.pop_back();  // no details

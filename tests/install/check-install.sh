@@ -105,6 +105,7 @@ done
 # The FILES sections name this install's own files: each path there that is not the
 # running system's (/dev, /run, /etc, the daemon's runtime places) was installed.
 mandir=$(cache_value CMAKE_INSTALL_MANDIR)
+mandir=${mandir:-share/man}  # GNUInstallDirs' default when the cache leaves it empty
 for page in "$(installed "$mandir")"/man[148]/*; do
   [ -f "$page" ] || continue
   files=$(sed -e 's/\\-/-/g' "$page" | awk '/^\.SH / { in_files = ($2 == "FILES") } in_files && /^\.I / { print $2 }')
