@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <climits>
 #include <cstring>
 #include <deque>
@@ -61,6 +62,14 @@ Result<uint32_t> u32_field(const json& request, const char* name) {
   if (!it->is_number_unsigned() || it->get<uint64_t>() > std::numeric_limits<uint32_t>::max())
     return fail(EINVAL, "field \"{}\" must be an integer in 0..4294967295", name);
   return it->get<uint32_t>();
+}
+
+// An optional request field that must be an unsigned 64-bit number; `fallback` when absent.
+Result<uint64_t> optional_u64_field(const json& request, const char* name, uint64_t fallback) {
+  auto it = request.find(name);
+  if (it == request.end()) return fallback;
+  if (!it->is_number_unsigned()) return fail(EINVAL, "field \"{}\" must be an integer in 0..2^64-1", name);
+  return it->get<uint64_t>();
 }
 
 // A request field that must be a string.
@@ -571,7 +580,7 @@ const AdminServer::Impl::Command AdminServer::Impl::kCommands[] = {
     {"stats", "",
      "IOMMU counters: IOTLB, PASID cache, device-TLBs of ATS devices, HPA segments, table pages, pinned pages",
      [](Impl& server, AdminSession&, const json&) { return ok_reply(server.stats()); }},
-    {"pgtable", "\"context\":N, \"ioasid\":M",
+    {"pgtable", "\"context\":N, \"ioasid\":M[, \"iova_begin\":B][, \"iova_end\":E]",
      "one IOASID's page table: mapped areas, attached routes, second-level leaves, table pages",
      [](Impl& server, AdminSession&, const json& request) { return server.pgtable(request); }},
     {"device-add", "\"spec\":\"dma,name=N,pci=BB:DD.F,...\"", "add an emulated device (dma or dsa; see ioasidd --device)",
@@ -852,7 +861,15 @@ json AdminServer::Impl::pgtable(const json& request) const {
   if (!context) return error_reply(context.error());
   Result<uint32_t> ioasid = u32_field(request, "ioasid");
   if (!ioasid) return error_reply(ioasid.error());
-  Result<dev_ioasid::IoasDump> dump = service.dump_ioas(*context, *ioasid);
+  // [iova_begin, iova_end): every 64-bit range is valid and costs at most what the
+  // whole table does; the line cap below bounds the reply whatever the range.
+  Result<uint64_t> begin = optional_u64_field(request, "iova_begin", 0);
+  if (!begin) return error_reply(begin.error());
+  Result<uint64_t> end = optional_u64_field(request, "iova_end", std::numeric_limits<uint64_t>::max());
+  if (!end) return error_reply(end.error());
+  if (*begin >= *end)
+    return error_reply(fail(EINVAL, "iova_begin {:#x} is not below iova_end {:#x}", *begin, *end));
+  Result<dev_ioasid::IoasDump> dump = service.dump_ioas(*context, *ioasid, *begin, *end);
   if (!dump) return error_reply(dump.error());
   json areas = json::array();
   for (const iommu::AreaInfo& area : dump->areas)
@@ -868,7 +885,13 @@ json AdminServer::Impl::pgtable(const json& request) const {
                           {"dev_id", route.dev_id},
                           {"pasid", pasid_or_rid(route.pasid)}});
   const size_t total = dump->lines.size();
-  if (total > kMaxPgtableLines) dump->lines.resize(kMaxPgtableLines);
+  // Where the first line not sent starts ("iova 0x..."), for the client to ask again from.
+  json next_iova = nullptr;
+  if (total > kMaxPgtableLines) {
+    const std::string& first_unsent = dump->lines[kMaxPgtableLines];
+    next_iova = std::strtoull(first_unsent.c_str() + std::min<size_t>(first_unsent.size(), 5), nullptr, 16);
+    dump->lines.resize(kMaxPgtableLines);
+  }
   return ok_reply(json{{"context", dump->context},
                        {"ioasid", dump->ioasid},
                        {"domain", dump->domain},
@@ -881,6 +904,9 @@ json AdminServer::Impl::pgtable(const json& request) const {
                        {"dump", std::move(dump->lines)},
                        {"dump_lines", total},
                        {"truncated", total > kMaxPgtableLines},
+                       {"next_iova", std::move(next_iova)},
+                       {"iova_begin", *begin},
+                       {"iova_end", *end},
                        {"nested", nested_json(dump->nested)}});
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The daemon's admin socket: a unix stream socket speaking JSON lines, used by
-// ioasidctl and ioasid-monitor. docs/ADMIN.md is the protocol.
+// ioasidctl (and its monitor). docs/ADMIN.md is the protocol.
 //
 //   request  {"cmd":"set-quota","context":3,"quota":64}\n
 //   reply    {"ok":true,"result":{...}}\n  or  {"ok":false,"error":"why","errno":"EINVAL"}\n

@@ -6,7 +6,6 @@
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
-#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
@@ -46,6 +45,11 @@ Result<std::unique_ptr<NetlinkPublisher>> NetlinkPublisher::open(uint32_t group)
   if (int rc = nl_socket_set_nonblocking(socket.get()); rc < 0)
     return fail(errno_or(EIO), "nl_socket_set_nonblocking: {}", nl_geterror(rc));
 
+  // Every message goes to the group: nl_send addresses the socket's peer, which is
+  // port 0 (no unicast peer: the kernel, which has no USERSOCK socket) and our group.
+  nl_socket_set_peer_port(socket.get(), 0);
+  nl_socket_set_peer_groups(socket.get(), 1u << (group - 1));
+
   const uint32_t port = nl_socket_get_local_port(socket.get());
   return std::unique_ptr<NetlinkPublisher>(new NetlinkPublisher(std::move(socket), group, port));
 }
@@ -56,24 +60,19 @@ Result<void> NetlinkPublisher::publish(const std::string& json) {
   // Payload: the JSON text and its NUL, so C subscribers can print it in place.
   if (nlmsg_append(message.get(), const_cast<char*>(json.c_str()), json.size() + 1, NLMSG_ALIGNTO) < 0)
     return fail(EMSGSIZE, "event of {} bytes does not fit a netlink message", json.size());
+  // nl_send, not nl_send_auto: the header is ours as docs/EVENTS.md gives it (flags 0,
+  // our own sequence), where nl_complete_msg would add NLM_F_REQUEST|NLM_F_ACK.
   nlmsghdr* header = nlmsg_hdr(message.get());
   header->nlmsg_pid = port_;
   header->nlmsg_seq = sequence_ + 1;
 
-  sockaddr_nl destination{};
-  destination.nl_family = AF_NETLINK;
-  destination.nl_pid = 0;  // no unicast peer: the kernel, which has no USERSOCK socket
-  destination.nl_groups = 1u << (group_ - 1);
-
-  // Sent with sendto rather than nl_send so the exact errno is visible (libnl folds
-  // ECONNREFUSED into a generic code).
-  ssize_t sent = ::sendto(nl_socket_get_fd(socket_.get()), header, header->nlmsg_len, MSG_DONTWAIT,
-                          reinterpret_cast<const sockaddr*>(&destination), sizeof destination);
-  // netlink_sendmsg broadcasts to the group first and then unicasts to nl_pid 0;
-  // that unicast finds no kernel socket for NETLINK_USERSOCK and reports
-  // ECONNREFUSED although every subscriber already got the message.
-  if (sent < 0 && errno != ECONNREFUSED)
-    return fail(errno, "netlink send to group {}: {}", group_, std::strerror(errno));
+  errno = 0;
+  const int rc = nl_send(socket_.get(), message.get());
+  // netlink_sendmsg broadcasts to the group first and then unicasts to nl_pid 0; that
+  // unicast finds no kernel socket for NETLINK_USERSOCK and reports ECONNREFUSED
+  // (libnl: NLE_OBJ_NOTFOUND, errno kept) although every subscriber got the message.
+  if (rc < 0 && errno != ECONNREFUSED)
+    return fail(errno_or(EIO), "netlink send to group {}: {}", group_, nl_geterror(rc));
   ++sequence_;
   return success();
 }

@@ -11,8 +11,8 @@
 // its SCM_CREDENTIALS (uid 0 or the daemon's uid, pid = the daemon's pid); the
 // admin `status` command tells them the port and pid.
 //
-// This header has no libnl include on purpose: subscribers (ioasid-monitor) take the
-// wire constants from here without linking libnl.
+// This header has no libnl include on purpose: subscribers (ioasidctl monitor) take
+// the wire constants from here without the daemon's libnl types.
 #pragma once
 
 #include "base/result.h"

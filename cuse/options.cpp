@@ -34,7 +34,7 @@ system at DIR (--fuse) holding the files DIR/ioasid and DIR/iommu, that answer t
 same ioctls; as root it can also bind-mount them onto paths such as /dev/ioasid
 (--bind-node, --bind-iommu-node). The default, --frontend auto, picks CUSE when
 /dev/cuse exists, else FUSE, and logs its choice. Programs find the node through
-IOASID_DEV (default /dev/ioasid); ioasidctl and ioasid-monitor talk to the admin
+IOASID_DEV (default /dev/ioasid); ioasidctl (and its monitor) talk to the admin
 socket.
 
 Every per-user limit counts what both nodes make the daemon hold (IOASIDs and
@@ -183,7 +183,7 @@ std::optional<Options> parse_options(int argc, char** argv, int& exit_code) {
        "microseconds a dsa work queue's runner keeps its thread, spinning, for the next descriptor after its "
        "queue ran dry, 0..1000; 0: it sleeps at once (each descriptor then waits for a thread to wake)")
       ("admin-socket", with_default(options.admin_socket, "PATH"),
-       "the unix socket ioasidctl and ioasid-monitor use; 'none': no admin socket")
+       "the unix socket ioasidctl uses; 'none': no admin socket")
       ("admin-group", po::value(&admin_group)->value_name("GROUP"),
        "also admit members of GROUP to the admin socket (root and the daemon's own uid always are)")
       ("netlink-group", with_default(netlink_group, "N"),

@@ -5,8 +5,8 @@
 // `help COMMAND`, the usage errors and the man page check all read it.
 #include "common/admin_client.h"
 #include "common/cli.h"
-#include "common/event_format.h"
 #include "common/names.h"
+#include "monitor.h"
 
 #include <fmt/format.h>
 
@@ -17,7 +17,11 @@
 #include <ctime>
 #include <functional>
 #include <iostream>
+#include <limits>
+#include <map>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -304,7 +308,9 @@ void print_pgtable(const json& t) {
   fmt::print("leaves      (rights R W X, accessed A, dirty D; runs of alike leaves coalesced as xN)\n");
   for (const json& line : lines) fmt::print("  {}\n", text(line));
   if (t.value("truncated", false))
-    fmt::print("  ... {} more line(s) not sent by the daemon\n", t.value("dump_lines", lines.size()) - lines.size());
+    fmt::print("  ... {} more line(s) not sent by the daemon: see them with --range {}-{}\n",
+               t.value("dump_lines", lines.size()) - lines.size(), hex(t.value("next_iova", json())),
+               hex(t.value("iova_end", json())));
 }
 
 void print_quota(const json& result) {
@@ -374,7 +380,7 @@ struct Command {
   std::string details;  // a paragraph for `help COMMAND`
   std::string example;
   ArgumentParser parse;
-  std::function<void(const json& result)> print;  // null: handled by control() (events, help)
+  std::function<void(const json& result)> print;  // null: handled by control() (monitor, help)
 };
 
 const std::vector<Command>& commands() {
@@ -429,17 +435,29 @@ const std::vector<Command>& commands() {
        "the PASID cache (hits, misses, invalidated), the device-TLB of each ATS device, the pinned client "
        "segments and page-table pages of the HPA space, and the pages pinned per uid.",
        "ioasidctl stats", no_arguments(), print_stats},
-      {"pgtable", "CONTEXT IOASID", "one IOASID's page table, readable",
+      {"pgtable", "CONTEXT IOASID [OPTIONS]", "one IOASID's page table, readable or as a graph",
        "IOASID IOASID of context CONTEXT: its domain, table levels and root, the devices attached to it, the "
        "areas MAP_DMA/MAP_FILE mapped (IOVA, length, HPA, rights, the client memory behind it) and the leaves "
        "of its second-level table, alike runs coalesced. For a nested IOASID: its parent and the guest table "
-       "bound. IOASID is the number IOASID_ALLOC returned to that file.",
-       "ioasidctl pgtable 2 2", numbers({"context", "ioasid"}), print_pgtable},
-      {"events", "", "print the daemon's events as they happen",
-       "Streams the daemon's events (context open and close, PASID alloc, free, bind, unbind, quota changes, "
-       "device bind, unbind, attach, detach, removal, faults) until Ctrl-C or the daemon closes the stream. "
-       "With --json, one JSON object per line (docs/EVENTS.md).",
-       "ioasidctl --json events", no_arguments(), nullptr},
+       "bound. IOASID is the number IOASID_ALLOC returned to that file. OPTIONS: --pid P in place of CONTEXT "
+       "shows that IOASID in every context process P has open; --range START[-END|+LEN] lists only what "
+       "overlaps [START, END) (START alone: the leaf that maps it; numbers in hex with 0x, or decimal); the "
+       "daemon sends at most 10000 leaf lines and says where to go on from; --format dot prints the walk "
+       "(IOVA -> HPA; for a nested IOASID GVA -> GPA -> HPA through its parent's table) as a Graphviz graph.",
+       "ioasidctl pgtable --pid 3155 2 --range 0x200000+0x200000 --format dot | dot -Tsvg > walk.svg",
+       no_arguments(), nullptr},
+      {"monitor", "[KIND...] [OPTIONS]",
+       "print the daemon's events as they happen, filtered",
+       "Prints the daemon's events (docs/EVENTS.md) as they happen until Ctrl-C, the daemon closing the stream "
+       "or --count N printed, one line each in aligned columns (time, seq, event, context, pid, device, "
+       "details), or with --json one JSON object per line. OPTIONS: --device NAME|DEV_ID, --context CONTEXT, "
+       "--count N, --admin, --group N, --json ('ioasidctl monitor --help'). KIND filters as ip monitor's: a kind (context, "
+       "pasid, device, fault, pri, ioas, map, dsa, or all) or one event's name; --device keeps the events of "
+       "one device (its name, or the dev_id its owner got), --context those of one open file. It joins the "
+       "daemon's netlink group when the daemon publishes there and it has CAP_NET_ADMIN, believing only the "
+       "daemon's messages (port and pid from the admin socket, else uid 0); otherwise, or with --admin, it "
+       "reads the admin socket's event stream. --group N listens on another netlink group.",
+       "ioasidctl monitor pasid fault --context 3", no_arguments(), nullptr},
       {"help", "[COMMAND]", "this list, or one command in detail",
        "Without COMMAND: every command with its arguments and an example. With COMMAND: what it does and "
        "prints. Needs no daemon. With --json: the same as JSON.",
@@ -519,23 +537,269 @@ int fail_with(const ioasid::Error& error) {
   return 1;
 }
 
-int stream_events(AdminClient& client, bool as_json) {
-  if (auto started = client.start_events(); !started) return fail_with(started.error());
-  if (!as_json) std::cerr << "ioasidctl: streaming events from " << client.path() << " (Ctrl-C to stop)\n";
-  for (;;) {
-    auto event = client.next_event();
-    if (!event) return fail_with(event.error());
-    if (!*event) {
-      std::cerr << "ioasidctl: the daemon closed the event stream\n";
-      return 0;
-    }
-    std::cout << (as_json ? (*event)->dump() : format_event(**event)) << std::endl;
+// ---------------------------------------------------------------- pgtable
+
+struct PgtableRequest {
+  std::optional<uint32_t> context;
+  std::optional<int64_t> pid;  // --pid: every context of this process
+  uint32_t ioasid = 0;
+  uint64_t begin = 0;
+  uint64_t end = std::numeric_limits<uint64_t>::max();
+  bool dot = false;
+};
+
+// "0x200000" or "2097152".
+std::optional<uint64_t> parse_u64(std::string_view word) {
+  int base = 10;
+  if (word.starts_with("0x") || word.starts_with("0X")) {
+    word.remove_prefix(2);
+    base = 16;
   }
+  uint64_t value = 0;
+  auto [end, error] = std::from_chars(word.data(), word.data() + word.size(), value, base);
+  if (word.empty() || error != std::errc() || end != word.data() + word.size()) return std::nullopt;
+  return value;
+}
+
+// START, START-END or START+LEN: [begin, end).
+ioasid::Result<std::pair<uint64_t, uint64_t>> parse_range(const std::string& text) {
+  const size_t dash = text.find('-'), plus = text.find('+');
+  const size_t split = dash != std::string::npos ? dash : plus;
+  const auto start = parse_u64(std::string_view(text).substr(0, split));
+  if (!start) return ioasid::fail(EINVAL, "--range: START must be a number (0x... or decimal), not '{}'", text);
+  if (split == std::string::npos) {
+    if (*start == std::numeric_limits<uint64_t>::max()) return std::pair{*start - 1, *start};  // the last byte
+    return std::pair{*start, *start + 1};
+  }
+  const auto second = parse_u64(std::string_view(text).substr(split + 1));
+  if (!second) return ioasid::fail(EINVAL, "--range: '{}' must be START-END or START+LEN", text);
+  if (split == plus) {
+    if (*second == 0) return ioasid::fail(EINVAL, "--range: LEN is 0");
+    if (*start + (*second - 1) < *start) return ioasid::fail(EINVAL, "--range: START+LEN wraps past 2^64");
+    // [start, start + len); the last byte of the space cannot be an exclusive end.
+    const uint64_t last = *start + (*second - 1);
+    return std::pair{*start, last == std::numeric_limits<uint64_t>::max() ? last : last + 1};
+  }
+  if (*second <= *start) return ioasid::fail(EINVAL, "--range: END {:#x} is not above START {:#x}", *second, *start);
+  return std::pair{*start, *second};
+}
+
+ioasid::Result<PgtableRequest> parse_pgtable(const std::vector<std::string>& words) {
+  PgtableRequest request;
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < words.size(); ++i) {
+    const std::string& word = words[i];
+    auto value = [&](const char* option) -> ioasid::Result<std::string> {
+      if (i + 1 >= words.size()) return ioasid::fail(EINVAL, "{} takes a value", option);
+      return words[++i];
+    };
+    if (word == "--pid" || word == "-p") {
+      auto text = value("--pid");
+      if (!text) return std::move(text).error();
+      const auto pid = parse_u64(*text);
+      if (!pid || *pid == 0 || *pid > 4194304) return ioasid::fail(EINVAL, "--pid must be a process id, not '{}'", *text);
+      request.pid = static_cast<int64_t>(*pid);
+    } else if (word == "--range" || word == "-r") {
+      auto text = value("--range");
+      if (!text) return std::move(text).error();
+      auto range = parse_range(*text);
+      if (!range) return std::move(range).error();
+      std::tie(request.begin, request.end) = *range;
+    } else if (word == "--format" || word == "-f") {
+      auto text = value("--format");
+      if (!text) return std::move(text).error();
+      if (*text != "text" && *text != "dot") return ioasid::fail(EINVAL, "--format is text or dot, not '{}'", *text);
+      request.dot = *text == "dot";
+    } else if (word.starts_with("-")) {
+      return ioasid::fail(EINVAL, "unknown option '{}'", word);
+    } else {
+      positional.push_back(word);
+    }
+  }
+  const size_t wanted = request.pid ? 1 : 2;
+  if (positional.size() != wanted)
+    return ioasid::fail(EINVAL, "takes {}, {} number(s) given", request.pid ? "IOASID (with --pid)" : "CONTEXT IOASID",
+                        positional.size());
+  for (size_t i = 0; i < positional.size(); ++i) {
+    const auto number = parse_u64(positional[i]);
+    if (!number || *number > UINT32_MAX)
+      return ioasid::fail(EINVAL, "{} must be a number in 0..4294967295, not '{}'",
+                          i + 1 == positional.size() ? "IOASID" : "CONTEXT", positional[i]);
+    if (i + 1 == positional.size())
+      request.ioasid = static_cast<uint32_t>(*number);
+    else
+      request.context = static_cast<uint32_t>(*number);
+  }
+  return request;
+}
+
+// A DOT string literal.
+std::string dot_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  }
+  return out + "\"";
+}
+
+// One `dump` line, "iova I -> hpa H SIZE [xN] RWX A D [SNP]", as the walk's two ends.
+struct Leaf {
+  std::string iova, hpa, rest;
+};
+std::optional<Leaf> parse_leaf(const std::string& line) {
+  std::istringstream words(line);
+  std::string iova_word, iova, arrow, hpa_word, hpa;
+  if (!(words >> iova_word >> iova >> arrow >> hpa_word >> hpa) || iova_word != "iova" || hpa_word != "hpa")
+    return std::nullopt;
+  std::string rest;
+  std::getline(words, rest);
+  if (!rest.empty() && rest.front() == ' ') rest.erase(0, 1);
+  return Leaf{iova, hpa, rest};
+}
+
+// The leaves of one table as IOVA -> HPA edges, in a cluster named `prefix`. HPA nodes
+// are shared by every cluster, so two IOASIDs mapping one page meet there.
+void dot_leaves(std::string& out, const std::string& prefix, const json& table, std::set<std::string>& hpas,
+                const char* what) {
+  for (const json& line : table.value("dump", json::array())) {
+    const auto leaf = parse_leaf(text(line));
+    if (!leaf) continue;
+    const std::string from = prefix + "_" + leaf->iova;
+    out += fmt::format("    {} [label={}];\n", dot_string(from), dot_string(fmt::format("{} {}\n{}", what, leaf->iova, leaf->rest)));
+    hpas.insert(leaf->hpa);
+    out += fmt::format("    {} -> {};\n", dot_string(from), dot_string("hpa_" + leaf->hpa));
+  }
+  if (table.value("truncated", false))
+    out += fmt::format("    {} [shape=note, label={}];\n", dot_string(prefix + "_more"),
+                       dot_string(fmt::format("{} more leaves from {}", table.value("dump_lines", 0u) -
+                                                                       table.value("dump", json::array()).size(),
+                                          hex(table.value("next_iova", json())))));
+}
+
+// The walk of each table as one Graphviz digraph: IOVA -> HPA, or for a nested IOASID
+// GVA (its guest table) -> GPA (its parent's IOVAs) -> HPA. `parents` holds the
+// parent tables of the nested ones, by "context/ioasid".
+std::string pgtable_dot(const std::vector<json>& tables, const std::map<std::string, json>& parents) {
+  std::string out = "digraph ioasid_pgtable {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n";
+  std::set<std::string> hpas;
+  for (const json& t : tables) {
+    const std::string context = text(t.at("context")), ioasid = text(t.at("ioasid"));
+    const std::string prefix = "c" + context + "_i" + ioasid;
+    const json nested = t.value("nested", json());
+    out += fmt::format("  subgraph {} {{\n    label={};\n", dot_string("cluster_" + prefix),
+                       dot_string(fmt::format("context {}, IOASID {}: domain {}{}", context, ioasid, text(t.at("domain")),
+                                          nested.is_object() ? ", nested on IOASID " + text(nested.at("parent"))
+                                                             : std::string())));
+    if (!nested.is_object()) {
+      dot_leaves(out, prefix, t, hpas, "IOVA");
+      out += "  }\n";
+      continue;
+    }
+    const json binding = nested.value("binding", json());
+    const std::string gva = prefix + "_gva";
+    out += fmt::format("    {} [shape=ellipse, label={}];\n", dot_string(gva),
+                       dot_string(binding.is_object()
+                                  ? fmt::format("GVA\nguest first-level table at GPA {}, {}-bit",
+                                                hex(binding.at("pgtbl_addr")), text(binding.at("addr_width")))
+                                  : std::string("GVA\nno guest table bound")));
+    const auto parent = parents.find(context + "/" + text(nested.at("parent")));
+    if (parent != parents.end()) {
+      const std::string gpa_prefix = prefix + "_gpa";
+      out += fmt::format("    {} [shape=ellipse, label={}];\n", dot_string(gpa_prefix),
+                         dot_string("GPA space\nIOASID " + text(nested.at("parent"))));
+      out += fmt::format("    {} -> {} [label=\"first-level walk\"];\n", dot_string(gva), dot_string(gpa_prefix));
+      for (const json& line : parent->second.value("dump", json::array()))
+        if (const auto leaf = parse_leaf(text(line)))
+          out += fmt::format("    {} -> {};\n", dot_string(gpa_prefix), dot_string(gpa_prefix + "_" + leaf->iova));
+      dot_leaves(out, gpa_prefix, parent->second, hpas, "GPA");
+    }
+    out += "  }\n";
+  }
+  for (const std::string& hpa : hpas) out += fmt::format("  {} [label={}];\n", dot_string("hpa_" + hpa), dot_string("HPA " + hpa));
+  return out + "}\n";
+}
+
+int fail_with(const ioasid::Error& error);
+
+// `pgtable`: one request per context asked (CONTEXT, or each of --pid's), printed as
+// text, JSON (an array with --pid) or one DOT graph.
+int run_pgtable(AdminClient& client, const PgtableRequest& request, bool as_json) {
+  std::vector<uint32_t> contexts;
+  if (request.context) {
+    contexts.push_back(*request.context);
+  } else {
+    auto rows = client.call("contexts");
+    if (!rows) return fail_with(rows.error());
+    for (const json& row : *rows)
+      if (row.value("pid", int64_t{0}) == *request.pid) contexts.push_back(row.value("id", 0u));
+    if (contexts.empty()) {
+      std::cerr << fmt::format("ioasidctl: process {} has no context open (see ioasidctl contexts)\n", *request.pid);
+      return 1;
+    }
+  }
+  auto ask = [&](uint32_t context, uint32_t ioasid) {
+    return client.call("pgtable", json{{"context", context}, {"ioasid", ioasid}, {"iova_begin", request.begin},
+                                       {"iova_end", request.end}});
+  };
+  std::vector<json> tables;
+  std::map<std::string, json> parents;
+  std::optional<ioasid::Error> last_error;
+  for (uint32_t context : contexts) {
+    auto table = ask(context, request.ioasid);
+    if (!table) {
+      // With --pid, a context without that IOASID is not an error while another has it.
+      if (request.pid && table.code() == ENOENT) {
+        last_error = table.error();
+        continue;
+      }
+      return fail_with(table.error());
+    }
+    if (request.dot && table->value("nested", json()).is_object()) {
+      const uint32_t parent = table->at("nested").value("parent", 0u);
+      auto parent_table = ask(context, parent);
+      if (!parent_table) return fail_with(parent_table.error());
+      parents[fmt::format("{}/{}", context, parent)] = std::move(*parent_table);
+    }
+    tables.push_back(std::move(*table));
+  }
+  if (tables.empty()) return fail_with(*last_error);
+  if (request.dot) {
+    std::cout << pgtable_dot(tables, parents);
+  } else if (as_json) {
+    std::cout << (request.pid ? json(tables) : tables.front()).dump(2) << "\n";
+  } else {
+    for (size_t i = 0; i < tables.size(); ++i) {
+      if (i) fmt::print("\n");
+      print_pgtable(tables[i]);
+    }
+  }
+  return 0;
+}
+
+// `monitor` and `pgtable` take options of their own after the command word; they are
+// cut off here and parsed by the command, so that ioasidctl's options stay what the
+// others take.
+std::vector<std::string> cut_command_words(int& argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--socket" || arg == "-s") {
+      ++i;
+      continue;
+    }
+    if (arg.starts_with("-")) continue;
+    if (arg != "monitor" && arg != "pgtable") return {};
+    std::vector<std::string> words(argv + i + 1, argv + argc);
+    argc = i + 1;
+    return words;
+  }
+  return {};
 }
 
 }  // namespace
 
 int control(int argc, char** argv) {
+  std::vector<std::string> command_words = cut_command_words(argc, argv);
   std::string socket_path = kDefaultAdminSocket;
   bool as_json = false;
   std::string name;
@@ -546,7 +810,7 @@ int control(int argc, char** argv) {
       ("help,h", "print this help (after a command: that command's) and exit")
       ("socket,s", po::value(&socket_path)->value_name("PATH")->default_value(socket_path),
        "the daemon's admin socket (ioasidd --admin-socket)")
-      ("json,j", po::bool_switch(&as_json), "print the raw JSON result (events: one JSON object per line)");
+      ("json,j", po::bool_switch(&as_json), "print the raw JSON result (monitor: one JSON object per line)");
   po::options_description hidden;
   hidden.add_options()
       ("command", po::value(&name))
@@ -575,6 +839,23 @@ int control(int argc, char** argv) {
     return 2;
   }
   if (command->name == "help") return help(words, as_json, options);
+  if (command->name == "monitor") return run_monitor(command_words, socket_path, as_json);
+  if (command->name == "pgtable") {
+    if (std::find(command_words.begin(), command_words.end(), "--help") != command_words.end() ||
+        std::find(command_words.begin(), command_words.end(), "-h") != command_words.end()) {
+      print_command_help(*command);
+      return 0;
+    }
+    auto pgtable = parse_pgtable(command_words);
+    if (!pgtable) {
+      std::cerr << fmt::format("ioasidctl: pgtable: {}\nusage: {}\nexample: {}\n", pgtable.error().why,
+                               usage(*command), command->example);
+      return 2;
+    }
+    auto client = AdminClient::connect(socket_path);
+    if (!client) return fail_with(client.error());
+    return run_pgtable(*client, *pgtable, as_json);
+  }
   auto request = command->parse(words);
   if (!request) {
     std::cerr << fmt::format("ioasidctl: {}: {}\nusage: {}\nexample: {}\n", command->name, request.error().why,
@@ -584,7 +865,6 @@ int control(int argc, char** argv) {
 
   auto client = AdminClient::connect(socket_path);
   if (!client) return fail_with(client.error());
-  if (command->name == "events") return stream_events(*client, as_json);
   auto result = client->call(command->name, std::move(*request));
   if (!result) return fail_with(result.error());
   if (as_json)

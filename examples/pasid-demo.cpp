@@ -145,7 +145,7 @@ int run(const Demo& demo, std::vector<client::Pasid>& held) {
   step(fmt::format("leaving: the {} Pasid object(s) still held FREE their PASIDs, then close() - the daemon frees "
                    "whatever a file still owns when it closes",
                    held.size()));
-  fmt::print("    -> watch it with `ioasid-monitor` or `ioasidctl pasids` in another terminal\n");
+  fmt::print("    -> watch it with `ioasidctl monitor pasid` or `ioasidctl pasids` in another terminal\n");
   return 0;
 }
 

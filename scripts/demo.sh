@@ -17,7 +17,9 @@ cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasi
   ats-copy iommufd-demo iommufd-fault-demo ioasid-run
 
 daemon_pid=
+monitor_pid=
 cleanup() {
+  [ -z "$monitor_pid" ] || kill "$monitor_pid" 2>/dev/null || true
   if [ -n "$daemon_pid" ]; then
     kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" || true
   fi
@@ -46,7 +48,15 @@ iommu_fd_dev=$(jq -r '.nodes[] | select(endswith("-fd"))' <<<"$status" | head -n
 export IOASID_DEV=/dev/ioasid
 echo; echo "== ioasid-info"; "$build/examples/ioasid-info"
 echo; echo "== pasid-demo"; "$build/examples/pasid-demo"
-echo; echo "== dma-demo"; "$build/examples/dma-demo"
+echo; echo "== dma-demo, watched by: ioasidctl monitor ioas map device fault"
+"$build/examples/ioasidctl" --socket "$run/admin.sock" monitor ioas map device fault >"$run/monitor.out" 2>&1 &
+monitor_pid=$!
+for _ in $(seq 50); do grep -q "^ioasidctl monitor: " "$run/monitor.out" && break; sleep 0.1; done
+"$build/examples/dma-demo"
+sleep 0.2  # events reach the monitor within about 5 ms (docs/EVENTS.md)
+kill "$monitor_pid" && wait "$monitor_pid" 2>/dev/null || true
+monitor_pid=
+echo "-- its events:"; cat "$run/monitor.out"
 echo; echo "== mini-vmm"; "$build/examples/mini-vmm"
 echo; echo "== dsa-memmove"; "$build/examples/dsa-memmove"
 echo; echo "== ats-copy"; "$build/examples/ats-copy"

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-// One readable line per daemon event (docs/EVENTS.md has the JSON fields).
+// One readable line per daemon event (docs/EVENTS.md has the JSON fields), in
+// fixed-width columns so a stream of them lines up:
+//   TIME         SEQ     EVENT          CTX   PID     DEVICE  DETAILS
+//   12:04:31.518      42 pasid_alloc    3     1234    -       pasid=17 gpasid=5
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -8,8 +11,8 @@
 
 namespace ioasid::examples {
 
-// "12:04:31.518 #42 pasid_alloc    context=3 pid=1234 pasid=17 gpasid=5"
-// "12:04:31.602 #43 device_bind    context=3 pid=1234 device=dma0 dev_id=1"
+// The column titles, for a header line above format_event's lines.
+std::string event_header();
 std::string format_event(const nlohmann::json& event);
 
 }  // namespace ioasid::examples

@@ -2,79 +2,98 @@
 #include "netlink_subscriber.h"
 
 #include <linux/netlink.h>
+#include <netlink/errno.h>
+#include <netlink/handlers.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/socket.h>
 
 #include <cerrno>
 #include <cstring>
-#include <vector>
+#include <exception>
 
 namespace ioasid::examples {
 
+namespace {
+
+// libnl returns its own NLE_* codes; the errno of the failed syscall is usually still
+// set and says more (EPERM from the membership, ENOBUFS from recvmsg), so prefer it.
+int errno_or(int fallback) { return errno != 0 ? errno : fallback; }
+
+// What the C callback needs: the caller's function, and an exception it threw, which
+// must not unwind through libnl's C frames.
+struct Delivery {
+  const std::function<void(const NetlinkMessage&)>* on_message;
+  std::exception_ptr failure;
+};
+
+int deliver(nl_msg* message, void* argument) {
+  auto& delivery = *static_cast<Delivery*>(argument);
+  const nlmsghdr* header = nlmsg_hdr(message);
+  const auto* payload = static_cast<const char*>(nlmsg_data(header));
+  const int length = nlmsg_datalen(header);
+  const ucred* credentials = nlmsg_get_creds(message);
+  const sockaddr_nl* source = nlmsg_get_src(message);
+  try {
+    (*delivery.on_message)(NetlinkMessage{
+        header->nlmsg_type,
+        std::string(payload, ::strnlen(payload, length > 0 ? static_cast<size_t>(length) : 0)),
+        source ? source->nl_pid : 0,
+        credentials ? std::optional<ucred>(*credentials) : std::nullopt});
+  } catch (...) {
+    delivery.failure = std::current_exception();
+    return NL_STOP;
+  }
+  // NL_SKIP: libnl must not act on the message itself. Anyone may send to the group,
+  // and a forged NLMSG_ERROR would otherwise end nl_recvmsgs with its error code.
+  return NL_SKIP;
+}
+
+}  // namespace
+
+void NetlinkSubscriber::SocketDeleter::operator()(nl_sock* socket) const { nl_socket_free(socket); }
+
 Result<NetlinkSubscriber> NetlinkSubscriber::open(uint32_t group) {
-  UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_USERSOCK));
-  if (!fd) return fail(errno, "socket(NETLINK_USERSOCK): {}", std::strerror(errno));
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;  // nl_pid 0: the kernel picks our port
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0)
-    return fail(errno, "bind netlink socket: {}", std::strerror(errno));
-  // Membership by setsockopt works for every group number, unlike the bind mask.
-  if (::setsockopt(fd.get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
-    const int code = errno;
+  SocketPtr socket(nl_socket_alloc());
+  if (!socket) return fail(ENOMEM, "nl_socket_alloc failed");
+  // Multicast messages carry the daemon's sequence numbers, not answers to ours.
+  nl_socket_disable_seq_check(socket.get());
+  // Peek at each datagram's length first, so one larger than a page is read whole.
+  nl_socket_enable_msg_peek(socket.get());
+  errno = 0;
+  if (int rc = nl_connect(socket.get(), NETLINK_USERSOCK); rc < 0)
+    return fail(errno_or(EIO), "connect a NETLINK_USERSOCK socket: {}", nl_geterror(rc));
+  errno = 0;
+  // Membership by setsockopt (what nl_socket_add_membership does) works for every
+  // group number, unlike the bind mask.
+  if (int rc = nl_socket_add_membership(socket.get(), static_cast<int>(group)); rc < 0) {
+    const int code = errno_or(EIO);
     return fail(code, "join netlink group {}: {}{}", group, std::strerror(code),
                 code == EPERM ? " (needs CAP_NET_ADMIN)" : "");
   }
-  int on = 1;
-  if (::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
-    return fail(errno, "SO_PASSCRED: {}", std::strerror(errno));
-  return NetlinkSubscriber(std::move(fd), group);
+  errno = 0;
+  if (int rc = nl_socket_set_passcred(socket.get(), 1); rc < 0)
+    return fail(errno_or(EIO), "SO_PASSCRED: {}", nl_geterror(rc));
+  return NetlinkSubscriber(std::move(socket), group);
 }
 
 Result<void> NetlinkSubscriber::receive(const std::function<void(const NetlinkMessage&)>& on_message) {
-  std::vector<char> buffer(65536);
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
-  sockaddr_nl source{};
-  iovec io{buffer.data(), buffer.size()};
-  msghdr header{};
-  header.msg_name = &source;
-  header.msg_namelen = sizeof source;
-  header.msg_iov = &io;
-  header.msg_iovlen = 1;
-  header.msg_control = control;
-  header.msg_controllen = sizeof control;
-
-  // MSG_TRUNC: netlink then returns the datagram's real length, for the report below.
-  ssize_t length = ::recvmsg(fd_.get(), &header, MSG_TRUNC);
-  if (length < 0) {
-    if (errno == EINTR) return success();
-    return fail(errno, "receive on netlink group {}: {}", group_, std::strerror(errno));
-  }
-
-  std::optional<ucred> sender;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-      ucred credentials;
-      std::memcpy(&credentials, CMSG_DATA(c), sizeof credentials);
-      sender = credentials;
-    }
-  }
-  // Not fatal: any local user can send a datagram this large to the group, and one
-  // must not be able to end a subscriber with it.
-  if ((header.msg_flags & MSG_TRUNC) || static_cast<size_t>(length) > buffer.size())
-    return fail(EMSGSIZE, "dropped a datagram of {} bytes (more than {}) from port {} pid {} uid {}", length,
-                buffer.size(), source.nl_pid, sender ? sender->pid : 0, sender ? sender->uid : 0);
-
-  // NLMSG_OK/NLMSG_NEXT by hand: the macros mix signed and unsigned lengths. The
-  // last message's padding may run past the datagram: offset is checked first.
-  const auto total = static_cast<size_t>(length);
-  for (size_t offset = 0; offset < total && total - offset >= sizeof(nlmsghdr);) {
-    const auto* message = reinterpret_cast<const nlmsghdr*>(buffer.data() + offset);
-    if (message->nlmsg_len < NLMSG_HDRLEN || message->nlmsg_len > total - offset) break;
-    const char* payload = static_cast<const char*>(NLMSG_DATA(message));
-    const size_t payload_length = message->nlmsg_len - NLMSG_HDRLEN;
-    on_message(NetlinkMessage{message->nlmsg_type, std::string(payload, ::strnlen(payload, payload_length)),
-                              source.nl_pid, sender});
-    offset += NLMSG_ALIGN(message->nlmsg_len);
-  }
-  return success();
+  Delivery delivery{&on_message, nullptr};
+  // NL_CB_MSG_IN sees every message first, control types included; the caller judges
+  // the sender and the type.
+  if (int rc = nl_socket_modify_cb(socket_.get(), NL_CB_MSG_IN, NL_CB_CUSTOM, deliver, &delivery); rc < 0)
+    return fail(EINVAL, "nl_socket_modify_cb: {}", nl_geterror(rc));
+  errno = 0;
+  const int rc = nl_recvmsgs_default(socket_.get());
+  if (delivery.failure) std::rethrow_exception(delivery.failure);
+  if (rc >= 0) return success();
+  const int code = errno;
+  if (code == EINTR || code == EAGAIN) return success();
+  if (code == ENOBUFS) return fail(ENOBUFS, "netlink group {}: receive buffer overran", group_);
+  // Not a syscall's failure: something about a datagram (anyone may send one) that
+  // is not the end of the subscription.
+  if (code == 0) return fail(EBADMSG, "netlink group {}: dropped a datagram: {}", group_, nl_geterror(rc));
+  return fail(code != 0 ? code : EIO, "receive on netlink group {}: {}", group_, nl_geterror(rc));
 }
 
 }  // namespace ioasid::examples

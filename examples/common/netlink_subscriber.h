@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: MIT
-// Receives ioasidd's netlink event messages (docs/EVENTS.md): a NETLINK_USERSOCK
-// socket joined to one multicast group, with SO_PASSCRED so every message comes
-// with the sender's kernel-checked credentials.
+// Receives ioasidd's netlink event messages (docs/EVENTS.md) with libnl-3: a
+// NETLINK_USERSOCK socket joined to one multicast group (nl_socket_add_membership),
+// with SO_PASSCRED so every message comes with the sender's kernel-checked
+// credentials; nl_recvmsgs splits each datagram and hands us the messages.
 #pragma once
 
 #include "base/result.h"
-#include "base/unique_fd.h"
 
 #include <sys/socket.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+
+struct nl_sock;
 
 namespace ioasid::examples {
 
@@ -29,16 +32,22 @@ class NetlinkSubscriber {
   static Result<NetlinkSubscriber> open(uint32_t group);
 
   // Waits for one datagram and calls on_message for each netlink message in it.
-  // ENOBUFS means the socket overran and messages were lost; EMSGSIZE means a datagram
-  // larger than 64 KiB arrived and was dropped (the daemon never sends one, but anyone
-  // may send on NETLINK_USERSOCK). After either, go on receiving.
+  // ENOBUFS means the socket overran and messages were lost; go on receiving after it.
+  // A datagram of any size is taken whole (libnl peeks at its length first): the
+  // kernel bounds it by our receive buffer, so anyone's large forgery costs nothing
+  // more than that and is judged like any other message.
   Result<void> receive(const std::function<void(const NetlinkMessage&)>& on_message);
 
   uint32_t group() const { return group_; }
 
  private:
-  NetlinkSubscriber(UniqueFd fd, uint32_t group) : fd_(std::move(fd)), group_(group) {}
-  UniqueFd fd_;
+  struct SocketDeleter {
+    void operator()(nl_sock* socket) const;
+  };
+  using SocketPtr = std::unique_ptr<nl_sock, SocketDeleter>;
+
+  NetlinkSubscriber(SocketPtr socket, uint32_t group) : socket_(std::move(socket)), group_(group) {}
+  SocketPtr socket_;
   uint32_t group_;
 };
 

@@ -45,6 +45,21 @@ class FileSubmitter final : public devices::dsa::Submitter {
     if (auto context = live()) report_unrecoverable(service_, *context, source(pasid, true), fault);
   }
 
+  void descriptor_faulted(uint32_t pasid, uint32_t wq, uint8_t status, uint64_t fault_addr) override {
+    auto context = live();
+    if (!context) return;
+    // Bounded per user like MAP/UNMAP: a client can submit faulting descriptors at will.
+    service_.publish_bounded(context->client().uid, {.type = EventType::DsaFault,
+                      .context = context->id(),
+                      .pid = context->client().pid,
+                      .pasid = pasid,
+                      .device = device_,
+                      .dev_id = dev_id_,
+                      .address = fault_addr,
+                                                     .status = status,
+                                                     .wq = wq});
+  }
+
   bool request_page(uint32_t pasid, const devices::DmaFault& fault, bool write,
                     std::function<void(iommu::PageResponse)> resume) override {
     auto context = live();

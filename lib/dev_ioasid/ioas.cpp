@@ -64,6 +64,12 @@ Result<long> map_into(Call& call, uint32_t ioasid, uint32_t flags, uint64_t leng
   auto mapped = map_backing(call, **ioas, make(*pid, *access), std::move(*mapping), flags, iova);
   IOASID_TRY(mapped);
   iova = *mapped;
+  call.service.publish_bounded(call.context.client().uid, {.type = EventType::Map,
+                                                           .context = call.context.id(),
+                                                           .pid = call.context.client().pid,
+                                                           .ioasid = ioasid,
+                                                           .iova = *mapped,
+                                                           .length = length});
   return 0;
 }
 
@@ -84,25 +90,36 @@ Result<std::shared_ptr<Ioas>> find_kernel_managed(Call& call, uint32_t ioasid) {
   return ioas;
 }
 
+static void announce_alloc(Call& call, uint32_t ioasid, std::optional<uint32_t> parent) {
+  call.service.publish_bounded(call.context.client().uid, {.type = EventType::IoasidAlloc,
+                                                           .context = call.context.id(),
+                                                           .pid = call.context.client().pid,
+                                                           .ioasid = ioasid,
+                                                           .parent = parent});
+}
+
 Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
   IOASID_TRY(check_flags(alloc.flags, IOASID_ALLOC_NESTED));
   IOASID_TRY(check_reserved(alloc.__reserved, "__reserved"));
   auto charge = call.service.ioasids_quota().charge(call.context.client().uid);
   IOASID_TRY(charge);
   if (alloc.flags & IOASID_ALLOC_NESTED) {
-    std::lock_guard lock(call.context.routes_mutex());  // FREE of the parent cannot run meanwhile
-    auto parent = find_ioas(call, alloc.parent);
-    if (!parent) return fail(ENOENT, "no parent IOASID {} in this file", alloc.parent);
-    if ((*parent)->is_nested())
-      return fail(EINVAL, "parent {} is nested itself: nesting is one level deep", alloc.parent);
-    auto domain = call.service.iommu().make_domain();
-    IOASID_TRY(domain);
-    auto ioas = std::make_shared<Ioas>();
-    ioas->nested = std::make_unique<Nested>(*parent, alloc.parent, std::move(*domain));
-    ioas->charge = std::move(*charge);
-    auto id = call.context.objects().insert(std::move(ioas));
+    auto id = [&]() -> Result<uint32_t> {
+      std::lock_guard lock(call.context.routes_mutex());  // FREE of the parent cannot run meanwhile
+      auto parent = find_ioas(call, alloc.parent);
+      if (!parent) return fail(ENOENT, "no parent IOASID {} in this file", alloc.parent);
+      if ((*parent)->is_nested())
+        return fail(EINVAL, "parent {} is nested itself: nesting is one level deep", alloc.parent);
+      auto domain = call.service.iommu().make_domain();
+      IOASID_TRY(domain);
+      auto ioas = std::make_shared<Ioas>();
+      ioas->nested = std::make_unique<Nested>(*parent, alloc.parent, std::move(*domain));
+      ioas->charge = std::move(*charge);
+      return call.context.objects().insert(std::move(ioas));
+    }();
     IOASID_TRY(id);
     alloc.out_ioasid = *id;
+    announce_alloc(call, *id, alloc.parent);  // with the lock dropped, as event sinks expect
     return 0;
   }
   if (alloc.parent != 0) return fail(EINVAL, "parent {} given for a kernel-managed IOASID", alloc.parent);
@@ -114,18 +131,26 @@ Result<long> ioas_alloc(Call& call, ioasid_alloc& alloc) {
   auto id = call.context.objects().insert(std::move(ioas));
   IOASID_TRY(id);
   alloc.out_ioasid = *id;
+  announce_alloc(call, *id, std::nullopt);
   return 0;
 }
 
 Result<long> ioas_free(Call& call, ioasid_free& free) {
   IOASID_TRY(check_reserved(free.__reserved, "__reserved"));
-  std::lock_guard lock(call.context.routes_mutex());
-  auto ioas = find_ioas(call, free.ioasid);
-  IOASID_TRY(ioas);
-  if (const uint32_t users = (*ioas)->users.load(); users != 0)
-    return fail(EBUSY, "IOASID {} has {} user(s): attached devices or nested IOASIDs", free.ioasid, users);
-  // A nested IOASID gives its parent back when the last reference to it goes.
-  call.context.objects().remove<Ioas>(free.ioasid);  // mappings go with the last reference
+  {
+    std::lock_guard lock(call.context.routes_mutex());
+    auto ioas = find_ioas(call, free.ioasid);
+    IOASID_TRY(ioas);
+    if (const uint32_t users = (*ioas)->users.load(); users != 0)
+      return fail(EBUSY, "IOASID {} has {} user(s): attached devices or nested IOASIDs", free.ioasid, users);
+    // A nested IOASID gives its parent back when the last reference to it goes.
+    call.context.objects().remove<Ioas>(free.ioasid);  // mappings go with the last reference
+  }
+  // With the lock dropped, as event sinks expect (engine/events.h).
+  call.service.publish_bounded(call.context.client().uid, {.type = EventType::IoasidFree,
+                                                           .context = call.context.id(),
+                                                           .pid = call.context.client().pid,
+                                                           .ioasid = free.ioasid});
   return 0;
 }
 
@@ -149,6 +174,12 @@ Result<long> unmap_dma(Call& call, ioasid_unmap_dma& unmap) {
   auto unmapped = (*ioas)->table->unmap(unmap.iova, unmap.length);
   IOASID_TRY(unmapped);
   unmap.length = *unmapped;
+  call.service.publish_bounded(call.context.client().uid, {.type = EventType::Unmap,
+                                                           .context = call.context.id(),
+                                                           .pid = call.context.client().pid,
+                                                           .ioasid = unmap.ioasid,
+                                                           .iova = unmap.iova,
+                                                           .length = *unmapped});
   return 0;
 }
 

@@ -351,7 +351,8 @@ std::shared_ptr<Context> Service::find_context(uint32_t id) const {
   return it == registry_->contexts.end() ? nullptr : it->second;
 }
 
-Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid) {
+Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid, uint64_t begin, uint64_t end) {
+  if (begin >= end) return fail(EINVAL, "empty IOVA range [{:#x}, {:#x})", begin, end);
   auto context = find_context(context_id);
   if (!context) return fail(ENOENT, "no context {}", context_id);
   auto ioas = context->objects().find<Ioas>(ioasid);
@@ -378,9 +379,13 @@ Result<IoasDump> Service::dump_ioas(uint32_t context_id, uint32_t ioasid) {
     dump.domain = ioas->nested->domain.id();
     dump.areas.clear();
   }
+  std::erase_if(dump.areas, [&](const iommu::AreaInfo& area) {
+    return area.iova >= end || area.iova + (area.length - 1) < begin;
+  });
   // Table words are read lock-free, as the IOMMU's own walks read them.
   if (!nested) {
-    auto lines = pgtable::dump_second_level(iommu().memory(), dump.root, dump.levels);
+    auto lines = pgtable::dump_second_level(iommu().memory(), dump.root, dump.levels,
+                                            {.begin = begin, .end = end});
     IOASID_TRY(lines);
     dump.lines = std::move(*lines);
   }

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -191,12 +192,14 @@ class Service {
   UserQuota& ioasids_quota() const { return engine_.ioasids_quota(); }
   Executor& executor() const { return engine_.executor(); }
   void publish(Event event) { engine_.publish(std::move(event)); }
+  void publish_bounded(uid_t uid, Event event) { engine_.publish_bounded(uid, std::move(event)); }
 
   // Admin view of one IOASID of a context: its kernel-managed table (areas, a readable
   // dump of the second-level table) and the routes that reach it. ENOENT for an
   // unknown context or IOASID. A snapshot: MAP/UNMAP running meanwhile may or may not
-  // show.
-  Result<IoasDump> dump_ioas(uint32_t context_id, uint32_t ioasid);
+  // show. Only the areas and leaves that overlap [begin, end) are listed.
+  Result<IoasDump> dump_ioas(uint32_t context_id, uint32_t ioasid, uint64_t begin = 0,
+                             uint64_t end = std::numeric_limits<uint64_t>::max());
 
  private:
   std::shared_ptr<Context> find_context(uint32_t id) const;

@@ -10,6 +10,7 @@
 #include "base/user_quota.h"
 #include "devices/device_spec.h"
 #include "engine/device_registry.h"
+#include "engine/event_budget.h"
 #include "engine/events.h"
 #include "iommu/iommu.h"
 #include "memory/pin_accounting.h"
@@ -64,6 +65,16 @@ class Engine {
   // after engine locks are dropped, so it must be quick.
   EventSubscription subscribe(EventSink sink) { return events_.subscribe(std::move(sink)); }
   void publish(Event event) { events_.publish(std::move(event)); }
+  // For the events a client causes at will (MAP/UNMAP, IOASID ALLOC/FREE): sent only
+  // within `uid`'s budget, kBoundedEventsPerSecond (event_budget.h says why).
+  static constexpr uint32_t kBoundedEventsPerSecond = 1000;
+  void publish_bounded(uid_t uid, Event event) {
+    const auto admission = event_budget_.admit(uid);
+    if (!admission.send) return;
+    if (admission.suppressed_before != 0) event.suppressed = admission.suppressed_before;
+    events_.publish(std::move(event));
+  }
+  const PerUserEventBudget& event_budget() const { return event_budget_; }
 
  private:
   Allocator allocator_;
@@ -72,6 +83,7 @@ class Engine {
   UserQuota ioasids_quota_;
   UserQuota waits_quota_;
   EventBus events_;
+  PerUserEventBudget event_budget_{kBoundedEventsPerSecond};
   std::unique_ptr<Executor> own_executor_;
   Executor* executor_;
   DeviceRegistry devices_;  // after the executor: device engines drain into it

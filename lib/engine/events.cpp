@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "engine/events.h"
 
+#include "engine/event_kinds.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -8,25 +10,14 @@
 
 namespace ioasid::engine {
 
+// The names live in event_kinds.h, which clients share; it must list every type.
+static_assert(kEventKinds.size() == static_cast<size_t>(EventType::DsaFault) + 1,
+              "event_kinds.h must name every EventType, in order");
+
 const char* to_string(EventType type) {
-  switch (type) {
-    case EventType::ContextOpen: return "context_open";
-    case EventType::ContextClose: return "context_close";
-    case EventType::PasidAlloc: return "pasid_alloc";
-    case EventType::PasidFree: return "pasid_free";
-    case EventType::PasidBind: return "pasid_bind";
-    case EventType::PasidUnbind: return "pasid_unbind";
-    case EventType::QuotaChange: return "quota_change";
-    case EventType::DeviceBind: return "device_bind";
-    case EventType::DeviceUnbind: return "device_unbind";
-    case EventType::DeviceRemoved: return "device_removed";
-    case EventType::DeviceAttach: return "device_attach";
-    case EventType::DeviceDetach: return "device_detach";
-    case EventType::Fault: return "fault";
-    case EventType::PageRequest: return "page_request";
-    case EventType::PageResponse: return "page_response";
-  }
-  return "unknown";
+  const auto index = static_cast<size_t>(type);
+  // The names are string literals, so data() is NUL-terminated.
+  return index < kEventKinds.size() ? kEventKinds[index].name.data() : "unknown";
 }
 
 std::string to_json(const Event& event) {
@@ -45,6 +36,12 @@ std::string to_json(const Event& event) {
   if (event.reason) json["reason"] = *event.reason;
   if (event.grpid) json["grpid"] = *event.grpid;
   if (event.code) json["code"] = *event.code;
+  if (event.parent) json["parent"] = *event.parent;
+  if (event.iova) json["iova"] = *event.iova;
+  if (event.length) json["length"] = *event.length;
+  if (event.status) json["status"] = *event.status;
+  if (event.wq) json["wq"] = *event.wq;
+  if (event.suppressed) json["suppressed"] = *event.suppressed;
   return json.dump();
 }
 

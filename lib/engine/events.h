@@ -33,6 +33,11 @@ enum class EventType : uint8_t {
   Fault,          // an unrecoverable DMA fault queued to the owner
   PageRequest,    // a page request queued to the owner (PRI)
   PageResponse,   // the owner's answer to one
+  IoasidAlloc,    // IOASID_ALLOC (`parent` for a nested one)
+  IoasidFree,     // IOASID_FREE
+  Map,            // MAP_DMA / MAP_FILE: `iova`, `length`; bounded per user
+  Unmap,          // UNMAP_DMA: `iova`, `length` unmapped; bounded per user
+  DsaFault,       // a DSA descriptor ended with a page-fault status
 };
 
 struct Event {
@@ -51,9 +56,17 @@ struct Event {
   std::optional<uint32_t> reason = std::nullopt;   // Fault, PageRequest: IOASID_FAULT_REASON_*
   std::optional<uint32_t> grpid = std::nullopt;    // PageRequest, PageResponse: the group index
   std::optional<uint32_t> code = std::nullopt;     // PageResponse: IOASID_PAGE_RESP_*
+  std::optional<uint32_t> parent = std::nullopt;   // IoasidAlloc of a nested IOASID
+  std::optional<uint64_t> iova = std::nullopt;     // Map, Unmap
+  std::optional<uint64_t> length = std::nullopt;   // Map, Unmap
+  std::optional<uint32_t> status = std::nullopt;   // DsaFault: the completion status
+  std::optional<uint32_t> wq = std::nullopt;       // DsaFault: the work queue
+  // Map/Unmap/IoasidAlloc/IoasidFree: this user's events of those types not sent
+  // since the last one that was (the per-user bound, PerUserEventBudget).
+  std::optional<uint64_t> suppressed = std::nullopt;
 };
 
-const char* to_string(EventType type);  // "pasid_alloc", "context_open", ...
+const char* to_string(EventType type);  // "pasid_alloc", "context_open", ... (event_kinds.h)
 std::string to_json(const Event& event);  // one line, no trailing newline
 
 using EventSink = std::function<void(const Event&)>;

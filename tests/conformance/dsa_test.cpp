@@ -1752,5 +1752,32 @@ TEST(DsaIsolation, AnotherFileCannotStallASharedBlockOnFaultWq) {
   ASSERT_TRUE(a.sync(wq));
 }
 
+
+// A descriptor that ends with a page-fault status is a dsa_fault event (docs/EVENTS.md):
+// the device, the PASID, the work queue, the status and the faulting address.
+TEST(EventDsa, AFaultedDescriptorIsADsaFaultEvent) {
+  if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
+  let_the_event_budget_refill();
+  AdminEvents events;
+  ASSERT_TRUE(events.ok());
+  Client c(57);
+  const uint32_t wq = 5;
+  ASSERT_EQ(c.enable(wq), kOk);
+  constexpr uint8_t kNobof = IOASID_DSA_COMP_PAGE_FAULT_NOBOF, kWrite = IOASID_DSA_COMP_STATUS_WRITE;
+  ASSERT_TRUE(c.expect(wq, 0, c.make(IOASID_DSA_OPCODE_MEMMOVE, kRecord, 0, kData, c.end() - 100, 300),
+                       rec(kNobof | kWrite, 100, c.end())));
+  const std::string pid = "\"pid\":" + std::to_string(::getpid()) + ",";
+  const std::string heard = events.wait_for({"\"event\":\"dsa_fault\"", pid}, 3s);
+  ASSERT_FALSE(heard.empty()) << "no dsa_fault event";
+  EXPECT_NE(heard.find("\"device\":\"dsa0\""), std::string::npos) << heard;
+  EXPECT_NE(heard.find("\"pasid\":" + std::to_string(c.pasid) + ","), std::string::npos) << heard;
+  EXPECT_NE(heard.find("\"wq\":" + std::to_string(wq)), std::string::npos) << heard;
+  EXPECT_NE(heard.find("\"address\":" + std::to_string(c.end()) + ","), std::string::npos) << heard;
+  EXPECT_NE(heard.find("\"status\":" + std::to_string(kNobof | kWrite) + ","), std::string::npos) << heard;
+  // A descriptor that succeeds is none.
+  EXPECT_TRUE(c.sync(wq));
+  EXPECT_EQ(events.count({"\"event\":\"dsa_fault\"", pid}, 300ms), 0u) << "a successful DRAIN was a dsa_fault";
+}
+
 }  // namespace
 }  // namespace conf

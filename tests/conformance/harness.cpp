@@ -384,6 +384,21 @@ std::string AdminEvents::wait_for(std::initializer_list<std::string> needles, st
   return {};
 }
 
+size_t AdminEvents::count(std::initializer_list<std::string> needles, std::chrono::milliseconds quiet,
+                          std::vector<std::string>* matched) {
+  size_t found = 0;
+  while (auto event = line(std::chrono::steady_clock::now() + quiet)) {
+    if (std::all_of(needles.begin(), needles.end(),
+                    [&](const std::string& needle) { return event->find(needle) != std::string::npos; })) {
+      ++found;
+      if (matched) matched->push_back(*event);
+    }
+  }
+  return found;
+}
+
+void let_the_event_budget_refill() { std::this_thread::sleep_for(1100ms); }
+
 bool node_is_live(const std::string& path) { return node_answers(path); }
 
 const std::string& node_path() { return g.node; }

@@ -2,7 +2,7 @@
 // The security model of docs/SECURITY.md, tested through real nodes: who may open the
 // node, who may use the admin socket, what a client of another user can reach, what a
 // daemon without ptrace rights over a client answers, what clients see when the daemon
-// dies, and that ioasid-monitor believes only the daemon's netlink messages.
+// dies, and that ioasidctl monitor believes only the daemon's netlink messages.
 //
 // Each test needs a daemon configured its own way (a node group, an admin group, no
 // CAP_SYS_PTRACE, netlink, one it may kill), so it starts a private FUSE daemon in a
@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <filesystem>
@@ -733,10 +734,11 @@ TEST(Security, AKilledDaemonFailsEveryCallerInsteadOfHanging) {
 
 // ================================================================ netlink
 
+// ioasidctl, whose `monitor` command is the subscriber under test.
 std::string monitor_binary() {
-  if (const char* path = std::getenv("IOASID_MONITOR"); path && *path) return path;
-#ifdef IOASID_MONITOR_PATH
-  return IOASID_MONITOR_PATH;
+  if (const char* path = std::getenv("IOASIDCTL"); path && *path) return path;
+#ifdef IOASIDCTL_PATH
+  return IOASIDCTL_PATH;
 #else
   return {};
 #endif
@@ -744,15 +746,17 @@ std::string monitor_binary() {
 
 constexpr uint16_t kNetlinkEventType = 0x20;  // docs/EVENTS.md: IOASID_NL_EVENT
 
-// Sends `payload` (plus a NUL) as one event-typed message to NETLINK_USERSOCK group
-// `group`, writing `claimed_port` into nlmsg_pid as a forger would. Usable in a child.
-std::string send_to_group(unsigned group, uint32_t claimed_port, const std::string& payload) {
+// Sends `payload` (plus a NUL) as one message of `type` (an event's by default) to
+// NETLINK_USERSOCK group `group`, writing `claimed_port` into nlmsg_pid as a forger
+// would. Usable in a child.
+std::string send_to_group(unsigned group, uint32_t claimed_port, const std::string& payload,
+                          uint16_t type = kNetlinkEventType) {
   const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_USERSOCK);
   if (fd < 0) return "socket: " + errno_name(errno);
   std::vector<char> message(NLMSG_SPACE(payload.size() + 1), 0);
   auto* header = reinterpret_cast<nlmsghdr*>(message.data());
   header->nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(payload.size() + 1));
-  header->nlmsg_type = kNetlinkEventType;
+  header->nlmsg_type = type;
   header->nlmsg_seq = 1;
   header->nlmsg_pid = claimed_port;
   std::memcpy(NLMSG_DATA(header), payload.data(), payload.size());
@@ -767,12 +771,14 @@ std::string send_to_group(unsigned group, uint32_t claimed_port, const std::stri
   return result;
 }
 
-// ioasid-monitor --json with its output in files, stopped when it goes out of scope.
+// ioasidctl --json --socket SOCKET monitor ARGS, with its output in files, stopped when
+// it goes out of scope.
 class Monitor {
  public:
-  Monitor(const std::string& dir, std::vector<std::string> args)
+  Monitor(const std::string& dir, const std::string& socket, std::vector<std::string> args, bool as_json = true)
       : out_(dir + "/monitor.out"), err_(dir + "/monitor.err") {
-    args.insert(args.begin(), {monitor_binary(), "--json"});
+    args.insert(args.begin(), {monitor_binary(), "--socket", socket, "monitor"});
+    if (as_json) args.insert(args.begin() + 1, "--json");
     std::vector<char*> argv;
     for (auto& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -813,7 +819,7 @@ class Monitor {
 
 #define SKIP_WITHOUT_MONITOR()                                                         \
   if (monitor_binary().empty() || ::access(monitor_binary().c_str(), X_OK) != 0)       \
-  GTEST_SKIP() << "needs the ioasid-monitor binary (IOASID_MONITOR)"
+  GTEST_SKIP() << "needs the ioasidctl binary (IOASIDCTL)"
 
 // Groups no other daemon of this suite uses (the harness's runs --no-netlink); another
 // publisher on them would only be more messages the monitor must ignore.
@@ -829,16 +835,16 @@ std::string line_containing(const std::string& text, const std::string& needle) 
 }
 
 // Sends `payload` to `group` from a fresh child process (uid 65534 when
-// `unprivileged`) until ioasid-monitor's stderr names that process, up to 5 times —
+// `unprivileged`) until ioasidctl monitor's stderr names that process, up to 5 times —
 // multicast is lossy, and other traffic on the group may fill the monitor's receive
 // buffer — and returns that line, or what went wrong.
 std::string forge_until_reported(Monitor& monitor, unsigned group, uint32_t claimed_port, const std::string& payload,
-                                 bool unprivileged) {
+                                 bool unprivileged, uint16_t type = kNetlinkEventType) {
   std::string last;
   for (int attempt = 0; attempt < 5; ++attempt) {
     last = report_from_child([&] {
       if (unprivileged && !become_nobody()) return "cannot become nobody: " + errno_name(errno);
-      return std::to_string(::getpid()) + " " + send_to_group(group, claimed_port, payload);
+      return std::to_string(::getpid()) + " " + send_to_group(group, claimed_port, payload, type);
     });
     const size_t space = last.find(' ');
     if (space == std::string::npos || last.substr(space + 1) != "sent") return last;
@@ -856,7 +862,7 @@ std::string forged_event(pid_t claimed_pid, const std::string& marker, size_t pa
       .dump();
 }
 
-// Anyone may send to a NETLINK_USERSOCK group. ioasid-monitor, which learned the
+// Anyone may send to a NETLINK_USERSOCK group. ioasidctl monitor, which learned the
 // daemon's port and pid from the admin socket, ignores (and reports) forged events —
 // from an unprivileged user, from another root process, with the daemon's port written
 // into the header, and one too large for its buffer — and still prints the daemon's.
@@ -875,7 +881,7 @@ std::string forged_event(pid_t claimed_pid, const std::string& marker, size_t pa
                                        << monitor.out() << "stderr:\n" << monitor.err();
 }
 
-TEST(Security, IoasidMonitorIgnoresForgedNetlinkEvents) {
+TEST(Security, MonitorIgnoresForgedNetlinkEvents) {
   SKIP_WITHOUT_PRIVATE_DAEMONS();
   SKIP_WITHOUT_MONITOR();
   PrivateDaemon daemon({.args = {"--netlink-group", std::to_string(kForgeryGroup)}});
@@ -885,9 +891,9 @@ TEST(Security, IoasidMonitorIgnoresForgedNetlinkEvents) {
   const uint32_t port = status.value("netlink_port", 0u);
   ASSERT_NE(port, 0u) << "the daemon has no netlink socket: " << daemon.log();
 
-  Monitor monitor(daemon.dir(), {"--socket", daemon.admin_socket()});
+  Monitor monitor(daemon.dir(), daemon.admin_socket(), {});
   ASSERT_TRUE(eventually([&] { return contains(monitor.err(), "believing only port"); }, 10s))
-      << "ioasid-monitor did not subscribe: " << monitor.err();
+      << "ioasidctl monitor did not subscribe: " << monitor.err();
 
   // Each forgery names the daemon's pid and carries the daemon's port in its header.
   const std::string marker = "FORGED-" + std::to_string(::getpid());
@@ -897,15 +903,22 @@ TEST(Security, IoasidMonitorIgnoresForgedNetlinkEvents) {
       << "an unprivileged sender:\n" << monitor.err();
   EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, forgery, false), "uid 0: port"))
       << "another root process:\n" << monitor.err();
+  // libnl peeks at a datagram's length and reads it whole: a large forgery is judged
+  // like any other (the kernel bounds it by the monitor's receive buffer).
   const std::string oversized = forged_event(daemon.pid(), marker, 100 * 1024);
-  EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, oversized, true), "dropped a datagram of"))
-      << "a datagram larger than the monitor's buffer:\n" << monitor.err();
+  EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, oversized, true), "uid 65534: port"))
+      << "a datagram larger than 64 KiB:\n" << monitor.err();
   // One message 3 bytes short of the 64 KiB buffer, its length not a multiple of 4:
   // stepping over its padding once walked the parser past the datagram's end.
   const size_t unpadded = forged_event(daemon.pid(), marker).size();
   const std::string unaligned = forged_event(daemon.pid(), marker, (65536 - 3 - NLMSG_HDRLEN - 1) - unpadded);
   EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, unaligned, true), "uid 65534: port"))
       << "a datagram of 65533 bytes:\n" << monitor.err();
+  // A forged netlink control message (NLMSG_ERROR, whose payload libnl would read as
+  // an error code): judged by its sender like any other, and the monitor goes on.
+  EXPECT_TRUE(contains(forge_until_reported(monitor, kForgeryGroup, port, forgery, true, NLMSG_ERROR),
+                       "uid 65534: port"))
+      << "a forged NLMSG_ERROR:\n" << monitor.err();
   EXPECT_TRUE(monitor.running()) << "a forged message ended the monitor: " << monitor.err();
 
   // The daemon's own events are still printed (a context_open per open; lossy
@@ -914,15 +927,14 @@ TEST(Security, IoasidMonitorIgnoresForgedNetlinkEvents) {
   EXPECT_FALSE(contains(monitor.out(), marker)) << "a forged event was printed:\n" << monitor.out();
 }
 
-// Without the admin socket to ask, ioasid-monitor believes only messages sent by uid
+// Without the admin socket to ask, ioasidctl monitor believes only messages sent by uid
 // 0: the daemon's events are printed, an unprivileged user's forgery is not.
-TEST(Security, IoasidMonitorWithoutTheAdminSocketBelievesOnlyRoot) {
+TEST(Security, MonitorWithoutTheAdminSocketBelievesOnlyRoot) {
   SKIP_WITHOUT_PRIVATE_DAEMONS();
   SKIP_WITHOUT_MONITOR();
   PrivateDaemon daemon({.args = {"--netlink-group", std::to_string(kRootOnlyGroup)}});
   ASSERT_TRUE(daemon.up()) << daemon.why();
-  Monitor monitor(daemon.dir(), {"--socket", daemon.dir() + "/no-such.sock", "--group",
-                                 std::to_string(kRootOnlyGroup)});
+  Monitor monitor(daemon.dir(), daemon.dir() + "/no-such.sock", {"--group", std::to_string(kRootOnlyGroup)});
   ASSERT_TRUE(eventually([&] { return contains(monitor.err(), "believing only messages sent by uid 0"); }, 10s))
       << monitor.err();
   const std::string marker = "FORGED-" + std::to_string(::getpid());
@@ -934,6 +946,63 @@ TEST(Security, IoasidMonitorWithoutTheAdminSocketBelievesOnlyRoot) {
 }
 
 // ================================================================ limits
+
+// `ioasidctl monitor KIND --context C`, as ip monitor filters: only that kind of that
+// context is printed; the readable form is in fixed columns under one header line.
+TEST(EventMonitor, FiltersByKindAndContextInAlignedColumns) {
+  SKIP_WITHOUT_MONITOR();
+  if (admin_socket_path().empty()) GTEST_SKIP() << "needs the admin socket of a harness-owned daemon";
+  char pattern[] = "/tmp/ioasid-monitor-test.XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr) << errno_name(errno);
+  const std::string json_dir = std::string(pattern) + "/json", text_dir = std::string(pattern) + "/text";
+  ASSERT_EQ(::mkdir(json_dir.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir(text_dir.c_str(), 0700), 0);
+  let_the_event_budget_refill();  // the ioasid_alloc below is bounded per user
+  Node ours, other;
+  const json contexts = json::parse(admin_request(R"({"cmd":"contexts"})"), nullptr, false);
+  ASSERT_TRUE(contexts.is_object() && contexts.contains("result")) << "contexts";
+  std::vector<uint32_t> ids;
+  for (const json& row : contexts["result"])
+    if (row.value("pid", 0) == ::getpid()) ids.push_back(row.value("id", 0u));
+  ASSERT_EQ(ids.size(), 2u);
+  std::sort(ids.begin(), ids.end());  // ids grow: `ours` was opened first
+  const std::string mine = std::to_string(ids[0]), theirs = std::to_string(ids[1]);
+
+  Monitor filtered(json_dir, admin_socket_path(), {"--admin", "pasid", "--context", mine});
+  Monitor readable(text_dir, admin_socket_path(), {"--admin", "pasid", "ioas", "--count", "3"}, /*as_json=*/false);
+  for (Monitor* monitor : {&filtered, &readable})
+    ASSERT_TRUE(eventually([&] { return contains(monitor->err(), "reading the event stream"); }, 10s))
+        << monitor->err();
+  const Range r = slot(59);
+  ASSERT_EQ(pasid_alloc(ours.fd(), r.lo, r.hi).err, kOk);
+  ASSERT_EQ(pasid_alloc(other.fd(), r.lo, r.hi).err, kOk);
+  alloc_ioas(ours);
+  ASSERT_TRUE(eventually([&] { return contains(filtered.out(), "pasid_alloc"); }, 5s)) << filtered.err();
+  std::this_thread::sleep_for(300ms);  // anything else would have arrived by now
+  const std::string out = filtered.out();
+  EXPECT_TRUE(contains(out, "\"context\":" + mine + ",")) << out;
+  EXPECT_FALSE(contains(out, "\"context\":" + theirs + ",")) << "another context's event:\n" << out;
+  EXPECT_FALSE(contains(out, "ioasid_alloc")) << "another kind's event:\n" << out;
+
+  // --count 3: the header, then our two pasid_allocs and the ioasid_alloc, each column
+  // starting where its title does.
+  ASSERT_TRUE(eventually([&] { return !readable.running(); }, 5s)) << "--count 3 did not stop it:\n" << readable.out();
+  std::istringstream lines(readable.out());
+  std::string header;
+  ASSERT_TRUE(std::getline(lines, header));
+  const size_t event_at = header.find("EVENT"), ctx_at = header.find("CTX"), details_at = header.find("DETAILS");
+  ASSERT_TRUE(header.starts_with("TIME") && event_at != std::string::npos && ctx_at != std::string::npos &&
+              details_at != std::string::npos)
+      << header;
+  int rows = 0;
+  for (std::string line; std::getline(lines, line); ++rows) {
+    EXPECT_TRUE(line.compare(event_at, 6, "pasid_") == 0 || line.compare(event_at, 7, "ioasid_") == 0)
+        << "EVENT column out of place:\n" << header << "\n" << line;
+    EXPECT_TRUE(line.compare(ctx_at, mine.size(), mine) == 0 || line.compare(ctx_at, theirs.size(), theirs) == 0)
+        << "CTX column out of place:\n" << header << "\n" << line;
+  }
+  EXPECT_EQ(rows, 3) << readable.out();
+}
 
 // A file's fault queue is bounded (--fault-queue): a device faulting without end
 // costs the daemon a fixed amount per file, and the reader learns of the loss. The LOST

@@ -75,7 +75,7 @@ libdir_rel=${libdir#"$prefix"/}
 record "installs ioasid.pc ($libdir_rel/pkgconfig)" 0
 
 # ---- the files
-for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo \
+for program in ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo \
                ioasid-run; do
   check_file "bin/$program"
 done
@@ -97,10 +97,26 @@ sysusers=$(cache_value IOASID_SYSUSERSDIR)/ioasid.conf
 check_file "$unit"
 check_file "$rule"
 check_file "$sysusers"
-for page in "$source_dir"/docs/man/*.[18]; do
+for page in "$source_dir"/docs/man/*.[148]; do
   [ -f "$page" ] || continue
   name=$(basename "$page")
   check_file "share/man/man${name##*.}/$name"
+done
+# The FILES sections name this install's own files: each path there that is not the
+# running system's (/dev, /run, /etc, the daemon's runtime places) was installed.
+mandir=$(cache_value CMAKE_INSTALL_MANDIR)
+mandir=${mandir:-share/man}  # GNUInstallDirs' default when the cache leaves it empty
+for page in "$(installed "$mandir")"/man[148]/*; do
+  [ -f "$page" ] || continue
+  files=$(sed -e 's/\\-/-/g' "$page" | awk '/^\.SH / { in_files = ($2 == "FILES") } in_files && /^\.I / { print $2 }')
+  for path in $files; do
+    case $path in /dev/* | /run/* | /etc/* | /proc/* | /sys/*) continue ;; esac
+    if [ -e "$destdir$path" ]; then
+      record "$(basename "$page") FILES names $path, which is installed" 0
+    else
+      record "$(basename "$page") FILES names $path, which is installed" 1 "$destdir$path is missing"
+    fi
+  done
 done
 
 # ---- what the system files say

@@ -4,15 +4,20 @@
 # no entry in ioasidd.8's OPTIONS, a command ioasidctl's help lists has none in
 # ioasidctl.8's COMMANDS, or a page documents one the program no longer has, or
 # ioasidd.8 misses a default device or states an option's default other than the
-# help's; the same for ioasid-run's options in ioasid-run.1
-# when its path is given; and, where groff is installed, when a page draws a groff warning.
-#   check-man.sh IOASIDD IOASIDCTL MANDIR [IOASID_RUN]
+# help's; the same for ioasid-run's options in ioasid-run.1 and ioasid-info's in
+# ioasid-info.1 when their paths are given; when an installed PROGRAM named has no page
+# PROGRAM.1 or PROGRAM.8, or the uAPI's ioasid.4 is missing; when `ioasidctl monitor
+# --help` has an option ioasidctl.8's MONITOR section lacks; and, where groff is
+# installed, when a page draws a groff warning.
+#   check-man.sh IOASIDD IOASIDCTL MANDIR [IOASID_RUN [IOASID_INFO [PROGRAM...]]]
 set -eu
-if [ $# -ne 3 ] && [ $# -ne 4 ]; then
-  echo "usage: $0 IOASIDD IOASIDCTL MANDIR [IOASID_RUN]" >&2
+if [ $# -lt 3 ]; then
+  echo "usage: $0 IOASIDD IOASIDCTL MANDIR [IOASID_RUN [IOASID_INFO [PROGRAM...]]]" >&2
   exit 2
 fi
-ioasidd=$1 ioasidctl=$2 mandir=$3 ioasid_run=${4:-}
+ioasidd=$1 ioasidctl=$2 mandir=$3 ioasid_run=${4:-} ioasid_info=${5:-}
+shift $(($# < 5 ? $# : 5))
+programs="$*"
 failures=0
 
 fail() {
@@ -84,9 +89,25 @@ compare command "$page" "$commands" "$documented"
 if [ -n "$ioasid_run" ]; then
   compare_options "$ioasid_run" "$mandir/ioasid-run.1"
 fi
+if [ -n "$ioasid_info" ]; then
+  compare_options "$ioasid_info" "$mandir/ioasid-info.1"
+fi
+
+# The monitor's options (after `ioasidctl monitor`) in ioasidctl.8's MONITOR section.
+monitor_options=$("$ioasidctl" monitor --help | grep -oE -e '^ +(-[a-zA-Z] \[ )?--[a-z0-9-]+' | grep -oE -e '--[a-z0-9-]+$')
+documented=$(entry_tags "$page" MONITOR | grep -oE -e '(^|[ "])--[a-z0-9-]+' | grep -oE -e '--[a-z0-9-]+')
+[ -n "$monitor_options" ] || fail "found no options in $ioasidctl monitor --help"
+compare "monitor option" "$page" "$monitor_options" "$documented"
+
+# A page for every installed program, and the device's.
+for program in $programs; do
+  [ -f "$mandir/$program.1" ] || [ -f "$mandir/$program.8" ] ||
+    fail "the installed program $program has no manual page ($mandir/$program.1 or .8)"
+done
+[ -f "$mandir/ioasid.4" ] || fail "the uAPI has no manual page ($mandir/ioasid.4)"
 
 if command -v groff >/dev/null; then
-  for page in "$mandir"/*.[18]; do
+  for page in "$mandir"/*.[148]; do
     warnings=$(groff -man -ww -z "$page" 2>&1)
     [ -z "$warnings" ] || fail "groff warns about $page: $warnings"
   done

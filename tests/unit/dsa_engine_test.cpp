@@ -68,6 +68,10 @@ class RecordingSubmitter : public Submitter {
     raised.notify_all();
     return true;
   }
+  void descriptor_faulted(uint32_t, uint32_t, uint8_t, uint64_t fault_addr) override {
+    std::lock_guard lock(mutex);
+    faulted.push_back(fault_addr);
+  }
   void answer(PageResponse response) {
     std::function<void(PageResponse)> resume;
     {
@@ -90,6 +94,7 @@ class RecordingSubmitter : public Submitter {
   std::mutex mutex;
   std::condition_variable raised;
   std::vector<uint64_t> unreachable;
+  std::vector<uint64_t> faulted;  // descriptor_faulted
   std::vector<Request> requests;
   std::vector<std::function<void(PageResponse)>> resumes;
 };

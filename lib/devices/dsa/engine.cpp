@@ -242,7 +242,7 @@ void Engine::run(uint32_t index) {
       wq.jobs.pop_front();
       ++wq.state.completed;
     }
-    complete(*finished, finished->desc, *completion);
+    complete(index, *finished, finished->desc, *completion);
   }
   executor_.post([this, index] { run(index); });
 }
@@ -319,7 +319,7 @@ std::optional<Completion> Engine::execute_batch(uint32_t index, Job& job) {
     std::optional<Completion> completion = check(desc, true);
     if (!completion) completion = execute_descriptor(index, job, desc);
     if (!completion) return std::nullopt;
-    complete(job, desc, *completion);
+    complete(index, job, desc, *completion);
     job.batch_failed |= !completion->succeeded();
     job.progress = {};
     ++job.batch_next;
@@ -329,7 +329,11 @@ std::optional<Completion> Engine::execute_batch(uint32_t index, Job& job) {
                     .bytes_completed = static_cast<uint32_t>(job.batch_next)};
 }
 
-void Engine::complete(const Job& job, const ioasid_dsa_desc& desc, const Completion& completion) {
+void Engine::complete(uint32_t index, const Job& job, const ioasid_dsa_desc& desc, const Completion& completion) {
+  const uint8_t status = completion.status & IOASID_DSA_COMP_STATUS_MASK;
+  if (job.submitter && (status == IOASID_DSA_COMP_PAGE_FAULT_NOBOF || status == IOASID_DSA_COMP_PAGE_FAULT_IR ||
+                        status == IOASID_DSA_COMP_BATCH_PAGE_FAULT))
+    job.submitter->descriptor_faulted(job.pasid, index, completion.status, completion.fault_addr);
   if (!writes_record(desc, completion)) {
     if (!completion.succeeded())
       spdlog::debug("{}: {} at PASID {} ended with status {:#x}, no completion record asked for", name_,

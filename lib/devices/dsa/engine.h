@@ -62,6 +62,9 @@ class Submitter {
   // thread. False when none can be raised (the fault is then unrecoverable).
   virtual bool request_page(uint32_t pasid, const DmaFault& fault, bool write,
                             std::function<void(iommu::PageResponse)> resume) = 0;
+  // A descriptor on work queue `wq` completed with a page-fault status (its record, if
+  // any, says so to the submitter; this tells the daemon's event stream).
+  virtual void descriptor_faulted(uint32_t pasid, uint32_t wq, uint8_t status, uint64_t fault_addr) = 0;
 };
 
 struct WqConfig {
@@ -181,7 +184,7 @@ class Engine {
   // every queued job of another file but the owner gives way. True when the front job
   // stopped waiting for a page response: its runner must be posted again.
   bool make_way(uint32_t wq, uint32_t file);
-  void complete(const Job& job, const ioasid_dsa_desc& desc, const Completion& completion);
+  void complete(uint32_t index, const Job& job, const ioasid_dsa_desc& desc, const Completion& completion);
   Port port(uint32_t pasid) const { return Port{iommu_, routes_, device_tlb_, pasid}; }
 
   const std::string name_;
