@@ -75,9 +75,16 @@ libdir_rel=${libdir#"$prefix"/}
 record "installs ioasid.pc ($libdir_rel/pkgconfig)" 0
 
 # ---- the files
-for program in ioasid-info ioasid-monitor ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo \
-               ioasid-run; do
+for program in ioasid-info ioasid-monitor ioasidctl ioasid-run; do
   check_file "bin/$program"
+done
+# The demos are not commands on PATH: IOASID_EXAMPLESDIR (libexec/ioasid).
+examples=$(cache_value IOASID_EXAMPLESDIR)
+for program in pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo; do
+  check_file "$examples/$program"
+  if [ -e "$prefix/bin/$program" ]; then
+    record "leaves $program out of bin" 1 "bin/$program was installed"
+  fi
 done
 check_file sbin/ioasidd
 check_file "$libdir_rel/libioasid.so"
@@ -100,7 +107,7 @@ check_file "$sysusers"
 for page in "$source_dir"/docs/man/*.[18]; do
   [ -f "$page" ] || continue
   name=$(basename "$page")
-  check_file "share/man/man${name##*.}/$name"
+  check_file "share/man/man${name##*.}/$name.gz"
 done
 
 # ---- what the system files say
@@ -209,7 +216,7 @@ fi
 
 # The installed iommufd-fault-demo (the uAPI headers alone, no library) knows its version
 # and names the node it cannot open.
-output=$("$prefix/bin/iommufd-fault-demo" --version 2>&1; "$prefix/bin/iommufd-fault-demo" --dev "$missing_node" 2>&1)
+output=$("$(installed "$examples")/iommufd-fault-demo" --version 2>&1; "$(installed "$examples")/iommufd-fault-demo" --dev "$missing_node" 2>&1)
 status=$?
 if [ $status -eq 1 ] && [[ "$output" == "iommufd-fault-demo $version"$'\n'*"cannot open $missing_node: No such file or directory"* ]]; then
   record "installed iommufd-fault-demo runs and reports ENOENT" 0
@@ -218,7 +225,7 @@ else
 fi
 
 # Every installed program prints "PROGRAM VERSION" for --version and exits 0.
-for program in "$prefix"/bin/* "$(installed "$(cache_value CMAKE_INSTALL_SBINDIR)")"/*; do
+for program in "$prefix"/bin/* "$(installed "$(cache_value CMAKE_INSTALL_SBINDIR)")"/* "$(installed "$examples")"/*; do
   name=$(basename "$program")
   output=$(env -u LD_LIBRARY_PATH "$program" --version 2>&1)
   status=$?
