@@ -117,6 +117,14 @@ wait_for_device() {
 run_conformance() {
     set --
     while IFS= read -r arg; do set -- "$@" "$arg"; done </etc/gtest-args
+    follow=''
+    if [ "$MODE" = systemd ]; then
+        # The daemon logs to the journal: its lines, as they come, are the log file the
+        # suite's DaemonLog checks read (IOASID_DAEMON_LOG).
+        journalctl -f -n 0 -o cat -u "$UNIT" >"$DAEMON_LOG" 2>&1 </dev/null &
+        follow=$!
+        sleep 1
+    fi
     begin gtest-output
     # The programs the suite runs, where run-vm-tests.sh put them (the build tree may
     # be under /tmp, hidden here).
@@ -134,6 +142,7 @@ run_conformance() {
         ioasid-conformance --gtest_output=json:"$RESULTS_JSON" "$@" 2>&1 </dev/null
     rc=$?
     end gtest-output
+    [ -z "$follow" ] || kill "$follow" 2>/dev/null
     [ "$rc" -eq 137 ] && error "conformance killed (timeout of $TEST_TIMEOUT s or SIGKILL)"
     begin conformance-exit
     echo "$rc"
