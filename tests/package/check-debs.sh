@@ -75,7 +75,7 @@ deb() { compgen -G "$debs/${1}_*.deb" | head -1; }
 ddeb() { compgen -G "$debs/${1}-dbgsym_*.ddeb" | head -1; }
 
 # ---- lintian: errors fail, warnings are shown
-lintian --no-tag-display-limit --display-info "$debs"/*.deb "$debs"/*.ddeb >"$work/lintian.log" 2>&1
+lintian --tag-display-limit 0 --display-info "$debs"/*.deb "$debs"/*.ddeb >"$work/lintian.log" 2>&1
 sed 's/^/  lintian: /' "$work/lintian.log"
 errors=$(grep -c '^E: ' "$work/lintian.log")
 if [ "$errors" -eq 0 ] && ! grep -q '^internal error\|^lintian: ' "$work/lintian.log"; then
