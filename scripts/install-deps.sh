@@ -18,6 +18,9 @@ packages=(
   # the iommufd selftest stage: xz for the kernel source tarball, mount and unshare
   # (util-linux, essential) for its namespace, linux/vfio.h
   xz-utils mount linux-libc-dev
+  # the Debian packages (CPack: dpkg-shlibdeps from dpkg-dev, file, objcopy) and lintian;
+  # the VM stage's Debian rootfs (mmdebstrap), packed with zstd
+  dpkg-dev file binutils lintian mmdebstrap zstd
 )
 
 missing=()

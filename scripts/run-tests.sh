@@ -7,8 +7,10 @@
 #   - a TSan tree (g++): its unit tests and the conformance suite against its daemon;
 #   - the conformance suite against the FUSE node, the kernel's own iommufd selftest
 #     (Linux 6.12's, built unchanged, tests/iommufd-selftest) against the FUSE node's
-#     /dev/iommu, the stress run (16 client processes, some killed, then no leak), and
-#     the conformance suite and the iommufd selftest under real CUSE in a QEMU VM.
+#     /dev/iommu, the stress run (16 client processes, some killed, then no leak);
+#   - the Debian packages (CPack, from the plain tree): built, lintian, their contents;
+#   - in a QEMU VM with real CUSE, a Debian rootfs where apt installed the packages and
+#     systemd started ioasidd.service: the conformance suite and the iommufd selftest.
 # Ends with one line "N passed, N failed" over all stages; exits non-zero if anything
 # failed. Run as root (FUSE mounts, the VM's initramfs).
 #
@@ -93,7 +95,10 @@ unit_and_conformance() {  # tree, label, suite binary
 say "build ($build)"
 rm -rf "$results" "$figures" "$asan/test-results" "$tsan/test-results"
 mkdir -p "$results" "$figures"
-if ! build_tree "$build"; then
+# Debian's layout from the start (what packaging/deb/build-debs.sh sets), so that making
+# the packages later relinks nothing.
+if ! build_tree "$build" -DCMAKE_INSTALL_PREFIX=/usr -DIOASID_SYSTEMD_UNITDIR=/lib/systemd/system \
+     -DIOASID_UDEV_RULESDIR=/lib/udev/rules.d -DIOASID_SYSUSERSDIR=/usr/lib/sysusers.d; then
   echo "run-tests: the build failed"
   echo "0 passed, 1 failed"
   exit 1
@@ -127,6 +132,17 @@ status=$?
 one_test_report "$results/stress.json" stress "$status"
 [ "$status" -eq 0 ] || stage_failed "stress"
 
+say "Debian packages: build (CPack), lintian, contents (tests/package/check-debs.sh)"
+debs=()
+if "$root/tests/package/check-debs.sh" "$build" "$results/packages.json"; then
+  debs=(--debs "$build/debs" --install-results "$results/package-install.json")
+else
+  stage_failed "Debian packages"
+  # The VM stage still runs, on the build tree's binaries, if no package was made.
+  compgen -G "$build/debs/*.deb" >/dev/null &&
+    debs=(--debs "$build/debs" --install-results "$results/package-install.json")
+fi
+
 if [ "$skip_vm" -eq 0 ]; then
   vm_selftest=()
   if [ "$skip_iommufd_selftest" -eq 0 ] && [ -x "$selftest/iommufd" ]; then
@@ -134,11 +150,11 @@ if [ "$skip_vm" -eq 0 ]; then
                  --iommufd-results "$results/iommufd-selftest-cuse-vm.json"
                  --iommufd-figure "$figures/iommufd-selftest-vm.json")
   fi
-  say "VM stage: conformance${vm_selftest[0]:+ and the iommufd selftest} against real CUSE under QEMU"
+  say "VM stage: the packages installed, conformance${vm_selftest[0]:+ and the iommufd selftest} against real CUSE under QEMU"
   "$root/tests/vm/run-vm-tests.sh" --ioasidd "$build/cuse/ioasidd" \
     --conformance "$build/tests/conformance/ioasid-conformance" \
     --results "$results/conformance-cuse-vm.json" --log "$build/vm-console.log" \
-    "${vm_selftest[@]}" ||
+    "${vm_selftest[@]}" "${debs[@]}" ||
     stage_failed "VM stage (see $build/vm-console.log)"
 fi
 

@@ -75,9 +75,16 @@ libdir_rel=${libdir#"$prefix"/}
 record "installs ioasid.pc ($libdir_rel/pkgconfig)" 0
 
 # ---- the files
-for program in ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo \
-               ioasid-run; do
+for program in ioasid-info ioasidctl ioasid-run; do
   check_file "bin/$program"
+done
+# The demos are not commands on PATH: IOASID_EXAMPLESDIR (libexec/ioasid).
+examples=$(cache_value IOASID_EXAMPLESDIR)
+for program in pasid-demo dma-demo mini-vmm dsa-memmove ats-copy iommufd-demo iommufd-fault-demo; do
+  check_file "$examples/$program"
+  if [ -e "$prefix/bin/$program" ]; then
+    record "leaves $program out of bin" 1 "bin/$program was installed"
+  fi
 done
 check_file sbin/ioasidd
 check_file "$libdir_rel/libioasid.so"
@@ -100,21 +107,25 @@ check_file "$sysusers"
 for page in "$source_dir"/docs/man/*.[148]; do
   [ -f "$page" ] || continue
   name=$(basename "$page")
-  check_file "share/man/man${name##*.}/$name"
+  check_file "share/man/man${name##*.}/$name.gz"
 done
 # The FILES sections name this install's own files: each path there that is not the
 # running system's (/dev, /run, /etc, the daemon's runtime places) was installed.
 mandir=$(cache_value CMAKE_INSTALL_MANDIR)
 mandir=${mandir:-share/man}  # GNUInstallDirs' default when the cache leaves it empty
+# A path under the prefix the tree was configured for is where this install's prefix is.
+configured_prefix=$(cache_value CMAKE_INSTALL_PREFIX)
 for page in "$(installed "$mandir")"/man[148]/*; do
   [ -f "$page" ] || continue
-  files=$(sed -e 's/\\-/-/g' "$page" | awk '/^\.SH / { in_files = ($2 == "FILES") } in_files && /^\.I / { print $2 }')
+  files=$(zcat -f "$page" | sed -e 's/\\-/-/g' | awk '/^\.SH / { in_files = ($2 == "FILES") } in_files && /^\.I / { print $2 }')
   for path in $files; do
     case $path in /dev/* | /run/* | /etc/* | /proc/* | /sys/*) continue ;; esac
-    if [ -e "$destdir$path" ]; then
+    at=$destdir$path
+    case $path in "$configured_prefix"/*) at=$prefix/${path#"$configured_prefix"/} ;; esac
+    if [ -e "$at" ]; then
       record "$(basename "$page") FILES names $path, which is installed" 0
     else
-      record "$(basename "$page") FILES names $path, which is installed" 1 "$destdir$path is missing"
+      record "$(basename "$page") FILES names $path, which is installed" 1 "$at is missing"
     fi
   done
 done
@@ -225,7 +236,7 @@ fi
 
 # The installed iommufd-fault-demo (the uAPI headers alone, no library) knows its version
 # and names the node it cannot open.
-output=$("$prefix/bin/iommufd-fault-demo" --version 2>&1; "$prefix/bin/iommufd-fault-demo" --dev "$missing_node" 2>&1)
+output=$("$(installed "$examples")/iommufd-fault-demo" --version 2>&1; "$(installed "$examples")/iommufd-fault-demo" --dev "$missing_node" 2>&1)
 status=$?
 if [ $status -eq 1 ] && [[ "$output" == "iommufd-fault-demo $version"$'\n'*"cannot open $missing_node: No such file or directory"* ]]; then
   record "installed iommufd-fault-demo runs and reports ENOENT" 0
@@ -234,7 +245,7 @@ else
 fi
 
 # Every installed program prints "PROGRAM VERSION" for --version and exits 0.
-for program in "$prefix"/bin/* "$(installed "$(cache_value CMAKE_INSTALL_SBINDIR)")"/*; do
+for program in "$prefix"/bin/* "$(installed "$(cache_value CMAKE_INSTALL_SBINDIR)")"/* "$(installed "$examples")"/*; do
   name=$(basename "$program")
   output=$(env -u LD_LIBRARY_PATH "$program" --version 2>&1)
   status=$?

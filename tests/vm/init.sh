@@ -1,6 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# /init of the VM stage's initramfs (run by busybox ash as PID 1).
+# /init of the VM stage's initramfs (run by busybox ash as PID 1), or, in the VM stage
+# of the Debian packages (run-vm-tests.sh --debs), the test unit ioasid-vm-test.service
+# of a Debian rootfs booted with systemd as PID 1, which started ioasidd.service from the
+# installed package before it (MODE=systemd: no mounts, no insmod, no daemon of our own).
 #
 # Loads fuse/cuse, starts ioasidd in CUSE mode, runs the conformance suite against
 # /dev/ioasid, then (when the host put it in the initramfs) the kernel's iommufd
@@ -22,6 +25,7 @@ DAEMON_LOG=/tmp/ioasidd.log
 RESULTS_JSON=/tmp/conformance.json
 SELFTEST=/usr/local/bin/iommufd-selftest
 IOASID_RUN=/usr/local/bin/ioasid-run
+[ "$$" -eq 1 ] || IOASID_RUN=/usr/bin/ioasid-run   # systemd mode: the installed one
 IOMMU_DEV=/dev/iommu
 IOMMU_FD_DEV=/dev/iommu-fd # the daemon's CUSE devname for it: <iommu devname>-fd
 IOMMU_DEV_TIMEOUT=5        # /dev/iommu(-fd) come with /dev/ioasid; a short grace only
@@ -31,12 +35,22 @@ HUGEPAGES=64
 # SELFTEST_DEADLINE (the uptime by which the selftest must be over).
 . /etc/vm-stage.conf
 
+if [ "$$" -eq 1 ]; then MODE=busybox; else MODE=systemd; fi
+UNIT=ioasidd.service
+
 error() { echo "VM-STAGE-ERROR: $*"; }
 begin() { echo "$M BEGIN $1"; }
 end() { echo "$M END $1"; }
 
 power_off() {
     echo "$M DONE"
+    if [ "$MODE" = systemd ]; then
+        sync
+        # -ff: straight to the kernel, as busybox's poweroff -f.
+        systemctl poweroff -ff
+        sleep 2
+        exit 1
+    fi
     # Full applet paths: the links may not exist if mounting failed early.
     /bin/busybox sync
     /bin/busybox poweroff -f
@@ -88,6 +102,10 @@ wait_for_device() {
             error "ioasidd exited with status $(cat "$DAEMON_RCFILE") before /dev/ioasid appeared"
             return 1
         fi
+        if [ "$MODE" = systemd ] && ! systemctl --quiet is-active "$UNIT"; then
+            error "$UNIT is $(systemctl is-active "$UNIT") before /dev/ioasid appeared"
+            return 1
+        fi
         sleep 0.1
         i=$((i + 1))
     done
@@ -99,16 +117,32 @@ wait_for_device() {
 run_conformance() {
     set --
     while IFS= read -r arg; do set -- "$@" "$arg"; done </etc/gtest-args
+    follow=''
+    if [ "$MODE" = systemd ]; then
+        # The daemon logs to the journal: its lines, as they come, are the log file the
+        # suite's DaemonLog checks read (IOASID_DAEMON_LOG).
+        journalctl -f -n 0 -o cat -u "$UNIT" >"$DAEMON_LOG" 2>&1 </dev/null &
+        follow=$!
+        sleep 1
+    fi
     begin gtest-output
     # The programs the suite runs, where run-vm-tests.sh put them (the build tree may
     # be under /tmp, hidden here).
     helpers=/usr/local/libexec/ioasid-conformance
-    IOASID_RUN=$helpers/ioasid-run IOASID_RUN_PROBE=$helpers/ioasid_run_probe \
-    IOMMUFD_FAULT_DEMO=$helpers/iommufd-fault-demo ATS_COPY=$helpers/ats-copy \
+    run=$helpers/ioasid-run fault_demo=$helpers/iommufd-fault-demo ats_copy=$helpers/ats-copy
+    if [ "$MODE" = systemd ]; then
+        # The installed packages' programs (ioasid-tools, ioasid-examples).
+        run=/usr/bin/ioasid-run
+        fault_demo=/usr/libexec/ioasid/iommufd-fault-demo
+        ats_copy=/usr/libexec/ioasid/ats-copy
+    fi
+    IOASID_RUN=$run IOASID_RUN_PROBE=$helpers/ioasid_run_probe \
+    IOMMUFD_FAULT_DEMO=$fault_demo ATS_COPY=$ats_copy \
     IOASID_DEV=/dev/ioasid IOASID_DAEMON_LOG="$DAEMON_LOG" timeout -s KILL "$TEST_TIMEOUT" \
         ioasid-conformance --gtest_output=json:"$RESULTS_JSON" "$@" 2>&1 </dev/null
     rc=$?
     end gtest-output
+    [ -z "$follow" ] || kill "$follow" 2>/dev/null
     [ "$rc" -eq 137 ] && error "conformance killed (timeout of $TEST_TIMEOUT s or SIGKILL)"
     begin conformance-exit
     echo "$rc"
@@ -203,8 +237,39 @@ run_iommufd_selftest() {
     end iommufd-selftest-info
 }
 
+# SIGTERM to the unit's main process, a bounded wait for the unit to go inactive, and
+# the exit status as systemd recorded it. Not "systemctl stop": the test unit Requires=
+# ioasidd.service, and a stop job on it would stop the test unit too.
+stop_unit() {
+    status=none
+    if ! systemctl --quiet is-active "$UNIT"; then
+        error "$UNIT was $(systemctl is-active "$UNIT") before SIGTERM"
+    fi
+    systemctl kill --kill-whom=main -s TERM "$UNIT"
+    i=0
+    while systemctl --quiet is-active "$UNIT" && [ "$i" -lt $((STOP_TIMEOUT * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if systemctl --quiet is-active "$UNIT"; then
+        error "ioasidd still running $STOP_TIMEOUT s after SIGTERM; sending SIGKILL"
+        systemctl kill -s KILL "$UNIT"
+        status=timeout
+    else
+        code=$(systemctl show -p ExecMainCode --value "$UNIT")
+        status=$(systemctl show -p ExecMainStatus --value "$UNIT")
+        # ExecMainCode 1 is CLD_EXITED; otherwise the status is a signal number.
+        [ "$code" = 1 ] || status="signal $status"
+    fi
+    [ "$status" = 0 ] || error "ioasidd exit status: $status (expected 0)"
+    begin daemon-exit
+    echo "$status"
+    end daemon-exit
+}
+
 # SIGTERM, then a bounded wait for the recorded exit status.
 stop_daemon() {
+    if [ "$MODE" = systemd ]; then stop_unit; return; fi
     status=none
     if [ -f "$DAEMON_RCFILE" ]; then
         error "ioasidd had already exited before SIGTERM"
@@ -245,14 +310,50 @@ report() {
         error "no $RESULTS_JSON was written"
     fi
     begin daemon-log
-    cat "$DAEMON_LOG" 2>/dev/null
+    if [ "$MODE" = systemd ]; then
+        journalctl -b -u "$UNIT" --no-pager -o short-monotonic 2>&1
+    else
+        cat "$DAEMON_LOG" 2>/dev/null
+    fi
     end daemon-log
     begin dmesg
     dmesg
     end dmesg
 }
 
+main_systemd() {
+    echo
+    echo "$M START uptime=$(cut -d' ' -f1 /proc/uptime)"
+    reserve_hugepages
+    DAEMON_PIDFILE=/run/ioasidd.mainpid
+    systemctl show -p MainPID --value "$UNIT" >"$DAEMON_PIDFILE"
+    if wait_for_device; then
+        # What the host checks of the installed service (run-vm-tests.sh, --install-results).
+        begin service-state
+        systemctl show -p ActiveState -p FragmentPath -p UnitFileState "$UNIT"
+        echo "node=$(stat -c '%a %G' /dev/ioasid 2>&1)"
+        end service-state
+        run_conformance
+        run_iommufd_selftest
+    fi
+    stop_daemon
+    report
+    power_off
+}
+
+# ioasid-vm-fallback.service: the test unit did not run (its Requires= failed).
+main_fallback() {
+    echo
+    echo "$M START uptime=$(cut -d' ' -f1 /proc/uptime)"
+    error "ioasid-vm-test.service did not run: $UNIT is $(systemctl is-active "$UNIT")" \
+        "($(systemctl show -p Result --value "$UNIT"))"
+    report
+    power_off
+}
+
 main() {
+    [ "${1:-}" != --fallback ] || main_fallback
+    [ "$MODE" = busybox ] || main_systemd
     mount_filesystems || power_off
     # Leading newline: firmware output before us does not end its last line.
     echo
@@ -270,4 +371,4 @@ main() {
     power_off
 }
 
-main
+main "$@"

@@ -12,7 +12,7 @@
 # Usage: run-vm-tests.sh --ioasidd PATH --conformance PATH [--results FILE]
 #                        [--log FILE] [--iommufd-selftest PATH [--ioasid-run PATH]
 #                        [--iommufd-results FILE] [--iommufd-figure FILE]]
-#                        [-- extra gtest args]
+#                        [--debs DIR [--install-results FILE]] [-- extra gtest args]
 # Last line of output is always "vm: N passed, M failed"; exit 0 only if M is 0.
 #
 # --iommufd-selftest PATH is the `iommufd` binary tests/iommufd-selftest/build.sh
@@ -38,6 +38,15 @@
 #                          space (e.g. "-r iommufd_ioas.mock_domain.access_rw"); the
 #                          allowlisted tests outside the selection are then not judged
 #   IOASID_VM_VERBOSE=1    stream the serial console while the VM runs
+#
+# --debs DIR (the Debian packages of packaging/deb/build-debs.sh): instead of the
+# busybox initramfs, a Debian bookworm rootfs made with mmdebstrap (systemd, udev,
+# kmod; cached as a tarball in the cache dir) into which apt installs the packages
+# (Depends from Debian's mirror, maintainer scripts run in the chroot, where no systemd
+# runs), packed as the initramfs and booted with systemd as PID 1: ioasidd.service
+# starts from the package (ExecStartPre loads cuse), and ioasid-vm-test.service, ordered
+# after it, runs init.sh (MODE=systemd). --ioasidd is then not put in the guest.
+# --install-results FILE gets the installation's checks (GoogleTest-style JSON).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -69,6 +78,10 @@ SELFTEST=''
 SELFTEST_RESULTS=''
 SELFTEST_FIGURE=''
 IOASID_RUN=''
+DEBS=''
+INSTALL_RESULTS=''
+INSTALL_CASES=()      # JSON test cases of the packages' installation (--debs)
+INSTALL_FAILURES=0
 readonly SELFTEST_DIR=$REPO_DIR/tests/iommufd-selftest
 SELFTEST_PASSED=0
 SELFTEST_FAILED=0
@@ -79,7 +92,13 @@ KERNEL_DIR=''
 PROBLEMS=()           # stage-level failures (boot, timeout, daemon exit, ...)
 
 log() { echo "vm: $*" >&2; }
-die() { log "error: $*"; echo "vm: 0 passed, 1 failed"; exit 1; }
+die() {
+    log "error: $*"
+    # The installation's checks made so far still count (--install-results).
+    if [ ${#INSTALL_CASES[@]} -gt 0 ]; then write_install_results; fi
+    echo "vm: 0 passed, 1 failed"
+    exit 1
+}
 
 usage() {
     sed -n '11,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -97,6 +116,8 @@ parse_args() {
             --iommufd-results) SELFTEST_RESULTS=${2:?--iommufd-results needs a path}; shift 2 ;;
             --iommufd-figure) SELFTEST_FIGURE=${2:?--iommufd-figure needs a path}; shift 2 ;;
             --ioasid-run) IOASID_RUN=${2:?--ioasid-run needs a path}; shift 2 ;;
+            --debs) DEBS=${2:?--debs needs a directory}; shift 2 ;;
+            --install-results) INSTALL_RESULTS=${2:?--install-results needs a path}; shift 2 ;;
             --) shift; GTEST_ARGS=("$@"); break ;;
             -h|--help) usage ;;
             *) log "unknown argument: $1"; usage ;;
@@ -124,6 +145,9 @@ ensure_tools() {
         command -v "$t" >/dev/null || missing+=("$t")
     done
     [ -x /bin/busybox ] || missing+=(busybox-static)
+    if [ -n "$DEBS" ]; then
+        for t in mmdebstrap zstd chroot depmod; do command -v "$t" >/dev/null || missing+=("$t"); done
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
     log "missing ${missing[*]}; running scripts/install-deps.sh"
     "$REPO_DIR/scripts/install-deps.sh" >&2 || die "install-deps.sh failed"
@@ -309,6 +333,27 @@ install_busybox() {
     ln -s busybox "$root/bin/sh"
 }
 
+# The guest's settings for init.sh: limits, the suite's and the selftest's arguments.
+write_stage_files() {
+    local root=$1 arg
+    cat >"$root/etc/vm-stage.conf" <<EOF
+DEV_TIMEOUT=$DEV_TIMEOUT
+TEST_TIMEOUT=$TEST_TIMEOUT
+STOP_TIMEOUT=$STOP_TIMEOUT
+SELFTEST_TIMEOUT=$SELFTEST_TIMEOUT
+SELFTEST_DEADLINE=$SELFTEST_DEADLINE
+EOF
+    : >"$root/etc/gtest-args"
+    for arg in "${GTEST_ARGS[@]}"; do
+        [[ $arg != *$'\n'* ]] || die "gtest arguments must not contain newlines"
+        printf '%s\n' "$arg" >>"$root/etc/gtest-args"
+    done
+    local selftest_args=()
+    read -ra selftest_args <<<"${IOASID_VM_SELFTEST_ARGS:-}"
+    : >"$root/etc/selftest-args"
+    for arg in "${selftest_args[@]}"; do printf '%s\n' "$arg" >>"$root/etc/selftest-args"; done
+}
+
 # Writes initramfs.cpio.gz into WORK_DIR from the kernel dir and the two binaries.
 build_initramfs() {
     local kdir=$1 root=$WORK_DIR/root arg
@@ -331,38 +376,249 @@ build_initramfs() {
     fi
     printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
     printf 'root:x:0:\n' >"$root/etc/group"
-    cat >"$root/etc/vm-stage.conf" <<EOF
-DEV_TIMEOUT=$DEV_TIMEOUT
-TEST_TIMEOUT=$TEST_TIMEOUT
-STOP_TIMEOUT=$STOP_TIMEOUT
-SELFTEST_TIMEOUT=$SELFTEST_TIMEOUT
-SELFTEST_DEADLINE=$SELFTEST_DEADLINE
-EOF
-    : >"$root/etc/gtest-args"
-    for arg in "${GTEST_ARGS[@]}"; do
-        [[ $arg != *$'\n'* ]] || die "gtest arguments must not contain newlines"
-        printf '%s\n' "$arg" >>"$root/etc/gtest-args"
-    done
-    local selftest_args=()
-    read -ra selftest_args <<<"${IOASID_VM_SELFTEST_ARGS:-}"
-    : >"$root/etc/selftest-args"
-    for arg in "${selftest_args[@]}"; do printf '%s\n' "$arg" >>"$root/etc/selftest-args"; done
+    write_stage_files "$root"
     install -m 0755 "$SCRIPT_DIR/init.sh" "$root/init"
     # -R 0:0: files must belong to root inside the guest whoever builds the image.
     (cd "$root" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) |
-        gzip -1 >"$WORK_DIR/initramfs.cpio.gz" || die "building the initramfs failed"
+        gzip -1 >"$WORK_DIR/initramfs.img" || die "building the initramfs failed"
+}
+
+# ---------------------------------------------------------------- Debian rootfs (--debs)
+
+# What the guest's rootfs is made of: the suite, the mirror, the packages beside the
+# Essential ones (apt; systemd as PID 1, udev for the rule, kmod for the unit's
+# modprobe, procps for pidof). The cached base tarball's name hashes all of it.
+readonly ROOTFS_SUITE=bookworm
+readonly ROOTFS_MIRRORS=("deb http://deb.debian.org/debian bookworm main"
+                         "deb http://deb.debian.org/debian bookworm-updates main"
+                         "deb http://deb.debian.org/debian-security bookworm-security main")
+readonly ROOTFS_INCLUDE=systemd,udev,kmod,procps
+# The guest needs no documentation (copyright files stay, as Debian's own images do).
+readonly ROOTFS_DPKGOPTS=('path-exclude=/usr/share/man/*' 'path-exclude=/usr/share/doc/*'
+                          'path-include=/usr/share/doc/*/copyright' 'path-exclude=/usr/share/locale/*'
+                          'path-exclude=/usr/share/info/*')
+ROOT_MOUNTS=()
+
+install_record() {  # name, ok (0/1), message
+    local name=$1 ok=$2 message=${3:-}
+    if [ "$ok" -eq 0 ]; then
+        log "install: ok      $name"
+        INSTALL_CASES+=("$(jq -cn --arg n "$name" '{name: $n, status: "RUN", result: "COMPLETED"}')")
+    else
+        log "install: FAILED  $name: $message"
+        INSTALL_FAILURES=$((INSTALL_FAILURES + 1))
+        INSTALL_CASES+=("$(jq -cn --arg n "$name" --arg m "$message" \
+            '{name: $n, status: "RUN", result: "COMPLETED", failures: [{failure: $m, type: ""}]}')")
+    fi
+}
+
+write_install_results() {
+    [ -n "$INSTALL_RESULTS" ] && [ ${#INSTALL_CASES[@]} -gt 0 ] || return 0
+    mkdir -p "$(dirname "$INSTALL_RESULTS")"
+    printf '%s\n' "${INSTALL_CASES[@]}" | jq -s --argjson f "$INSTALL_FAILURES" \
+        '{tests: length, failures: $f, errors: 0, name: "AllTests",
+          testsuites: [{name: "package-install", tests: length, failures: $f, testsuite: .}]}' \
+        >"$INSTALL_RESULTS"
+}
+
+# The base rootfs (no project package), made once by mmdebstrap and kept as a tarball
+# with apt's lists; its downloaded .debs are kept in CACHE_DIR/apt-archives. Sets BASE_TAR.
+prepare_base_rootfs() {
+    local key tmp
+    key=$(printf '%s\n' "$ROOTFS_SUITE" "${ROOTFS_MIRRORS[@]}" "$ROOTFS_INCLUDE" "${ROOTFS_DPKGOPTS[@]}" |
+          sha256sum | cut -c1-12)
+    BASE_TAR=$CACHE_DIR/rootfs-$ROOTFS_SUITE-$key.tar
+    [ -f "$BASE_TAR" ] && return 0
+    command -v mmdebstrap >/dev/null || die "mmdebstrap missing (scripts/install-deps.sh)"
+    log "making the base rootfs with mmdebstrap (once; cached as $BASE_TAR)"
+    mkdir -p "$CACHE_DIR/apt-archives"
+    tmp=$CACHE_DIR/.rootfs.$$.tar
+    local args=(--variant=apt --include="$ROOTFS_INCLUDE" --skip=download/empty
+                --skip=essential/unlink --skip=cleanup/apt/lists
+                --setup-hook='mkdir -p "$1"/var/cache/apt/archives/'
+                --setup-hook="sync-in $CACHE_DIR/apt-archives /var/cache/apt/archives/"
+                --customize-hook="sync-out /var/cache/apt/archives $CACHE_DIR/apt-archives")
+    local opt
+    for opt in "${ROOTFS_DPKGOPTS[@]}"; do args+=(--dpkgopt="$opt"); done
+    # Debian's python3 for mmtarfilter (the path filters run it once per package): a
+    # python3 found first on PATH through a version manager's shim made it minutes slower.
+    if ! PATH=/usr/sbin:/usr/bin:/sbin:/bin mmdebstrap "${args[@]}" "$ROOTFS_SUITE" "$tmp" "${ROOTFS_MIRRORS[@]}" >"$WORK_DIR/mmdebstrap.log" 2>&1; then
+        tail -n 30 "$WORK_DIR/mmdebstrap.log" >&2
+        rm -f "$tmp"
+        die "mmdebstrap failed"
+    fi
+    mv "$tmp" "$BASE_TAR"
+}
+
+umount_root() {
+    local i
+    for (( i=${#ROOT_MOUNTS[@]} - 1; i >= 0; i-- )); do
+        umount -l "${ROOT_MOUNTS[$i]}" 2>/dev/null || true
+    done
+    ROOT_MOUNTS=()
+}
+
+# apt installs the packages in the chroot: no systemd and no udev run there, which the
+# maintainer scripts must survive. Each check is one test case (--install-results).
+install_debs() {
+    local root=$1 debs=() d out rc=0 names=()
+    for d in "$DEBS"/*.deb; do debs+=("$d"); names+=("$(dpkg-deb -f "$d" Package)"); done
+    [ ${#debs[@]} -gt 0 ] || die "no .deb in $DEBS"
+    mkdir -p "$root/tmp/debs"
+    cp "${debs[@]}" "$root/tmp/debs/"
+    mkdir -p "$CACHE_DIR/apt-archives"
+    cp "$CACHE_DIR"/apt-archives/*.deb "$root/var/cache/apt/archives/" 2>/dev/null || true
+    mount -t proc proc "$root/proc" && ROOT_MOUNTS+=("$root/proc")
+    mount --bind /dev "$root/dev" && ROOT_MOUNTS+=("$root/dev")
+    local apt=(chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y
+               --no-install-recommends -o Dpkg::Use-Pty=0)
+    out=$("${apt[@]}" $(printf '/tmp/debs/%s ' $(cd "$root/tmp/debs" && ls)) 2>&1) || rc=$?
+    if [ "$rc" -ne 0 ] && grep -qE '404|Unable to fetch' <<<"$out"; then
+        # The cached lists name versions the mirror no longer has.
+        chroot "$root" apt-get update -qq >/dev/null 2>&1 || true
+        rc=0
+        out=$("${apt[@]}" $(printf '/tmp/debs/%s ' $(cd "$root/tmp/debs" && ls)) 2>&1) || rc=$?
+    fi
+    printf '%s\n' "$out" >"$WORK_DIR/apt-install.log"
+    if [ "$rc" -eq 0 ]; then
+        install_record "apt installs ${names[*]} (Depends from Debian, maintainer scripts without systemd)" 0
+    else
+        install_record "apt installs ${names[*]} (Depends from Debian, maintainer scripts without systemd)" 1 \
+            "$(tail -n 15 <<<"$out")"
+    fi
+    cp "$root"/var/cache/apt/archives/*.deb "$CACHE_DIR/apt-archives/" 2>/dev/null || true
+    rm -f "$root"/var/cache/apt/archives/*.deb
+    local p bad=()
+    for p in "${names[@]}"; do
+        chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || bad+=("$p")
+    done
+    if [ ${#bad[@]} -eq 0 ]; then install_record "dpkg: every package 'install ok installed'" 0
+    else install_record "dpkg: every package 'install ok installed'" 1 "not installed: ${bad[*]}"; fi
+    if out=$(chroot "$root" getent group ioasid); then
+        install_record "postinst created the system group ioasid" 0
+    else
+        install_record "postinst created the system group ioasid" 1 "no group ioasid in /etc/group"
+    fi
+    if [ "$(readlink "$root/etc/systemd/system/multi-user.target.wants/ioasidd.service")" = /lib/systemd/system/ioasidd.service ]; then
+        install_record "postinst enabled ioasidd.service (deb-systemd-helper)" 0
+    else
+        install_record "postinst enabled ioasidd.service (deb-systemd-helper)" 1 \
+            "$(ls -l "$root/etc/systemd/system/multi-user.target.wants/" 2>&1)"
+    fi
+    # Remove, purge and install again: prerm/postrm without systemd, the enablement
+    # forgotten on purge and made again on the next installation.
+    rc=0
+    out=$(chroot "$root" dpkg --purge ioasidd 2>&1) || rc=$?
+    if [ "$rc" -eq 0 ] && [ ! -e "$root/etc/systemd/system/multi-user.target.wants/ioasidd.service" ] &&
+       [ ! -e "$root/lib/systemd/system/ioasidd.service" ] &&
+       out=$(chroot "$root" dpkg -i /tmp/debs/"$(cd "$root/tmp/debs" && ls ioasidd_*.deb)" 2>&1) &&
+       [ -L "$root/etc/systemd/system/multi-user.target.wants/ioasidd.service" ]; then
+        install_record "ioasidd purged (unit disabled) and installed again (enabled)" 0
+    else
+        install_record "ioasidd purged (unit disabled) and installed again (enabled)" 1 "$out"
+    fi
+    umount_root
+    rm -rf "$root/tmp/debs"
+}
+
+# From the guest's console: systemd started ioasidd.service from the package's unit
+# file and enabled it, and udev applied the package's rule to the CUSE node.
+check_service_state() {
+    local state
+    state=$(section service-state || true)
+    if grep -qx 'ActiveState=active' <<<"$state" &&
+       grep -qx 'FragmentPath=/lib/systemd/system/ioasidd.service' <<<"$state" &&
+       grep -qx 'UnitFileState=enabled' <<<"$state"; then
+        install_record "systemd started the enabled ioasidd.service from the package at boot" 0
+    else
+        install_record "systemd started the enabled ioasidd.service from the package at boot" 1 \
+            "${state:-no service state in the console log}"
+    fi
+    if grep -qx 'node=660 ioasid' <<<"$state"; then
+        install_record "udev gave /dev/ioasid to group ioasid, mode 0660 (60-ioasid.rules)" 0
+    else
+        install_record "udev gave /dev/ioasid to group ioasid, mode 0660 (60-ioasid.rules)" 1 \
+            "$(grep '^node=' <<<"$state" || echo 'no node line')"
+    fi
+    write_install_results
+}
+
+# Copies BINARY to DEST in the rootfs; its libraries must come from the packages or
+# the base system (checked with the guest's own loader after everything is in).
+install_guest_binary() {
+    local root=$1 src=$2 dest=$3
+    mkdir -p "$root$(dirname "$dest")"
+    install_binary "$src" "$root$dest"
+    chmod 0755 "$root$dest"
+}
+
+# Writes initramfs.cpio.zst into WORK_DIR: the Debian rootfs with the packages, the
+# suite, the selftest, the test unit and the kernel's fuse/cuse modules.
+build_debian_initramfs() {
+    local kdir=$1 root=$WORK_DIR/root kver arg
+    prepare_base_rootfs
+    mkdir -p "$root"
+    tar -C "$root" --numeric-owner -xf "$BASE_TAR" || die "unpacking $BASE_TAR failed"
+    install_debs "$root"
+    # The suite, its helper probe and the selftest (the packages' programs are used
+    # for the rest: init.sh, MODE=systemd).
+    install_guest_binary "$root" "$CONFORMANCE" /usr/local/bin/ioasid-conformance
+    local probe
+    probe=$(grep -aoE '/[A-Za-z0-9._+/-]*/ioasid_run_probe' "$CONFORMANCE" | head -n 1 || true)
+    [ -n "$probe" ] && [ -x "$probe" ] &&
+        install_guest_binary "$root" "$probe" /usr/local/libexec/ioasid-conformance/ioasid_run_probe
+    if [ -n "$SELFTEST" ]; then
+        install_guest_binary "$root" "$SELFTEST" /usr/local/bin/iommufd-selftest
+    fi
+    local missing
+    missing=$(for f in "$root"/usr/local/bin/* "$root"/usr/local/libexec/ioasid-conformance/*; do
+                  chroot "$root" ldd "${f#"$root"}" 2>&1 | grep 'not found' || true
+              done)
+    [ -z "$missing" ] || die "libraries missing in the guest: $missing"
+    # fuse.ko and cuse.ko where modprobe (the unit's ExecStartPre) finds them.
+    kver=${KERNEL_PKG#linux-image-}
+    mkdir -p "$root/lib/modules/$kver/kernel/fs/fuse"
+    cp "$kdir"/*.ko "$root/lib/modules/$kver/kernel/fs/fuse/"
+    # (No modules.order or modules.builtin: only these two modules are there.)
+    depmod -b "$root" "$kver" 2>/dev/null || die "depmod failed"
+    # How the daemon runs (the unit's EnvironmentFile), and the stage's test unit.
+    printf 'IOASIDD_OPTIONS="--frontend cuse --no-netlink --log-level info --page-timeout 1500"\n' \
+        >"$root/etc/default/ioasidd"
+    mkdir -p "$root/usr/local/libexec/ioasid-vm"
+    install -m 0755 "$SCRIPT_DIR/init.sh" "$root/usr/local/libexec/ioasid-vm/init.sh"
+    install -m 0644 "$SCRIPT_DIR/ioasid-vm-test.service" "$SCRIPT_DIR/ioasid-vm-fallback.service" \
+        "$root/etc/systemd/system/"
+    ln -sf ../ioasid-vm-test.service "$root/etc/systemd/system/multi-user.target.wants/ioasid-vm-test.service"
+    ln -sf ../ioasid-vm-fallback.service "$root/etc/systemd/system/multi-user.target.wants/ioasid-vm-fallback.service"
+    # Nothing else on the serial console, no first-boot questions.
+    local unit
+    for unit in serial-getty@ttyS0.service getty@tty1.service systemd-firstboot.service \
+                apt-daily.timer apt-daily-upgrade.timer; do
+        ln -sf /dev/null "$root/etc/systemd/system/$unit"
+    done
+    od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$root/etc/machine-id"
+    echo >>"$root/etc/machine-id"
+    write_stage_files "$root"
+    (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) |
+        zstd -q -T0 -3 >"$WORK_DIR/initramfs.img" || die "building the initramfs failed"
+    rm -rf "$root"
 }
 
 # ---------------------------------------------------------------- boot + report
 
 cleanup() {
     if [ -n "$QEMU_PID" ]; then kill "$QEMU_PID" 2>/dev/null || true; fi
+    # Never remove the tree while /dev is bound into it.
+    umount_root
     if [ -n "$WORK_DIR" ]; then rm -rf "$WORK_DIR"; fi
 }
 
 # Boots the VM with the serial console going to LOG. Returns timeout's status.
 boot_vm() {
-    local kdir=$1 rc=0 tail_pid=''
+    local kdir=$1 rc=0 tail_pid='' append="console=ttyS0 panic=-1 quiet"
+    # systemd as PID 1 (--debs): its status lines off the console, the selftest's
+    # hugepages reserved by the kernel itself.
+    [ -z "$DEBS" ] || append+=" rdinit=/lib/systemd/systemd systemd.show_status=0 hugepages=64"
     : >"$LOG"
     if [ "${IOASID_VM_VERBOSE:-0}" = 1 ]; then
         tail -n +1 -f "$LOG" >&2 &
@@ -372,8 +628,8 @@ boot_vm() {
     # for a modern host CPU (SSE4.2, AVX2, ...) do not hit SIGILL on qemu64.
     timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
         -accel tcg -cpu max -m "$VM_MEMORY_MB" -smp 2 -nographic -no-reboot \
-        -kernel "$kdir/vmlinuz" -initrd "$WORK_DIR/initramfs.cpio.gz" \
-        -append "console=ttyS0 panic=-1 quiet" \
+        -kernel "$kdir/vmlinuz" -initrd "$WORK_DIR/initramfs.img" \
+        -append "$append" \
         </dev/null >"$LOG" 2>&1 &
     QEMU_PID=$!
     wait "$QEMU_PID" || rc=$?
@@ -471,7 +727,14 @@ main() {
         LOG=$(mktemp "${TMPDIR:-/tmp}/ioasid-vm-console.XXXXXX.log")
         own_log=1
     fi
-    build_initramfs "$kdir"
+    if [ -n "$DEBS" ]; then
+        local rootfs_start=$SECONDS
+        build_debian_initramfs "$kdir"
+        log "Debian rootfs with the packages installed, packed in $(( SECONDS - rootfs_start ))s" \
+            "($(( $(stat -c %s "$WORK_DIR/initramfs.img") / 1048576 )) MiB)"
+    else
+        build_initramfs "$kdir"
+    fi
     log "booting $(basename "$kdir") (timeout ${VM_TIMEOUT}s, console: $LOG)"
     local vm_start=$SECONDS
     boot_vm "$kdir" || boot_rc=$?
@@ -523,6 +786,8 @@ main() {
         print_failure_details
     fi
     failed=$(( failed + ${#PROBLEMS[@]} ))
+    [ -z "$DEBS" ] || check_service_state
+    [ -z "$DEBS" ] || log "package installation: ${#INSTALL_CASES[@]} checks, $INSTALL_FAILURES failed"
     # A log we chose the name of is only worth keeping when something failed.
     if [ "$failed" -eq 0 ] && [ "$own_log" -eq 1 ]; then rm -f "$LOG"; fi
     echo "vm: $passed passed, $failed failed"
