@@ -186,8 +186,16 @@ class FuseFrontend final : public Frontend {
     if (error) return fail(error.value(), "cannot create {}: {}", options.mount_dir, error.message());
     // Checked before mounting anything: a refused start leaves the live daemon alone.
     IOASID_TRY(refuse_live_mount(options.mount_dir, "--fuse"));
-    for (const FuseNode& node : options.nodes)
-      if (!node.bind_path.empty()) IOASID_TRY(refuse_live_mount(node.bind_path, "the bind path"));
+    for (const FuseNode& node : options.nodes) {
+      if (node.bind_path.empty()) continue;
+      if (struct stat st {}; ::stat(node.bind_path.c_str(), &st) != 0 && errno == ENOTCONN) {
+        // As for the mount dir: a killed daemon's bind mount, dead, is taken back.
+        spdlog::warn("{}: detaching a stale FUSE bind mount", node.bind_path);
+        ::umount2(node.bind_path.c_str(), MNT_DETACH);
+      }
+      IOASID_TRY(refuse_live_mount(node.bind_path, "the bind path"));
+      IOASID_TRY(refuse_directory(node.bind_path, node.name));
+    }
 
     // allow_other + default_permissions: other users reach the node, and the
     // kernel checks its mode and group as it would for a device node.
@@ -239,6 +247,16 @@ class FuseFrontend final : public Frontend {
     return fail(EBUSY, "{} {} is a mount point already (another ioasidd serving there?): stop that daemon or "
                 "unmount it first, or choose another path",
                 what, path);
+  }
+
+  // A file node bind-mounted onto a directory fails with a bare ENOTDIR, and a user
+  // who wrote --bind-node /dev meant /dev/ioasid: say so, before anything is mounted.
+  static Result<void> refuse_directory(const std::string& path, const std::string& name) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return success();
+    const std::string example = (std::filesystem::path(path) / name).lexically_normal().string();
+    return fail(EISDIR, "the bind path {} is a directory: a node is bind-mounted onto a file, e.g. {}", path,
+                example);
   }
 
   std::string mount_path(const FuseNode& node) const { return context_->options.mount_dir + "/" + node.name; }

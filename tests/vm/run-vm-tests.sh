@@ -12,7 +12,7 @@
 # Usage: run-vm-tests.sh --ioasidd PATH --conformance PATH [--results FILE]
 #                        [--log FILE] [--iommufd-selftest PATH [--ioasid-run PATH]
 #                        [--iommufd-results FILE] [--iommufd-figure FILE]]
-#                        [-- extra gtest args]
+#                        [--wait-ready PATH] [-- extra gtest args]
 # Last line of output is always "vm: N passed, M failed"; exit 0 only if M is 0.
 #
 # --iommufd-selftest PATH is the `iommufd` binary tests/iommufd-selftest/build.sh
@@ -24,7 +24,8 @@
 # The guest runs it as `ioasid-run --iommu-node /dev/iommu --companion /dev/iommu-fd
 # iommufd-selftest` (the fd-returning commands go through the daemon's CUSE companion
 # node); --ioasid-run PATH is the launcher (default: the one built beside --ioasidd,
-# examples/ioasid-run).
+# examples/ioasid-run). --wait-ready PATH is ioasid-wait-ready, which the guest starts
+# ioasidd under to wait for its READY=1 (default: tests/ready/ in the same build tree).
 #
 # Environment:
 #   IOASID_VM_CACHE        kernel cache dir (default: tests/vm/cache)
@@ -69,6 +70,7 @@ SELFTEST=''
 SELFTEST_RESULTS=''
 SELFTEST_FIGURE=''
 IOASID_RUN=''
+WAIT_READY=''
 readonly SELFTEST_DIR=$REPO_DIR/tests/iommufd-selftest
 SELFTEST_PASSED=0
 SELFTEST_FAILED=0
@@ -97,6 +99,7 @@ parse_args() {
             --iommufd-results) SELFTEST_RESULTS=${2:?--iommufd-results needs a path}; shift 2 ;;
             --iommufd-figure) SELFTEST_FIGURE=${2:?--iommufd-figure needs a path}; shift 2 ;;
             --ioasid-run) IOASID_RUN=${2:?--ioasid-run needs a path}; shift 2 ;;
+            --wait-ready) WAIT_READY=${2:?--wait-ready needs a path}; shift 2 ;;
             --) shift; GTEST_ARGS=("$@"); break ;;
             -h|--help) usage ;;
             *) log "unknown argument: $1"; usage ;;
@@ -106,8 +109,10 @@ parse_args() {
     if [ -n "$SELFTEST" ] && [ -z "$IOASID_RUN" ]; then
         IOASID_RUN=$(dirname "$IOASIDD")/../examples/ioasid-run
     fi
+    # The guest starts ioasidd under it (waits for READY=1): from the same build tree.
+    [ -n "$WAIT_READY" ] || WAIT_READY=$(dirname "$IOASIDD")/../tests/ready/ioasid-wait-ready
     local f
-    for f in "$IOASIDD" "$CONFORMANCE" ${SELFTEST:+"$SELFTEST" "$IOASID_RUN"}; do
+    for f in "$IOASIDD" "$CONFORMANCE" "$WAIT_READY" ${SELFTEST:+"$SELFTEST" "$IOASID_RUN"}; do
         if [ ! -f "$f" ] || [ ! -x "$f" ]; then die "not an executable file: $f"; fi
     done
 }
@@ -316,11 +321,13 @@ build_initramfs() {
     install_busybox "$root"
     cp "$kdir"/*.ko "$kdir/modules.order" "$root/lib/modules/"
     mv "$root/lib/modules/modules.order" "$root/etc/modules.order"
-    # Fixed names: init.sh runs "ioasidd" and "ioasid-conformance" from PATH.
+    # Fixed names: init.sh runs "ioasidd", "ioasid-wait-ready" and "ioasid-conformance" from PATH.
     install_binary "$IOASIDD" "$root/usr/local/bin/ioasidd"
     install_binary "$CONFORMANCE" "$root/usr/local/bin/ioasid-conformance"
     install_libs "$root" "$IOASIDD"
     install_libs "$root" "$CONFORMANCE"
+    install_binary "$WAIT_READY" "$root/usr/local/bin/ioasid-wait-ready"
+    install_libs "$root" "$WAIT_READY"
     install_conformance_helpers "$root"
     # init.sh runs the selftest when this file exists, under ioasid-run.
     if [ -n "$SELFTEST" ]; then
