@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -176,6 +177,10 @@ class FuseFrontend final : public Frontend {
       return ops;
     }();
     const auto& options = context_->options;
+    if (on_dead_fuse_mount(options.mount_dir)) {
+      spdlog::warn("{}: detaching a stale FUSE mount", options.mount_dir);
+      ::umount2(options.mount_dir.c_str(), MNT_DETACH);
+    }
     std::error_code error = made_directories_.create(options.mount_dir);
     if (error.value() == ENOTCONN) {
       // A daemon that died without unmounting leaves a dead mount behind.
@@ -188,7 +193,7 @@ class FuseFrontend final : public Frontend {
     IOASID_TRY(refuse_live_mount(options.mount_dir, "--fuse"));
     for (const FuseNode& node : options.nodes) {
       if (node.bind_path.empty()) continue;
-      if (struct stat st {}; ::stat(node.bind_path.c_str(), &st) != 0 && errno == ENOTCONN) {
+      if (on_dead_fuse_mount(node.bind_path)) {
         // As for the mount dir: a killed daemon's bind mount, dead, is taken back.
         spdlog::warn("{}: detaching a stale FUSE bind mount", node.bind_path);
         ::umount2(node.bind_path.c_str(), MNT_DETACH);
@@ -287,6 +292,11 @@ class FuseFrontend final : public Frontend {
 };
 
 }  // namespace
+
+bool on_dead_fuse_mount(const std::string& path) {
+  struct statfs info {};
+  return ::statfs(path.c_str(), &info) != 0 && errno == ENOTCONN;
+}
 
 Result<std::unique_ptr<Frontend>> start_fuse(const FuseNodeOptions& options) {
   auto frontend = std::make_unique<FuseFrontend>(std::make_unique<FuseContext>(FuseContext{options}));

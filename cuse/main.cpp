@@ -185,7 +185,7 @@ std::vector<ServedNode> with_dev_binds(std::vector<ServedNode> nodes) {
     }
     const std::string path = "/dev/" + node.devname;
     struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0 && errno == ENOTCONN) {
+    if (on_dead_fuse_mount(path)) {
       // A daemon that died left its bind mount, dead: take the path back.
       spdlog::warn("{}: detaching a stale FUSE bind mount", path);
       ::umount2(path.c_str(), MNT_DETACH);
