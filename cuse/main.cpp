@@ -167,8 +167,9 @@ Result<std::vector<std::unique_ptr<Frontend>>> start_fuse_nodes(const Options& o
 
 // --frontend auto falling back to FUSE: clients open /dev/ioasid by default, as under
 // CUSE, so a node with no bind path of its own is bind-mounted onto /dev/DEVNAME, as
-// CUSE would have made it. Like CUSE, never over a node that exists (a kernel's
-// /dev/iommu); without the right to mount, the nodes stay in the mount only.
+// CUSE would have made it. Like CUSE, never over a device node that exists (a
+// kernel's /dev/iommu); a live FUSE node bound there is refused at start as any bind
+// path is. Without the right to mount, the nodes stay in the mount only.
 std::vector<ServedNode> with_dev_binds(std::vector<ServedNode> nodes) {
   if (::geteuid() != 0) {
     spdlog::info("not root: the FUSE nodes are not bind-mounted onto /dev; clients set IOASID_DEV (or IOMMU_DEV) "
