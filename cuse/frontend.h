@@ -45,6 +45,11 @@ struct FuseNodeOptions {
   std::optional<gid_t> group;
 };
 
+// True when `path` lies on a FUSE mount whose daemon is gone (a killed ioasidd's). Asks
+// with statfs(2), which the kernel never answers from its cache: a stat may succeed on
+// a dead mount for as long as the attributes it cached stay valid.
+bool on_dead_fuse_mount(const std::string& path);
+
 // One mount holding every node as a file.
 Result<std::unique_ptr<Frontend>> start_fuse(const FuseNodeOptions& options);
 

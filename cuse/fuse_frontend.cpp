@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -176,6 +177,10 @@ class FuseFrontend final : public Frontend {
       return ops;
     }();
     const auto& options = context_->options;
+    if (on_dead_fuse_mount(options.mount_dir)) {
+      spdlog::warn("{}: detaching a stale FUSE mount", options.mount_dir);
+      ::umount2(options.mount_dir.c_str(), MNT_DETACH);
+    }
     std::error_code error = made_directories_.create(options.mount_dir);
     if (error.value() == ENOTCONN) {
       // A daemon that died without unmounting leaves a dead mount behind.
@@ -186,8 +191,16 @@ class FuseFrontend final : public Frontend {
     if (error) return fail(error.value(), "cannot create {}: {}", options.mount_dir, error.message());
     // Checked before mounting anything: a refused start leaves the live daemon alone.
     IOASID_TRY(refuse_live_mount(options.mount_dir, "--fuse"));
-    for (const FuseNode& node : options.nodes)
-      if (!node.bind_path.empty()) IOASID_TRY(refuse_live_mount(node.bind_path, "the bind path"));
+    for (const FuseNode& node : options.nodes) {
+      if (node.bind_path.empty()) continue;
+      if (on_dead_fuse_mount(node.bind_path)) {
+        // As for the mount dir: a killed daemon's bind mount, dead, is taken back.
+        spdlog::warn("{}: detaching a stale FUSE bind mount", node.bind_path);
+        ::umount2(node.bind_path.c_str(), MNT_DETACH);
+      }
+      IOASID_TRY(refuse_live_mount(node.bind_path, "the bind path"));
+      IOASID_TRY(refuse_directory(node.bind_path, node.name));
+    }
 
     // allow_other + default_permissions: other users reach the node, and the
     // kernel checks its mode and group as it would for a device node.
@@ -241,6 +254,16 @@ class FuseFrontend final : public Frontend {
                 what, path);
   }
 
+  // A file node bind-mounted onto a directory fails with a bare ENOTDIR, and a user
+  // who wrote --bind-node /dev meant /dev/ioasid: say so, before anything is mounted.
+  static Result<void> refuse_directory(const std::string& path, const std::string& name) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return success();
+    const std::string example = (std::filesystem::path(path) / name).lexically_normal().string();
+    return fail(EISDIR, "the bind path {} is a directory: a node is bind-mounted onto a file, e.g. {}", path,
+                example);
+  }
+
   std::string mount_path(const FuseNode& node) const { return context_->options.mount_dir + "/" + node.name; }
 
   Result<void> bind_node(const std::string& source, const std::string& target) {
@@ -269,6 +292,11 @@ class FuseFrontend final : public Frontend {
 };
 
 }  // namespace
+
+bool on_dead_fuse_mount(const std::string& path) {
+  struct statfs info {};
+  return ::statfs(path.c_str(), &info) != 0 && errno == ENOTCONN;
+}
 
 Result<std::unique_ptr<Frontend>> start_fuse(const FuseNodeOptions& options) {
   auto frontend = std::make_unique<FuseFrontend>(std::make_unique<FuseContext>(FuseContext{options}));

@@ -13,24 +13,31 @@
 #include "netlink_publisher.h"
 #include "node_ops.h"
 #include "options.h"
+#include "service_manager.h"
 #include "session_threads.h"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <fmt/ranges.h>
+#include <systemd/sd-daemon.h>
 
 #include <linux/capability.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <fstream>
 #include <string_view>
@@ -41,20 +48,49 @@
 namespace ioasid::daemon {
 namespace {
 
+// "%*": the line's syslog priority as sd-daemon(3)'s "<N>" prefix, which the journal
+// reads off each line of a service's stderr.
+class JournalPriorityFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const char* prefix = SD_INFO;
+    switch (msg.level) {
+      case spdlog::level::trace:
+      case spdlog::level::debug: prefix = SD_DEBUG; break;
+      case spdlog::level::info: prefix = SD_INFO; break;
+      case spdlog::level::warn: prefix = SD_WARNING; break;
+      case spdlog::level::err: prefix = SD_ERR; break;
+      case spdlog::level::critical: prefix = SD_CRIT; break;
+      default: break;
+    }
+    dest.append(prefix, prefix + std::strlen(prefix));
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JournalPriorityFlag>(); }
+};
+
 // --log-level was checked with the other options.
 bool setup_logging(const Options& options) {
   // https://no-color.org: a set, non-empty NO_COLOR turns colour off.
   const char* no_color = std::getenv("NO_COLOR");
   const auto colors = no_color && *no_color ? spdlog::color_mode::never : spdlog::color_mode::automatic;
+  // The journal stamps each line itself: a second timestamp would only be noise.
+  const bool journal = options.log_file.empty() && stderr_is_journal();
   std::shared_ptr<spdlog::logger> logger;
   try {
-    logger = options.log_file.empty() ? spdlog::stderr_color_mt("ioasidd", colors)
-                                      : spdlog::basic_logger_mt("ioasidd", options.log_file);
+    logger = !options.log_file.empty() ? spdlog::basic_logger_mt("ioasidd", options.log_file)
+             : journal                 ? spdlog::stderr_logger_mt("ioasidd")
+                                       : spdlog::stderr_color_mt("ioasidd", colors);
   } catch (const spdlog::spdlog_ex& error) {
     std::cerr << "ioasidd: --log-file: cannot open '" << options.log_file << "': " << error.what() << "\n";
     return false;
   }
-  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
+  if (journal) {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JournalPriorityFlag>('*').set_pattern("%*%v");
+    logger->set_formatter(std::move(formatter));
+  } else {
+    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
+  }
   logger->set_level(spdlog::level::from_str(options.log_level));
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));
@@ -129,6 +165,44 @@ Result<std::vector<std::unique_ptr<Frontend>>> start_fuse_nodes(const Options& o
   return frontends;
 }
 
+// --frontend auto falling back to FUSE: clients open /dev/ioasid by default, as under
+// CUSE, so a node with no bind path of its own is bind-mounted onto /dev/DEVNAME, as
+// CUSE would have made it. Like CUSE, never over a device node that exists (a
+// kernel's /dev/iommu); a live FUSE node bound there is refused at start as any bind
+// path is. Without the right to mount, the nodes stay in the mount only.
+std::vector<ServedNode> with_dev_binds(std::vector<ServedNode> nodes) {
+  if (::geteuid() != 0) {
+    spdlog::info("not root: the FUSE nodes are not bind-mounted onto /dev; clients set IOASID_DEV (or IOMMU_DEV) "
+                 "to the node's path in the mount");
+    return nodes;
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    ServedNode& node = nodes[i];
+    if (!node.bind_path.empty()) continue;
+    // The iommu node's companion (NAME-fd) goes where the iommu node goes.
+    if (i > 0 && node.devname == nodes[i - 1].devname + "-fd") {
+      if (!nodes[i - 1].bind_path.empty()) node.bind_path = nodes[i - 1].bind_path + "-fd";
+      continue;
+    }
+    const std::string path = "/dev/" + node.devname;
+    struct stat st {};
+    if (on_dead_fuse_mount(path)) {
+      // A daemon that died left its bind mount, dead: take the path back.
+      spdlog::warn("{}: detaching a stale FUSE bind mount", path);
+      ::umount2(path.c_str(), MNT_DETACH);
+    }
+    // A file left by a daemon that could not remove it is no one's node: bind over it.
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      spdlog::warn("{} exists already (the kernel's or another daemon's): not bind-mounting the FUSE node onto it; "
+                   "--bind-node or --bind-iommu-node name another path",
+                   path);
+      continue;
+    }
+    node.bind_path = path;
+  }
+  return nodes;
+}
+
 Result<std::vector<std::unique_ptr<Frontend>>> start_frontends(const Options& options,
                                                                const std::vector<ServedNode>& nodes) {
   switch (options.frontend) {
@@ -141,7 +215,7 @@ Result<std::vector<std::unique_ptr<Frontend>>> start_frontends(const Options& op
   }
   if (::access("/dev/cuse", F_OK) != 0) {
     spdlog::info("frontend: FUSE fallback (no /dev/cuse on this kernel)");
-    return start_fuse_nodes(options, nodes);
+    return start_fuse_nodes(options, with_dev_binds(nodes));
   }
   auto cuse = start_cuse_nodes(nodes);
   if (cuse) {
@@ -149,7 +223,7 @@ Result<std::vector<std::unique_ptr<Frontend>>> start_frontends(const Options& op
     return cuse;
   }
   spdlog::warn("frontend: CUSE failed ({}), using the FUSE fallback", cuse.error().why);
-  return start_fuse_nodes(options, nodes);
+  return start_fuse_nodes(options, with_dev_binds(nodes));
 }
 
 // SIGINT/SIGTERM/SIGHUP wait, blocked, until the Asio signal_set can take them: a stop
@@ -204,6 +278,9 @@ class HeapTrimmer {
   std::atomic<bool> scheduled_{false};
 };
 
+// How long the nodes may take to appear once served (CUSE's udev-less devtmpfs node: ms).
+constexpr std::chrono::seconds kNodeTimeout{10};
+
 int run(const Options& options) {
   set_termination_signals_blocked(true);
   warn_about_missing_memory_rights();
@@ -247,6 +324,8 @@ int run(const Options& options) {
   auto frontends = start_frontends(options, nodes);
   if (!frontends) {
     spdlog::error("cannot start the front end: {}", frontends.error().why);
+    notify_service_manager(fmt::format("STATUS=cannot start the front end: {}\nERRNO={}", frontends.error().why,
+                                       frontends.error().code));
     return 1;
   }
   std::vector<std::string> node_paths;
@@ -290,7 +369,10 @@ int run(const Options& options) {
   // SIGHUP too: a closed terminal must not kill the daemon without releasing the node.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   signals.async_wait([&](const boost::system::error_code& error, int signal) {
-    if (!error) spdlog::info("{}: shutting down", strsignal(signal));
+    if (!error) {
+      spdlog::info("{}: shutting down", strsignal(signal));
+      notify_service_manager(fmt::format("STOPPING=1\nSTATUS={}: shutting down", strsignal(signal)));
+    }
     stop_loop();
   });
   set_termination_signals_blocked(false);
@@ -303,25 +385,29 @@ int run(const Options& options) {
   std::vector<std::unique_ptr<SessionThreads>> sessions;
   for (const auto& frontend : *frontends)
     sessions.push_back(std::make_unique<SessionThreads>(frontend->session(), options.session_threads, [&] {
+      notify_service_manager("STOPPING=1\nSTATUS=a front-end session ended: shutting down");
       failed = true;
       boost::asio::post(io, stop_loop);
     }));
   serving.store(sessions.front().get(), std::memory_order_release);
-  bool exposed = true;
-  for (const auto& frontend : *frontends) {
-    if (auto done = frontend->expose(); !done) {
-      spdlog::error("cannot expose the node: {}", done.error().why);
-      exposed = false;
-      break;
-    }
-  }
+  Result<void> exposed = success();
+  for (const auto& frontend : *frontends)
+    if (exposed = frontend->expose(); !exposed) break;
+  // Ready means what a client needs: every node exists (CUSE: the kernel made it once
+  // the session answered CUSE_INIT) and answers, the FUSE bind mounts made.
+  if (exposed) exposed = wait_for_nodes(node_paths, kNodeTimeout);
   if (!exposed) {
+    spdlog::error("cannot expose the node: {}", exposed.error().why);
+    notify_service_manager(
+        fmt::format("STATUS=cannot expose the node: {}\nERRNO={}", exposed.error().why, exposed.error().code));
     failed = true;
     boost::asio::post(io, stop_loop);
   } else {
     spdlog::info("ioasidd {} serving {} ({}), pid {}, {} session threads, PASID quota {} per file",
                  IOASID_VERSION, fmt::join(node_paths, " and "), kind, ::getpid(), options.session_threads,
                  options.service.default_pasid_quota);
+    notify_service_manager(fmt::format("READY=1\nSTATUS=serving {} ({}){}", fmt::join(node_paths, " and "), kind,
+                                       admin ? ", admin socket " + options.admin_socket : std::string()));
   }
 
   std::vector<std::thread> workers;

@@ -33,7 +33,10 @@ such as a kernel's own /dev/iommu, is not served). The FUSE fallback mounts a fi
 system at DIR (--fuse) holding the files DIR/ioasid and DIR/iommu, that answer the
 same ioctls; as root it can also bind-mount them onto paths such as /dev/ioasid
 (--bind-node, --bind-iommu-node). The default, --frontend auto, picks CUSE when
-/dev/cuse exists, else FUSE, and logs its choice. Programs find the node through
+/dev/cuse exists, else FUSE, and logs its choice; falling back to FUSE as root, it
+bind-mounts each node without a --bind-* path onto /dev/DEVNAME, /dev/IOMMU-DEVNAME
+and its -fd companion, unless a device node is there already, so clients find the
+nodes at the same paths either way. Programs find the node through
 IOASID_DEV (default /dev/ioasid); ioasidctl (and its monitor) talk to the admin
 socket.
 

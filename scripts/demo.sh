@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs, builds, starts ioasidd (CUSE when the kernel has it, else the FUSE
-# fallback bind-mounted onto /dev/ioasid) and runs the demo programs against it:
+# fallback, which --frontend auto bind-mounts onto /dev/ioasid) and runs the demo
+# programs against it once it has said it is ready (READY=1, see ioasid-wait-ready):
 # those of /dev/ioasid, then iommufd-demo on the daemon's second node, Linux's iommufd
 # uAPI (CUSE: /dev/iommu; FUSE: the file iommu beside ioasid in the mount), and
 # iommufd-fault-demo, an unchanged iommufd program reading a fault queue, under ioasid-run.
@@ -14,32 +15,31 @@ run=$(mktemp -d /tmp/ioasid-demo.XXXXXX)
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)" --target ioasidd ioasid-info ioasidctl pasid-demo dma-demo mini-vmm dsa-memmove \
-  ats-copy iommufd-demo iommufd-fault-demo ioasid-run
+  ats-copy iommufd-demo iommufd-fault-demo ioasid-run ioasid-wait-ready
 
 daemon_pid=
 monitor_pid=
 cleanup() {
   [ -z "$monitor_pid" ] || kill "$monitor_pid" 2>/dev/null || true
   if [ -n "$daemon_pid" ]; then
-    kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" || true
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    # Not this shell's child (ioasid-wait-ready started it): wait for it to go, 10 s at most.
+    for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
   fi
   rm -rf "$run"
 }
 trap cleanup EXIT
 
 echo "== starting ioasidd"
-"$build/cuse/ioasidd" --frontend auto --fuse "$run/fuse" --bind-node /dev/ioasid \
-  --admin-socket "$run/admin.sock" --log-file "$run/ioasidd.log" &
-daemon_pid=$!
-for _ in $(seq 100); do
-  grep -q "serving" "$run/ioasidd.log" 2>/dev/null && [ -e /dev/ioasid ] && break
-  kill -0 "$daemon_pid" 2>/dev/null || { cat "$run/ioasidd.log"; exit 1; }
-  sleep 0.1
-done
+# Returns once the daemon has sent READY=1: every node it serves exists and answers.
+"$build/tests/ready/ioasid-wait-ready" --timeout 30 --pid-file "$run/ioasidd.pid" -- \
+  "$build/cuse/ioasidd" --frontend auto --fuse "$run/fuse" \
+  --admin-socket "$run/admin.sock" --log-file "$run/ioasidd.log" || { cat "$run/ioasidd.log"; exit 1; }
+daemon_pid=$(cat "$run/ioasidd.pid")
 grep -E "frontend|serving" "$run/ioasidd.log"
-# The daemon serves both nodes by default: under CUSE the iommu node is /dev/iommu, under
-# FUSE the file iommu beside ioasid in the mount. It says which in its status (a kernel
-# with iommufd keeps its own /dev/iommu, and then the daemon serves none under CUSE).
+# The daemon serves both nodes by default: the iommu node is /dev/iommu (FUSE: the file
+# iommu in the mount, bind-mounted there). It says which in its status (a kernel with
+# iommufd keeps its own /dev/iommu: then CUSE serves none, FUSE only the mount's file).
 # Its companion node (iommu-fd beside it) serves the iommufd commands that return an fd.
 status=$("$build/examples/ioasidctl" --socket "$run/admin.sock" --json status)
 iommu_dev=$(jq -r '.nodes[] | select((endswith("/ioasid") or endswith("-fd")) | not)' <<<"$status" | head -n 1)

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libfuse3-dev fuse3
-  libnl-3-dev
+  libnl-3-dev libsystemd-dev
   libboost-dev libboost-program-options-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -10,6 +10,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
 
 namespace ioasid::client {
 
@@ -29,10 +33,45 @@ constexpr std::array<const char*, 29> kCommandNames = {
     "IOASID_ATS_TRANSLATE",       "IOASID_ATS_INV_ACK"};
 static_assert(IOASID_BASE + kCommandNames.size() - 1 == _IOC_NR(IOASID_ATS_INV_ACK));
 
-// What to check when open(2) fails the usual ways.
-const char* open_hint(int code) {
+// Where the daemon's FUSE front end serves the nodes by default (ioasidd --fuse).
+constexpr const char* kDefaultFuseDir = "/run/ioasidd/fuse";
+
+// The mount point holding `path` (the longest one /proc/self/mountinfo lists), for a
+// path that cannot be stat()ed: a dead FUSE mount answers nothing.
+std::string mount_point_of(const std::string& path) {
+  std::ifstream mounts("/proc/self/mountinfo");
+  std::string line, best = path;
+  size_t best_length = 0;
+  while (std::getline(mounts, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, device, root, point;
+    if (!(fields >> id >> parent >> device >> root >> point)) continue;
+    const bool holds = path == point || (path.starts_with(point) && (point == "/" || path[point.size()] == '/'));
+    if (holds && point.size() > best_length) {
+      best = point;
+      best_length = point.size();
+    }
+  }
+  return best;
+}
+
+// What to check when open(2) fails the usual ways: the fix, named.
+std::string open_hint(int code, const std::string& path) {
   switch (code) {
-    case ENOENT: return " (is ioasidd running? IOASID_DEV names another node)";
+    case ENOENT: {
+      // The FUSE front end without --bind-node serves the node in its mount only.
+      const std::string served = std::string(kDefaultFuseDir) + "/" + std::filesystem::path(path).filename().string();
+      if (served != path && ::access(served.c_str(), F_OK) == 0)
+        return " (ioasidd serves the node at " + served + ": set IOASID_DEV=" + served +
+               ", or start ioasidd with --bind-node " + path + ")";
+      return " (is ioasidd running? Start it (ioasidd, or systemctl start ioasidd), or set IOASID_DEV to the node "
+             "it serves)";
+    }
+    case ENOTCONN:
+      // A FUSE mount whose daemon died: the kernel has no one to ask.
+      return " (ioasidd is not running: the daemon that served " + path +
+             " is gone and left its mount behind; restart it (systemctl restart ioasidd, or ioasidd), which "
+             "replaces the dead mount, or remove it with umount -l " + mount_point_of(path) + ")";
     case EACCES: return " (the node's group may use it: ask to be added, or run as root)";
     default: return "";
   }
@@ -73,7 +112,7 @@ Result<File> File::open(const std::string& path, int extra_flags) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | extra_flags);
   if (fd < 0) {
     const int code = errno;
-    return Error{code, "open " + path + ": " + std::strerror(code) + open_hint(code)};
+    return Error{code, "open " + path + ": " + std::strerror(code) + open_hint(code, path)};
   }
   return File(fd, path);
 }

@@ -4,6 +4,7 @@
 #include "harness.hpp"
 
 #include "base/names.h"
+#include "notify_listener.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -212,6 +213,10 @@ class DaemonEnvironment : public ::testing::Environment {
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
 
+    // The daemon says READY=1 once its node answers (sd_notify), as it would to systemd.
+    ioasid::test::NotifyListener ready;
+    ASSERT_TRUE(ready.ok()) << ready.error();
+    const std::string notify_socket = ready.socket_env();
     const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0) << std::strerror(errno);
@@ -225,26 +230,29 @@ class DaemonEnvironment : public ::testing::Environment {
       }
       int null = ::open("/dev/null", O_RDONLY);
       if (null >= 0) ::dup2(null, 0);
+      ::setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
     g.owns_daemon = true;
     g.daemon_pid = pid;
 
-    const auto deadline = Clock::now() + 10s;
-    for (;;) {
-      if (daemon_gone()) {
-        FAIL() << "ioasidd exited during start-up: " << describe_status(g.daemon_status) << "\nstdout/stderr:\n"
-               << read_tail(g.out_path, 40) << "log:\n"
-               << read_tail(g.log_path, 40);
-      }
-      if (node_answers(g.node)) break;
-      if (Clock::now() > deadline) {
-        FAIL() << g.node << " did not answer GET_API_VERSION == 1 within 10 s\nstdout/stderr:\n"
-               << read_tail(g.out_path, 40) << "log:\n"
-               << read_tail(g.log_path, 40);
-      }
-      std::this_thread::sleep_for(20ms);
+    using Outcome = ioasid::test::NotifyListener::Outcome;
+    const Outcome outcome = ready.wait_ready(pid, 10s);
+    if (outcome == Outcome::Exited && daemon_gone()) {
+      FAIL() << "ioasidd exited during start-up: " << describe_status(g.daemon_status) << "\nstdout/stderr:\n"
+             << read_tail(g.out_path, 40) << "log:\n"
+             << read_tail(g.log_path, 40);
+    }
+    if (outcome != Outcome::Ready) {
+      FAIL() << "ioasidd sent no READY=1 within 10 s (" << ready.error() << ready.status() << ")\nstdout/stderr:\n"
+             << read_tail(g.out_path, 40) << "log:\n"
+             << read_tail(g.log_path, 40);
+    }
+    // Ready means answering: the first ioctl must succeed at once.
+    if (!node_answers(g.node)) {
+      FAIL() << g.node << " did not answer GET_API_VERSION == 1 once ioasidd was ready\nlog:\n"
+             << read_tail(g.log_path, 40);
     }
     std::cout << "[ harness  ] ioasidd pid " << pid << " serves " << g.node << "\n";
   }

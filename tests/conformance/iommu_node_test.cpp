@@ -12,6 +12,7 @@
 // value that reaches an allocation, a count or a wait is bounded, and the daemon
 // serves another client afterwards.
 #include "harness.hpp"
+#include "notify_listener.h"
 #include "iommu_helpers.hpp"
 
 #include <linux/ioasid_iommu_fd.h>
@@ -449,6 +450,9 @@ class AttackedDaemon {
     argv.push_back(nullptr);
     const std::string out = dir_ + "/ioasidd.out";
     std::fflush(stdout);
+    // READY=1 (sd_notify) says the daemon serves: no polling of the node.
+    ioasid::test::NotifyListener ready;
+    const std::string notify_socket = ready.socket_env();
     pid_ = ::fork();
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -457,6 +461,7 @@ class AttackedDaemon {
         ::dup2(output, 1);
         ::dup2(output, 2);
       }
+      ::setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
@@ -464,20 +469,20 @@ class AttackedDaemon {
       why_ = std::string("fork: ") + std::strerror(errno);
       return;
     }
-    const auto deadline = Clock::now() + 10s;
-    while (!up_) {
-      int status = 0;
+    const auto outcome = ready.wait_ready(pid_, 10s);
+    if (int status = 0; outcome != ioasid::test::NotifyListener::Outcome::Ready) {
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         reaped_ = true;
         why_ = "ioasidd exited: " + describe_status(status) + "\n" + file_text(out) + file_text(log_);
-        return;
+      } else {
+        why_ = "ioasidd sent no READY=1 within 10 s (" + ready.error() + ready.status() + ")\n" + file_text(log_);
       }
-      up_ = node_is_live(mount_ + "/ioasid") && ::access(iommu().c_str(), F_OK) == 0;
-      if (!up_ && Clock::now() > deadline) {
-        why_ = "the nodes did not answer within 10 s\n" + file_text(log_);
-        return;
-      }
-      if (!up_) std::this_thread::sleep_for(20ms);
+      return;
+    }
+    up_ = node_is_live(mount_ + "/ioasid") && ::access(iommu().c_str(), F_OK) == 0;
+    if (!up_) {
+      why_ = "the nodes did not answer once ioasidd was ready\n" + file_text(log_);
+      return;
     }
     // Its last start-up threads run after the node answers: cap it once they stand.
     uint64_t threads = 0;

@@ -11,6 +11,7 @@
 // uid/gid 65534 (nobody/nogroup) with chosen supplementary groups; they only make
 // syscalls and report what they saw as text, which the test then checks.
 #include "harness.hpp"
+#include "notify_listener.h"
 
 #include <nlohmann/json.hpp>
 
@@ -179,6 +180,9 @@ class PrivateDaemon {
     const std::string out = dir_ + "/ioasidd.out";
 
     std::fflush(stdout);
+    // READY=1 (sd_notify) says the daemon serves: no polling of the node.
+    ioasid::test::NotifyListener ready;
+    const std::string notify_socket = ready.socket_env();
     pid_ = ::fork();
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the suite
@@ -188,6 +192,7 @@ class PrivateDaemon {
         ::dup2(output, 2);
       }
       if (config.without_ptrace && !drop_ptrace_capability()) ::_exit(125);
+      ::setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
@@ -195,20 +200,20 @@ class PrivateDaemon {
       why_ = std::string("fork: ") + std::strerror(errno);
       return;
     }
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!up_) {
-      int status = 0;
+    const auto outcome = ready.wait_ready(pid_, 10s);
+    if (int status = 0; outcome != ioasid::test::NotifyListener::Outcome::Ready) {
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         reaped_ = true;
         why_ = "ioasidd exited: " + describe_status(status) + "\n" + file_text(out) + file_text(log_);
-        return;
+      } else {
+        why_ = "ioasidd sent no READY=1 within 10 s (" + ready.error() + ready.status() + ")\n" + file_text(log_);
       }
-      up_ = node_is_live(node_);
-      if (!up_ && std::chrono::steady_clock::now() > deadline) {
-        why_ = node_ + " did not answer within 10 s\n" + file_text(log_);
-        return;
-      }
-      if (!up_) std::this_thread::sleep_for(20ms);
+      return;
+    }
+    up_ = node_is_live(node_);
+    if (!up_) {
+      why_ = node_ + " did not answer once ioasidd was ready\n" + file_text(log_);
+      return;
     }
   }
 

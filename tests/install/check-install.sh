@@ -141,6 +141,38 @@ if grep -qxF "ExecStart=$sbindir/ioasidd \$IOASIDD_OPTIONS" "$unit" 2>/dev/null 
 else
   record "ioasidd.service starts $sbindir/ioasidd" 1 "$(grep -E '^(ExecStart|Restart)=' "$unit" 2>&1)"
 fi
+# systemd-analyze verify parses the unit as systemd would load it; a bad setting is only
+# a warning to it ("ignoring"), so any output fails the check too. ExecStart must name a
+# program that exists: the installed daemon, and Documentation= the installed man page.
+verify_unit() {  # unit file; prints what is wrong, fails if anything is
+  local dir output
+  dir=$(mktemp -d "$work/verify.XXXXXX")
+  sed "s|^ExecStart=$sbindir/ioasidd |ExecStart=$(installed "$(cache_value CMAKE_INSTALL_SBINDIR)")/ioasidd |" \
+    "$1" >"$dir/ioasidd.service"
+  output=$(MANPATH=$prefix/share/man SYSTEMD_LOG_COLOR=0 systemd-analyze verify "$dir/ioasidd.service" 2>&1) &&
+    [ -z "$output" ] || { echo "${output:-systemd-analyze verify failed}"; return 1; }
+}
+if ! command -v systemd-analyze >/dev/null; then
+  record "systemd-analyze verify ioasidd.service" 1 "systemd-analyze is missing (Debian: systemd)"
+elif message=$(verify_unit "$unit"); then
+  record "systemd-analyze verify ioasidd.service" 0
+  # The check can fail: a misspelt setting and a missing program are both caught.
+  sed 's/^Type=notify$/Type=notfy/' "$unit" >"$work/broken-type.service"
+  sed "s|^ExecStart=$sbindir/ioasidd |ExecStart=$sbindir/ioasidd-missing |" "$unit" >"$work/broken-exec.service"
+  if ! grep -qx "Type=notify" "$unit"; then
+    record "systemd-analyze verify refuses a broken unit" 1 "ioasidd.service has no Type=notify line"
+  elif verify_unit "$work/broken-type.service" >/dev/null || verify_unit "$work/broken-exec.service" >/dev/null; then
+    record "systemd-analyze verify refuses a broken unit" 1 "Type=notfy or a missing ExecStart program passed"
+  else
+    record "systemd-analyze verify refuses a broken unit" 0
+  fi
+else
+  record "systemd-analyze verify ioasidd.service" 1 "$message"
+fi
+for setting in Type=notify NotifyAccess=main RuntimeDirectory=ioasidd; do
+  if grep -qxF "$setting" "$unit"; then record "ioasidd.service: $setting" 0
+  else record "ioasidd.service: $setting" 1 "$(grep -E "^${setting%%=*}=" "$unit" || echo "no ${setting%%=*}=")"; fi
+done
 rule=$(installed "$rule")
 if grep -qxF "SUBSYSTEM==\"cuse\", KERNEL==\"ioasid\", GROUP=\"$group\", MODE=\"0660\"" "$rule" 2>/dev/null; then
   record "60-ioasid.rules gives /dev/ioasid to group $group" 0

@@ -34,6 +34,7 @@
 // samples the daemon's RSS, fds, memory maps and threads after the warm-up, at each
 // tick and after the release: the report gives them as before/peak/after.
 #include <ioasid/client.hpp>
+#include "notify_listener.h"
 #include <linux/ioasid.h>
 #include <nlohmann/json.hpp>
 
@@ -1367,6 +1368,7 @@ class Daemon {
     std::cout << "starting";
     for (auto& a : args) std::cout << " " << a;
     std::cout << std::endl;
+    const std::string notify_socket = ready_.socket_env();
     const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -1379,6 +1381,7 @@ class Daemon {
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
+      ::setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
@@ -1400,6 +1403,10 @@ class Daemon {
   Daemon& operator=(const Daemon&) = delete;
 
   pid_t pid() const { return pid_; }
+  // Until the daemon says READY=1 (sd_notify), exits or `timeout` passes.
+  ioasid::test::NotifyListener::Outcome wait_ready(std::chrono::milliseconds timeout) {
+    return ready_.wait_ready(pid_, timeout);
+  }
   std::string dir() const { return dir_; }
   std::string node() const { return dir_ + "/mnt/ioasid"; }
   std::string admin_socket() const { return dir_ + "/admin.sock"; }
@@ -1438,6 +1445,7 @@ class Daemon {
 
  private:
   std::string dir_;
+  ioasid::test::NotifyListener ready_;  // bound before the fork: no READY=1 can be missed
   pid_t pid_ = -1;
   std::optional<int> status_;
   bool keep_tmp_;
@@ -1743,17 +1751,19 @@ int run(const Options& options) {
   SharedMapping shared_memory;
   Shared& shared = *shared_memory;
   Daemon daemon(options.ioasidd, options.daemon_args, options.keep_tmp);
-  for (const auto deadline = Clock::now() + 10s; !node_answers(daemon.node());) {
+  if (daemon.wait_ready(10s) != ioasid::test::NotifyListener::Outcome::Ready) {
     if (int status; ::waitpid(daemon.pid(), &status, WNOHANG) == daemon.pid()) {
       daemon.exited(status);
       std::cout << "ioasidd exited during start-up: " << describe(status) << "\n" << tail(daemon.out_path(), 30);
-      return 1;
+    } else {
+      std::cout << "ioasidd sent no READY=1 within 10 s\n" << tail(daemon.log_path(), 30);
     }
-    if (Clock::now() > deadline) {
-      std::cout << daemon.node() << " did not answer within 10 s\n" << tail(daemon.log_path(), 30);
-      return 1;
-    }
-    std::this_thread::sleep_for(20ms);
+    return 1;
+  }
+  // Ready means answering.
+  if (!node_answers(daemon.node())) {
+    std::cout << daemon.node() << " did not answer once ioasidd was ready\n" << tail(daemon.log_path(), 30);
+    return 1;
   }
   const auto initial = admin(daemon.admin_socket(), {{"cmd", "status"}});
   if (!initial) {

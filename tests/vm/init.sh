@@ -94,6 +94,8 @@ start_daemon() {
 }
 
 # Bounded wait (DEV_TIMEOUT seconds) for the CUSE node; also notices an early exit.
+# Under systemd this unit starts once ioasidd.service is active, which for its
+# Type=notify is the daemon's READY=1: the node is there at once.
 wait_for_device() {
     i=0
     while [ "$i" -lt $((DEV_TIMEOUT * 10)) ]; do
