@@ -113,15 +113,16 @@ done
 # running system's (/dev, /run, /etc, the daemon's runtime places) was installed.
 mandir=$(cache_value CMAKE_INSTALL_MANDIR)
 mandir=${mandir:-share/man}  # GNUInstallDirs' default when the cache leaves it empty
-# A path under the prefix the tree was configured for is where this install's prefix is.
+# A path under the prefix the tree was configured for may be under this install's prefix.
 configured_prefix=$(cache_value CMAKE_INSTALL_PREFIX)
 for page in "$(installed "$mandir")"/man[148]/*; do
   [ -f "$page" ] || continue
   files=$(zcat -f "$page" | sed -e 's/\\-/-/g' | awk '/^\.SH / { in_files = ($2 == "FILES") } in_files && /^\.I / { print $2 }')
   for path in $files; do
     case $path in /dev/* | /run/* | /etc/* | /proc/* | /sys/*) continue ;; esac
+    # Where an absolute install directory put it, or under this install's prefix.
     at=$destdir$path
-    case $path in "$configured_prefix"/*) at=$prefix/${path#"$configured_prefix"/} ;; esac
+    case $path in "$configured_prefix"/*) [ -e "$at" ] || at=$prefix/${path#"$configured_prefix"/} ;; esac
     if [ -e "$at" ]; then
       record "$(basename "$page") FILES names $path, which is installed" 0
     else
